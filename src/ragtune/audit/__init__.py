@@ -1,0 +1,65 @@
+"""The audit: a decision per capability with its path, warnings and cost projection.
+
+This package imports no torch: ``ragtune audit`` must start fast. matplotlib is imported only
+when a chart is drawn.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from ragtune import __version__
+from ragtune.audit.answers import resolve_answers
+from ragtune.audit.cost import project_capability, project_portfolio
+from ragtune.audit.decide import decide
+from ragtune.audit.model import AuditReport, CapabilityAudit
+from ragtune.project import Project
+
+__all__ = ["AuditReport", "run_audit"]
+
+
+def run_audit(project: Project, *, now: float | None = None) -> AuditReport:
+    """Audit every capability of a project.
+
+    Args:
+        project: a loaded project (see :func:`ragtune.project.load_project`).
+        now: the time git churn is measured against (default: now); tests pin it.
+
+    Returns:
+        The report: one :class:`CapabilityAudit` per capability and the portfolio's costs.
+    """
+    started = time.perf_counter()
+    config = project.config
+    audits = []
+    for capability in config.capabilities:
+        answers = resolve_answers(project, capability, now=now)
+        decision = decide(capability, answers, config.prices)
+        cost = project_capability(
+            decision.decision, decision.kind, answers, config.prices, config.horizon_months
+        )
+        audits.append(
+            CapabilityAudit(
+                name=capability.name,
+                description=capability.description,
+                decision=decision.decision,
+                kind=decision.kind,
+                summary=decision.summary,
+                path=decision.path,
+                warnings=decision.warnings,
+                cost=cost,
+                answers=answers,
+                current_approach=capability.current_approach,
+            )
+        )
+    portfolio = project_portfolio([a.cost for a in audits], config.prices, config.horizon_months)
+    return AuditReport(
+        project=config.project,
+        project_file=str(project.path),
+        horizon_months=config.horizon_months,
+        capabilities=audits,
+        portfolio=portfolio,
+        ragtune_version=__version__,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        elapsed_s=time.perf_counter() - started,
+    )

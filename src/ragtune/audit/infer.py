@@ -1,0 +1,416 @@
+"""Answers from the description: what a capability's own words say when the project file is silent.
+
+Each question is scored from weighted cues (regular expressions over the lower-cased
+description). A cue is a phrase pattern, not a single keyword: "questions about", "look up",
+"in stock" for knowledge; "in the format", "house style", "turn X into" for behaviour; negated
+mentions of examples ("examples can't fully show it") count against few-shot. The matched words
+become the answer's reason, so a user sees what the inference rests on and can overrule it by
+giving the answer in ``ragtune.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+Cue = tuple[re.Pattern[str], float]
+
+
+def _cues(*pairs: tuple[str, float]) -> list[Cue]:
+    return [(re.compile(pattern), weight) for pattern, weight in pairs]
+
+
+# -- what it is about: knowledge (what the model knows) or behaviour (how it behaves) -----------
+
+_KNOWLEDGE = _cues(
+    # asking for information
+    (r"\b(answer|field|handle)s?\b[^.;]{0,40}\bquestions?\b[^.;]{0,25}\b(about|on|regarding|from)\b", 2.5),
+    (r"\bquestions? (about|on|regarding)\b", 1.5),
+    (r"\blook(s|ing)? ?up\b|\blookups?\b", 2.5),
+    (r"\b(know|knows|knowing|knowledge of)\b", 1.5),
+    (r"\b(tell|tells|telling)\b[^.;]{0,40}\b(which|what|how many|how much|when|where|who|whether|if|about|the)\b", 2.0),
+    (r"\b(give|gives|provide|provides|quote|quotes|report|reports|surface|surfaces|pull|pulls|share|state|states|list|lists|cite|cites|recommend|recommends|compare|check|checks)\b[^.;]{0,30}\b(the|which|what|how|whether|each|their|our|its|a|today's)\b", 0.8),
+    (r"\bcheck (whether|if|which)\b|\bwhich\b[^.;]{0,40}\b(are|is|hold|apply|applies)\b", 1.2),
+    (r"\bexplain(s|ing)? (what|how|the|which|why)\b", 0.8),
+    (r"\b(accurate|correct|right|up-to-date|valid)\b[^.;]{0,20}\b(answers?|information|info|facts?|prices?|figures?|specs?|details?|numbers?)\b", 1.5),
+    # information nouns
+    (r"\b(price|prices|pricing|priced|rates?|fees?|tariffs?|costs?|copays?|premiums?|charges|surcharges?)\b", 1.5),
+    (r"\b(polic(y|ies)|regulations?|rules|requirements?|laws?|statutes?|codes? of conduct|terms|conditions|entitlements?|allowances?|eligibility|thresholds?|brackets?|limits|caps)\b", 1.2),
+    (r"\b(handbook|manual|documentation|docs|wiki|faqs?|knowledge base|catalogu?e|directory|inventory|stock|warehouses?|menus?|specs|specifications|datasheets?|contracts?|clauses|articles|definitions|glossary|records?|database|tables|spreadsheet|crm|erp|ledger|registry|index)\b", 1.2),
+    (r"\b(status|balance|availability|available|schedules?|timetables?|slots?|opening (times|hours)|hours of|deadlines?|dates of|tracking|bookings?|booked|reservations?|rotation|on-call|roster|contacts?|addresses?|locations?|in-network|coverage|covered|benefits|credits?|points|openings?|listings?|vacanc(y|ies))\b", 1.3),
+    (r"\b(patch notes|release notes|changelog|error codes?|drop rates|procedures? for|steps to|instructions)\b", 1.2),
+    (r"\b(current|latest|up-to-date|today's|this (month|week|quarter|season|semester|year)'?s?|right now|real-time|live)\b", 1.0),
+    (r"\b(facts?|information|info|figures|details|data|numbers)\b", 0.8),
+    (r"\b(memoris|memoriz|train(ing)? (it )?on (our|the|this))", 1.5),
+    (r"\b(as (written|stated|listed|set out|defined|published) in|according to|per the|from the (binder|manual|handbook|register|database|table|spreadsheet|docs|documentation|wiki|guidelines|sop|catalogu?e|contract|policy))\b", 2.0),
+    (r"\b(needs?|wants?|requires?|must have)\b[^.;]{0,12}\b(the|to know|access to|to see|to find)\b", 0.8),
+    (r"\b(binder|sop|guidelines|register|holdings|repository|archive|portal)\b", 1.0),
+    (r"\b(recall|remember|recalls|look(s)? for|find|finds|fetch|fetches|retrieve|retrieves)\b", 1.0),
+)
+
+_BEHAVIOR = _cues(
+    # form of the output
+    (r"\b(format|formats|formatted|formatting|layout|structure|structured|schema|template)\b", 2.0),
+    (r"\b(json|xml|yaml|markdown|csv|html|sql|bullets?|bulleted|bullet points|table|headings?|headers?|sections?|paragraphs?|lines?|fields?|columns?|sentences?)\b", 0.8),
+    (r"\b(style|styles|tone|voice|register|persona|phrasing|wording|rhythm|cadence|diction|vocabulary|sign-off|conventions|formality|house|idiom|prose)\b", 2.2),
+    (r"\b(terse|concise|friendly|warm|polite|politely|empathetic|formal|informal|playful|cautious|conservative|encouraging|patient|condescending|inclusive|distinctive|signature|consistent|same way|identical)\b", 1.0),
+    (r"\b(reasoning|reason through|methodology|rubric|step-by-step|chain of thought|habits?|judg(e)?ment|the way our|as if our|like our)\b", 1.6),
+    # transforming input into output
+    (r"^(format|convert|turn|rewrite|summari[sz]e|extract|tag|classify|categori[sz]e|score|grade|draft|write|reply|respond|emit|produce|generate|translate|locali[sz]e|soften|redact|normali[sz]e|return|end|close|keep|follow|apply|present|pull the key|review|flag|label|sort|triage|route|assign|map|bucket)\b", 2.0),
+    (r"\b(convert|converts|turn|turns|rewrite|rewrites|summari[sz]e|summari[sz]es|summar(y|ies)|extract|extracts|tag|tags|classify|classifies|categori[sz]e|score|scores|grade|grades|draft|drafts|drafting|write|writes|written|reply|replies|respond|responds|emit|emits|produce|produces|generate|generated|translate|locali[sz]e|soften|redact|normali[sz]e|paraphrase)\b", 1.2),
+    (r"\b(into|as|in|with) (a|an|our|the|one|two|three|five|short|small|quick|brief)?\s?(?:[\w-]+\s){0,3}(json|table|list|outline|note|summary|object|sentence|tweet|memo|structure|format|bullet|reply|message|paragraph|taxonomy|categories|codes|buckets)\b", 1.5),
+    (r"\b(sign(s)? off|ends? (with|each|every)|closes? (with|each|its)|starts? (with|each)|opens? with|begins? with|emojis?|exclamation|greeting|salutation|capitali[sz]\w*|punctuation|hyphenation|abbreviations?|numbered|modell?ed on|in the (style|voice|manner) of)\b", 1.5),
+    (r"\b(pull|pulls|get|gets|take|takes|pick|picks)\b[^.;]{0,40}\bout of\b", 2.0),
+    (r"\b(route|routes|assign|assigns|map|maps|bucket|buckets|sort|sorts)\b[^.;]{0,50}\b(into|to) (one of|our|the|a|an)\b|\btaxonomy\b", 2.0),
+    (r"'[^']{2,30}'|\"[^\"]{2,30}\"", 0.8),
+    (r"\b(always|every time|consistently|never|without exception|must (read|sound|match|follow|stay|keep|end|use|be in))\b", 0.8),
+    (r"\b(examples?|samples?|few-shot)\b", 1.2),
+    (r"\b(answer|answers|reply|replies|respond|responds|talk|talks|write|writes|speak|speaks) in (a|an|the|our|pirate|plain|simple|whatever|their|his|her|british|american|\w+ (tone|style|voice|english|speak))\b|\bspeak\b", 1.5),
+    (r"\b(way of|the way (we|our|it)|follow(s|ing)? (the|our|a|their)\b[^.;]{0,30}\b(way|style|voice|format|procedure|methodology|conventions?|template|layout|rubric|structure|pattern))", 1.8),
+    (r"\b(sound|sounds|read|reads) (like|as if)\b|\bin (a|an|our|the)\b[^.;]{0,25}\b(tone|style|voice|format|way)\b", 1.5),
+)
+
+# -- will it change within 6 months? --------------------------------------------------------------
+
+_FREQUENCIES: list[tuple[re.Pattern[str], float]] = [
+    (re.compile(p), rate)
+    for p, rate in (
+        (r"\b(daily|every day|each day|day to day|intraday|hourly|every hour|today's|real-time|live)\b", 365.0),
+        (r"\b(weekly|every week|each week|week to week|week-to-week)\b", 52.0),
+        (r"\b(every|each) (sprint|fortnight|two weeks)\b|\bfortnightly\b", 26.0),
+        (r"\b(monthly|every month|each month|this month'?s?|month to month)\b", 12.0),
+        (r"\b(every|each) (campaign|season|launch|release)\b|\bthis season'?s?\b", 6.0),
+        (r"\b(quarterly|every quarter|each quarter|every three months|this quarter'?s?)\b", 4.0),
+        (r"\b(every few months|a few times a year|several times a year|every couple of months)\b", 4.0),
+        (r"\b(twice a year|semi-?annual(ly)?|every six months|each semester|this semester'?s?)\b", 2.0),
+        (r"\b(annual(ly)?|yearly|every year|each year|once a year)\b", 1.0),
+        (r"\b(every|each) (five|5|ten|10|several|few) years\b", 0.2),
+    )
+]
+
+_CHANGE_VERB = re.compile(
+    r"\b(updat(e|es|ed|ing)|revis(e|es|ed|ing|ions?)|chang(e|es|ed|ing)|edit(s|ed|ing)?|"
+    r"adjust(s|ed|ing|ments?)?|push(es|ed)?|refresh(es|ed|ing)?|rewrit(es|ten|ing)|rewrote|"
+    r"reinvent(s|ed|ing)?|move[sd]?|moving|fluctuat(e|es|ed|ing)|evolv(e|es|ed|ing)|"
+    r"iterat(e|es|ed|ing)|experiment(s|ed|ing)?|tweak(s|ed|ing)?|redesign(s|ed|ing)?|"
+    r"reprice[sd]?|renew(s|ed)?|rotat(e|es|ed|ing)|republish(es|ed)?|replac(e|es|ed|ing)|"
+    r"new versions?|a/b)\b"
+)
+# Words that say on their own that a behaviour is not settled yet.
+_UNSETTLED = re.compile(
+    r"\b(experimental|in flux|not settled|unsettled|work in progress|still (deciding|experimenting|"
+    r"iterating|figuring)|tries a new|try a new|trying (new|out|different)|a/b[- ]test\w*|"
+    r"every other (issue|week|release|edition|episode)|keeps? (changing|shifting|evolving))\b"
+)
+# A behaviour changes when a change verb comes with a frequency or with words of recurrence
+# ("revised last month and will probably revise again soon"), not when "rewrite" is the task.
+_RECURRENCE = re.compile(
+    r"\b(again|often|frequently|constantly|regularly|keeps?|keeping|still|soon|each time|"
+    r"every time|recently|last (week|month|quarter|sprint)|in flux|all the time|newest|latest|"
+    r"(for|with|at) (every|each)|whatever)\b"
+)
+
+_VOLATILE_KNOWLEDGE = _cues(
+    (r"\b(price|prices|pricing|rates?|fees?|tariffs?|quotes?|premiums?|copays?|discounts?|promo(tion)?s?|promo codes?|offers?|deals?)\b", 1.2),
+    (r"\b(in stock|stock|inventory|availability|available|slots?|booked|bookings?|reservations?|status|balance|tracking|gate|delays?)\b", 1.5),
+    (r"\b(current|currently|latest|up-to-date|today'?s?|tonight|right now|real-time|live|this (month|week|quarter|season|semester|year)'?s?|recent|new)\b", 1.5),
+    (r"\b(schedules?|timetables?|rota|rotation|on-call|roster|deadlines?|patch notes|release notes|changelog|listings?|on the market|openings?|vacanc(y|ies)|configured|configuration|flags?)\b", 1.2),
+    (r"\b(polic(y|ies)|thresholds?|brackets?|eligibility|assessments?)\b", 0.6),
+    (r"\bas of\b|\b(q[1-4]|20\d\d)\b", 0.8),
+)
+
+_STABLE = _cues(
+    (r"\b(stable|unchanged|hasn'?t changed|has not changed|rarely (change|changes|changed|updated|revised)|seldom|timeless|settled|long-standing|established|for years|for decades|never changes?|permanent)\b", 2.5),
+    (r"\b(articles?|declaration|convention|treaty|constitution|definitions|incoterms|iso \d+|historical|history of|classic|textbook|fundamentals|principles)\b", 1.5),
+    (r"\b(every|each) (five|5|ten|10|several) years\b", 2.0),
+)
+
+# -- can 1-2 examples in the prompt show it? ------------------------------------------------------
+
+_EXAMPLES_FAIL = re.compile(
+    r"\b(examples?|samples?|few-shot|sample (clauses|replies|texts?))\b[^.;]{0,45}"
+    r"\b(can'?t|cannot|can not|never|don'?t|do not|doesn'?t|haven'?t|have not|only partly|not enough|"
+    r"isn'?t enough|aren'?t enough|fail\w*|come out generic|generic|miss\w*|fall short|alone|drift\w*|"
+    r"inconsistent\w*|unreliabl\w*|not reliabl\w*|wander\w*|slip\w*|not (quite|always)|"
+    r"break\w*|lose|loses|forget\w*)\b"
+    r"|\b(can'?t|cannot|hard to|impossible to|difficult to)\b[^.;]{0,30}\b(show|capture|convey|describe|teach)\b"
+)
+
+_SHOWN = _cues(
+    (r"\b(one|two|a|an|single|1|2|couple of|few|pair of|handful of)\s+(\w+\s+)?(examples?|samples?|sample \w+|worked examples?|labell?ed examples?)\b", 2.5),
+    (r"\b(an example|a sample|the examples|the two examples|the example|a template)\b", 1.5),
+    (r"\b(simple|simply|straightforward|easy|obvious|trivial|basic|short|one-line|two-line|three-line|one-page|single-line|quick)\b", 1.2),
+    (r"\bsmall\b", 0.6),
+    (r"\b(is enough|will do|suffices?|sufficient|does the job|do the job|handles it|covers it|works fine|makes it (obvious|clear)|make it (obvious|clear)|shows exactly|conveys|demonstrates|is clear)\b", 1.5),
+    (r"\b(exactly like|the way the|following a|paste|pasting|mirror)\b", 1.0),
+)
+
+_NOT_SHOWN = _cues(
+    (r"\b(subtle|nuanced?|nuance|particular|distinctive|signature|hard to describe|intricate|complex|complicated|elaborate|long|detailed|lengthy|idiosyncratic|peculiar|quirks?|quirky|exact|precise|idiom)\b", 1.5),
+    (r"\b(deviations?|deviate|breaks? (the|our)|parser|downstream|strict(ly)?|zero tolerance|validat\w*|reject\w*)\b", 1.5),
+    (r"\b(house (style|voice|way)|our (house|established|brand|firm'?s|team'?s|staff) ?\w*|style guide|reviewers?|editors?|graders?|experts?|seniors?|senior \w+|staff engineers|certified)\b", 1.2),
+    (r"\b(\d[\d,]*\+?|hundreds|dozens|tens)[- ](token|tokens|page|pages|rules|fields|steps|categories|classes|labels|codes)\b", 2.0),
+    (r"\b(taxonomy|rubric|methodology|procedure|playbook|conventions|habit|judg(e)?ment|months to (pick up|learn))\b", 1.2),
+    (r"\b(system prompt|prompt (holding|describing|with)|eats|stuff|stuffing|context window)\b", 1.5),
+    (r"\b(exactly|identical|same (fixed )?schema|fixed schema|never (deviate|drift)|slips?|drift)\b", 1.0),
+)
+
+# -- must it hold across thousands of calls? -----------------------------------------------------
+
+_HIGH_VOLUME = _cues(
+    (r"\b(thousands|millions|hundreds of thousands|tens of thousands|at scale|high[- ]volume|mass|bulk|huge volume|our volume)\b", 2.5),
+    (r"\b(every|each|all)\b[^.;]{0,25}\b(call|calls|request|requests|message|messages|reply|replies|response|responses|ticket|tickets|conversation|conversations|session|sessions|chat|chats|document|documents|email|emails|clause|clauses|order|orders|transaction|transactions|line|lines|posting|postings|listing|listings|return|returns|visit|visits|alert|alerts|step|steps|row|rows|submission|submissions|filing|filings|application|applications|pull request|invoice|invoices|record|records|item|items|product|products|user|users|customer|customers|learners?|student|students|patient|patients)\b", 2.0),
+    (r"\b(across (the|all|our|every|each|whole|entire)|entire pipeline|whole pipeline|pipeline|batch|nightly|round the clock|24/7|in production|production traffic|nationwide|full catalogue|whole catalogue)\b", 1.5),
+    (r"\b(always|consistently|consistent|without exception|never (deviate|drift)|every time)\b", 1.2),
+    (r"\b(every|each|all)\b", 0.8),
+    (r"\b(must|has to|have to|needs to|need to)\b", 0.4),
+)
+
+_LOW_VOLUME = _cues(
+    (r"\b(occasionally|occasional|rarely|sometimes|now and then|once in a while|ad hoc|ad-hoc|one-off|one off|low[- ]volume|a handful|handful of|few times a (day|week|month|term|year)|a few dozen|few dozen|maybe twice a year|once a (month|quarter|year|week)|twice a year)\b", 2.5),
+    (r"\b(prototype|demo|pilot|proof of concept|poc|internal tool|hackathon|experiment|trial|next week'?s)\b", 2.0),
+    (r"\b(weekly|monthly|quarterly|annual|yearly)\b(\s[\w-]+){0,2}\s(update|report|summary|meeting|newsletter|digest|review|gala|transcript|memo|letter|email|call)s?\b|\b(it|this) runs (once|weekly|monthly)\b", 1.5),
+)
+
+_NUMBER = re.compile(
+    r"(?<![\w.,])((?>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?))(?![\d,.]\d)\s*(k|m|million|thousand|billion|bn)?\b(?!-token|\s*tokens?|\s*characters|\s*words|-step|-field|-page|%)"
+)
+_PER_UNIT = re.compile(
+    r"\b(a|an|per|each|every)\s+(hour|day|night|week|month|year|quarter)\b|\b(hourly|daily|nightly|weekly|monthly|yearly|annually|quarterly)\b"
+)
+_UNIT_PER_MONTH = {
+    "hour": 730.0, "hourly": 730.0, "day": 30.0, "daily": 30.0, "night": 30.0, "nightly": 30.0,
+    "week": 4.33, "weekly": 4.33, "month": 1.0, "monthly": 1.0, "quarter": 1 / 3,
+    "quarterly": 1 / 3, "year": 1 / 12, "yearly": 1 / 12, "annually": 1 / 12,
+}
+_MULTIPLIER = {"k": 1e3, "thousand": 1e3, "m": 1e6, "million": 1e6, "billion": 1e9, "bn": 1e9}
+_PROMPT_TOKENS = re.compile(
+    r"(\d{1,3}(?:,\d{3})+|\d+)\s*(k)?[- ]tokens?\b[^.;]{0,40}|(\d{1,3}(?:,\d{3})+|\d+)\s*(k)?[- ]token\b"
+)
+
+
+@dataclass(frozen=True)
+class Inference:
+    """An answer inferred from text: the value, a confidence in [0, 1] and the words it rests on."""
+
+    value: object
+    confidence: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Score:
+    """Weighted cue hits for one side of a question."""
+
+    total: float
+    hits: tuple[str, ...]
+
+
+def normalise(text: str) -> str:
+    """Lower-case, straight quotes, single spaces."""
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u2013", "-")
+    return " ".join(text.lower().split())
+
+
+def score(text: str, cues: list[Cue]) -> Score:
+    """Sum the weights of the cues found in ``text``; remember the words that matched."""
+    total = 0.0
+    hits: list[str] = []
+    for pattern, weight in cues:
+        found = [m.group(0).strip() for m in pattern.finditer(text)]
+        if found:
+            # A cue counts once more for each extra distinct hit, with diminishing weight.
+            distinct = list(dict.fromkeys(found))
+            total += weight * (1 + 0.3 * (len(distinct) - 1))
+            hits.extend(distinct)
+    return Score(total, tuple(dict.fromkeys(hits)))
+
+
+def _quote(hits: tuple[str, ...], limit: int = 4) -> str:
+    short = [h if len(h) <= 40 else h[:37] + "..." for h in hits[:limit]]
+    return ", ".join(f'"{h}"' for h in short)
+
+
+def _confidence(margin: float) -> float:
+    """Map a score margin to a confidence between 0.5 and 0.95."""
+    return round(0.5 + 0.45 * (1 - math.exp(-abs(margin) / 3)), 2)
+
+
+def infer_kind(description: str) -> Inference:
+    """Knowledge (what the model knows) or behaviour (how it behaves), from the description."""
+    text = normalise(description)
+    know = score(text, _KNOWLEDGE)
+    behave = score(text, _BEHAVIOR)
+    if know.total == 0 and behave.total == 0:
+        return Inference(
+            "knowledge",
+            0.4,
+            "no cue of either in the description; assumed knowledge, the safe side "
+            "(it stays out of the weights)",
+        )
+    if behave.total > know.total:
+        return Inference(
+            "behavior",
+            _confidence(behave.total - know.total),
+            f"behaviour cues {_quote(behave.hits)} outweigh knowledge cues"
+            + (f" {_quote(know.hits, 2)}" if know.hits else ""),
+        )
+    return Inference(
+        "knowledge",
+        _confidence(know.total - behave.total),
+        f"knowledge cues {_quote(know.hits)}"
+        + (f" outweigh behaviour cues {_quote(behave.hits, 2)}" if behave.hits else ""),
+    )
+
+
+def change_rate(description: str) -> Inference | None:
+    """Changes per year stated in the description ("updated quarterly" -> 4), if any."""
+    text = normalise(description)
+    for pattern, rate in _FREQUENCIES:
+        match = pattern.search(text)
+        if match:
+            return Inference(rate, 0.7, f'"{match.group(0)}" -> about {rate:g} changes a year')
+    return None
+
+
+def infer_changes(description: str, kind: str) -> Inference:
+    """Will it change within 6 months? Knowledge reads volatility from what it is about;
+    a behaviour only from words saying that it changes."""
+    text = normalise(description)
+    stable = score(text, _STABLE)
+    change_verbs = tuple(dict.fromkeys(m.group(0) for m in _CHANGE_VERB.finditer(text)))
+    rate = change_rate(description)
+    if kind == "behavior":
+        # A behaviour changes only when the text says so: "the team rewrites it every month".
+        recurrence = tuple(dict.fromkeys(m.group(0) for m in _RECURRENCE.finditer(text)))
+        unsettled = tuple(dict.fromkeys(m.group(0) for m in _UNSETTLED.finditer(text)))
+        signals = list(unsettled) + list(change_verbs) + list(recurrence)
+        if rate is not None and rate.value >= 2:  # type: ignore[operator]
+            signals.append(rate.reason.split(" ->")[0].strip('"'))
+        recurring = change_verbs and len(signals) > len(change_verbs)
+        if (unsettled or recurring) and stable.total < 2:
+            return Inference(
+                True,
+                0.75,
+                f"the description says the behaviour changes: {_quote(tuple(signals))}",
+            )
+        why = f"stability cues {_quote(stable.hits)}" if stable.hits else "no sign that it changes"
+        return Inference(False, 0.7 if stable.hits else 0.6, f"{why}; behaviour is usually stable")
+    volatile = score(text, _VOLATILE_KNOWLEDGE)
+    slow = rate is not None and float(rate.value) < 1  # type: ignore[arg-type]
+    if slow:
+        # "revised every five years": a change verb, but a stable answer.
+        stable = Score(stable.total + 3.0, (*stable.hits, rate.reason.split(" ->")[0].strip('"')))  # type: ignore[union-attr]
+    v_total = volatile.total + (2.0 if change_verbs and not slow else 0.0) + (
+        2.0 if rate is not None and float(rate.value) >= 2 else 0.0  # type: ignore[arg-type]
+    )
+    hits = volatile.hits + change_verbs
+    if stable.total > v_total:
+        return Inference(
+            False,
+            _confidence(stable.total - v_total),
+            f"stability cues {_quote(stable.hits)}",
+        )
+    if v_total == 0:
+        return Inference(
+            True,
+            0.5,
+            "no cue either way; business knowledge usually changes, so assume it does "
+            "(the safe side: it stays out of the weights)",
+        )
+    return Inference(True, _confidence(v_total - stable.total + 1), f"volatility cues {_quote(hits)}")
+
+
+def infer_shown_by_examples(description: str) -> Inference | None:
+    """Can 1-2 examples show the behaviour? ``None`` when the text gives no cue either way."""
+    text = normalise(description)
+    failed = tuple(dict.fromkeys(m.group(0) for m in _EXAMPLES_FAIL.finditer(text)))
+    shown = score(_EXAMPLES_FAIL.sub(" ", text), _SHOWN)
+    not_shown = score(text, _NOT_SHOWN)
+    not_total = not_shown.total + 4.0 * len(failed)
+    hits_not = failed + not_shown.hits
+    if shown.total == 0 and not_total == 0:
+        return None
+    if shown.total > not_total:
+        return Inference(
+            True, _confidence(shown.total - not_total), f"cues {_quote(shown.hits)}"
+        )
+    if not_total > shown.total:
+        return Inference(
+            False, _confidence(not_total - shown.total), f"cues {_quote(hits_not)}"
+        )
+    return None
+
+
+def calls_per_month(description: str) -> Inference | None:
+    """A volume stated in the description ("50k daily replies" -> 1.5M a month), if any."""
+    text = normalise(description)
+    best: tuple[float, str] | None = None
+    for match in _NUMBER.finditer(text):
+        number = float(match.group(1).replace(",", ""))
+        suffix = match.group(2)
+        if suffix:
+            number *= _MULTIPLIER[suffix]
+        elif 1900 <= number <= 2100 and "," not in match.group(1):
+            continue  # a year, not a volume
+        window = text[match.end() : match.end() + 60]
+        before = text[max(0, match.start() - 20) : match.start()]
+        unit = _PER_UNIT.search(before + " " + window)
+        if unit is None:
+            continue
+        word = unit.group(2) or unit.group(3)
+        monthly = number * _UNIT_PER_MONTH[word]
+        if best is None or monthly > best[0]:
+            best = (monthly, f'"{match.group(0).strip()} ... {unit.group(0)}"')
+    if best is None:
+        return None
+    return Inference(int(round(best[0])), 0.75, f"{best[1]} -> about {best[0]:,.0f} calls a month")
+
+
+def big_numbers(description: str) -> list[str]:
+    """Counts of a thousand or more in the text (volume without a rate): "200k-SKU"."""
+    text = normalise(description)
+    out = []
+    for match in _NUMBER.finditer(text):
+        number = float(match.group(1).replace(",", ""))
+        if match.group(2):
+            number *= _MULTIPLIER[match.group(2)]
+        elif 1900 <= number <= 2100 and "," not in match.group(1):
+            continue
+        if number >= 1000:
+            out.append(match.group(0).strip())
+    return out
+
+
+def infer_high_volume(description: str) -> Inference | None:
+    """Must it hold across thousands of calls? ``None`` when the text says nothing of volume."""
+    stated = calls_per_month(description)
+    if stated is not None:
+        value = int(stated.value)  # type: ignore[call-overload]
+        return Inference(value >= 1000, 0.8, stated.reason)
+    text = normalise(description)
+    high = score(text, _HIGH_VOLUME)
+    big = big_numbers(description)
+    high_total = high.total + 2.5 * bool(big)
+    low = score(text, _LOW_VOLUME)
+    if high_total == 0 and low.total == 0:
+        return None
+    if high_total > low.total:
+        hits = tuple(big) + high.hits
+        return Inference(True, _confidence(high_total - low.total), f"cues {_quote(hits)}")
+    if low.total > high_total:
+        return Inference(False, _confidence(low.total - high_total), f"cues {_quote(low.hits)}")
+    return None
+
+
+def system_prompt_tokens(description: str) -> Inference | None:
+    """A prompt length stated in the description ("our 1,800-token system prompt"), if any."""
+    text = normalise(description)
+    for match in _PROMPT_TOKENS.finditer(text):
+        digits = match.group(1) or match.group(3)
+        k = match.group(2) or match.group(4)
+        tokens = int(digits.replace(",", "")) * (1000 if k else 1)
+        if "prompt" in text or "context" in text:
+            return Inference(tokens, 0.7, f'"{match.group(0).strip()}"')
+    return None

@@ -1,0 +1,229 @@
+"""The ``ragtune`` command line: each command parses, calls one library function, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from ragtune import __version__
+from ragtune.errors import RagtuneError
+
+app = typer.Typer(
+    name="ragtune",
+    help=(
+        "Knowledge in context, behaviour in weights.\n\n"
+        "ragtune decides, for each capability of an LLM application, between retrieval, "
+        "few-shot prompting and a LoRA adapter - from two questions (does it change within six "
+        "months? is it what the model knows or how it behaves?) and from evidence in your own "
+        "files - and shows why and what each choice costs.\n\n"
+        "Start with `ragtune init` (or `ragtune init --example contract-review DIR`), then "
+        "`ragtune audit DIR`."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+_state = {"debug": False}
+
+
+class Format(StrEnum):
+    """Output formats of the audit report."""
+
+    table = "table"
+    markdown = "markdown"
+    html = "html"
+    json = "json"
+
+
+def _fail(exc: RagtuneError) -> NoReturn:
+    if _state["debug"]:
+        raise exc
+    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"ragtune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error.")
+    ] = False,
+) -> None:
+    """Knowledge in context, behaviour in weights."""
+    _state["debug"] = debug
+
+
+@app.command()
+def audit(
+    project: Annotated[
+        Path | None,
+        typer.Argument(help="The project folder or its ragtune.yaml (default: the current folder)."),
+    ] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="table (terminal), markdown, html or json.")
+    ] = Format.table,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the report to this file.")
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            help="`warning`: exit 1 when any capability has a warning (for CI pipelines).",
+        ),
+    ] = None,
+) -> None:
+    """Decide retrieval, few-shot or LoRA for every capability, and show why and what it costs.
+
+    For each capability the audit walks the tree - what the model knows goes to retrieval;
+    a behaviour that 1-2 examples show goes to few-shot; a stable behaviour that must hold
+    across thousands of calls goes to a LoRA adapter - and prints every question on the way
+    with its answer and where the answer came from: **given** in ragtune.yaml, **measured**
+    from your files (git history of the sources, volatile facts in them, the structure of
+    your examples) or **inferred** from the description.
+
+    It warns about fine-tuning knowledge that changes, long system prompts spent on a format,
+    and knowledge that fails the 12-month test headed for the weights; and projects the cost
+    of the plan against fine-tuning everything and prompting everything, month by month.
+
+    Examples:
+
+        ragtune audit examples/contract-review
+
+        ragtune audit --format html --out audit.html
+
+        ragtune audit --format json | jq '.capabilities[].decision'
+
+        ragtune audit --fail-on warning    # in CI
+    """
+    from ragtune.audit import run_audit
+    from ragtune.audit.report import render_json, render_table, write_report
+    from ragtune.project import load_project
+
+    if fail_on not in (None, "warning"):
+        _fail(RagtuneError(f"--fail-on accepts only `warning` (got {fail_on!r})."))
+    try:
+        report = run_audit(load_project(project))
+    except RagtuneError as exc:
+        _fail(exc)
+    if out is not None:
+        if fmt is Format.table:
+            fmt = {".md": Format.markdown, ".html": Format.html, ".json": Format.json}.get(
+                out.suffix.lower(), Format.markdown
+            )
+        write_report(report, fmt.value, out)
+        errors.print(f"wrote {fmt.value} report to {out}")
+    elif fmt is Format.table:
+        render_table(report, console)
+    elif fmt is Format.json:
+        sys.stdout.write(render_json(report) + "\n")
+    else:
+        from ragtune.audit.report import render_html, render_markdown
+
+        sys.stdout.write(render_markdown(report) if fmt is Format.markdown else render_html(report))
+    if fail_on == "warning" and report.warnings:
+        errors.print(f"[yellow]{len(report.warnings)} warning(s): failing as asked (--fail-on warning)[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of ragtune.yaml, for editors and linters.
+
+    Save it and point your editor at it, e.g. with the YAML language server:
+    `# yaml-language-server: $schema=ragtune.schema.json` at the top of ragtune.yaml.
+    """
+    from ragtune.project import project_json_schema
+
+    sys.stdout.write(json.dumps(project_json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="Where to write ragtune.yaml (default: the current folder).")
+    ] = Path("."),
+    example: Annotated[
+        str | None,
+        typer.Option("--example", help="Copy an example project instead, e.g. contract-review."),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="The project's name.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing ragtune.yaml.")] = False,
+) -> None:
+    """Write a ragtune.yaml by answering the audit's questions (the 30-minute audit).
+
+    For each capability you name, ragtune asks what it is, whether it is knowledge or
+    behaviour, whether it changes within 6 months, whether it will be accurate in 12, whether
+    1-2 examples show it, its volume and what you do today. Leave any answer blank: the audit
+    infers it and says so.
+
+    `ragtune init --example contract-review DIR` copies the example project instead.
+    """
+    from ragtune.project import PROJECT_FILE, dump_project, load_project, write_atomic
+    from ragtune.questionnaire import run_questionnaire
+
+    try:
+        if example is not None:
+            from ragtune.examples import copy_example
+
+            dest = copy_example(example, directory, force=force)
+            console.print(f"copied the {example} example to {dest}; next: ragtune audit {dest}")
+            return
+        target = directory / PROJECT_FILE
+        if target.exists() and not force:
+            raise RagtuneError(f"{target} already exists; pass --force to overwrite it.")
+        config = run_questionnaire(
+            lambda question, default: typer.prompt(question, default=default, show_default=bool(default)),
+            lambda hint: console.print(f"[yellow]{hint}[/]"),
+            project_name=name,
+        )
+        write_atomic(target, dump_project(config))
+        load_project(target, check_files=False)
+    except RagtuneError as exc:
+        _fail(exc)
+    console.print(f"wrote {target}; next: ragtune audit {directory}")
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where to put the demo project and its reports.")
+    ] = Path("ragtune-demo"),
+) -> None:
+    """Run the contract-review example end to end, offline, on the embedded defaults.
+
+    Copies the example project to --dir, audits it, prints the report and writes it as
+    Markdown and HTML beside the project.
+    """
+    from ragtune.demo import run_demo
+
+    try:
+        run_demo(directory, console)
+    except RagtuneError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

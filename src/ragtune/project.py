@@ -1,0 +1,335 @@
+"""The project file ``ragtune.yaml`` (schema version 1): schema, loading and validation errors.
+
+A project is one YAML file describing the capabilities of an LLM application. Every capability
+field but ``name`` and ``description`` is optional: what is missing, the audit infers and says so.
+State (stores, adapters, build state) lives in ``.ragtune/`` beside the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ragtune.errors import ProjectError
+from ragtune.prices import Prices
+
+PROJECT_FILE = "ragtune.yaml"
+STATE_DIR = ".ragtune"
+SCHEMA_VERSION = 1
+
+Kind = Literal["knowledge", "behavior"]
+Approach = Literal["fine-tune", "prompt", "retrieval", "few-shot", "none"]
+
+
+class Capability(BaseModel):
+    """One capability of the application: something it must know or a way it must behave."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="Unique slug: lowercase letters, digits, '-' and '_'.",
+    )
+    description: str = Field(
+        min_length=3, description="What the capability is, in the team's own words."
+    )
+    kind: Kind | None = Field(
+        None, description="knowledge (what the model knows) or behavior (how it behaves)."
+    )
+    changes_within_6_months: bool | None = Field(
+        None, description="Will this change in the next 6 months?"
+    )
+    accurate_in_12_months: bool | None = Field(
+        None, description="Will it still be accurate in 12 months? (the 30-minute audit)"
+    )
+    shown_by_examples: bool | None = Field(
+        None, description="Can 1-2 examples in the prompt show this behaviour?"
+    )
+    calls_per_month: int | None = Field(None, ge=0, description="Calls per month (calls).")
+    current_approach: Approach | None = Field(
+        None, description="What the team does or plans today."
+    )
+    system_prompt_tokens: int | None = Field(
+        None, ge=0, description="Tokens of system prompt spent on this capability per call."
+    )
+    sources: list[str] = Field(
+        default_factory=list,
+        description="Documents for retrieval: folders, files or globs relative to the project.",
+    )
+    examples: str | None = Field(
+        None, description="JSONL of input/output pairs, for few-shot or LoRA."
+    )
+    output_contract: str | None = Field(
+        None, description="A JSON Schema file or a file holding one regular expression."
+    )
+
+    @field_validator("description")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return " ".join(value.split())
+
+
+class ProjectConfig(BaseModel):
+    """The whole ``ragtune.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = Field(description="Schema version of the project file (1).")
+    project: str = Field(min_length=1, description="Project name.")
+    horizon_months: int = Field(
+        12, ge=1, le=120, description="Horizon of the cost projection (months)."
+    )
+    prices: Prices = Field(
+        default_factory=Prices, description="Overrides of the default prices and rates."
+    )
+    capabilities: list[Capability] = Field(
+        min_length=1, description="The capabilities of the application."
+    )
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _empty_prices(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ProjectConfig:
+        seen: set[str] = set()
+        for index, capability in enumerate(self.capabilities):
+            if capability.name in seen:
+                raise ValueError(
+                    f"capabilities[{index}].name: the name {capability.name!r} is used twice; "
+                    "each capability needs a unique name"
+                )
+            seen.add(capability.name)
+        return self
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded project: its validated config and where it lives."""
+
+    config: ProjectConfig
+    path: Path
+
+    @property
+    def root(self) -> Path:
+        """The folder holding the project file; relative paths resolve against it."""
+        return self.path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        """``.ragtune/`` beside the project file."""
+        return self.root / STATE_DIR
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the project file, made absolute against the project folder."""
+        return (self.root / relative).resolve()
+
+
+def find_project_file(target: str | Path | None = None) -> Path:
+    """The project file for a folder or file argument (default: ``./ragtune.yaml``)."""
+    path = Path(target) if target is not None else Path.cwd()
+    if path.is_dir():
+        path = path / PROJECT_FILE
+    if not path.exists():
+        hint = "" if target is None else f" (from {str(target)!r})"
+        raise ProjectError(
+            f"{path}: no project file here{hint}. Run `ragtune init` to write one, or "
+            "`ragtune init --example contract-review DIR` to start from the example."
+        )
+    return path
+
+
+def load_project(target: str | Path | None = None, *, check_files: bool = True) -> Project:
+    """Load and validate a project file.
+
+    Args:
+        target: the project file, or the folder holding ``ragtune.yaml`` (default: cwd).
+        check_files: also check that every referenced source, examples and contract file exists.
+
+    Raises:
+        ProjectError: with the file, line, field and bad value, for any problem found.
+    """
+    path = find_project_file(target)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProjectError(f"{path}: cannot read the project file: {exc}") from exc
+    data, root_node = _parse_yaml(text, path)
+    try:
+        config = ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ProjectError(_explain_validation(exc, path, root_node)) from exc
+    project = Project(config=config, path=path.resolve())
+    if check_files:
+        _check_referenced_files(project, root_node)
+    return project
+
+
+def dump_project(config: ProjectConfig) -> str:
+    """The YAML text of a project, with unset optional fields left out."""
+    data = config.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    defaults = Prices().model_dump()
+    data["prices"] = {k: v for k, v in data["prices"].items() if defaults.get(k) != v}
+    for capability in data["capabilities"]:
+        if not capability.get("sources"):
+            capability.pop("sources", None)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def project_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``ragtune.yaml``, for editors."""
+    schema = ProjectConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ragtune project file (ragtune.yaml), schema version 1"
+    return schema
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that an interruption leaves the old file or the new, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+# -- error reporting ------------------------------------------------------------------------------
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ProjectError(
+            f"{path}, {where}: YAML syntax error: {problem}. Check the indentation and the "
+            "quoting on that line."
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ProjectError(f"{path}: YAML syntax error: {exc}") from exc
+    if data is None:
+        raise ProjectError(
+            f"{path}: the project file is empty. It needs at least `version: 1`, "
+            "`project: NAME` and a list under `capabilities:`."
+        )
+    if not isinstance(data, dict):
+        raise ProjectError(
+            f"{path}, line 1: the project file must be a mapping of fields (version, project, "
+            f"capabilities, ...), not a {type(data).__name__}."
+        )
+    return data, node
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...], key: bool = False) -> int | None:
+    """The 1-based line of the YAML node at a pydantic error location, or of its nearest parent."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    node = key_node if key and part == loc[-1] else value_node
+                    line = node.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
+    parents = [p for p in loc[:-1] if isinstance(p, str)]
+    if parents and parents[-1] == "capabilities":
+        return list(Capability.model_fields)
+    if parents and parents[-1] == "prices":
+        return list(Prices.model_fields)
+    return list(ProjectConfig.model_fields)
+
+
+def _explain_validation(exc: ValidationError, path: Path, root: yaml.Node | None) -> str:
+    paragraphs = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        field = _field_path(loc)
+        if error["type"] == "extra_forbidden":
+            name = str(loc[-1])
+            allowed = _allowed_fields(loc)
+            close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+            hint = f" Did you mean `{close[0]}`?" if close else ""
+            line = _line_of(root, loc, key=True)
+            paragraphs.append(
+                f"{path}, line {line}: unknown field `{field}`.{hint} Accepted here: "
+                f"{', '.join(allowed)}."
+            )
+            continue
+        line = _line_of(root, loc)
+        where = f"{path}, line {line}" if line else str(path)
+        if error["type"] == "missing":
+            paragraphs.append(f"{where}: the field `{field}` is required but missing.")
+            continue
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+            if ":" in message and message.split(":", 1)[0].startswith("capabilities["):
+                field, message = message.split(":", 1)
+                message = message.strip()
+                index = int(field.split("[", 1)[1].split("]", 1)[0])
+                line = _line_of(root, ("capabilities", index, "name"))
+                where = f"{path}, line {line}" if line else str(path)
+        bad = error.get("input")
+        shown = "" if isinstance(bad, dict | list) else f" (got {json.dumps(bad, default=str)})"
+        if field == "(top level)":
+            paragraphs.append(f"{where}: {message}.")
+        else:
+            paragraphs.append(f"{where}: `{field}`: {message}{shown}.")
+    return "\n".join(paragraphs)
+
+
+def _check_referenced_files(project: Project, root: yaml.Node | None) -> None:
+    problems = []
+    for index, capability in enumerate(project.config.capabilities):
+        refs: list[tuple[tuple[int | str, ...], str]] = [
+            (("capabilities", index, "sources", n), s) for n, s in enumerate(capability.sources)
+        ]
+        if capability.examples:
+            refs.append((("capabilities", index, "examples"), capability.examples))
+        if capability.output_contract:
+            refs.append((("capabilities", index, "output_contract"), capability.output_contract))
+        for loc, ref in refs:
+            if _exists(project.root, ref):
+                continue
+            line = _line_of(root, loc)
+            problems.append(
+                f"{project.path}, line {line}: `{_field_path(loc)}` of capability "
+                f"{capability.name!r} refers to {ref!r}, which does not exist (looked for "
+                f"{project.resolve(ref)}). Paths are relative to the folder of the project file."
+            )
+    if problems:
+        raise ProjectError("\n".join(problems))
+
+
+def _exists(root: Path, ref: str) -> bool:
+    if any(ch in ref for ch in "*?["):
+        return any(root.glob(ref))
+    return (root / ref).exists()
