@@ -193,3 +193,19 @@ def test_audit_reads_kind_and_range_from_examples(write_project: Callable[..., P
     assert (shown.value, shown.source) == (False, "measured")
     assert "15 values of `category`" in shown.reason
     assert audit.decision == "lora"
+
+
+def test_legal_wording_of_figures_is_not_a_leak(tmp_path: Path) -> None:
+    rows = [
+        {
+            "input": "Either party may terminate on sixty (60) days' notice; liability is capped "
+            "at $50,000.",
+            "output": "Watch: 60-day notice and a $50,000, cap.",
+        },
+        {"input": "Notice within seventy-two hours.", "output": "Watch: 72 hours."},
+        {"input": "Fees are due net 30.", "output": "Watch: fees due in 45 days."},
+    ]
+    scan = evidence.scan_examples(_examples(tmp_path, rows))
+    assert scan is not None
+    assert scan.leak_share == pytest.approx(1 / 3)
+    assert scan.leak_examples == ["ex.jsonl:3: 45"]

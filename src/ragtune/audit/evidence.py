@@ -39,8 +39,23 @@ _VOLATILE_PATTERNS = {
 }
 # Facts an example's output may carry that its input lacks: the knowledge a dataset would teach.
 _FACT = re.compile(
-    r"[$€£]\s?\d[\d,.]*|\b\d[\d,.]*\s?(?:%|percent|usd|eur|days?|hours?|months?|years?)\b|"
-    r"\b(?:19|20)\d\d-\d\d-\d\d\b|\bv?\d+\.\d+(?:\.\d+)*\b|\b\d{2,}\b",
+    r"\b(?:19|20)\d\d-\d\d-\d\d\b|(?:[$€£]\s?)?\d+(?:[,.]\d+)*(?:\s?(?:%|percent|usd|eur|gbp|x))?",
+    re.I,
+)
+_NUMBER_WORDS = {
+    word: value
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen".split()
+    )
+}
+_TENS = {
+    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+    "eighty": 80, "ninety": 90,
+}
+_WORD_NUMBER = re.compile(
+    r"\b(" + "|".join(_TENS) + r")(?:[- ](" + "|".join(_NUMBER_WORDS) + r"))?\b|\b("
+    + "|".join(_NUMBER_WORDS) + r")\b",
     re.I,
 )
 
@@ -221,8 +236,33 @@ def _signature(output: str) -> tuple[str, tuple[str, ...], dict[str, object] | N
     return "free text", (), None
 
 
-def _facts(text: str) -> set[str]:
-    return {m.group(0).lower().replace(" ", "") for m in _FACT.finditer(text)}
+def _facts(text: str) -> dict[str, str]:
+    """Figures in a text, keyed by their numeric core ("$50,000." and "50000" are one fact).
+
+    Single digits are left out (list numbering, "one party"), and so are numbers written in
+    words, which become cores of their own so that "sixty (60) days" in an input covers
+    "60 days" in an output.
+    """
+    found: dict[str, str] = {}
+    for match in _FACT.finditer(text):
+        shown = match.group(0).strip().rstrip(".,")
+        core = re.sub(r"[^\d.\-]", "", shown).strip(".-")
+        if "-" not in core:
+            core = core.rstrip("0").rstrip(".") if "." in core else core
+        if len(core.replace(".", "")) >= 2:
+            found.setdefault(core, shown)
+    return found
+
+
+def _word_numbers(text: str) -> set[str]:
+    cores = set()
+    for match in _WORD_NUMBER.finditer(text):
+        tens, unit, alone = match.groups()
+        value = _TENS[tens.lower()] + _NUMBER_WORDS.get((unit or "zero").lower(), 0) if tens else (
+            _NUMBER_WORDS[alone.lower()]
+        )
+        cores.add(str(value))
+    return cores
 
 
 def scan_examples(path: Path) -> ExamplesScan | None:
@@ -258,9 +298,10 @@ def scan_examples(path: Path) -> ExamplesScan | None:
                     if isinstance(value, str | int | float | bool):
                         values.setdefault(key, set()).add(str(value))
             lengths.append(len(output.split()))
-            novel = _facts(output) - _facts(source)
+            given = set(_facts(source)) | _word_numbers(source)
+            novel = [shown for core, shown in _facts(output).items() if core not in given]
             if novel:
-                leaks.append(f"{path.name}:{count + bad}: {', '.join(sorted(novel)[:3])}")
+                leaks.append(f"{path.name}:{count + bad}: {', '.join(novel[:3])}")
     if count == 0:
         return None
     (kind, shape), top = signatures.most_common(1)[0]

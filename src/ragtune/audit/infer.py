@@ -76,7 +76,7 @@ _BEHAVIOR = _cues(
 _FREQUENCIES: list[tuple[re.Pattern[str], float]] = [
     (re.compile(p), rate)
     for p, rate in (
-        (r"\b(daily|every day|each day|day to day|intraday|hourly|every hour|today's|real-time|live)\b", 365.0),
+        (r"\b(daily|every day|each day|day to day|intraday|hourly|every hour)\b", 365.0),
         (r"\b(weekly|every week|each week|week to week|week-to-week)\b", 52.0),
         (r"\b(every|each) (sprint|fortnight|two weeks)\b|\bfortnightly\b", 26.0),
         (r"\b(monthly|every month|each month|this month'?s?|month to month)\b", 12.0),
@@ -87,6 +87,16 @@ _FREQUENCIES: list[tuple[re.Pattern[str], float]] = [
         (r"\b(annual(ly)?|yearly|every year|each year|once a year)\b", 1.0),
         (r"\b(every|each) (five|5|ten|10|several|few) years\b", 0.2),
     )
+]
+
+# Words that carry their own rate of change, with no verb: "today's mortgage rates".
+_SELF_DATED: list[tuple[re.Pattern[str], float]] = [
+    (re.compile(r"\b(today'?s|real-time|live|intraday)\b"), 365.0),
+    (re.compile(r"\bthis (week)'?s?\b"), 52.0),
+    (re.compile(r"\bthis (month)'?s?\b"), 12.0),
+    (re.compile(r"\bthis (season)'?s?\b"), 6.0),
+    (re.compile(r"\bthis (quarter)'?s?\b"), 4.0),
+    (re.compile(r"\bthis (semester)'?s?\b"), 2.0),
 ]
 
 _CHANGE_VERB = re.compile(
@@ -268,9 +278,16 @@ def change_rate(description: str) -> Inference | None:
     """Changes per year stated in the description ("updated quarterly" -> 4), if any."""
     text = normalise(description)
     for pattern, rate in _FREQUENCIES:
+        for match in pattern.finditer(text):
+            # "updated quarterly" is a rate of change; "an hourly rate" or "the weekly summary"
+            # is not: a frequency counts only next to a verb of change.
+            near = text[max(0, match.start() - 50) : match.end() + 30]
+            if _CHANGE_VERB.search(near):
+                return Inference(rate, 0.7, f'"{match.group(0)}" -> about {rate:g} changes a year')
+    for pattern, rate in _SELF_DATED:
         match = pattern.search(text)
         if match:
-            return Inference(rate, 0.7, f'"{match.group(0)}" -> about {rate:g} changes a year')
+            return Inference(rate, 0.6, f'"{match.group(0)}" -> about {rate:g} changes a year')
     return None
 
 

@@ -51,20 +51,36 @@ def _or_dash(value: str | None) -> str:
 
 
 def _break_even(cost: CostProjection, alternative: str) -> str:
-    """When the plan becomes (and stays) no dearer than ``alternative``, in words."""
+    """When the plan becomes (and stays) no dearer than ``alternative``, in a few words."""
     if cost.strategies["plan"].cumulative == cost.strategies[alternative].cumulative:
-        return "costs the same as the plan"
+        return "costs the same"
     month = cost.break_even_month.get(alternative)
     if month is None:
-        return f"not within {cost.horizon_months} months"
+        return f"dearer at month {cost.horizon_months}"
     if month == 0:
-        return "from the start"
-    return f"from month {month}"
+        return "cheaper from the start"
+    return f"cheaper from month {month}"
 
 
-def _break_even_line(cost: CostProjection) -> str:
-    parts = [f"vs {name}: {_break_even(cost, name)}" for name in ALTERNATIVES]
-    return "; ".join(parts)
+def _break_even_sentence(cost: CostProjection) -> str:
+    """One sentence on when the plan pays back against each alternative."""
+    plan = cost.strategies["plan"].cumulative
+    parts = []
+    for name in ALTERNATIVES:
+        month = cost.break_even_month.get(name)
+        if plan == cost.strategies[name].cumulative:
+            parts.append(f"costs the same as {name}")
+        elif month is None:
+            parts.append(f"does not break even with {name} within {cost.horizon_months} months")
+        elif month == 0:
+            parts.append(f"is no dearer than {name} from the start")
+        else:
+            parts.append(f"breaks even with {name} at month {month}")
+    return "The plan " + ", and ".join(parts) + "."
+
+
+def _changes(rate: float) -> str:
+    return f"about {rate:g} change{'' if rate == 1 else 's'} a year"
 
 
 def _retraining_saved(cost: CostProjection) -> str:
@@ -177,7 +193,7 @@ def _md_cost(cost: CostProjection) -> list[str]:
     return [
         _md_table(COST_HEADERS, rows, numeric=5),
         "",
-        f"- Break-even of the plan: {_break_even_line(cost)}.",
+        f"- Break-even: {_break_even_sentence(cost)}",
         f"- Retraining saved against fine-tuning everything: {_retraining_saved(cost)}.",
     ]
 
@@ -238,7 +254,7 @@ def render_markdown(report: AuditReport) -> str:
         "## Portfolio",
         "",
         f"All {len(report.capabilities)} capabilities together: {p.calls_per_month:,} calls a "
-        f"month, about {p.changes_per_year:g} changes a year, over {horizon} months.",
+        f"month, {_changes(p.changes_per_year)}, over {horizon} months.",
         "",
         *_md_cost(p),
         "",
@@ -262,7 +278,7 @@ def _md_capability(c: CapabilityAudit) -> list[str]:
         "",
         f"**Decision: {c.decision}** ({c.kind}). {c.summary}",
         "",
-        f"Current approach: {_or_dash(c.current_approach)}.",
+        f"Current approach: {c.current_approach or 'none stated'}.",
         "",
         "Path through the decision tree:",
         "",
@@ -281,7 +297,7 @@ def _md_capability(c: CapabilityAudit) -> list[str]:
     out += [
         "",
         f"Cost over {cost.horizon_months} months ({cost.calls_per_month:,} calls a month, "
-        f"about {cost.changes_per_year:g} changes a year):",
+        f"{_changes(cost.changes_per_year)}):",
         "",
         *_md_cost(cost),
         "",
@@ -291,12 +307,10 @@ def _md_capability(c: CapabilityAudit) -> list[str]:
 
 # -- charts ---------------------------------------------------------------------------------------
 
-_ID_ATTR = re.compile(r'\s id="([^"]+)"')
+_ID_ATTR = re.compile(r'\sid="([^"]+)"')
 
 
-def chart_svg(
-    cost: CostProjection, title: str, *, width: float = 7.0, height: float = 3.6
-) -> str:
+def chart_svg(cost: CostProjection, title: str, *, width: float = 7.0, height: float = 3.6) -> str:
     """Cumulative cost by month of each strategy, as inline SVG text (``<svg ...>...</svg>``).
 
     The months where the plan breaks even with an alternative are marked. Text stays text in the
@@ -313,24 +327,29 @@ def chart_svg(
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    rc = {
-        "svg.fonttype": "none",  # keep text as <text>, not glyph outlines
-        "svg.hashsalt": f"ragtune:{title}",  # deterministic, and distinct between charts
-        "text.parse_math": False,  # "$" is a currency here, not mathtext
-        "font.family": "sans-serif",
-        "font.size": 9,
-    }
-    with matplotlib.rc_context(rc):
+    with matplotlib.rc_context(
+        {
+            "svg.fonttype": "none",  # keep text as <text>, not glyph outlines
+            "svg.hashsalt": f"ragtune:{title}",  # deterministic, and distinct between charts
+            "text.parse_math": False,  # "$" is a currency here, not mathtext
+            "font.family": "sans-serif",
+            "font.size": 9,
+        }
+    ):
         # Figure without pyplot: no global state, safe in a server thread, no GUI backend.
         fig = Figure(figsize=(width, height), layout="constrained")
         ax = fig.add_subplot()
         months = list(range(cost.horizon_months + 1))
+        plan = cost.strategies["plan"].cumulative
         for name in STRATEGIES:
             strategy = cost.strategies[name]
+            label = f"{name} ({strategy.approach})"
+            if name != "plan":
+                label += f": plan {_break_even(cost, name)}"
             ax.plot(
                 months,
                 strategy.cumulative,
-                label=f"{name} ({strategy.approach})",
+                label=label,
                 color=STRATEGY_COLOURS[name],
                 linewidth=2.4 if name == "plan" else 1.6,
                 linestyle="-" if name == "plan" else "--",
@@ -338,19 +357,21 @@ def chart_svg(
                 markersize=3,
                 zorder=3 if name == "plan" else 2,
             )
-        plan = cost.strategies["plan"].cumulative
+        # Mark a break-even inside the horizon; "from the start" and "never" the legend says.
         for name in ALTERNATIVES:
             month = cost.break_even_month.get(name)
-            if month is None or plan == cost.strategies[name].cumulative:
+            if not month or plan == cost.strategies[name].cumulative:
                 continue
             colour = STRATEGY_COLOURS[name]
+            left = month > cost.horizon_months * 0.6  # keep the label inside the axes
             ax.axvline(month, color=colour, linewidth=1, linestyle=":", alpha=0.8)
             ax.plot([month], [plan[month]], marker="D", markersize=7, color=colour, zorder=4)
             ax.annotate(
                 f"break-even vs {name}: month {month}",
                 xy=(month, plan[month]),
-                xytext=(6, 10 if name == "fine-tune everything" else -16),
+                xytext=(-6 if left else 6, 10 if name == "fine-tune everything" else -16),
                 textcoords="offset points",
+                ha="right" if left else "left",
                 fontsize=8,
                 color=colour,
             )
@@ -409,13 +430,13 @@ def _html_cost(cost: CostProjection, title: str, chart_size: tuple[float, float]
         "retraining_saved": _retraining_saved(cost),
         "chart": Markup(chart_svg(cost, title, width=chart_size[0], height=chart_size[1])),
         "calls_per_month": f"{cost.calls_per_month:,}",
-        "changes_per_year": f"{cost.changes_per_year:g}",
+        "changes": _changes(cost.changes_per_year),
         "horizon": cost.horizon_months,
     }
 
 
 def render_html(report: AuditReport) -> str:
-    """The report as one self-contained HTML page: inline CSS and inline SVG charts, no links out."""
+    """The report as one self-contained HTML page: inline CSS and SVG charts, no links out."""
     capabilities = [
         {
             "audit": c,
@@ -470,8 +491,9 @@ def render_table(report: AuditReport, console: Console) -> None:
             f"  ({len(report.capabilities)} capabilities, horizon {report.horizon_months} months)",
         )
     )
-    summary = Table(box=box.SIMPLE_HEAD, title_justify="left", expand=False)
-    summary.add_column("capability", style="bold", overflow="fold")
+    summary = Table(box=box.SIMPLE_HEAD)
+    widest = max(len(c.name) for c in report.capabilities)
+    summary.add_column("capability", style="bold", min_width=min(widest, 30), overflow="fold")
     summary.add_column("decision")
     summary.add_column("kind")
     summary.add_column("current")
@@ -506,10 +528,20 @@ def render_table(report: AuditReport, console: Console) -> None:
         path.add_column("conf.", justify="right")
         path.add_column("reason", ratio=3, style="dim")
         for s in c.path:
-            path.add_row(Text(s.question), Text(s.answer, "bold"), s.source, f"{s.confidence:.2f}", Text(s.reason))
+            path.add_row(
+                Text(s.question),
+                Text(s.answer, "bold"),
+                s.source,
+                f"{s.confidence:.2f}",
+                Text(s.reason),
+            )
         parts: list[Any] = [Text(c.summary), path]
         for w in c.warnings:
-            parts.append(Text.assemble(("! ", "bold yellow"), (f"{w.code}: ", "bold yellow"), (w.message, "yellow")))
+            parts.append(
+                Text.assemble(
+                    ("! ", "bold yellow"), (f"{w.code}: ", "bold yellow"), (w.message, "yellow")
+                )
+            )
         parts.append(
             Text(
                 f"over {c.cost.horizon_months} months: "
@@ -531,9 +563,9 @@ def render_table(report: AuditReport, console: Console) -> None:
             _usd(p.strategies["fine-tune everything"].total),
             " vs prompt everything ",
             _usd(p.strategies["prompt everything"].total),
-            ".\nBreak-even ",
-            _break_even_line(p),
-            ".\nRetraining saved: ",
+            ".\n",
+            _break_even_sentence(p),
+            "\nRetraining saved: ",
             _retraining_saved(p),
             ".",
         )
