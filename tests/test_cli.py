@@ -179,6 +179,8 @@ def test_audit_imports_no_torch() -> None:
     assert out.stdout.strip() == "[]"
     bare = subprocess.run(
         [sys.executable, "-c", "import ragtune, sys; print('matplotlib' in sys.modules)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert bare.stdout.strip() == "False"

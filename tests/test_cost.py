@@ -108,7 +108,9 @@ def test_portfolio_adds_capabilities_month_by_month() -> None:
     for name in ("plan", "fine-tune everything", "prompt everything"):
         expected = [
             a + b
-            for a, b in zip(one.strategies[name].cumulative, two.strategies[name].cumulative, strict=True)
+            for a, b in zip(
+                one.strategies[name].cumulative, two.strategies[name].cumulative, strict=True
+            )
         ]
         assert total.strategies[name].cumulative == pytest.approx(expected)
     assert total.strategies["plan"].approach == "mixed"

@@ -61,14 +61,15 @@ def test_labelled_volatility_of_knowledge() -> None:
     ]
     assert len(rows) >= 20
     right = sum(
-        infer.infer_changes(str(r["description"]), "knowledge").value == r["volatile"]
-        for r in rows
+        infer.infer_changes(str(r["description"]), "knowledge").value == r["volatile"] for r in rows
     )
     assert right / len(rows) >= 0.9
 
 
 def test_every_inferred_answer_names_the_words_it_rests_on() -> None:
-    result = infer.infer_kind("Quote shipping rates from the carrier tables we update every quarter.")
+    result = infer.infer_kind(
+        "Quote shipping rates from the carrier tables we update every quarter."
+    )
     assert result.value == "knowledge"
     assert '"rates"' in result.reason or '"shipping rates"' in result.reason
     change = infer.infer_changes("Quote shipping rates we update every quarter.", "knowledge")

@@ -74,7 +74,9 @@ def main_callback(
 def audit(
     project: Annotated[
         Path | None,
-        typer.Argument(help="The project folder or its ragtune.yaml (default: the current folder)."),
+        typer.Argument(
+            help="The project folder or its ragtune.yaml (default: the current folder)."
+        ),
     ] = None,
     fmt: Annotated[
         Format, typer.Option("--format", "-f", help="table (terminal), markdown, html or json.")
@@ -139,7 +141,9 @@ def audit(
 
         sys.stdout.write(render_markdown(report) if fmt is Format.markdown else render_html(report))
     if fail_on == "warning" and report.warnings:
-        errors.print(f"[yellow]{len(report.warnings)} warning(s): failing as asked (--fail-on warning)[/]")
+        errors.print(
+            f"[yellow]{len(report.warnings)} warning(s): failing as asked (--fail-on warning)[/]"
+        )
         raise typer.Exit(1)
 
 
@@ -165,7 +169,9 @@ def init(
         typer.Option("--example", help="Copy an example project instead, e.g. contract-review."),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="The project's name.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing ragtune.yaml.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing ragtune.yaml.")
+    ] = False,
 ) -> None:
     """Write a ragtune.yaml by answering the audit's questions (the 30-minute audit).
 
@@ -190,7 +196,9 @@ def init(
         if target.exists() and not force:
             raise RagtuneError(f"{target} already exists; pass --force to overwrite it.")
         config = run_questionnaire(
-            lambda question, default: typer.prompt(question, default=default, show_default=bool(default)),
+            lambda question, default: typer.prompt(
+                question, default=default, show_default=bool(default)
+            ),
             lambda hint: console.print(f"[yellow]{hint}[/]"),
             project_name=name,
         )

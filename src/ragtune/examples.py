@@ -19,7 +19,11 @@ def examples_root() -> Path:
 def list_examples() -> list[str]:
     """Names of the shipped example projects."""
     root = examples_root()
-    return sorted(p.name for p in root.iterdir() if (p / "ragtune.yaml").is_file()) if root.is_dir() else []
+    return (
+        sorted(p.name for p in root.iterdir() if (p / "ragtune.yaml").is_file())
+        if root.is_dir()
+        else []
+    )
 
 
 def example_path(name: str) -> Path:

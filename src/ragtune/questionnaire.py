@@ -28,7 +28,9 @@ class Question:
 
 CAPABILITY_QUESTIONS = (
     Question("description", "Describe the capability in a sentence (what it must know or do)"),
-    Question("kind", "Is it about what the model knows or how it behaves?", ("knowledge", "behavior")),
+    Question(
+        "kind", "Is it about what the model knows or how it behaves?", ("knowledge", "behavior")
+    ),
     Question("changes_within_6_months", "Will it change in the next 6 months?", ("yes", "no")),
     Question("accurate_in_12_months", "Will it still be accurate in 12 months?", ("yes", "no")),
     Question("shown_by_examples", "Can 1-2 examples in the prompt show it?", ("yes", "no")),

@@ -23,7 +23,9 @@ def _inferred(result: infer.Inference) -> Answer:
     return Answer(result.value, "inferred", result.confidence, result.reason)
 
 
-def resolve_answers(project: Project, capability: Capability, *, now: float | None = None) -> Answers:
+def resolve_answers(
+    project: Project, capability: Capability, *, now: float | None = None
+) -> Answers:
     """Answer every audit question for one capability, each with its source and reason."""
     prices = project.config.prices
     text = capability.description
@@ -47,14 +49,21 @@ def resolve_answers(project: Project, capability: Capability, *, now: float | No
             changes.source,
             changes.confidence,
             "follows from the 6-month answer: "
-            + ("what changes within 6 months is stale within 12" if changes.value else
-               "no change expected within the year"),
+            + (
+                "what changes within 6 months is stale within 12"
+                if changes.value
+                else "no change expected within the year"
+            ),
         )
-    volume, calls = _volume(capability, prices.default_calls_per_month, prices.high_volume_calls_per_month)
+    volume, calls = _volume(
+        capability, prices.default_calls_per_month, prices.high_volume_calls_per_month
+    )
     shown = _shown(capability, examples, volume)
     if shown.value is False and volume.source == "inferred" and volume.confidence < 0.5:
         volume = Answer(
-            True, "inferred", 0.5,
+            True,
+            "inferred",
+            0.5,
             "no volume stated; a behaviour that examples cannot show is assumed to run in "
             "production, across many calls",
         )
@@ -66,17 +75,23 @@ def resolve_answers(project: Project, capability: Capability, *, now: float | No
         prompt = Answer(0, "inferred", 0.5, "no system prompt stated")
     if content is not None and content.chars:
         knowledge_tokens = Answer(
-            max(1, content.chars // 4), "measured", 0.9,
+            max(1, content.chars // 4),
+            "measured",
+            0.9,
             f"{content.files} source files, {content.words:,} words (about 4 characters a token)",
         )
     else:
         knowledge_tokens = Answer(
-            prices.knowledge_prompt_tokens, "inferred", 0.4,
+            prices.knowledge_prompt_tokens,
+            "inferred",
+            0.4,
             "no readable sources; the documented default (prices.knowledge_prompt_tokens)",
         )
     if examples is not None:
         leak = Answer(
-            round(examples.leak_share, 3), "measured", 0.8,
+            round(examples.leak_share, 3),
+            "measured",
+            0.8,
             f"{examples.leak_share:.0%} of {examples.count} examples in {capability.examples} "
             "carry figures absent from their inputs"
             + (f", e.g. {examples.leak_examples[0]}" if examples.leak_examples else ""),
@@ -103,13 +118,17 @@ def _kind(capability: Capability, examples: evidence.ExamplesScan | None) -> Ans
     if examples is not None and examples.count >= 5:
         if examples.structure_share >= 0.8 and examples.leak_share < 0.3:
             return Answer(
-                "behavior", "measured", 0.75,
+                "behavior",
+                "measured",
+                0.75,
                 f"{examples.structure_share:.0%} of {examples.count} example outputs share one "
                 f"structure ({examples.structure}): a behaviour",
             )
         if examples.leak_share >= 0.5:
             return Answer(
-                "knowledge", "measured", 0.65,
+                "knowledge",
+                "measured",
+                0.65,
                 f"{examples.leak_share:.0%} of {examples.count} example outputs carry facts "
                 "absent from their inputs: the examples teach knowledge",
             )
@@ -127,24 +146,28 @@ def _changes(
     if churn is not None:
         if churn.changes_6m:
             return Answer(
-                True, "measured", min(0.95, 0.75 + 0.05 * churn.changes_6m),
+                True,
+                "measured",
+                min(0.95, 0.75 + 0.05 * churn.changes_6m),
                 f"git: {churn.changes_6m} commits changed the {churn.files} source files in the "
                 f"last 6 months ({churn.changes_12m} in 12)",
             )
         if churn.history_days >= 183:
             return Answer(
-                False, "measured", 0.75,
+                False,
+                "measured",
+                0.75,
                 f"git: no commit changed the {churn.files} source files in the last 6 months "
                 f"(history of {churn.history_days:.0f} days)",
             )
-    if kind == "knowledge" and content is not None and content.words:
-        if content.per_1k_words >= 3:
-            found = ", ".join(f"{n} {k}" for k, n in content.counts.items() if n)
-            return Answer(
-                True, "measured", 0.6,
-                f"the sources hold {content.per_1k_words:.1f} volatile facts per 1,000 words "
-                f"({found})",
-            )
+    if kind == "knowledge" and content is not None and content.per_1k_words >= 3:
+        found = ", ".join(f"{n} {k}" for k, n in content.counts.items() if n)
+        return Answer(
+            True,
+            "measured",
+            0.6,
+            f"the sources hold {content.per_1k_words:.1f} volatile facts per 1,000 words ({found})",
+        )
     return _inferred(infer.infer_changes(capability.description, kind))
 
 
@@ -153,25 +176,34 @@ def _rate(
 ) -> Answer:
     if churn is not None and churn.changes_12m and churn.history_days >= 365:
         return Answer(
-            float(churn.changes_12m), "measured", 0.85,
+            float(churn.changes_12m),
+            "measured",
+            0.85,
             f"git: {churn.changes_12m} changes to the sources in the last 12 months",
         )
     if churn is not None and churn.changes_6m and churn.history_days >= 30:
         per_year = churn.changes_6m * 365 / min(churn.history_days, 183)
         return Answer(
-            round(per_year, 1), "measured", 0.7,
-            f"git: {churn.changes_6m} changes in {min(churn.history_days, 183):.0f} days of history",
+            round(per_year, 1),
+            "measured",
+            0.7,
+            f"git: {churn.changes_6m} changes in {min(churn.history_days, 183):.0f} days "
+            "of history",
         )
     stated = infer.change_rate(capability.description)
     if stated is not None:
         return _inferred(stated)
     if changes.value:
         return Answer(
-            prices.changes_per_year_volatile, "inferred", 0.4,
+            prices.changes_per_year_volatile,
+            "inferred",
+            0.4,
             "changes within 6 months, no rate stated: prices.changes_per_year_volatile",
         )
     return Answer(
-        prices.changes_per_year_stable, "inferred", 0.4,
+        prices.changes_per_year_stable,
+        "inferred",
+        0.4,
         "stable, no rate stated: prices.changes_per_year_stable",
     )
 
@@ -182,18 +214,24 @@ def _volume(capability: Capability, default_calls: int, threshold: int) -> tuple
         calls = _given(capability.calls_per_month, "calls_per_month")
         high = capability.calls_per_month >= threshold
         return Answer(
-            high, "given", GIVEN,
+            high,
+            "given",
+            GIVEN,
             f"calls_per_month {capability.calls_per_month:,} {'>=' if high else '<'} {threshold:,}",
         ), calls
     stated = infer.calls_per_month(text)
     if stated is not None:
         value = int(stated.value)  # type: ignore[call-overload]
-        return Answer(value >= threshold, "inferred", stated.confidence, stated.reason), _inferred(stated)
+        return Answer(value >= threshold, "inferred", stated.confidence, stated.reason), _inferred(
+            stated
+        )
     guess = infer.infer_high_volume(text)
     if guess is not None:
         calls_value = default_calls if guess.value else max(1, default_calls // 50)
         return _inferred(guess), Answer(
-            calls_value, "inferred", 0.4,
+            calls_value,
+            "inferred",
+            0.4,
             f"no figure stated; {'the default' if guess.value else '1/50 of the default'} "
             "(prices.default_calls_per_month)",
         )
@@ -211,13 +249,17 @@ def _shown(
     if examples is not None and examples.count >= 5:
         if examples.widest_field and examples.widest_field_values >= 10:
             return Answer(
-                False, "measured", 0.7,
+                False,
+                "measured",
+                0.7,
                 f"the example outputs draw on {examples.widest_field_values} values of "
                 f"`{examples.widest_field}`: 1-2 examples cannot show that range",
             )
         if examples.structure_share >= 0.8 and examples.median_output_words <= 40:
             return Answer(
-                True, "measured", 0.6,
+                True,
+                "measured",
+                0.6,
                 f"{examples.structure_share:.0%} of {examples.count} outputs share one short "
                 f"structure ({examples.structure}; median {examples.median_output_words:.0f} "
                 "words): 1-2 examples show it",
@@ -227,11 +269,15 @@ def _shown(
         return _inferred(stated)
     if volume.value and volume.confidence >= 0.5:
         return Answer(
-            False, "inferred", 0.55,
+            False,
+            "inferred",
+            0.55,
             f"no cue about examples; it must hold across many calls ({volume.reason}), where "
             "prompted examples drift",
         )
     return Answer(
-        True, "inferred", 0.5,
+        True,
+        "inferred",
+        0.5,
         "no cue about examples and no sign of volume; try the cheap option first",
     )

@@ -57,7 +57,9 @@ def _step(question: str, answer: Answer, shown: str | None = None) -> Step:
 def decide(capability: Capability, answers: Answers, prices: Prices) -> Decision:
     """Walk the tree for one capability and collect the warnings its answers raise."""
     kind = str(answers.kind.value)
-    path = [_step(Q_KIND, answers.kind, "what it knows" if kind == "knowledge" else "how it behaves")]
+    path = [
+        _step(Q_KIND, answers.kind, "what it knows" if kind == "knowledge" else "how it behaves")
+    ]
     changes = bool(answers.changes_within_6_months.value)
     decision: DecisionName
     if kind == "knowledge":
@@ -72,7 +74,9 @@ def decide(capability: Capability, answers: Answers, prices: Prices) -> Decision
         path.append(_step(Q_CHANGES, answers.changes_within_6_months))
         if changes:
             decision = "few-shot"
-            summary = "A behaviour that changes often: show it with examples, edit them as it moves."
+            summary = (
+                "A behaviour that changes often: show it with examples, edit them as it moves."
+            )
         else:
             path.append(_step(Q_SHOWN, answers.shown_by_examples))
             if answers.shown_by_examples.value:

@@ -18,7 +18,19 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".csv", ".tsv", ".json", ".yaml", ".yml", ".rst"}
+TEXT_SUFFIXES = {
+    ".md",
+    ".markdown",
+    ".txt",
+    ".html",
+    ".htm",
+    ".csv",
+    ".tsv",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".rst",
+}
 MAX_FILES = 2000
 MAX_BYTES_PER_FILE = 2_000_000
 MAX_EXAMPLES = 5000
@@ -45,17 +57,48 @@ _FACT = re.compile(
 _NUMBER_WORDS = {
     word: value
     for value, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen".split()
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+        ]
     )
 }
 _TENS = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
-    "eighty": 80, "ninety": 90,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
 }
 _WORD_NUMBER = re.compile(
-    r"\b(" + "|".join(_TENS) + r")(?:[- ](" + "|".join(_NUMBER_WORDS) + r"))?\b|\b("
-    + "|".join(_NUMBER_WORDS) + r")\b",
+    r"\b("
+    + "|".join(_TENS)
+    + r")(?:[- ]("
+    + "|".join(_NUMBER_WORDS)
+    + r"))?\b|\b("
+    + "|".join(_NUMBER_WORDS)
+    + r")\b",
     re.I,
 )
 
@@ -140,7 +183,10 @@ def git_churn(files: list[Path], now: float | None = None) -> GitChurn | None:
     try:
         top = subprocess.run(
             ["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -155,9 +201,21 @@ def git_churn(files: list[Path], now: float | None = None) -> GitChurn | None:
         return None
     try:
         log = subprocess.run(
-            ["git", "-C", str(repo), "log", "--format=%x00%ct", "--name-status", "--no-renames",
-             "--", *rel],
-            capture_output=True, text=True, timeout=30, check=True,
+            [
+                "git",
+                "-C",
+                str(repo),
+                "log",
+                "--format=%x00%ct",
+                "--name-status",
+                "--no-renames",
+                "--",
+                *rel,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -258,8 +316,10 @@ def _word_numbers(text: str) -> set[str]:
     cores = set()
     for match in _WORD_NUMBER.finditer(text):
         tens, unit, alone = match.groups()
-        value = _TENS[tens.lower()] + _NUMBER_WORDS.get((unit or "zero").lower(), 0) if tens else (
-            _NUMBER_WORDS[alone.lower()]
+        value = (
+            _TENS[tens.lower()] + _NUMBER_WORDS.get((unit or "zero").lower(), 0)
+            if tens
+            else (_NUMBER_WORDS[alone.lower()])
         )
         cores.add(str(value))
     return cores
@@ -306,7 +366,9 @@ def scan_examples(path: Path) -> ExamplesScan | None:
         return None
     (kind, shape), top = signatures.most_common(1)[0]
     structure = f"{kind} {', '.join(shape)}" if shape else kind
-    widest = max(values.items(), key=lambda kv: len(kv[1]), default=(None, set()))
+    widest: tuple[str | None, set[str]] = max(
+        values.items(), key=lambda kv: len(kv[1]), default=(None, set())
+    )
     return ExamplesScan(
         path=path,
         count=count,

@@ -25,50 +25,128 @@ def _cues(*pairs: tuple[str, float]) -> list[Cue]:
 
 _KNOWLEDGE = _cues(
     # asking for information
-    (r"\b(answer|field|handle)s?\b[^.;]{0,40}\bquestions?\b[^.;]{0,25}\b(about|on|regarding|from)\b", 2.5),
+    (
+        r"\b(answer|field|handle)s?\b[^.;]{0,40}\bquestions?\b[^.;]{0,25}\b(about|on|regarding|from)\b",
+        2.5,
+    ),
     (r"\bquestions? (about|on|regarding)\b", 1.5),
     (r"\blook(s|ing)? ?up\b|\blookups?\b", 2.5),
     (r"\b(know|knows|knowing|knowledge of)\b", 1.5),
-    (r"\b(tell|tells|telling)\b[^.;]{0,40}\b(which|what|how many|how much|when|where|who|whether|if|about|the)\b", 2.0),
-    (r"\b(give|gives|provide|provides|quote|quotes|report|reports|surface|surfaces|pull|pulls|share|state|states|list|lists|cite|cites|recommend|recommends|compare|check|checks)\b[^.;]{0,30}\b(the|which|what|how|whether|each|their|our|its|a|today's)\b", 0.8),
+    (
+        r"\b(tell|tells|telling)\b[^.;]{0,40}\b(which|what|how many|how much|when|where|who|whether|if|about|the)\b",
+        2.0,
+    ),
+    (
+        r"\b(give|gives|provide|provides|quote|quotes|report|reports|surface|surfaces|pull|pulls|share|state|states|list|lists|cite|cites|recommend|recommends|compare|check|checks)\b[^.;]{0,30}\b(the|which|what|how|whether|each|their|our|its|a|today's)\b",
+        0.8,
+    ),
     (r"\bcheck (whether|if|which)\b|\bwhich\b[^.;]{0,40}\b(are|is|hold|apply|applies)\b", 1.2),
     (r"\bexplain(s|ing)? (what|how|the|which|why)\b", 0.8),
-    (r"\b(accurate|correct|right|up-to-date|valid)\b[^.;]{0,20}\b(answers?|information|info|facts?|prices?|figures?|specs?|details?|numbers?)\b", 1.5),
+    (
+        r"\b(accurate|correct|right|up-to-date|valid)\b[^.;]{0,20}\b(answers?|information|info|facts?|prices?|figures?|specs?|details?|numbers?)\b",
+        1.5,
+    ),
     # information nouns
-    (r"\b(price|prices|pricing|priced|rates?|fees?|tariffs?|costs?|copays?|premiums?|charges|surcharges?)\b", 1.5),
-    (r"\b(polic(y|ies)|regulations?|rules|requirements?|laws?|statutes?|codes? of conduct|terms|conditions|entitlements?|allowances?|eligibility|thresholds?|brackets?|limits|caps)\b", 1.2),
-    (r"\b(handbook|manual|documentation|docs|wiki|faqs?|knowledge base|catalogu?e|directory|inventory|stock|warehouses?|menus?|specs|specifications|datasheets?|contracts?|clauses|articles|definitions|glossary|records?|database|tables|spreadsheet|crm|erp|ledger|registry|index)\b", 1.2),
-    (r"\b(status|balance|availability|available|schedules?|timetables?|slots?|opening (times|hours)|hours of|deadlines?|dates of|tracking|bookings?|booked|reservations?|rotation|on-call|roster|contacts?|addresses?|locations?|in-network|coverage|covered|benefits|credits?|points|openings?|listings?|vacanc(y|ies))\b", 1.3),
-    (r"\b(patch notes|release notes|changelog|error codes?|drop rates|procedures? for|steps to|instructions)\b", 1.2),
-    (r"\b(current|latest|up-to-date|today's|this (month|week|quarter|season|semester|year)'?s?|right now|real-time|live)\b", 1.0),
+    (
+        r"\b(price|prices|pricing|priced|rates?|fees?|tariffs?|costs?|copays?|premiums?|charges|surcharges?)\b",
+        1.5,
+    ),
+    (
+        r"\b(polic(y|ies)|regulations?|rules|requirements?|laws?|statutes?|codes? of conduct|terms|conditions|entitlements?|allowances?|eligibility|thresholds?|brackets?|limits|caps)\b",
+        1.2,
+    ),
+    (
+        r"\b(handbook|manual|documentation|docs|wiki|faqs?|knowledge base|catalogu?e|directory|inventory|stock|warehouses?|menus?|specs|specifications|datasheets?|contracts?|clauses|articles|definitions|glossary|records?|database|tables|spreadsheet|crm|erp|ledger|registry|index)\b",
+        1.2,
+    ),
+    (
+        r"\b(status|balance|availability|available|schedules?|timetables?|slots?|opening (times|hours)|hours of|deadlines?|dates of|tracking|bookings?|booked|reservations?|rotation|on-call|roster|contacts?|addresses?|locations?|in-network|coverage|covered|benefits|credits?|points|openings?|listings?|vacanc(y|ies))\b",
+        1.3,
+    ),
+    (
+        r"\b(patch notes|release notes|changelog|error codes?|drop rates|procedures? for|steps to|instructions)\b",
+        1.2,
+    ),
+    (
+        r"\b(current|latest|up-to-date|today's|this (month|week|quarter|season|semester|year)'?s?|right now|real-time|live)\b",
+        1.0,
+    ),
     (r"\b(facts?|information|info|figures|details|data|numbers)\b", 0.8),
     (r"\b(memoris|memoriz|train(ing)? (it )?on (our|the|this))", 1.5),
-    (r"\b(as (written|stated|listed|set out|defined|published) in|according to|per the|from the (binder|manual|handbook|register|database|table|spreadsheet|docs|documentation|wiki|guidelines|sop|catalogu?e|contract|policy))\b", 2.0),
-    (r"\b(needs?|wants?|requires?|must have)\b[^.;]{0,12}\b(the|to know|access to|to see|to find)\b", 0.8),
+    (
+        r"\b(as (written|stated|listed|set out|defined|published) in|according to|per the|from the (binder|manual|handbook|register|database|table|spreadsheet|docs|documentation|wiki|guidelines|sop|catalogu?e|contract|policy))\b",
+        2.0,
+    ),
+    (
+        r"\b(needs?|wants?|requires?|must have)\b[^.;]{0,12}\b(the|to know|access to|to see|to find)\b",
+        0.8,
+    ),
     (r"\b(binder|sop|guidelines|register|holdings|repository|archive|portal)\b", 1.0),
-    (r"\b(recall|remember|recalls|look(s)? for|find|finds|fetch|fetches|retrieve|retrieves)\b", 1.0),
+    (
+        r"\b(recall|remember|recalls|look(s)? for|find|finds|fetch|fetches|retrieve|retrieves)\b",
+        1.0,
+    ),
 )
 
 _BEHAVIOR = _cues(
     # form of the output
     (r"\b(format|formats|formatted|formatting|layout|structure|structured|schema|template)\b", 2.0),
-    (r"\b(json|xml|yaml|markdown|csv|html|sql|bullets?|bulleted|bullet points|table|headings?|headers?|sections?|paragraphs?|lines?|fields?|columns?|sentences?)\b", 0.8),
-    (r"\b(style|styles|tone|voice|register|persona|phrasing|wording|rhythm|cadence|diction|vocabulary|sign-off|conventions|formality|house|idiom|prose)\b", 2.2),
-    (r"\b(terse|concise|friendly|warm|polite|politely|empathetic|formal|informal|playful|cautious|conservative|encouraging|patient|condescending|inclusive|distinctive|signature|consistent|same way|identical)\b", 1.0),
-    (r"\b(reasoning|reason through|methodology|rubric|step-by-step|chain of thought|habits?|judg(e)?ment|the way our|as if our|like our)\b", 1.6),
+    (
+        r"\b(json|xml|yaml|markdown|csv|html|sql|bullets?|bulleted|bullet points|table|headings?|headers?|sections?|paragraphs?|lines?|fields?|columns?|sentences?)\b",
+        0.8,
+    ),
+    (
+        r"\b(style|styles|tone|voice|register|persona|phrasing|wording|rhythm|cadence|diction|vocabulary|sign-off|conventions|formality|house|idiom|prose)\b",
+        2.2,
+    ),
+    (
+        r"\b(terse|concise|friendly|warm|polite|politely|empathetic|formal|informal|playful|cautious|conservative|encouraging|patient|condescending|inclusive|distinctive|signature|consistent|same way|identical)\b",
+        1.0,
+    ),
+    (
+        r"\b(reasoning|reason through|methodology|rubric|step-by-step|chain of thought|habits?|judg(e)?ment|the way our|as if our|like our)\b",
+        1.6,
+    ),
     # transforming input into output
-    (r"^(format|convert|turn|rewrite|summari[sz]e|extract|tag|classify|categori[sz]e|score|grade|draft|write|reply|respond|emit|produce|generate|translate|locali[sz]e|soften|redact|normali[sz]e|return|end|close|keep|follow|apply|present|pull the key|review|flag|label|sort|triage|route|assign|map|bucket)\b", 2.0),
-    (r"\b(convert|converts|turn|turns|rewrite|rewrites|summari[sz]e|summari[sz]es|summar(y|ies)|extract|extracts|tag|tags|classify|classifies|categori[sz]e|score|scores|grade|grades|draft|drafts|drafting|write|writes|written|reply|replies|respond|responds|emit|emits|produce|produces|generate|generated|translate|locali[sz]e|soften|redact|normali[sz]e|paraphrase)\b", 1.2),
-    (r"\b(into|as|in|with) (a|an|our|the|one|two|three|five|short|small|quick|brief)?\s?(?:[\w-]+\s){0,3}(json|table|list|outline|note|summary|object|sentence|tweet|memo|structure|format|bullet|reply|message|paragraph|taxonomy|categories|codes|buckets)\b", 1.5),
-    (r"\b(sign(s)? off|ends? (with|each|every)|closes? (with|each|its)|starts? (with|each)|opens? with|begins? with|emojis?|exclamation|greeting|salutation|capitali[sz]\w*|punctuation|hyphenation|abbreviations?|numbered|modell?ed on|in the (style|voice|manner) of)\b", 1.5),
+    (
+        r"^(format|convert|turn|rewrite|summari[sz]e|extract|tag|classify|categori[sz]e|score|grade|draft|write|reply|respond|emit|produce|generate|translate|locali[sz]e|soften|redact|normali[sz]e|return|end|close|keep|follow|apply|present|pull the key|review|flag|label|sort|triage|route|assign|map|bucket)\b",
+        2.0,
+    ),
+    (
+        r"\b(convert|converts|turn|turns|rewrite|rewrites|summari[sz]e|summari[sz]es|summar(y|ies)|extract|extracts|tag|tags|classify|classifies|categori[sz]e|score|scores|grade|grades|draft|drafts|drafting|write|writes|written|reply|replies|respond|responds|emit|emits|produce|produces|generate|generated|translate|locali[sz]e|soften|redact|normali[sz]e|paraphrase)\b",
+        1.2,
+    ),
+    (
+        r"\b(into|as|in|with) (a|an|our|the|one|two|three|five|short|small|quick|brief)?\s?(?:[\w-]+\s){0,3}(json|table|list|outline|note|summary|object|sentence|tweet|memo|structure|format|bullet|reply|message|paragraph|taxonomy|categories|codes|buckets)\b",
+        1.5,
+    ),
+    (
+        r"\b(sign(s)? off|ends? (with|each|every)|closes? (with|each|its)|starts? (with|each)|opens? with|begins? with|emojis?|exclamation|greeting|salutation|capitali[sz]\w*|punctuation|hyphenation|abbreviations?|numbered|modell?ed on|in the (style|voice|manner) of)\b",
+        1.5,
+    ),
     (r"\b(pull|pulls|get|gets|take|takes|pick|picks)\b[^.;]{0,40}\bout of\b", 2.0),
-    (r"\b(route|routes|assign|assigns|map|maps|bucket|buckets|sort|sorts)\b[^.;]{0,50}\b(into|to) (one of|our|the|a|an)\b|\btaxonomy\b", 2.0),
+    (
+        r"\b(route|routes|assign|assigns|map|maps|bucket|buckets|sort|sorts)\b[^.;]{0,50}\b(into|to) (one of|our|the|a|an)\b|\btaxonomy\b",
+        2.0,
+    ),
     (r"'[^']{2,30}'|\"[^\"]{2,30}\"", 0.8),
-    (r"\b(always|every time|consistently|never|without exception|must (read|sound|match|follow|stay|keep|end|use|be in))\b", 0.8),
+    (
+        r"\b(always|every time|consistently|never|without exception|must (read|sound|match|follow|stay|keep|end|use|be in))\b",
+        0.8,
+    ),
     (r"\b(examples?|samples?|few-shot)\b", 1.2),
-    (r"\b(answer|answers|reply|replies|respond|responds|talk|talks|write|writes|speak|speaks) in (a|an|the|our|pirate|plain|simple|whatever|their|his|her|british|american|\w+ (tone|style|voice|english|speak))\b|\bspeak\b", 1.5),
-    (r"\b(way of|the way (we|our|it)|follow(s|ing)? (the|our|a|their)\b[^.;]{0,30}\b(way|style|voice|format|procedure|methodology|conventions?|template|layout|rubric|structure|pattern))", 1.8),
-    (r"\b(sound|sounds|read|reads) (like|as if)\b|\bin (a|an|our|the)\b[^.;]{0,25}\b(tone|style|voice|format|way)\b", 1.5),
+    (
+        r"\b(answer|answers|reply|replies|respond|responds|talk|talks|write|writes|speak|speaks) in (a|an|the|our|pirate|plain|simple|whatever|their|his|her|british|american|\w+ (tone|style|voice|english|speak))\b|\bspeak\b",
+        1.5,
+    ),
+    (
+        r"\b(way of|the way (we|our|it)|follow(s|ing)? (the|our|a|their)\b[^.;]{0,30}\b(way|style|voice|format|procedure|methodology|conventions?|template|layout|rubric|structure|pattern))",
+        1.8,
+    ),
+    (
+        r"\b(sound|sounds|read|reads) (like|as if)\b|\bin (a|an|our|the)\b[^.;]{0,25}\b(tone|style|voice|format|way)\b",
+        1.5,
+    ),
 )
 
 # -- will it change within 6 months? --------------------------------------------------------------
@@ -82,8 +160,14 @@ _FREQUENCIES: list[tuple[re.Pattern[str], float]] = [
         (r"\b(monthly|every month|each month|this month'?s?|month to month)\b", 12.0),
         (r"\b(every|each) (campaign|season|launch|release)\b|\bthis season'?s?\b", 6.0),
         (r"\b(quarterly|every quarter|each quarter|every three months|this quarter'?s?)\b", 4.0),
-        (r"\b(every few months|a few times a year|several times a year|every couple of months)\b", 4.0),
-        (r"\b(twice a year|semi-?annual(ly)?|every six months|each semester|this semester'?s?)\b", 2.0),
+        (
+            r"\b(every few months|a few times a year|several times a year|every couple of months)\b",
+            4.0,
+        ),
+        (
+            r"\b(twice a year|semi-?annual(ly)?|every six months|each semester|this semester'?s?)\b",
+            2.0,
+        ),
         (r"\b(annual(ly)?|yearly|every year|each year|once a year)\b", 1.0),
         (r"\b(every|each) (five|5|ten|10|several|few) years\b", 0.2),
     )
@@ -122,17 +206,35 @@ _RECURRENCE = re.compile(
 )
 
 _VOLATILE_KNOWLEDGE = _cues(
-    (r"\b(price|prices|pricing|rates?|fees?|tariffs?|quotes?|premiums?|copays?|discounts?|promo(tion)?s?|promo codes?|offers?|deals?)\b", 1.2),
-    (r"\b(in stock|stock|inventory|availability|available|slots?|booked|bookings?|reservations?|status|balance|tracking|gate|delays?)\b", 1.5),
-    (r"\b(current|currently|latest|up-to-date|today'?s?|tonight|right now|real-time|live|this (month|week|quarter|season|semester|year)'?s?|recent|new)\b", 1.5),
-    (r"\b(schedules?|timetables?|rota|rotation|on-call|roster|deadlines?|patch notes|release notes|changelog|listings?|on the market|openings?|vacanc(y|ies)|configured|configuration|flags?)\b", 1.2),
+    (
+        r"\b(price|prices|pricing|rates?|fees?|tariffs?|quotes?|premiums?|copays?|discounts?|promo(tion)?s?|promo codes?|offers?|deals?)\b",
+        1.2,
+    ),
+    (
+        r"\b(in stock|stock|inventory|availability|available|slots?|booked|bookings?|reservations?|status|balance|tracking|gate|delays?)\b",
+        1.5,
+    ),
+    (
+        r"\b(current|currently|latest|up-to-date|today'?s?|tonight|right now|real-time|live|this (month|week|quarter|season|semester|year)'?s?|recent|new)\b",
+        1.5,
+    ),
+    (
+        r"\b(schedules?|timetables?|rota|rotation|on-call|roster|deadlines?|patch notes|release notes|changelog|listings?|on the market|openings?|vacanc(y|ies)|configured|configuration|flags?)\b",
+        1.2,
+    ),
     (r"\b(polic(y|ies)|thresholds?|brackets?|eligibility|assessments?)\b", 0.6),
     (r"\bas of\b|\b(q[1-4]|20\d\d)\b", 0.8),
 )
 
 _STABLE = _cues(
-    (r"\b(stable|unchanged|hasn'?t changed|has not changed|rarely (change|changes|changed|updated|revised)|seldom|timeless|settled|long-standing|established|for years|for decades|never changes?|permanent)\b", 2.5),
-    (r"\b(articles?|declaration|convention|treaty|constitution|definitions|incoterms|iso \d+|historical|history of|classic|textbook|fundamentals|principles)\b", 1.5),
+    (
+        r"\b(stable|unchanged|hasn'?t changed|has not changed|rarely (change|changes|changed|updated|revised)|seldom|timeless|settled|long-standing|established|for years|for decades|never changes?|permanent)\b",
+        2.5,
+    ),
+    (
+        r"\b(articles?|declaration|convention|treaty|constitution|definitions|incoterms|iso \d+|historical|history of|classic|textbook|fundamentals|principles)\b",
+        1.5,
+    ),
     (r"\b(every|each) (five|5|ten|10|several) years\b", 2.0),
 )
 
@@ -148,39 +250,90 @@ _EXAMPLES_FAIL = re.compile(
 )
 
 _SHOWN = _cues(
-    (r"\b(one|two|a|an|single|1|2|couple of|few|pair of|handful of)\s+(\w+\s+)?(examples?|samples?|sample \w+|worked examples?|labell?ed examples?)\b", 2.5),
+    (
+        r"\b(one|two|a|an|single|1|2|couple of|few|pair of|handful of)\s+(\w+\s+)?(examples?|samples?|sample \w+|worked examples?|labell?ed examples?)\b",
+        2.5,
+    ),
     (r"\b(an example|a sample|the examples|the two examples|the example|a template)\b", 1.5),
-    (r"\b(simple|simply|straightforward|easy|obvious|trivial|basic|short|one-line|two-line|three-line|one-page|single-line|quick)\b", 1.2),
+    (
+        r"\b(simple|simply|straightforward|easy|obvious|trivial|basic|short|one-line|two-line|three-line|one-page|single-line|quick)\b",
+        1.2,
+    ),
     (r"\bsmall\b", 0.6),
-    (r"\b(is enough|will do|suffices?|sufficient|does the job|do the job|handles it|covers it|works fine|makes it (obvious|clear)|make it (obvious|clear)|shows exactly|conveys|demonstrates|is clear)\b", 1.5),
+    (
+        r"\b(is enough|will do|suffices?|sufficient|does the job|do the job|handles it|covers it|works fine|makes it (obvious|clear)|make it (obvious|clear)|shows exactly|conveys|demonstrates|is clear)\b",
+        1.5,
+    ),
     (r"\b(exactly like|the way the|following a|paste|pasting|mirror)\b", 1.0),
 )
 
 _NOT_SHOWN = _cues(
-    (r"\b(subtle|nuanced?|nuance|particular|distinctive|signature|hard to describe|intricate|complex|complicated|elaborate|long|detailed|lengthy|idiosyncratic|peculiar|quirks?|quirky|exact|precise|idiom)\b", 1.5),
-    (r"\b(deviations?|deviate|breaks? (the|our)|parser|downstream|strict(ly)?|zero tolerance|validat\w*|reject\w*)\b", 1.5),
-    (r"\b(house (style|voice|way)|our (house|established|brand|firm'?s|team'?s|staff) ?\w*|style guide|reviewers?|editors?|graders?|experts?|seniors?|senior \w+|staff engineers|certified)\b", 1.2),
-    (r"\b(\d[\d,]*\+?|hundreds|dozens|tens)[- ](token|tokens|page|pages|rules|fields|steps|categories|classes|labels|codes)\b", 2.0),
-    (r"\b(taxonomy|rubric|methodology|procedure|playbook|conventions|habit|judg(e)?ment|months to (pick up|learn))\b", 1.2),
-    (r"\b(system prompt|prompt (holding|describing|with)|eats|stuff|stuffing|context window)\b", 1.5),
-    (r"\b(exactly|identical|same (fixed )?schema|fixed schema|never (deviate|drift)|slips?|drift)\b", 1.0),
+    (
+        r"\b(subtle|nuanced?|nuance|particular|distinctive|signature|hard to describe|intricate|complex|complicated|elaborate|long|detailed|lengthy|idiosyncratic|peculiar|quirks?|quirky|exact|precise|idiom)\b",
+        1.5,
+    ),
+    (
+        r"\b(deviations?|deviate|breaks? (the|our)|parser|downstream|strict(ly)?|zero tolerance|validat\w*|reject\w*)\b",
+        1.5,
+    ),
+    (
+        r"\b(house (style|voice|way)|our (house|established|brand|firm'?s|team'?s|staff) ?\w*|style guide|reviewers?|editors?|graders?|experts?|seniors?|senior \w+|staff engineers|certified)\b",
+        1.2,
+    ),
+    (
+        r"\b(\d[\d,]*\+?|hundreds|dozens|tens)[- ](token|tokens|page|pages|rules|fields|steps|categories|classes|labels|codes)\b",
+        2.0,
+    ),
+    (
+        r"\b(taxonomy|rubric|methodology|procedure|playbook|conventions|habit|judg(e)?ment|months to (pick up|learn))\b",
+        1.2,
+    ),
+    (
+        r"\b(system prompt|prompt (holding|describing|with)|eats|stuff|stuffing|context window)\b",
+        1.5,
+    ),
+    (
+        r"\b(exactly|identical|same (fixed )?schema|fixed schema|never (deviate|drift)|slips?|drift)\b",
+        1.0,
+    ),
 )
 
 # -- must it hold across thousands of calls? -----------------------------------------------------
 
 _HIGH_VOLUME = _cues(
-    (r"\b(thousands|millions|hundreds of thousands|tens of thousands|at scale|high[- ]volume|mass|bulk|huge volume|our volume)\b", 2.5),
-    (r"\b(every|each|all)\b[^.;]{0,25}\b(call|calls|request|requests|message|messages|reply|replies|response|responses|ticket|tickets|conversation|conversations|session|sessions|chat|chats|document|documents|email|emails|clause|clauses|order|orders|transaction|transactions|line|lines|posting|postings|listing|listings|return|returns|visit|visits|alert|alerts|step|steps|row|rows|submission|submissions|filing|filings|application|applications|pull request|invoice|invoices|record|records|item|items|product|products|user|users|customer|customers|learners?|student|students|patient|patients)\b", 2.0),
-    (r"\b(across (the|all|our|every|each|whole|entire)|entire pipeline|whole pipeline|pipeline|batch|nightly|round the clock|24/7|in production|production traffic|nationwide|full catalogue|whole catalogue)\b", 1.5),
-    (r"\b(always|consistently|consistent|without exception|never (deviate|drift)|every time)\b", 1.2),
+    (
+        r"\b(thousands|millions|hundreds of thousands|tens of thousands|at scale|high[- ]volume|mass|bulk|huge volume|our volume)\b",
+        2.5,
+    ),
+    (
+        r"\b(every|each|all)\b[^.;]{0,25}\b(call|calls|request|requests|message|messages|reply|replies|response|responses|ticket|tickets|conversation|conversations|session|sessions|chat|chats|document|documents|email|emails|clause|clauses|order|orders|transaction|transactions|line|lines|posting|postings|listing|listings|return|returns|visit|visits|alert|alerts|step|steps|row|rows|submission|submissions|filing|filings|application|applications|pull request|invoice|invoices|record|records|item|items|product|products|user|users|customer|customers|learners?|student|students|patient|patients)\b",
+        2.0,
+    ),
+    (
+        r"\b(across (the|all|our|every|each|whole|entire)|entire pipeline|whole pipeline|pipeline|batch|nightly|round the clock|24/7|in production|production traffic|nationwide|full catalogue|whole catalogue)\b",
+        1.5,
+    ),
+    (
+        r"\b(always|consistently|consistent|without exception|never (deviate|drift)|every time)\b",
+        1.2,
+    ),
     (r"\b(every|each|all)\b", 0.8),
     (r"\b(must|has to|have to|needs to|need to)\b", 0.4),
 )
 
 _LOW_VOLUME = _cues(
-    (r"\b(occasionally|occasional|rarely|sometimes|now and then|once in a while|ad hoc|ad-hoc|one-off|one off|low[- ]volume|a handful|handful of|few times a (day|week|month|term|year)|a few dozen|few dozen|maybe twice a year|once a (month|quarter|year|week)|twice a year)\b", 2.5),
-    (r"\b(prototype|demo|pilot|proof of concept|poc|internal tool|hackathon|experiment|trial|next week'?s)\b", 2.0),
-    (r"\b(weekly|monthly|quarterly|annual|yearly)\b(\s[\w-]+){0,2}\s(update|report|summary|meeting|newsletter|digest|review|gala|transcript|memo|letter|email|call)s?\b|\b(it|this) runs (once|weekly|monthly)\b", 1.5),
+    (
+        r"\b(occasionally|occasional|rarely|sometimes|now and then|once in a while|ad hoc|ad-hoc|one-off|one off|low[- ]volume|a handful|handful of|few times a (day|week|month|term|year)|a few dozen|few dozen|maybe twice a year|once a (month|quarter|year|week)|twice a year)\b",
+        2.5,
+    ),
+    (
+        r"\b(prototype|demo|pilot|proof of concept|poc|internal tool|hackathon|experiment|trial|next week'?s)\b",
+        2.0,
+    ),
+    (
+        r"\b(weekly|monthly|quarterly|annual|yearly)\b(\s[\w-]+){0,2}\s(update|report|summary|meeting|newsletter|digest|review|gala|transcript|memo|letter|email|call)s?\b|\b(it|this) runs (once|weekly|monthly)\b",
+        1.5,
+    ),
 )
 
 _NUMBER = re.compile(
@@ -190,9 +343,21 @@ _PER_UNIT = re.compile(
     r"\b(a|an|per|each|every)\s+(hour|day|night|week|month|year|quarter)\b|\b(hourly|daily|nightly|weekly|monthly|yearly|annually|quarterly)\b"
 )
 _UNIT_PER_MONTH = {
-    "hour": 730.0, "hourly": 730.0, "day": 30.0, "daily": 30.0, "night": 30.0, "nightly": 30.0,
-    "week": 4.33, "weekly": 4.33, "month": 1.0, "monthly": 1.0, "quarter": 1 / 3,
-    "quarterly": 1 / 3, "year": 1 / 12, "yearly": 1 / 12, "annually": 1 / 12,
+    "hour": 730.0,
+    "hourly": 730.0,
+    "day": 30.0,
+    "daily": 30.0,
+    "night": 30.0,
+    "nightly": 30.0,
+    "week": 4.33,
+    "weekly": 4.33,
+    "month": 1.0,
+    "monthly": 1.0,
+    "quarter": 1 / 3,
+    "quarterly": 1 / 3,
+    "year": 1 / 12,
+    "yearly": 1 / 12,
+    "annually": 1 / 12,
 }
 _MULTIPLIER = {"k": 1e3, "thousand": 1e3, "m": 1e6, "million": 1e6, "billion": 1e9, "bn": 1e9}
 _PROMPT_TOKENS = re.compile(
@@ -285,9 +450,8 @@ def change_rate(description: str) -> Inference | None:
             if _CHANGE_VERB.search(near):
                 return Inference(rate, 0.7, f'"{match.group(0)}" -> about {rate:g} changes a year')
     for pattern, rate in _SELF_DATED:
-        match = pattern.search(text)
-        if match:
-            return Inference(rate, 0.6, f'"{match.group(0)}" -> about {rate:g} changes a year')
+        if dated := pattern.search(text):
+            return Inference(rate, 0.6, f'"{dated.group(0)}" -> about {rate:g} changes a year')
     return None
 
 
@@ -319,8 +483,12 @@ def infer_changes(description: str, kind: str) -> Inference:
     if slow:
         # "revised every five years": a change verb, but a stable answer.
         stable = Score(stable.total + 3.0, (*stable.hits, rate.reason.split(" ->")[0].strip('"')))  # type: ignore[union-attr]
-    v_total = volatile.total + (2.0 if change_verbs and not slow else 0.0) + (
-        2.0 if rate is not None and float(rate.value) >= 2 else 0.0  # type: ignore[arg-type]
+    v_total = (
+        volatile.total
+        + (2.0 if change_verbs and not slow else 0.0)
+        + (
+            2.0 if rate is not None and float(rate.value) >= 2 else 0.0  # type: ignore[arg-type]
+        )
     )
     hits = volatile.hits + change_verbs
     if stable.total > v_total:
@@ -336,7 +504,9 @@ def infer_changes(description: str, kind: str) -> Inference:
             "no cue either way; business knowledge usually changes, so assume it does "
             "(the safe side: it stays out of the weights)",
         )
-    return Inference(True, _confidence(v_total - stable.total + 1), f"volatility cues {_quote(hits)}")
+    return Inference(
+        True, _confidence(v_total - stable.total + 1), f"volatility cues {_quote(hits)}"
+    )
 
 
 def infer_shown_by_examples(description: str) -> Inference | None:
@@ -350,13 +520,9 @@ def infer_shown_by_examples(description: str) -> Inference | None:
     if shown.total == 0 and not_total == 0:
         return None
     if shown.total > not_total:
-        return Inference(
-            True, _confidence(shown.total - not_total), f"cues {_quote(shown.hits)}"
-        )
+        return Inference(True, _confidence(shown.total - not_total), f"cues {_quote(shown.hits)}")
     if not_total > shown.total:
-        return Inference(
-            False, _confidence(not_total - shown.total), f"cues {_quote(hits_not)}"
-        )
+        return Inference(False, _confidence(not_total - shown.total), f"cues {_quote(hits_not)}")
     return None
 
 
@@ -382,7 +548,7 @@ def calls_per_month(description: str) -> Inference | None:
             best = (monthly, f'"{match.group(0).strip()} ... {unit.group(0)}"')
     if best is None:
         return None
-    return Inference(int(round(best[0])), 0.75, f"{best[1]} -> about {best[0]:,.0f} calls a month")
+    return Inference(round(best[0]), 0.75, f"{best[1]} -> about {best[0]:,.0f} calls a month")
 
 
 def big_numbers(description: str) -> list[str]:
