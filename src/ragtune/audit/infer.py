@@ -90,7 +90,18 @@ _KNOWLEDGE = _cues(
 
 _BEHAVIOR = _cues(
     # form of the output
-    (r"\b(format|formats|formatted|formatting|layout|structure|structured|schema|template)\b", 2.0),
+    (
+        r"\b(format|formats|formatted|formatting|layouts?|structur(e|es|ed|ing)|schemas?|templates?|patterns?|system prompt|prompt (defining|describing|that (defines|describes)))\b",
+        2.0,
+    ),
+    (
+        r"\b(talk|talks|speak|speaks|sound|sounds|act|acts|behave|behaves|write|writes|respond|responds|reply|replies)\s+(like|as)\b|\b(role-?play\w*|pretend\w*|mascot|in character|impersonat\w*)\b",
+        2.0,
+    ),
+    (
+        r"\bfirst\b[^.;?]{0,50}\bthen\b|\bmake (it|the (bot|model|assistant|agent))\b|\bhow (it|the (bot|model|assistant|agent)|the \w+ (bot|assistant|agent)) (\w+ ){0,2}(answers?|repl(y|ies)|responds?|writes?|structures?|formats?|phrases?|talks?|handles?|reasons?)\b",
+        1.8,
+    ),
     (
         r"\b(json|xml|yaml|markdown|csv|html|sql|bullets?|bulleted|bullet points|table|headings?|headers?|sections?|paragraphs?|lines?|fields?|columns?|sentences?)\b",
         0.8,
@@ -140,7 +151,7 @@ _BEHAVIOR = _cues(
         1.5,
     ),
     (
-        r"\b(way of|the way (we|our|it)|follow(s|ing)? (the|our|a|their)\b[^.;]{0,30}\b(way|style|voice|format|procedure|methodology|conventions?|template|layout|rubric|structure|pattern))",
+        r"\b(way of|the way (we|our|it)|follow(s|ing)? (the|our|a|an|one|this|that|their)\b[^.;]{0,30}\b(way|style|voice|format|procedure|methodology|conventions?|template|layout|rubric|structure|pattern))",
         1.8,
     ),
     (
@@ -189,7 +200,8 @@ _CHANGE_VERB = re.compile(
     r"reinvent(s|ed|ing)?|move[sd]?|moving|fluctuat(e|es|ed|ing)|evolv(e|es|ed|ing)|"
     r"iterat(e|es|ed|ing)|experiment(s|ed|ing)?|tweak(s|ed|ing)?|redesign(s|ed|ing)?|"
     r"reprice[sd]?|renew(s|ed)?|rotat(e|es|ed|ing)|republish(es|ed)?|replac(e|es|ed|ing)|"
-    r"new versions?|a/b)\b"
+    r"redefin(e|es|ed|ing)|rework(s|ed|ing)?|reshap(e|es|ed|ing)|restructur(e|es|ed|ing)|"
+    r"overhaul(s|ed|ing)?|shift(s|ed|ing)?|new versions?|a/b)\b"
 )
 # Words that say on their own that a behaviour is not settled yet.
 _UNSETTLED = re.compile(
@@ -255,6 +267,7 @@ _SHOWN = _cues(
         2.5,
     ),
     (r"\b(an example|a sample|the examples|the two examples|the example|a template)\b", 1.5),
+    (r"\b(examples?|samples?) (is|are|would be|will be)? ?(enough|sufficient|plenty)\b", 1.5),
     (
         r"\b(simple|simply|straightforward|easy|obvious|trivial|basic|short|one-line|two-line|three-line|one-page|single-line|quick)\b",
         1.2,
@@ -323,7 +336,7 @@ _HIGH_VOLUME = _cues(
 
 _LOW_VOLUME = _cues(
     (
-        r"\b(occasionally|occasional|rarely|sometimes|now and then|once in a while|ad hoc|ad-hoc|one-off|one off|low[- ]volume|a handful|handful of|few times a (day|week|month|term|year)|a few dozen|few dozen|maybe twice a year|once a (month|quarter|year|week)|twice a year)\b",
+        r"\b(occasionally|occasional|rarely|sometimes|now and then|once in a while|ad hoc|ad-hoc|one-off|one off|low[- ]volume|a handful|handful of|few times a (day|week|month|term|year)|a few dozen|few dozen|maybe twice a year|once a (month|quarter|year|week)|twice a year)\b|\b(volume|traffic|usage|load) is (low|small|tiny|light|modest)\b|\blow (traffic|usage)\b",
         2.5,
     ),
     (

@@ -63,20 +63,9 @@ def _break_even(cost: CostProjection, alternative: str) -> str:
 
 
 def _break_even_sentence(cost: CostProjection) -> str:
-    """One sentence on when the plan pays back against each alternative."""
-    plan = cost.strategies["plan"].cumulative
-    parts = []
-    for name in ALTERNATIVES:
-        month = cost.break_even_month.get(name)
-        if plan == cost.strategies[name].cumulative:
-            parts.append(f"costs the same as {name}")
-        elif month is None:
-            parts.append(f"does not break even with {name} within {cost.horizon_months} months")
-        elif month == 0:
-            parts.append(f"is no dearer than {name} from the start")
-        else:
-            parts.append(f"breaks even with {name} at month {month}")
-    return "The plan " + ", and ".join(parts) + "."
+    """When the plan pays back against each alternative, in one line."""
+    parts = [f"{name}: {_break_even(cost, name)}" for name in ALTERNATIVES]
+    return "Break-even — plan vs " + "; vs ".join(parts) + "."
 
 
 def _changes(rate: float) -> str:
@@ -193,7 +182,7 @@ def _md_cost(cost: CostProjection) -> list[str]:
     return [
         _md_table(COST_HEADERS, rows, numeric=5),
         "",
-        f"- Break-even: {_break_even_sentence(cost)}",
+        f"- {_break_even_sentence(cost)}",
         f"- Retraining saved against fine-tuning everything: {_retraining_saved(cost)}.",
     ]
 
