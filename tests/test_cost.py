@@ -117,6 +117,12 @@ def test_portfolio_adds_capabilities_month_by_month() -> None:
     assert total.strategies["fine-tune everything"].finetune_runs == 5 + 2
     assert total.retraining_saved_usd == pytest.approx(5 * 635.0)
     assert total.calls_per_month == 110_000
+    # Per call across the project, weighted by calls: (800 x 10k + 0 x 100k) / 110k = 73 tokens.
+    assert total.strategies["plan"].context_tokens_per_call == 73
+    plan_tokens = (
+        one.strategies["plan"].token_usd_per_month + two.strategies["plan"].token_usd_per_month
+    )
+    assert total.strategies["plan"].usd_per_call == pytest.approx(plan_tokens / 110_000)
 
 
 def test_prices_override_changes_the_projection() -> None:

@@ -110,6 +110,8 @@ def test_long_system_prompt_on_a_format_is_a_lora_candidate_with_its_monthly_cos
     # 2,000 tokens x 100,000 calls = 200M tokens at $0.50 per 1M = $100.00 a month
     assert "200.0M prompt tokens" in result.warnings[0].message
     assert "$100.00 a month" in result.warnings[0].message
+    # a $635 run against $100 a month of prompt tokens
+    assert "repaid in 6.3 months" in result.warnings[0].message
 
 
 def test_short_system_prompt_is_not_flagged() -> None:

@@ -14,7 +14,12 @@ from ragtune.prices import Prices
 from ragtune.project import Capability, Project, ProjectConfig
 
 DATA = Path(__file__).resolve().parent / "data"
-SETS = ["capabilities_dev.jsonl", "capabilities_holdout.jsonl", "capabilities_blind.jsonl"]
+SETS = [
+    "capabilities_dev.jsonl",
+    "capabilities_holdout.jsonl",
+    "capabilities_blind.jsonl",
+    "capabilities_blind2.jsonl",
+]
 
 
 def _load(name: str) -> list[dict[str, object]]:

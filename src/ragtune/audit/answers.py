@@ -46,8 +46,8 @@ def resolve_answers(
     else:
         accurate = Answer(
             not changes.value,
-            changes.source,
-            changes.confidence,
+            "inferred",
+            round(0.9 * changes.confidence, 2),
             "follows from the 6-month answer: "
             + (
                 "what changes within 6 months is stale within 12"
@@ -220,12 +220,19 @@ def _volume(capability: Capability, default_calls: int, threshold: int) -> tuple
             f"calls_per_month {capability.calls_per_month:,} {'>=' if high else '<'} {threshold:,}",
         ), calls
     stated = infer.calls_per_month(text)
+    guess = infer.infer_high_volume(text, threshold)
     if stated is not None:
-        value = int(stated.value)  # type: ignore[call-overload]
-        return Answer(value >= threshold, "inferred", stated.confidence, stated.reason), _inferred(
-            stated
+        volume = (
+            _inferred(guess)
+            if guess is not None
+            else Answer(
+                int(stated.value) >= threshold,  # type: ignore[call-overload]
+                "inferred",
+                0.5,
+                stated.reason,
+            )
         )
-    guess = infer.infer_high_volume(text)
+        return volume, _inferred(stated)
     if guess is not None:
         calls_value = default_calls if guess.value else max(1, default_calls // 50)
         return _inferred(guess), Answer(

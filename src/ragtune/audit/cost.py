@@ -127,24 +127,31 @@ def project_portfolio(
 ) -> CostProjection:
     """Add up the capabilities' projections, strategy by strategy, month by month."""
     strategies: dict[str, StrategyCost] = {}
+    calls = sum(p.calls_per_month for p in projections)
     for name in ("plan", "fine-tune everything", "prompt everything"):
         parts = [p.strategies[name] for p in projections]
         approaches = {s.approach for s in parts}
+        token_usd = sum(s.token_usd_per_month for s in parts)
+        # Per call across the project: weighted by each capability's share of the calls.
+        weighted_tokens = sum(
+            s.context_tokens_per_call * p.calls_per_month
+            for s, p in zip(parts, projections, strict=True)
+        )
         strategies[name] = StrategyCost(
             strategy=parts[0].strategy,
             approach=approaches.pop() if len(approaches) == 1 else "mixed",
             finetune_runs=sum(s.finetune_runs for s in parts),
             reindexes=sum(s.reindexes for s in parts),
             prompt_updates=sum(s.prompt_updates for s in parts),
-            context_tokens_per_call=sum(s.context_tokens_per_call for s in parts),
-            usd_per_call=sum(s.usd_per_call for s in parts),
-            token_usd_per_month=sum(s.token_usd_per_month for s in parts),
+            context_tokens_per_call=round(weighted_tokens / calls) if calls else 0,
+            usd_per_call=token_usd / calls if calls else 0.0,
+            token_usd_per_month=token_usd,
             cumulative=[sum(vals) for vals in zip(*(s.cumulative for s in parts), strict=True)],
         )
     return _projection(
         strategies,
         horizon_months,
-        calls=sum(p.calls_per_month for p in projections),
+        calls=calls,
         changes_per_year=sum(p.changes_per_year for p in projections),
         prices=prices,
     )

@@ -155,13 +155,20 @@ def _warnings(
         and not changes
     ):
         monthly = prices.input_usd(prompt_tokens) * calls
+        payback = run_usd / monthly if monthly else float("inf")
+        pays = (
+            f"a ${run_usd:,.0f} training run is repaid in {payback:.1f} months of saved tokens"
+            if payback < 120
+            else "the tokens saved alone do not repay a training run; consistency does"
+        )
         out.append(
             AuditWarning(
                 "long-system-prompt",
                 f"A {prompt_tokens:,}-token system prompt is spent on a behaviour that must hold "
                 f"across {calls:,} calls a month: {prompt_tokens * calls / 1e6:,.1f}M prompt "
-                f"tokens, about ${monthly:,.2f} a month, and the format still drifts. A LoRA "
-                "candidate: train the behaviour into a small adapter and drop the prompt.",
+                f"tokens, about ${monthly:,.2f} a month, and a prompted format still drifts. A "
+                f"LoRA candidate: train the behaviour into a small adapter and drop the prompt "
+                f"({pays}).",
             )
         )
     if kind == "behavior" and changes:

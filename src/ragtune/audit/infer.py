@@ -32,12 +32,22 @@ _KNOWLEDGE = _cues(
     (r"\bquestions? (about|on|regarding)\b", 1.5),
     (r"\blook(s|ing)? ?up\b|\blookups?\b", 2.5),
     (r"\b(know|knows|knowing|knowledge of)\b", 1.5),
+    (r"\b(know|knows|knowing)\b (which|what|when|where|who|whether|how many|how much)\b", 1.5),
+    (
+        r"\b(pull|pulls|fetch|fetches|get|gets|read|reads|look (it |them )?up|retrieve|retrieves|query|queries)\b[^.;]{0,25}\bfrom (the|our|their|its|a|an)\b",
+        2.5,
+    ),
+    (r"\bfor (a|the|each|this|that|one) (specific|given|particular|named) \w+", 1.5),
+    (
+        r"\b(estimates?|provenance|results|readings|measurements|history of|upcoming|scheduled|next (sale|event|departure|meeting|shift|delivery))\b",
+        1.0,
+    ),
     (
         r"\b(tell|tells|telling)\b[^.;]{0,40}\b(which|what|how many|how much|when|where|who|whether|if|about|the)\b",
         2.0,
     ),
     (
-        r"\b(give|gives|provide|provides|quote|quotes|report|reports|surface|surfaces|pull|pulls|share|state|states|list|lists|cite|cites|recommend|recommends|compare|check|checks)\b[^.;]{0,30}\b(the|which|what|how|whether|each|their|our|its|a|today's)\b",
+        r"\b(give|gives|provide|provides|quote|quotes|report|reports|surface|surfaces|pull|pulls|share|state|states|list|lists|cite|cites|recommend|recommends|compare|check|checks)\b[^.;]{0,30}\b(the|which|what|how|whether|each|their|our|its|today's)\b",
         0.8,
     ),
     (r"\bcheck (whether|if|which)\b|\bwhich\b[^.;]{0,40}\b(are|is|hold|apply|applies)\b", 1.2),
@@ -52,7 +62,7 @@ _KNOWLEDGE = _cues(
         1.5,
     ),
     (
-        r"\b(polic(y|ies)|regulations?|rules|requirements?|laws?|statutes?|codes? of conduct|terms|conditions|entitlements?|allowances?|eligibility|thresholds?|brackets?|limits|caps)\b",
+        r"\b(polic(y|ies)|regulations?|rules|requirements?|laws?|statutes?|codes? of conduct|terms|conditions|entitlements?|allowances?|eligibility|thresholds?|(tax|income|age|price) brackets?|limits|caps|versions?)\b",
         1.2,
     ),
     (
@@ -78,7 +88,7 @@ _KNOWLEDGE = _cues(
         2.0,
     ),
     (
-        r"\b(needs?|wants?|requires?|must have)\b[^.;]{0,12}\b(the|to know|access to|to see|to find)\b",
+        r"\b(needs?|wants?|requires?|must have)\b[^.;]{0,12}\b(to know|access to|to see|to find|to look up|to check)\b",
         0.8,
     ),
     (r"\b(binder|sop|guidelines|register|holdings|repository|archive|portal)\b", 1.0),
@@ -95,7 +105,7 @@ _BEHAVIOR = _cues(
         2.0,
     ),
     (
-        r"\b(talk|talks|speak|speaks|sound|sounds|act|acts|behave|behaves|write|writes|respond|responds|reply|replies)\s+(like|as)\b|\b(role-?play\w*|pretend\w*|mascot|in character|impersonat\w*)\b",
+        r"\b(talk|talks|speak|speaks|sound|sounds|act|acts|behave|behaves|write|writes|respond|responds|reply|replies|answer|answers)\s+(like|as)\b|\b(role-?play\w*|pretend\w*|mascot|in character|impersonat\w*)\b",
         2.0,
     ),
     (
@@ -107,11 +117,11 @@ _BEHAVIOR = _cues(
         0.8,
     ),
     (
-        r"\b(style|styles|tone|voice|register|persona|phrasing|wording|rhythm|cadence|diction|vocabulary|sign-off|conventions|formality|house|idiom|prose)\b",
+        r"\b(style|styles|tone|voice|register|persona|phrasing|wording|rhythm|cadence|diction|vocabulary|sign-off|conventions|formality|house (style|voice|way|format|structure|tone|rules|manner)|our house|idiom|prose|spelling|grammar|word choice|jargon|reading level|plain english|plain-language)\b",
         2.2,
     ),
     (
-        r"\b(terse|concise|friendly|warm|polite|politely|empathetic|formal|informal|playful|cautious|conservative|encouraging|patient|condescending|inclusive|distinctive|signature|consistent|same way|identical)\b",
+        r"\b(terse|concise|friendly|warm|polite|politely|empathetic|formal|informal|playful|cautious|conservative|encouraging|cheerful|condescending|inclusive|distinctive|signature|consistent|same way|identical)\b",
         1.0,
     ),
     (
@@ -124,11 +134,11 @@ _BEHAVIOR = _cues(
         2.0,
     ),
     (
-        r"\b(convert|converts|turn|turns|rewrite|rewrites|summari[sz]e|summari[sz]es|summar(y|ies)|extract|extracts|tag|tags|classify|classifies|categori[sz]e|score|scores|grade|grades|draft|drafts|drafting|write|writes|written|reply|replies|respond|responds|emit|emits|produce|produces|generate|generated|translate|locali[sz]e|soften|redact|normali[sz]e|paraphrase)\b",
+        r"\b(convert|converts|turn|turns|rewrite|rewrites|rewritten|rewriting|summari[sz]e|summari[sz]es|summar(y|ies)|extract|extracts|tag|tags|classify|classifies|categori[sz]e|score|scores|grade|grades|draft|drafts|drafting|write|writes|written|reply|replies|respond|responds|emit|emits|produce|produces|generate|generated|translate|locali[sz]e|soften|redact|normali[sz]e|paraphrase)\b",
         1.2,
     ),
     (
-        r"\b(into|as|in|with) (a|an|our|the|one|two|three|five|short|small|quick|brief)?\s?(?:[\w-]+\s){0,3}(json|table|list|outline|note|summary|object|sentence|tweet|memo|structure|format|bullet|reply|message|paragraph|taxonomy|categories|codes|buckets)\b",
+        r"\b(into|as|in|with) (a|an|our|the|one|two|three|five|short|small|quick|brief)?\s?(?:[\w-]+\s){0,3}(json|tables?|lists?|outlines?|notes?|summar(y|ies)|objects?|sentences?|tweets?|memos?|structure|format|bullets?|repl(y|ies)|messages?|paragraphs?|taxonomy|categories|codes|buckets|lines?|haikus?|poems?|rhymes?|verses?)\b",
         1.5,
     ),
     (
@@ -137,7 +147,7 @@ _BEHAVIOR = _cues(
     ),
     (r"\b(pull|pulls|get|gets|take|takes|pick|picks)\b[^.;]{0,40}\bout of\b", 2.0),
     (
-        r"\b(route|routes|assign|assigns|map|maps|bucket|buckets|sort|sorts)\b[^.;]{0,50}\b(into|to) (one of|our|the|a|an)\b|\btaxonomy\b",
+        r"\b(route|assign|assigns|map|bucket|sort|sorts)\b[^.;]{0,50}\b(into|to) (one of|our|the|a|an)\b|\btaxonomy\b",
         2.0,
     ),
     (r"'[^']{2,30}'|\"[^\"]{2,30}\"", 0.8),
@@ -146,6 +156,19 @@ _BEHAVIOR = _cues(
         0.8,
     ),
     (r"\b(examples?|samples?|few-shot)\b", 1.2),
+    (r"\b(one|two|a|1|2|single|couple of|few) (\w+ )?(examples?|samples?)\b", 1.0),
+    (
+        r"\bhow (a|an|the|our|each|every|it|they) ([\w-]+ ){0,4}should (look|read|sound|be (formatted|structured|laid out|written|worded))\b",
+        2.5,
+    ),
+    (
+        r"\b(in|of|to) (its|the|all|every|each|our|their)? ?(answers|replies|responses|outputs)\b|\bmentioned first\b|\b(first|last) in\b",
+        1.5,
+    ),
+    (
+        r"\bfor (\d+|\w+)-year-olds\b|\bfor (kids|children|beginners|teenagers|novices|laypeople|a lay audience)\b",
+        1.5,
+    ),
     (
         r"\b(answer|answers|reply|replies|respond|responds|talk|talks|write|writes|speak|speaks) in (a|an|the|our|pirate|plain|simple|whatever|their|his|her|british|american|\w+ (tone|style|voice|english|speak))\b|\bspeak\b",
         1.5,
@@ -201,7 +224,8 @@ _CHANGE_VERB = re.compile(
     r"iterat(e|es|ed|ing)|experiment(s|ed|ing)?|tweak(s|ed|ing)?|redesign(s|ed|ing)?|"
     r"reprice[sd]?|renew(s|ed)?|rotat(e|es|ed|ing)|republish(es|ed)?|replac(e|es|ed|ing)|"
     r"redefin(e|es|ed|ing)|rework(s|ed|ing)?|reshap(e|es|ed|ing)|restructur(e|es|ed|ing)|"
-    r"overhaul(s|ed|ing)?|shift(s|ed|ing)?|new versions?|a/b)\b"
+    r"overhaul(s|ed|ing)?|shift(s|ed|ing)?|switch(es|ed|ing)?|swap(s|ped|ping)?|"
+    r"redraw(s|n|ing)?|redrew|new versions?|a/b)\b"
 )
 # Words that say on their own that a behaviour is not settled yet.
 _UNSETTLED = re.compile(
@@ -214,7 +238,7 @@ _UNSETTLED = re.compile(
 _RECURRENCE = re.compile(
     r"\b(again|often|frequently|constantly|regularly|keeps?|keeping|still|soon|each time|"
     r"every time|recently|last (week|month|quarter|sprint)|in flux|all the time|newest|latest|"
-    r"(for|with|at) (every|each)|whatever)\b"
+    r"(for|with|at) (every|each)|whatever|whenever|each time)\b"
 )
 
 _VOLATILE_KNOWLEDGE = _cues(
@@ -253,7 +277,7 @@ _STABLE = _cues(
 # -- can 1-2 examples in the prompt show it? ------------------------------------------------------
 
 _EXAMPLES_FAIL = re.compile(
-    r"\b(examples?|samples?|few-shot|sample (clauses|replies|texts?))\b[^.;]{0,45}"
+    r"\b(examples?|samples?|few-shot|sample (clauses|replies|texts?)|prompting|prompts?|prompted|instructions)\b[^.;]{0,45}"
     r"\b(can'?t|cannot|can not|never|don'?t|do not|doesn'?t|haven'?t|have not|only partly|not enough|"
     r"isn'?t enough|aren'?t enough|fail\w*|come out generic|generic|miss\w*|fall short|alone|drift\w*|"
     r"inconsistent\w*|unreliabl\w*|not reliabl\w*|wander\w*|slip\w*|not (quite|always)|"
@@ -294,7 +318,7 @@ _NOT_SHOWN = _cues(
         1.2,
     ),
     (
-        r"\b(\d[\d,]*\+?|hundreds|dozens|tens)[- ](token|tokens|page|pages|rules|fields|steps|categories|classes|labels|codes)\b",
+        r"\b(\d[\d,]*\+?|hundreds|dozens|tens)[- ](token|tokens|page|pages|rules|fields|steps|categories|classes|codes)\b",
         2.0,
     ),
     (
@@ -306,9 +330,10 @@ _NOT_SHOWN = _cues(
         1.5,
     ),
     (
-        r"\b(exactly|identical|same (fixed )?schema|fixed schema|never (deviate|drift)|slips?|drift)\b",
+        r"\b(exactly|identical|same (fixed )?schema|fixed schema|never (deviate|drift)|slips?|drift\w*)\b",
         1.0,
     ),
+    (r"\b(recogni[sz]e|recogni[sz]able|spot|notice|can tell)\b", 1.2),
 )
 
 # -- must it hold across thousands of calls? -----------------------------------------------------
@@ -319,7 +344,7 @@ _HIGH_VOLUME = _cues(
         2.5,
     ),
     (
-        r"\b(every|each|all)\b[^.;]{0,25}\b(call|calls|request|requests|message|messages|reply|replies|response|responses|ticket|tickets|conversation|conversations|session|sessions|chat|chats|document|documents|email|emails|clause|clauses|order|orders|transaction|transactions|line|lines|posting|postings|listing|listings|return|returns|visit|visits|alert|alerts|step|steps|row|rows|submission|submissions|filing|filings|application|applications|pull request|invoice|invoices|record|records|item|items|product|products|user|users|customer|customers|learners?|student|students|patient|patients)\b",
+        r"\b(every|each|all)\b[^.;]{0,25}\b(call|calls|request|requests|message|messages|reply|replies|response|responses|ticket|tickets|conversation|conversations|session|sessions|chat|chats|document|documents|email|emails|clause|clauses|order|orders|transaction|transactions|line|lines|posting|postings|listing|listings|return|returns|visit|visits|alert|alerts|step|steps|row|rows|submission|submissions|filing|filings|application|applications|pull request|invoice|invoices|record|records|item|items|product|products|user|users|customer|customers|learners?|student|students|patient|patients|transcripts?|reports?|posts?|pages?|notes?|summar(y|ies)|interviews?|cases?|claims?|shipments?|prescriptions?|manuscripts?|hearings?|texts?|captions?|descriptions?|logs?|inquir(y|ies)|questions?|answers?|outputs?|articles?|letters?|forms?|memos?|write-ups?|recaps?)\b",
         2.0,
     ),
     (
@@ -336,7 +361,7 @@ _HIGH_VOLUME = _cues(
 
 _LOW_VOLUME = _cues(
     (
-        r"\b(occasionally|occasional|rarely|sometimes|now and then|once in a while|ad hoc|ad-hoc|one-off|one off|low[- ]volume|a handful|handful of|few times a (day|week|month|term|year)|a few dozen|few dozen|maybe twice a year|once a (month|quarter|year|week)|twice a year)\b|\b(volume|traffic|usage|load) is (low|small|tiny|light|modest)\b|\blow (traffic|usage)\b",
+        r"\b(occasionally|occasional|rarely|sometimes|now and then|once in a while|ad hoc|ad-hoc|one-off|one off|low[- ]volume|a handful|handful of|few times a (day|week|month|term|year)|a few dozen|few dozen|maybe twice a year|once a (month|quarter|year|week)|twice a year)\b|\b(volume|traffic|usage|load) is (low|small|tiny|light|modest)\b|\blow (traffic|usage)\b|\b(a few|few|a couple of|a handful of|several|some|a dozen|dozens of)\s+([\w-]+\s+){0,2}(a |per |each )?(day|week|month|daily|weekly|monthly)\b|\bin total\b|\bonly (the|one|a|our) [\w-]+ (uses|needs|runs) it\b",
         2.5,
     ),
     (
@@ -344,8 +369,12 @@ _LOW_VOLUME = _cues(
         2.0,
     ),
     (
+        r"\bfor (the|our|a|next week'?s?|this year'?s?) ([\w-]+ ){0,2}(party|event|festival|gala|fair|conference|launch|demo|presentation|pitch|meetup|ceremony|open day)\b",
+        2.0,
+    ),
+    (
         r"\b(weekly|monthly|quarterly|annual|yearly)\b(\s[\w-]+){0,2}\s(update|report|summary|meeting|newsletter|digest|review|gala|transcript|memo|letter|email|call)s?\b|\b(it|this) runs (once|weekly|monthly)\b",
-        1.5,
+        3.0,
     ),
 )
 
@@ -539,26 +568,51 @@ def infer_shown_by_examples(description: str) -> Inference | None:
     return None
 
 
+_QUANTITY_WORDS = {
+    "hundreds of thousands": 200_000.0,
+    "tens of thousands": 20_000.0,
+    "millions": 2_000_000.0,
+    "thousands": 2_000.0,
+    "hundreds": 200.0,
+    "dozens": 24.0,
+    "a dozen": 12.0,
+}
+_QUANTITY = re.compile(r"\b(" + "|".join(_QUANTITY_WORDS) + r")\b")
+
+
+def _quantities(text: str) -> list[tuple[int, int, float, str]]:
+    """(start, end, value, shown) of every count in the text, years left out, in order."""
+    found = []
+    for match in _NUMBER.finditer(text):
+        number = float(match.group(1).replace(",", ""))
+        if match.group(2):
+            number *= _MULTIPLIER[match.group(2)]
+        elif 1900 <= number <= 2100 and "," not in match.group(1):
+            continue  # a year, not a volume
+        found.append((match.start(), match.end(), number, match.group(0).strip()))
+    for match in _QUANTITY.finditer(text):
+        found.append((match.start(), match.end(), _QUANTITY_WORDS[match.group(1)], match.group(1)))
+    return sorted(found)
+
+
 def calls_per_month(description: str) -> Inference | None:
     """A volume stated in the description ("50k daily replies" -> 1.5M a month), if any."""
     text = normalise(description)
     best: tuple[float, str] | None = None
-    for match in _NUMBER.finditer(text):
-        number = float(match.group(1).replace(",", ""))
-        suffix = match.group(2)
-        if suffix:
-            number *= _MULTIPLIER[suffix]
-        elif 1900 <= number <= 2100 and "," not in match.group(1):
-            continue  # a year, not a volume
-        window = text[match.end() : match.end() + 60]
-        before = text[max(0, match.start() - 20) : match.start()]
+    counts = _quantities(text)
+    for i, (start, end, number, shown) in enumerate(counts):
+        # The rate belongs to the nearest count: "60 branches, thousands per month" is thousands.
+        stop = counts[i + 1][0] if i + 1 < len(counts) else len(text)
+        begin = counts[i - 1][1] if i else 0
+        window = text[end : min(end + 60, stop)]
+        before = text[max(begin, start - 20) : start]
         unit = _PER_UNIT.search(before + " " + window)
         if unit is None:
             continue
         word = unit.group(2) or unit.group(3)
         monthly = number * _UNIT_PER_MONTH[word]
         if best is None or monthly > best[0]:
-            best = (monthly, f'"{match.group(0).strip()} ... {unit.group(0)}"')
+            best = (monthly, f'"{shown} ... {unit.group(0)}"')
     if best is None:
         return None
     return Inference(round(best[0]), 0.75, f"{best[1]} -> about {best[0]:,.0f} calls a month")
@@ -579,17 +633,26 @@ def big_numbers(description: str) -> list[str]:
     return out
 
 
-def infer_high_volume(description: str) -> Inference | None:
-    """Must it hold across thousands of calls? ``None`` when the text says nothing of volume."""
+def infer_high_volume(description: str, threshold: int = 1000) -> Inference | None:
+    """Must it hold across thousands of calls? ``None`` when the text says nothing of volume.
+
+    A stated rate decides alone when it is clearly high (``>= threshold`` calls a month) or
+    clearly low (under a tenth of it). In between - "thousands a year", "hundreds a week" - it
+    is weighed with the other cues: thousands of calls a year still call for consistency.
+    """
     stated = calls_per_month(description)
     if stated is not None:
         value = int(stated.value)  # type: ignore[call-overload]
-        return Inference(value >= 1000, 0.8, stated.reason)
+        if value >= threshold or value < threshold / 10:
+            return Inference(value >= threshold, 0.8, stated.reason)
     text = normalise(description)
     high = score(text, _HIGH_VOLUME)
     big = big_numbers(description)
     high_total = high.total + 2.5 * bool(big)
     low = score(text, _LOW_VOLUME)
+    if stated is not None:
+        # A moderate stated volume counts a little against "thousands of calls".
+        low = Score(low.total + 1.5, (stated.reason, *low.hits))
     if high_total == 0 and low.total == 0:
         return None
     if high_total > low.total:

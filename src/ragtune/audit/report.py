@@ -480,32 +480,36 @@ def render_table(report: AuditReport, console: Console) -> None:
             f"  ({len(report.capabilities)} capabilities, horizon {report.horizon_months} months)",
         )
     )
-    summary = Table(box=box.SIMPLE_HEAD)
+    summary = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption=f"cost over {report.horizon_months} months: the plan, fine-tune everything, "
+        "prompt everything",
+        caption_justify="left",
+    )
     widest = max(len(c.name) for c in report.capabilities)
     summary.add_column("capability", style="bold", min_width=min(widest, 30), overflow="fold")
-    summary.add_column("decision")
-    summary.add_column("kind")
-    summary.add_column("current")
-    summary.add_column("warn", justify="right")
-    for name in STRATEGIES:
-        summary.add_column(name, justify="right")
+    summary.add_column("decision", no_wrap=True)
+    summary.add_column("today", no_wrap=True)
+    summary.add_column("warn", justify="right", no_wrap=True)
+    # Short headers and whole dollars keep the summary on one line a row at 80 columns.
+    for header in ("plan", "fine-tune", "prompt"):
+        summary.add_column(header, justify="right", no_wrap=True)
     for c in report.capabilities:
         summary.add_row(
             Text(c.name),
             decision(c.decision),
-            c.kind,
             _or_dash(c.current_approach),
             Text(str(len(c.warnings)), style="yellow" if c.warnings else "dim"),
-            *(_usd(c.cost.strategies[s].total) for s in STRATEGIES),
+            *(f"${c.cost.strategies[s].total:,.0f}" for s in STRATEGIES),
         )
     summary.add_section()
     summary.add_row(
         Text("portfolio", style="bold"),
         "",
         "",
-        "",
         str(len(report.warnings)),
-        *(Text(_usd(report.portfolio.strategies[s].total), "bold") for s in STRATEGIES),
+        *(Text(f"${report.portfolio.strategies[s].total:,.0f}", "bold") for s in STRATEGIES),
     )
     console.print(summary)
 
