@@ -90,7 +90,7 @@ def main() -> None:
         ("run_audit (infer + decide + cost)", audit, raw),
         ("render json", as_json, raw),
         ("render markdown", as_md, raw),
-        ("render html (with charts)", as_html, raw),
+        ("render html (portfolio chart only past 50)", as_html, raw),
     ]
     print(f"\nAudit of {n:,} capabilities (best of {args.repeat})\n")
     print(f"| {'step':<46} | {'total s':>8} | {'ms / capability':>15} | {'x raw parse':>11} |")

@@ -352,3 +352,15 @@ def test_write_report_rejects_an_unknown_format(report: AuditReport, tmp_path: P
     with pytest.raises(ValueError, match="markdown, html, json"):
         write_report(report, "pdf", tmp_path / "audit.pdf")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_html_of_a_large_project_draws_only_the_portfolio_chart(report: AuditReport) -> None:
+    from dataclasses import replace
+
+    from ragtune.audit.report import MAX_CAPABILITY_CHARTS
+
+    many = replace(report, capabilities=report.capabilities * (MAX_CAPABILITY_CHARTS // 3 + 1))
+    assert len(many.capabilities) > MAX_CAPABILITY_CHARTS
+    soup = BeautifulSoup(render_html(many), "html.parser")
+    assert len(soup.find_all("svg")) == 1
+    assert len(soup.select("section.capability")) == len(many.capabilities)

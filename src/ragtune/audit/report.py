@@ -410,22 +410,34 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _html_cost(cost: CostProjection, title: str, chart_size: tuple[float, float]) -> dict[str, Any]:
+def _html_cost(
+    cost: CostProjection, title: str, chart_size: tuple[float, float] | None
+) -> dict[str, Any]:
     from markupsafe import Markup
 
+    chart = (
+        Markup(chart_svg(cost, title, width=chart_size[0], height=chart_size[1]))
+        if chart_size is not None
+        else None
+    )
     return {
         "rows": _cost_rows(cost),
         "break_even": {name: _break_even(cost, name) for name in ALTERNATIVES},
         "retraining_saved": _retraining_saved(cost),
-        "chart": Markup(chart_svg(cost, title, width=chart_size[0], height=chart_size[1])),
+        "chart": chart,
         "calls_per_month": f"{cost.calls_per_month:,}",
         "changes": _changes(cost.changes_per_year),
         "horizon": cost.horizon_months,
     }
 
 
+# A chart costs about 80 ms to draw: past this many capabilities only the portfolio gets one.
+MAX_CAPABILITY_CHARTS = 50
+
+
 def render_html(report: AuditReport) -> str:
     """The report as one self-contained HTML page: inline CSS and SVG charts, no links out."""
+    small = (6.0, 2.8) if len(report.capabilities) <= MAX_CAPABILITY_CHARTS else None
     capabilities = [
         {
             "audit": c,
@@ -433,7 +445,7 @@ def render_html(report: AuditReport) -> str:
             "colour": DECISION_COLOURS.get(c.decision, "#4b5563"),
             "confidences": [f"{s.confidence:.2f}" for s in c.path],
             "totals": [_usd(c.cost.strategies[s].total) for s in STRATEGIES],
-            "cost": _html_cost(c.cost, f"{c.name}: cumulative cost", (6.0, 2.8)),
+            "cost": _html_cost(c.cost, f"{c.name}: cumulative cost", small),
         }
         for c in report.capabilities
     ]
