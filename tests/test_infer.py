@@ -19,6 +19,7 @@ SETS = [
     "capabilities_holdout.jsonl",
     "capabilities_blind.jsonl",
     "capabilities_blind2.jsonl",
+    "capabilities_blind3.jsonl",
 ]
 
 

@@ -39,6 +39,22 @@ _KNOWLEDGE = _cues(
     ),
     (r"\bfor (a|the|each|this|that|one) (specific|given|particular|named) \w+", 1.5),
     (
+        r"\b(asking|ask|asks|asked) (about|for|what|which|when|where|who|whether|if|how much|how many)\b|\bget (an answer|answers|the answer)\b|\b(which|what) [\w-]+ (\w+ ){0,3}(aired|played|happened|ran|opened|closed|changed|applies|apply)\b",
+        1.5,
+    ),
+    (
+        r"\b(manuals|glossar(y|ies)|spec sheets?|sheets|compositions?|dimensions|ingredients|allergens|materials|dues|dates|times|calendars?|routes|rosters|news|fixtures|standings|scores|closures|outages|delays|cancellations|disruptions|meanings?|left|remaining|sold out|spots|seats|sizes|who (sings|plays|works|owns|leads|runs|is|does))\b",
+        1.2,
+    ),
+    (
+        r"\banswer (who|which|what|when|where|whether|how much|how many)\b|\b(maintained|owned|kept|published|issued|compiled|curated) by\b|\bby (postcode|post code|zip( code)?|region|country|state|city|county|model|sku|id|date|location|store|branch|jurisdiction)\b|\b(accurate|correct|up to date|up-to-date) (for|as of|on) (today|now|the day)\b",
+        2.0,
+    ),
+    (
+        r"\b(waivers?|disclaimer text|terms and conditions|fine print|legal text|age rules|rules for|logs?|playout|history|minutes of|inventory of)\b",
+        1.5,
+    ),
+    (
         r"\b(estimates?|provenance|results|readings|measurements|history of|upcoming|scheduled|next (sale|event|departure|meeting|shift|delivery))\b",
         1.0,
     ),
@@ -117,7 +133,7 @@ _BEHAVIOR = _cues(
         0.8,
     ),
     (
-        r"\b(style|styles|tone|voice|register|persona|phrasing|wording|rhythm|cadence|diction|vocabulary|sign-off|conventions|formality|house (style|voice|way|format|structure|tone|rules|manner)|our house|idiom|prose|spelling|grammar|word choice|jargon|reading level|plain english|plain-language)\b",
+        r"\b(style|styles|tone|voice|register|persona|phrasing|rhythm|cadence|diction|vocabulary|sign-off|conventions|formality|house (style|voice|way|format|structure|tone|rules|manner)|our house|idiom|prose|spelling|grammar|word choice|jargon|reading level|plain english|plain-language)\b",
         2.2,
     ),
     (
@@ -125,7 +141,7 @@ _BEHAVIOR = _cues(
         1.0,
     ),
     (
-        r"\b(reasoning|reason through|methodology|rubric|step-by-step|chain of thought|habits?|judg(e)?ment|the way our|as if our|like our)\b",
+        r"\b(reasoning|reason through|reason step|methodology|method|rubric|step[- ]by[- ]step|stepwise|chain of thought|habits?|judg(e)?ment|the way our|as if our|like our|manner|demeanou?r|attitude|temperament|etiquette|courtesy|politeness|respectful|deferential|non-judgmental|gentle|firm|(that|this|its|the bot'?s|the model'?s|the assistant'?s) behaviou?r)\b",
         1.6,
     ),
     # transforming input into output
@@ -138,7 +154,7 @@ _BEHAVIOR = _cues(
         1.2,
     ),
     (
-        r"\b(into|as|in|with) (a|an|our|the|one|two|three|five|short|small|quick|brief)?\s?(?:[\w-]+\s){0,3}(json|tables?|lists?|outlines?|notes?|summar(y|ies)|objects?|sentences?|tweets?|memos?|structure|format|bullets?|repl(y|ies)|messages?|paragraphs?|taxonomy|categories|codes|buckets|lines?|haikus?|poems?|rhymes?|verses?)\b",
+        r"\b(into|as|in|with) (a|an|our|the|one|two|three|five|short|small|quick|brief)?\s?(?:[\w-]+\s){0,3}(json|tables?|lists?|outlines?|notes?|summar(y|ies)|objects?|sentences?|tweets?|memos?|structure|format|bullets?|repl(y|ies)|messages?|paragraphs?|taxonomy|categories|codes|buckets|lines?|haikus?|poems?|rhymes?|verses?|rows?|columns?|cells?|fields?|spreadsheet)\b",
         1.5,
     ),
     (
@@ -151,11 +167,32 @@ _BEHAVIOR = _cues(
         2.0,
     ),
     (r"'[^']{2,30}'|\"[^\"]{2,30}\"", 0.8),
+    (r"\bwording\b", 1.2),
     (
         r"\b(always|every time|consistently|never|without exception|must (read|sound|match|follow|stay|keep|end|use|be in))\b",
         0.8,
     ),
-    (r"\b(examples?|samples?|few-shot)\b", 1.2),
+    (r"\b(examples?|samples?|few-shot|illustrations?|(cases|shots|demos) in the prompt)\b", 1.2),
+    (
+        r"\b(sort|sorts|route|assign|bucket|classify|classifies|label|labels|tag|tags|mark|marks|flag|flags|split|divide|group|rank|rate)\b[^.;]{0,50}\b(into|as)\b",
+        2.0,
+    ),
+    (
+        r"\b(pull|pulls|extract|extracts|get|take|copy|move)\b[^.;]{0,90}\binto\b",
+        2.5,
+    ),
+    (
+        r"\bas (an? )?(sms|email|text|texts|tweet|slack message|json|csv|bullets?|list|table|one-liner|headline|haiku)\b|\bnothing else\b|\b(no more than|at most|under|max(imum)?) \d+ (words|characters|lines|sentences|bullets)\b|\b(word|character) (limit|count)\b",
+        2.0,
+    ),
+    (
+        r"\b(texts?|copy|messages?|replies|answers|responses|outputs?|emails?|captions?|descriptions?|posts?|notes?|summaries|reports?|letters?|memos?)\b (must |should |have to |need to )?(follow|match|mirror|use|keep|stay|sound|read)\b",
+        2.0,
+    ),
+    (
+        r"\b(in|with) (one|a|our|the) (particular|specific|certain|consistent|single|set) (way|manner|tone|voice)\b|\b(declines?|refuses?|redirects?|deflects?|escalates?|apologi[sz]es?|pushes back)\b",
+        1.8,
+    ),
     (r"\b(one|two|a|1|2|single|couple of|few) (\w+ )?(examples?|samples?)\b", 1.0),
     (
         r"\bhow (a|an|the|our|each|every|it|they) ([\w-]+ ){0,4}should (look|read|sound|be (formatted|structured|laid out|written|worded))\b",
@@ -191,6 +228,7 @@ _FREQUENCIES: list[tuple[re.Pattern[str], float]] = [
         (r"\b(daily|every day|each day|day to day|intraday|hourly|every hour)\b", 365.0),
         (r"\b(weekly|every week|each week|week to week|week-to-week)\b", 52.0),
         (r"\b(every|each) (sprint|fortnight|two weeks)\b|\bfortnightly\b", 26.0),
+        (r"\b(every|each) (few|three|four|five|six|eight|\d+) weeks\b", 10.0),
         (r"\b(monthly|every month|each month|this month'?s?|month to month)\b", 12.0),
         (r"\b(every|each) (campaign|season|launch|release)\b|\bthis season'?s?\b", 6.0),
         (r"\b(quarterly|every quarter|each quarter|every three months|this quarter'?s?)\b", 4.0),
@@ -232,6 +270,8 @@ _UNSETTLED = re.compile(
     r"\b(experimental|in flux|not settled|unsettled|work in progress|still (deciding|experimenting|"
     r"iterating|figuring)|tries a new|try a new|trying (new|out|different)|a/b[- ]test\w*|"
     r"every other (issue|week|release|edition|episode)|keeps? (changing|shifting|evolving))\b"
+    r"|\b(each|every) (issue|time|week|edition|episode|release|campaign|season|show)\b[^.;]{0,60}\b(different|new)\b"
+    r"|\b(a different|a new|a fresh)\b[^.;]{0,30}\b(each|every) (issue|time|week|edition|episode|release|campaign|season|show)\b"
 )
 # A behaviour changes when a change verb comes with a frequency or with words of recurrence
 # ("revised last month and will probably revise again soon"), not when "rewrite" is the task.
@@ -277,17 +317,17 @@ _STABLE = _cues(
 # -- can 1-2 examples in the prompt show it? ------------------------------------------------------
 
 _EXAMPLES_FAIL = re.compile(
-    r"\b(examples?|samples?|few-shot|sample (clauses|replies|texts?)|prompting|prompts?|prompted|instructions)\b[^.;]{0,45}"
+    r"\b(examples?|samples?|illustrations?|demos?|few-shot|sample (clauses|replies|texts?)|prompting|prompts?|prompted|instructions)\b[^.;]{0,45}"
     r"\b(can'?t|cannot|can not|never|don'?t|do not|doesn'?t|haven'?t|have not|only partly|not enough|"
     r"isn'?t enough|aren'?t enough|fail\w*|come out generic|generic|miss\w*|fall short|alone|drift\w*|"
     r"inconsistent\w*|unreliabl\w*|not reliabl\w*|wander\w*|slip\w*|not (quite|always)|"
     r"break\w*|lose|loses|forget\w*)\b"
-    r"|\b(can'?t|cannot|hard to|impossible to|difficult to)\b[^.;]{0,30}\b(show|capture|convey|describe|teach)\b"
+    r"|\b(can'?t|cannot|hard to|impossible to|difficult to|too \w+ to)\b[^.;]{0,30}\b(show|capture|convey|describe|teach|demonstrate|explain|spell out)\b"
 )
 
 _SHOWN = _cues(
     (
-        r"\b(one|two|a|an|single|1|2|couple of|few|pair of|handful of)\s+(\w+\s+)?(examples?|samples?|sample \w+|worked examples?|labell?ed examples?)\b",
+        r"\b(one|two|a|an|single|1|2|couple of|few|pair of|handful of)\s+(\w+\s+)?(examples?|samples?|sample \w+|worked examples?|labell?ed examples?|illustrations?|demos?|demonstrations?|cases|shots)\b",
         2.5,
     ),
     (r"\b(an example|a sample|the examples|the two examples|the example|a template)\b", 1.5),
@@ -298,10 +338,10 @@ _SHOWN = _cues(
     ),
     (r"\bsmall\b", 0.6),
     (
-        r"\b(is enough|will do|suffices?|sufficient|does the job|do the job|handles it|covers it|works fine|makes it (obvious|clear)|make it (obvious|clear)|shows exactly|conveys|demonstrates|is clear)\b",
+        r"\b(is enough|are enough|will do|should do|would do|suffices?|suffice|sufficient|does the job|do the job|handles it|covers it|works fine|makes it (obvious|clear)|make it (obvious|clear)|shows exactly|conveys|demonstrates|is clear)\b",
         1.5,
     ),
-    (r"\b(exactly like|the way the|following a|paste|pasting|mirror)\b", 1.0),
+    (r"\b(exactly like|the way the|following a)\b|\b(paste|pasting)\b[^.;]{0,40}\bonce\b", 1.0),
 )
 
 _NOT_SHOWN = _cues(
@@ -334,6 +374,10 @@ _NOT_SHOWN = _cues(
         1.0,
     ),
     (r"\b(recogni[sz]e|recogni[sz]able|spot|notice|can tell)\b", 1.2),
+    (
+        r"\b(buyers|clients|customers|readers|users|regulars|members|patients|listeners|guests) (expect|recogni[sz]e|notice|know)\b|\bidentical(ly)?\b|\bthe same (stepwise|exact|fixed|steps|checks|procedure|way|structure|format)\b|\b(dos and don'?ts|long page|pages of)\b",
+        1.5,
+    ),
 )
 
 # -- must it hold across thousands of calls? -----------------------------------------------------
@@ -361,7 +405,7 @@ _HIGH_VOLUME = _cues(
 
 _LOW_VOLUME = _cues(
     (
-        r"\b(occasionally|occasional|rarely|sometimes|now and then|once in a while|ad hoc|ad-hoc|one-off|one off|low[- ]volume|a handful|handful of|few times a (day|week|month|term|year)|a few dozen|few dozen|maybe twice a year|once a (month|quarter|year|week)|twice a year)\b|\b(volume|traffic|usage|load) is (low|small|tiny|light|modest)\b|\blow (traffic|usage)\b|\b(a few|few|a couple of|a handful of|several|some|a dozen|dozens of)\s+([\w-]+\s+){0,2}(a |per |each )?(day|week|month|daily|weekly|monthly)\b|\bin total\b|\bonly (the|one|a|our) [\w-]+ (uses|needs|runs) it\b",
+        r"\b(occasionally|occasional|rarely|sometimes|now and then|once in a while|ad hoc|ad-hoc|one-off|one off|low[- ]volume|a handful|handful of|few times a (day|week|month|term|year)|a few dozen|few dozen|maybe twice a year|once a (month|quarter|year|week)|twice a year)\b|\b(volume|traffic|usage|load) is (low|small|tiny|light|modest)\b|\blow (traffic|usage)\b|\b(a few|few|a couple of|a handful of|several|some|a dozen|dozens of)\s+([\w-]+\s+){0,2}(a |per |each )?(day|week|month|daily|weekly|monthly)\b|\bin total\b|\bonly (the|one|a|our) [\w-]+ (uses|needs|runs) it\b|\b(then we'?re done|one-time|just once|volunteer project|side project|hobby|internal(ly)? only|internal use)\b",
         2.5,
     ),
     (
@@ -379,7 +423,7 @@ _LOW_VOLUME = _cues(
 )
 
 _NUMBER = re.compile(
-    r"(?<![\w.,])((?>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?))(?![\d,.]\d)\s*(k|m|million|thousand|billion|bn)?\b(?!-token|\s*tokens?|\s*characters|\s*words|-step|-field|-page|%)"
+    r"(?<![\w.,])((?>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?))(?![\d,.]\d)\s*(k|m|million|thousand|billion|bn)?\b(?!-token|\s*tokens?|\s*characters|-step|-field|-page|%)"
 )
 _PER_UNIT = re.compile(
     r"\b(a|an|per|each|every)\s+(hour|day|night|week|month|year|quarter)\b|\b(hourly|daily|nightly|weekly|monthly|yearly|annually|quarterly)\b"
@@ -461,10 +505,10 @@ def infer_kind(description: str) -> Inference:
     behave = score(text, _BEHAVIOR)
     if know.total == 0 and behave.total == 0:
         return Inference(
-            "knowledge",
+            "behavior",
             0.4,
-            "no cue of either in the description; assumed knowledge, the safe side "
-            "(it stays out of the weights)",
+            "no cue of either in the description, and it names no facts, documents or data to "
+            "know: read as a behaviour",
         )
     if behave.total > know.total:
         return Inference(
