@@ -1,0 +1,61 @@
+"""The contract-review example audits as its comments say, and the demo writes its reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bs4 import BeautifulSoup
+from typer.testing import CliRunner
+
+from ragtune.audit import run_audit
+from ragtune.cli import app
+from ragtune.examples import example_path
+from ragtune.project import load_project
+
+
+def test_example_decisions_cover_the_tree() -> None:
+    report = run_audit(load_project(example_path("contract-review")))
+    decisions = {c.name: c.decision for c in report.capabilities}
+    assert decisions == {
+        "templates": "retrieval",
+        "rates": "retrieval",
+        "risk_flags": "lora",
+        "clause_summary": "few-shot",
+        "playbook": "retrieval",
+    }
+    warnings = {c.name: [w.code for w in c.warnings] for c in report.capabilities}
+    assert warnings["templates"] == ["finetune-changing-knowledge", "fails-12-month-test"]
+    assert warnings["risk_flags"] == ["long-system-prompt"]
+    # The examples are behaviour: no figures the clauses lack.
+    flags = next(c for c in report.capabilities if c.name == "risk_flags")
+    assert flags.answers.knowledge_in_examples.value == 0.0
+    # Answers the project leaves open are measured or inferred, never "given".
+    rates = next(c for c in report.capabilities if c.name == "rates")
+    assert rates.path[0].source == "inferred"
+    assert rates.path[1].source == "measured"
+    summary = next(c for c in report.capabilities if c.name == "clause_summary")
+    assert [s.source for s in summary.path] == ["measured", "inferred", "measured"]
+    # The plan is far cheaper than fine-tuning everything.
+    totals = {k: v.total for k, v in report.portfolio.strategies.items()}
+    assert totals["plan"] < totals["prompt everything"] < totals["fine-tune everything"]
+    assert report.portfolio.retraining_saved_usd > 0
+
+
+def test_demo_prints_the_report_and_writes_markdown_and_html(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    md = tmp_path / "reports" / "audit.md"
+    html = tmp_path / "reports" / "audit.html"
+    assert str(md.resolve()) in result.output.replace("\n", "")
+    assert str(html.resolve()) in result.output.replace("\n", "")
+    assert "risk_flags" in result.output and "lora" in result.output
+    assert "templates" in md.read_text()
+    soup = BeautifulSoup(html.read_text(), "html.parser")
+    assert soup.find("svg") is not None
+    assert json.loads((tmp_path / "reports" / "audit.json").read_text())["project"] == (
+        "contract-review"
+    )
+    # A second run replaces the demo project and its reports in place.
+    again = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path)])
+    assert again.exit_code == 0, again.output
