@@ -20,6 +20,7 @@ SETS = [
     "capabilities_blind.jsonl",
     "capabilities_blind2.jsonl",
     "capabilities_blind3.jsonl",
+    "capabilities_blind4.jsonl",
 ]
 
 
@@ -104,6 +105,9 @@ def test_change_rate_read_from_words(text: str, rate: float) -> None:
         ("roughly 3 million lines an hour", 2_190_000_000),
         ("on all 300k monthly conversations", 300_000),
         ("the 8,000 filings we process each week", 34_640),
+        ("42 reason codes across roughly two million cases a month", 2_000_000),
+        ("for every gift processed, over a hundred thousand a year", 8_333),
+        ("for 60 branches, thousands per month", 2_000),
     ],
 )
 def test_volume_read_from_words(text: str, calls: int) -> None:

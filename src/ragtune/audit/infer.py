@@ -78,7 +78,7 @@ _KNOWLEDGE = _cues(
         1.5,
     ),
     (
-        r"\b(polic(y|ies)|regulations?|rules|requirements?|laws?|statutes?|codes? of conduct|terms|conditions|entitlements?|allowances?|eligibility|thresholds?|(tax|income|age|price) brackets?|limits|caps|versions?)\b",
+        r"\b((?<!-)polic(y|ies)|regulations?|rules|requirements?|laws?|statutes?|codes? of conduct|terms|conditions|entitlements?|allowances?|eligibility|thresholds?|(tax|income|age|price) brackets?|limits|caps|versions?)\b",
         1.2,
     ),
     (
@@ -141,7 +141,7 @@ _BEHAVIOR = _cues(
         1.0,
     ),
     (
-        r"\b(reasoning|reason through|reason step|methodology|method|rubric|step[- ]by[- ]step|stepwise|chain of thought|habits?|judg(e)?ment|the way our|as if our|like our|manner|demeanou?r|attitude|temperament|etiquette|courtesy|politeness|respectful|deferential|non-judgmental|gentle|firm|(that|this|its|the bot'?s|the model'?s|the assistant'?s) behaviou?r)\b",
+        r"\b(reasoning|reason through|reason step|methodology|method|rubric|step[- ]by[- ]step|stepwise|chain of thought|habits?|judg(e)?ments?|the way our|as if our|like our|manner|demeanou?r|attitude|temperament|etiquette|courtesy|politeness|respectful|deferential|non-judgmental|gentle|firm|(that|this|its|the bot'?s|the model'?s|the assistant'?s) behaviou?r)\b",
         1.6,
     ),
     # transforming input into output
@@ -168,6 +168,10 @@ _BEHAVIOR = _cues(
     ),
     (r"'[^']{2,30}'|\"[^\"]{2,30}\"", 0.8),
     (r"\bwording\b", 1.2),
+    (
+        r"\b(detect|detects|moderate|moderation|screen|screens|filter|filters|triage|prioriti[sz]e|score|scores)\b",
+        1.2,
+    ),
     (
         r"\b(always|every time|consistently|never|without exception|must (read|sound|match|follow|stay|keep|end|use|be in))\b",
         0.8,
@@ -298,7 +302,7 @@ _VOLATILE_KNOWLEDGE = _cues(
         r"\b(schedules?|timetables?|rota|rotation|on-call|roster|deadlines?|patch notes|release notes|changelog|listings?|on the market|openings?|vacanc(y|ies)|configured|configuration|flags?)\b",
         1.2,
     ),
-    (r"\b(polic(y|ies)|thresholds?|brackets?|eligibility|assessments?)\b", 0.6),
+    (r"\b((?<!-)polic(y|ies)|thresholds?|brackets?|eligibility|assessments?)\b", 0.6),
     (r"\bas of\b|\b(q[1-4]|20\d\d)\b", 0.8),
 )
 
@@ -327,13 +331,13 @@ _EXAMPLES_FAIL = re.compile(
 
 _SHOWN = _cues(
     (
-        r"\b(one|two|a|an|single|1|2|couple of|few|pair of|handful of)\s+(\w+\s+)?(examples?|samples?|sample \w+|worked examples?|labell?ed examples?|illustrations?|demos?|demonstrations?|cases|shots)\b",
+        r"\b(one|two|a|an|single|1|2|couple of|few|pair of|handful of)\s+((worked|labell?ed|clear|good|short|sample|annotated|illustrative|solved)\s+)?(examples?|samples?|sample \w+|illustrations?|demos?|demonstrations?|cases|shots)\b",
         2.5,
     ),
     (r"\b(an example|a sample|the examples|the two examples|the example|a template)\b", 1.5),
     (r"\b(examples?|samples?) (is|are|would be|will be)? ?(enough|sufficient|plenty)\b", 1.5),
     (
-        r"\b(simple|simply|straightforward|easy|obvious|trivial|basic|short|one-line|two-line|three-line|one-page|single-line|quick)\b",
+        r"\b(simple|simply|straightforward|easy|obvious|trivial|basic|short(?!-)|one-line|two-line|three-line|one-page|single-line|quick)\b",
         1.2,
     ),
     (r"\bsmall\b", 0.6),
@@ -354,7 +358,7 @@ _NOT_SHOWN = _cues(
         1.5,
     ),
     (
-        r"\b(house (style|voice|way)|our (house|established|brand|firm'?s|team'?s|staff) ?\w*|style guide|reviewers?|editors?|graders?|experts?|seniors?|senior \w+|staff engineers|certified)\b",
+        r"\b(house (style|voice|way)|our (house|established|brand|firm'?s|team'?s|staff) ?\w*|style guide|reviewers?|editors?|graders?|examiners?|assessors?|moderators?|auditors?|annotators?|raters?|experts?|seniors?|senior \w+|staff engineers|certified)\b",
         1.2,
     ),
     (
@@ -362,7 +366,7 @@ _NOT_SHOWN = _cues(
         2.0,
     ),
     (
-        r"\b(taxonomy|rubric|methodology|procedure|playbook|conventions|habit|judg(e)?ment|months to (pick up|learn))\b",
+        r"\b(taxonomy|rubric|methodology|procedure|playbook|conventions|habit|judg(e)?ments?|months to (pick up|learn))\b",
         1.2,
     ),
     (
@@ -375,6 +379,10 @@ _NOT_SHOWN = _cues(
     ),
     (r"\b(recogni[sz]e|recogni[sz]able|spot|notice|can tell)\b", 1.2),
     (
+        r"\b(match|matches|matching|mirror|mirrors|mirroring|agree with|agreeing with|like|as) (our|the) (trained |senior |experienced |expert |human |own )?(reviewers|examiners|graders|editors|experts|assessors|moderators|auditors|annotators|specialists|coders|raters|underwriters|analysts|adjusters)\b",
+        2.0,
+    ),
+    (
         r"\b(buyers|clients|customers|readers|users|regulars|members|patients|listeners|guests) (expect|recogni[sz]e|notice|know)\b|\bidentical(ly)?\b|\bthe same (stepwise|exact|fixed|steps|checks|procedure|way|structure|format)\b|\b(dos and don'?ts|long page|pages of)\b",
         1.5,
     ),
@@ -384,7 +392,7 @@ _NOT_SHOWN = _cues(
 
 _HIGH_VOLUME = _cues(
     (
-        r"\b(thousands|millions|hundreds of thousands|tens of thousands|at scale|high[- ]volume|mass|bulk|huge volume|our volume)\b",
+        r"\b(thousands|millions|hundreds of thousands|tens of thousands|at ([\w-]+ )?scale|high[- ]volume|mass|bulk|huge volume|our volume)\b",
         2.5,
     ),
     (
@@ -622,6 +630,18 @@ _QUANTITY_WORDS = {
     "a dozen": 12.0,
 }
 _QUANTITY = re.compile(r"\b(" + "|".join(_QUANTITY_WORDS) + r")\b")
+_SMALL_NUMBERS = {
+    "a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "twenty": 20, "fifty": 50, "a few": 3, "several": 5,
+}  # fmt: skip
+_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+_WORD_COUNT = re.compile(
+    r"\b("
+    + "|".join(_SMALL_NUMBERS)
+    + r") ("
+    + "|".join(_SCALES)
+    + r")( (thousand|million))?\b(?! of)"
+)
 
 
 def _quantities(text: str) -> list[tuple[int, int, float, str]]:
@@ -636,6 +656,11 @@ def _quantities(text: str) -> list[tuple[int, int, float, str]]:
         found.append((match.start(), match.end(), number, match.group(0).strip()))
     for match in _QUANTITY.finditer(text):
         found.append((match.start(), match.end(), _QUANTITY_WORDS[match.group(1)], match.group(1)))
+    for match in _WORD_COUNT.finditer(text):
+        value = float(_SMALL_NUMBERS[match.group(1)] * _SCALES[match.group(2)])
+        if match.group(4):
+            value *= _SCALES[match.group(4)]  # "a hundred thousand"
+        found.append((match.start(), match.end(), value, match.group(0)))
     return sorted(found)
 
 
