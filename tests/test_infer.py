@@ -21,6 +21,7 @@ SETS = [
     "capabilities_blind2.jsonl",
     "capabilities_blind3.jsonl",
     "capabilities_blind4.jsonl",
+    "capabilities_blind5.jsonl",
 ]
 
 

@@ -39,11 +39,25 @@ _KNOWLEDGE = _cues(
     ),
     (r"\bfor (a|the|each|this|that|one) (specific|given|particular|named) \w+", 1.5),
     (
+        r"\b(what|which|how)\b[^.;]{0,60}\b(says?|said|states?|stated|mandates?|requires?|demands?|assigns?|prescribes?|allows?|permits?|forbids?|recommends?|were decided|was decided|decided)\b",
+        2.5,
+    ),
+    (r"\b(quote|quotes|quoting|cite|cites|citing)\b (the|our|from|its|their|verbatim)\b", 2.0),
+    (
+        r"\banswer(s|ing)? (from|using|based on|out of) \b|^report (which|what|the|whether|how)\b|\breports? (which|what|whether|how many|how much)\b",
+        2.5,
+    ),
+    (r"\b(published|issued|mandated|laid down|in force|on file)\b", 1.0),
+    (
+        r"\bfrom (the|our|their|its) ([\w-]+ ){0,2}(formular(y|ies)|register|registry|database|manual|handbook|catalogu?e|archive|records?|ledger|library|wiki|intranet|sharepoint|crm|erp|system|portal|spreadsheet|sheet|table|docs?|documentation|guide|binder|book|code|regulation|act|standard|protocol|minutes)\b",
+        2.0,
+    ),
+    (
         r"\b(asking|ask|asks|asked) (about|for|what|which|when|where|who|whether|if|how much|how many)\b|\bget (an answer|answers|the answer)\b|\b(which|what) [\w-]+ (\w+ ){0,3}(aired|played|happened|ran|opened|closed|changed|applies|apply)\b",
         1.5,
     ),
     (
-        r"\b(manuals|glossar(y|ies)|spec sheets?|sheets|compositions?|dimensions|ingredients|allergens|materials|dues|dates|times|calendars?|routes|rosters|news|fixtures|standings|scores|closures|outages|delays|cancellations|disruptions|meanings?|left|remaining|sold out|spots|seats|sizes|who (sings|plays|works|owns|leads|runs|is|does))\b",
+        r"\b(rotas?|entries|formular(y|ies)|rulings?|precedents?|interactions|contraindications|dosages?|case law|manuals|glossar(y|ies)|spec sheets?|sheets|compositions?|dimensions|ingredients|allergens|materials|dues|dates|times|calendars?|routes|rosters|news|fixtures|standings|scores|closures|outages|delays|cancellations|disruptions|meanings?|left|remaining|sold out|spots|seats|sizes|who (sings|plays|works|owns|leads|runs|is|does))\b",
         1.2,
     ),
     (
@@ -63,7 +77,7 @@ _KNOWLEDGE = _cues(
         2.0,
     ),
     (
-        r"\b(give|gives|provide|provides|quote|quotes|report|reports|surface|surfaces|pull|pulls|share|state|states|list|lists|cite|cites|recommend|recommends|compare|check|checks)\b[^.;]{0,30}\b(the|which|what|how|whether|each|their|our|its|today's)\b",
+        r"\b(give|gives|provide|provides|quote|quotes|surface|surfaces|pull|pulls|share|state|states|list|lists|cite|cites|recommend|recommends|compare|check|checks)\b[^.;]{0,30}\b(the|which|what|how|whether|each|their|our|its|today's)\b",
         0.8,
     ),
     (r"\bcheck (whether|if|which)\b|\bwhich\b[^.;]{0,40}\b(are|is|hold|apply|applies)\b", 1.2),
@@ -109,6 +123,10 @@ _KNOWLEDGE = _cues(
     ),
     (r"\b(binder|sop|guidelines|register|holdings|repository|archive|portal)\b", 1.0),
     (
+        r"\b(chang(es|ed)|updat(es|ed)|revis(es|ed)) (daily|weekly|monthly|hourly|often|frequently|every|each)\b",
+        1.0,
+    ),
+    (
         r"\b(recall|remember|recalls|look(s)? for|find|finds|fetch|fetches|retrieve|retrieves)\b",
         1.0,
     ),
@@ -146,7 +164,7 @@ _BEHAVIOR = _cues(
     ),
     # transforming input into output
     (
-        r"^(format|convert|turn|rewrite|summari[sz]e|extract|tag|classify|categori[sz]e|score|grade|draft|write|reply|respond|emit|produce|generate|translate|locali[sz]e|soften|redact|normali[sz]e|return|end|close|keep|follow|apply|present|pull the key|review|flag|label|sort|triage|route|assign|map|bucket)\b",
+        r"^(summar(y|ies) of|classification of|translations? of|rewrites? of|format|convert|turn|rewrite|summari[sz]e|extract|tag|classify|categori[sz]e|score|grade|draft|write|reply|respond|emit|produce|generate|translate|locali[sz]e|soften|redact|normali[sz]e|return|end|close|keep|follow|apply|present|pull the key|review|flag|label|sort|triage|route|assign|map|bucket)\b",
         2.0,
     ),
     (
@@ -154,7 +172,7 @@ _BEHAVIOR = _cues(
         1.2,
     ),
     (
-        r"\b(into|as|in|with) (a|an|our|the|one|two|three|five|short|small|quick|brief)?\s?(?:[\w-]+\s){0,3}(json|tables?|lists?|outlines?|notes?|summar(y|ies)|objects?|sentences?|tweets?|memos?|structure|format|bullets?|repl(y|ies)|messages?|paragraphs?|taxonomy|categories|codes|buckets|lines?|haikus?|poems?|rhymes?|verses?|rows?|columns?|cells?|fields?|spreadsheet)\b",
+        r"\b(into|as|in|with) (a|an|our|the|one|two|three|five|short|small|quick|brief)?\s?(?:[\w-]+\s){0,3}(json|tables?|lists?|outlines?|notes?|summar(y|ies)|objects?|sentences?|tweets?|memos?|structure|format|bullets?|repl(y|ies)|messages?|paragraphs?|taxonomy|categories|codes|buckets|lines?|haikus?|poems?|rhymes?|verses?|rows?|columns?|cells?|fields?|spreadsheet|blurbs?|captions?|labels?)\b",
         1.5,
     ),
     (
@@ -168,6 +186,11 @@ _BEHAVIOR = _cues(
     ),
     (r"'[^']{2,30}'|\"[^\"]{2,30}\"", 0.8),
     (r"\bwording\b", 1.2),
+    (r"\b(output|outputs)\b", 1.5),
+    (
+        r"\b(rewrite|rewriting|conversion|transformation|reformat\w*|restyl\w*)\b[^.;]{0,40}\binto\b|\bthe same (steps|order|way|format|structure|wording|phrasing|tone|sequence)\b",
+        2.0,
+    ),
     (
         r"\b(detect|detects|moderate|moderation|screen|screens|filter|filters|triage|prioriti[sz]e|score|scores)\b",
         1.2,
@@ -267,7 +290,7 @@ _CHANGE_VERB = re.compile(
     r"reprice[sd]?|renew(s|ed)?|rotat(e|es|ed|ing)|republish(es|ed)?|replac(e|es|ed|ing)|"
     r"redefin(e|es|ed|ing)|rework(s|ed|ing)?|reshap(e|es|ed|ing)|restructur(e|es|ed|ing)|"
     r"overhaul(s|ed|ing)?|shift(s|ed|ing)?|switch(es|ed|ing)?|swap(s|ped|ping)?|"
-    r"redraw(s|n|ing)?|redrew|new versions?|a/b)\b"
+    r"redraw(s|n|ing)?|redrew|pick(s|ed)?|choos(e|es)|chose|decid(e|es)|new versions?|a/b)\b"
 )
 # Words that say on their own that a behaviour is not settled yet.
 _UNSETTLED = re.compile(
@@ -325,7 +348,7 @@ _EXAMPLES_FAIL = re.compile(
     r"\b(can'?t|cannot|can not|never|don'?t|do not|doesn'?t|haven'?t|have not|only partly|not enough|"
     r"isn'?t enough|aren'?t enough|fail\w*|come out generic|generic|miss\w*|fall short|alone|drift\w*|"
     r"inconsistent\w*|unreliabl\w*|not reliabl\w*|wander\w*|slip\w*|not (quite|always)|"
-    r"break\w*|lose|loses|forget\w*)\b"
+    r"break\w*|lose|loses|forget\w*|ignor\w*|costly|expensive)\b"
     r"|\b(can'?t|cannot|hard to|impossible to|difficult to|too \w+ to)\b[^.;]{0,30}\b(show|capture|convey|describe|teach|demonstrate|explain|spell out)\b"
 )
 
@@ -362,11 +385,11 @@ _NOT_SHOWN = _cues(
         1.2,
     ),
     (
-        r"\b(\d[\d,]*\+?|hundreds|dozens|tens)[- ](token|tokens|page|pages|rules|fields|steps|categories|classes|codes)\b",
+        r"\b(\d[\d,]*\+?|hundreds|dozens|tens)[- ](token|tokens|page|pages|line|lines|rules|fields|steps|categories|classes|codes)\b",
         2.0,
     ),
     (
-        r"\b(taxonomy|rubric|methodology|procedure|playbook|conventions|habit|judg(e)?ments?|months to (pick up|learn))\b",
+        r"\b(taxonomy|rubric|methodology|procedure|playbook|conventions|habit|judg(e)?ments?|months to (pick up|learn|absorb|master|internali[sz]e)|years to (learn|master))\b",
         1.2,
     ),
     (
@@ -378,6 +401,7 @@ _NOT_SHOWN = _cues(
         1.0,
     ),
     (r"\b(recogni[sz]e|recogni[sz]able|spot|notice|can tell)\b", 1.2),
+    (r"\b(fixed|rigid|strict|our own)\b", 1.0),
     (
         r"\b(match|matches|matching|mirror|mirrors|mirroring|agree with|agreeing with|like|as) (our|the) (trained |senior |experienced |expert |human |own )?(reviewers|examiners|graders|editors|experts|assessors|moderators|auditors|annotators|specialists|coders|raters|underwriters|analysts|adjusters)\b",
         2.0,
@@ -400,7 +424,7 @@ _HIGH_VOLUME = _cues(
         2.0,
     ),
     (
-        r"\b(across (the|all|our|every|each|whole|entire)|entire pipeline|whole pipeline|pipeline|batch|nightly|round the clock|24/7|in production|production traffic|nationwide|full catalogue|whole catalogue)\b",
+        r"\b(permanent|in perpetuity|workflow|season after season|year after year|day after day|across (the|all|our|every|each|whole|entire)|entire pipeline|whole pipeline|pipeline|batch|nightly|round the clock|24/7|in production|production traffic|nationwide|full catalogue|whole catalogue)\b",
         1.5,
     ),
     (
@@ -413,12 +437,16 @@ _HIGH_VOLUME = _cues(
 
 _LOW_VOLUME = _cues(
     (
-        r"\b(occasionally|occasional|rarely|sometimes|now and then|once in a while|ad hoc|ad-hoc|one-off|one off|low[- ]volume|a handful|handful of|few times a (day|week|month|term|year)|a few dozen|few dozen|maybe twice a year|once a (month|quarter|year|week)|twice a year)\b|\b(volume|traffic|usage|load) is (low|small|tiny|light|modest)\b|\blow (traffic|usage)\b|\b(a few|few|a couple of|a handful of|several|some|a dozen|dozens of)\s+([\w-]+\s+){0,2}(a |per |each )?(day|week|month|daily|weekly|monthly)\b|\bin total\b|\bonly (the|one|a|our) [\w-]+ (uses|needs|runs) it\b|\b(then we'?re done|one-time|just once|volunteer project|side project|hobby|internal(ly)? only|internal use)\b",
+        r"\b(occasionally|occasional|rarely|now and then|once in a while|ad hoc|ad-hoc|one-off|one off|low[- ]volume|a handful|handful of|few times a (day|week|month|term|year)|a few dozen|few dozen|maybe twice a year|once a (month|quarter|year|week)|twice a year)\b|\b(volume|traffic|usage|load) is (low|small|tiny|light|modest)\b|\blow (traffic|usage)\b|\b(a few|few|a couple of|a handful of|several|some|a dozen|dozens of)\s+([\w-]+\s+){0,2}(a |per |each )?(day|week|month|daily|weekly|monthly)\b|\bin total\b|\bonly (the|one|a|our) [\w-]+ (uses|needs|runs) it\b|\b(then we'?re done|one-time|just once|volunteer project|side project|hobby|internal(ly)? only|internal use)\b",
         2.5,
     ),
     (
         r"\b(prototype|demo|pilot|proof of concept|poc|internal tool|hackathon|experiment|trial|next week'?s)\b",
         2.0,
+    ),
+    (
+        r"\b(run once|once,|once\s*$|once (for|before|during|as)|one-time|single batch|a single run|one batch|(for|during) (a|the) migration|before we (shut|switch|move|migrate)|backfill)\b",
+        3.0,
     ),
     (
         r"\bfor (the|our|a|next week'?s?|this year'?s?) ([\w-]+ ){0,2}(party|event|festival|gala|fair|conference|launch|demo|presentation|pitch|meetup|ceremony|open day)\b",
