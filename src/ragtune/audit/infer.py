@@ -717,17 +717,7 @@ def calls_per_month(description: str) -> Inference | None:
 
 def big_numbers(description: str) -> list[str]:
     """Counts of a thousand or more in the text (volume without a rate): "200k-SKU"."""
-    text = normalise(description)
-    out = []
-    for match in _NUMBER.finditer(text):
-        number = float(match.group(1).replace(",", ""))
-        if match.group(2):
-            number *= _MULTIPLIER[match.group(2)]
-        elif 1900 <= number <= 2100 and "," not in match.group(1):
-            continue
-        if number >= 1000:
-            out.append(match.group(0).strip())
-    return out
+    return [shown for _, _, value, shown in _quantities(normalise(description)) if value >= 1000]
 
 
 def infer_high_volume(description: str, threshold: int = 1000) -> Inference | None:
