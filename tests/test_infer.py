@@ -22,6 +22,7 @@ SETS = [
     "capabilities_blind3.jsonl",
     "capabilities_blind4.jsonl",
     "capabilities_blind5.jsonl",
+    "capabilities_blind6.jsonl",
 ]
 
 

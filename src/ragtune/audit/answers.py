@@ -271,7 +271,10 @@ def _shown(
                 f"structure ({examples.structure}; median {examples.median_output_words:.0f} "
                 "words): 1-2 examples show it",
             )
-    stated = infer.infer_shown_by_examples(capability.description)
+    at_volume = bool(volume.value) and (
+        capability.calls_per_month is not None or infer.explicit_scale(capability.description)
+    )
+    stated = infer.infer_shown_by_examples(capability.description, at_volume)
     if stated is not None:
         return _inferred(stated)
     if volume.value and volume.confidence >= 0.5:

@@ -159,7 +159,7 @@ _BEHAVIOR = _cues(
         1.0,
     ),
     (
-        r"\b(reasoning|reason through|reason step|methodology|method|rubric|step[- ]by[- ]step|stepwise|chain of thought|habits?|judg(e)?ments?|the way our|as if our|like our|manner|demeanou?r|attitude|temperament|etiquette|courtesy|politeness|respectful|deferential|non-judgmental|gentle|firm|(that|this|its|the bot'?s|the model'?s|the assistant'?s) behaviou?r)\b",
+        r"\b(reasoning|reason through|reason step|methodology|method|heuristics|rubric|step[- ]by[- ]step|stepwise|chain of thought|habits?|judg(e)?ments?|the way our|as if our|like our|manner|demeanou?r|attitude|temperament|etiquette|courtesy|politeness|respectful|deferential|non-judgmental|gentle|firm|(that|this|its|the bot'?s|the model'?s|the assistant'?s) behaviou?r)\b",
         1.6,
     ),
     # transforming input into output
@@ -186,6 +186,10 @@ _BEHAVIOR = _cues(
     ),
     (r"'[^']{2,30}'|\"[^\"]{2,30}\"", 0.8),
     (r"\bwording\b", 1.2),
+    (
+        r"\b(derive|derives|generate|generates|write|writes|draft|drafts|produce|produces|create|creates|compose|composes)\b[^.;]{0,40}\bfrom\b",
+        1.5,
+    ),
     (r"\b(output|outputs)\b", 1.5),
     (
         r"\b(rewrite|rewriting|conversion|transformation|reformat\w*|restyl\w*)\b[^.;]{0,40}\binto\b|\bthe same (steps|order|way|format|structure|wording|phrasing|tone|sequence)\b",
@@ -290,7 +294,7 @@ _CHANGE_VERB = re.compile(
     r"reprice[sd]?|renew(s|ed)?|rotat(e|es|ed|ing)|republish(es|ed)?|replac(e|es|ed|ing)|"
     r"redefin(e|es|ed|ing)|rework(s|ed|ing)?|reshap(e|es|ed|ing)|restructur(e|es|ed|ing)|"
     r"overhaul(s|ed|ing)?|shift(s|ed|ing)?|switch(es|ed|ing)?|swap(s|ped|ping)?|"
-    r"redraw(s|n|ing)?|redrew|pick(s|ed)?|choos(e|es)|chose|decid(e|es)|new versions?|a/b)\b"
+    r"redraw(s|n|ing)?|redrew|pick(s|ed)?|choos(e|es)|chose|decid(e|es)|sets|new versions?|a/b)\b"
 )
 # Words that say on their own that a behaviour is not settled yet.
 _UNSETTLED = re.compile(
@@ -369,6 +373,14 @@ _SHOWN = _cues(
         1.5,
     ),
     (r"\b(exactly like|the way the|following a)\b|\b(paste|pasting)\b[^.;]{0,40}\bonce\b", 1.0),
+    # A format spelled out in the description itself is one an example can show.
+    # ... a list of short fields closing the sentence, or a quoted literal with punctuation.
+    (r":\s*[\w'/-]+( [\w'/-]+){0,2}(,\s*(and |or )?[\w'/-]+( [\w'/-]+){0,2}){2,}\s*(\.|$)", 1.5),
+    (r"'[^']{0,30}[,:/<>|#{}\[\]-][^']{0,30}'|\"[^\"]{0,30}[,:/<>|#{}\[\]-][^\"]{0,30}\"", 1.0),
+    (
+        r"\b(in|on|as) (exactly )?(one|two|three|four|five|six|a single|its own|a|\d) (sentence|line|lines|sentences|bullets?|paragraphs?|rows?|words?)\b|\bnumbered (steps|list|points)\b",
+        1.5,
+    ),
 )
 
 _NOT_SHOWN = _cues(
@@ -631,14 +643,18 @@ def infer_changes(description: str, kind: str) -> Inference:
     )
 
 
-def infer_shown_by_examples(description: str) -> Inference | None:
-    """Can 1-2 examples show the behaviour? ``None`` when the text gives no cue either way."""
+def infer_shown_by_examples(description: str, at_volume: bool = False) -> Inference | None:
+    """Can 1-2 examples show the behaviour? ``None`` when the text gives no cue either way.
+
+    ``at_volume``: the capability clearly runs across thousands of calls, where a prompted
+    example drifts; that counts against "examples show it".
+    """
     text = normalise(description)
     failed = tuple(dict.fromkeys(m.group(0) for m in _EXAMPLES_FAIL.finditer(text)))
     shown = score(_EXAMPLES_FAIL.sub(" ", text), _SHOWN)
     not_shown = score(text, _NOT_SHOWN)
-    not_total = not_shown.total + 4.0 * len(failed)
-    hits_not = failed + not_shown.hits
+    not_total = not_shown.total + 4.0 * len(failed) + (1.5 if at_volume else 0.0)
+    hits_not = failed + not_shown.hits + (("thousands of calls",) if at_volume else ())
     if shown.total == 0 and not_total == 0:
         return None
     if shown.total > not_total:
@@ -718,6 +734,19 @@ def calls_per_month(description: str) -> Inference | None:
 def big_numbers(description: str) -> list[str]:
     """Counts of a thousand or more in the text (volume without a rate): "200k-SKU"."""
     return [shown for _, _, value, shown in _quantities(normalise(description)) if value >= 1000]
+
+
+_SCALE_WORDS = re.compile(
+    r"\b(thousands|millions|hundreds of thousands|tens of thousands|at ([\w-]+ )?scale|high[- ]volume)\b"
+)
+
+
+def explicit_scale(description: str, threshold: int = 1000) -> bool:
+    """Does the text state a scale of thousands (a figure, or "at scale"), not just "each"?"""
+    stated = calls_per_month(description)
+    if stated is not None and int(stated.value) >= threshold:  # type: ignore[call-overload]
+        return True
+    return bool(big_numbers(description)) or bool(_SCALE_WORDS.search(normalise(description)))
 
 
 def infer_high_volume(description: str, threshold: int = 1000) -> Inference | None:
