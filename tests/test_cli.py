@@ -70,6 +70,8 @@ def test_audit_json_shape(write_project: Callable[..., Path]) -> None:
     assert set(first["path"][0]) == {"question", "answer", "source", "confidence", "reason"}
     assert {w["code"] for w in first["warnings"]} >= {"finetune-changing-knowledge"}
     assert "strategies" in first["cost"] and "strategies" in data["portfolio"]
+    short = runner.invoke(app, ["audit", str(write_project(PROJECT)), "--json"])
+    assert json.loads(short.stdout)["capabilities"][0]["decision"] == "retrieval"
 
 
 def test_audit_writes_markdown_and_html(write_project: Callable[..., Path], tmp_path: Path) -> None:

@@ -82,8 +82,15 @@ def audit(
         Format, typer.Option("--format", "-f", help="table (terminal), markdown, html or json.")
     ] = Format.table,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the report to this file.")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the report to this file (format from --format, else from the suffix: "
+            ".md, .html, .json).",
+        ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Shorthand for --format json.")] = False,
     fail_on: Annotated[
         str | None,
         typer.Option(
@@ -119,6 +126,8 @@ def audit(
     from ragtune.audit.report import render_json, render_table, write_report
     from ragtune.project import load_project
 
+    if as_json:
+        fmt = Format.json
     if fail_on not in (None, "warning"):
         _fail(RagtuneError(f"--fail-on accepts only `warning` (got {fail_on!r})."))
     try:
