@@ -23,6 +23,7 @@ SETS = [
     "capabilities_blind4.jsonl",
     "capabilities_blind5.jsonl",
     "capabilities_blind6.jsonl",
+    "capabilities_blind7.jsonl",
 ]
 
 

@@ -39,6 +39,10 @@ _KNOWLEDGE = _cues(
     ),
     (r"\bfor (a|the|each|this|that|one) (specific|given|particular|named) \w+", 1.5),
     (
+        r"\b(for|of) (an?|the|each) (authenticated|logged-in|signed-in|verified|current|calling) (customer|user|member|patient|client|account|caller|employee)\b|\b(account|accounts|transactions|statements|payments|orders|shipments|claims|bookings|tickets) (balance|history|status|details|numbers?)\b|\blast (\w+ )?(transactions|orders|payments|visits|purchases|bookings)\b",
+        2.0,
+    ),
+    (
         r"\b(what|which|how)\b[^.;]{0,60}\b(says?|said|states?|stated|mandates?|requires?|demands?|assigns?|prescribes?|allows?|permits?|forbids?|recommends?|were decided|was decided|decided)\b",
         2.5,
     ),
@@ -309,7 +313,7 @@ _UNSETTLED = re.compile(
 _RECURRENCE = re.compile(
     r"\b(again|often|frequently|constantly|regularly|keeps?|keeping|still|soon|each time|"
     r"every time|recently|last (week|month|quarter|sprint)|in flux|all the time|newest|latest|"
-    r"(for|with|at) (every|each)|whatever|whenever|each time)\b"
+    r"(for|with|at|before|after|per) (every|each)|whatever|whenever|each time)\b"
 )
 
 _VOLATILE_KNOWLEDGE = _cues(
