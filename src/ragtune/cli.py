@@ -6,12 +6,13 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ragtune import __version__
+from ragtune.cli_knowledge import knowledge_app, plan_command
+from ragtune.clikit import console, errors, fail, state
 from ragtune.errors import RagtuneError
 
 app = typer.Typer(
@@ -29,9 +30,8 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
-_state = {"debug": False}
+app.add_typer(knowledge_app, name="knowledge")
+app.command("plan")(plan_command)
 
 
 class Format(StrEnum):
@@ -41,13 +41,6 @@ class Format(StrEnum):
     markdown = "markdown"
     html = "html"
     json = "json"
-
-
-def _fail(exc: RagtuneError) -> NoReturn:
-    if _state["debug"]:
-        raise exc
-    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    raise typer.Exit(exc.exit_code)
 
 
 def _version(value: bool) -> None:
@@ -67,7 +60,7 @@ def main_callback(
     ] = False,
 ) -> None:
     """Knowledge in context, behaviour in weights."""
-    _state["debug"] = debug
+    state["debug"] = debug
 
 
 @app.command()
@@ -129,11 +122,11 @@ def audit(
     if as_json:
         fmt = Format.json
     if fail_on not in (None, "warning"):
-        _fail(RagtuneError(f"--fail-on accepts only `warning` (got {fail_on!r})."))
+        fail(RagtuneError(f"--fail-on accepts only `warning` (got {fail_on!r})."))
     try:
         report = run_audit(load_project(project))
     except RagtuneError as exc:
-        _fail(exc)
+        fail(exc)
     if out is not None:
         if fmt is Format.table:
             fmt = {".md": Format.markdown, ".html": Format.html, ".json": Format.json}.get(
@@ -214,7 +207,7 @@ def init(
         write_atomic(target, dump_project(config))
         load_project(target, check_files=False)
     except RagtuneError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"wrote {target}; next: ragtune audit {directory}")
 
 
@@ -234,7 +227,7 @@ def demo(
     try:
         run_demo(directory, console)
     except RagtuneError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def main() -> None:

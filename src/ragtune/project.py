@@ -75,6 +75,35 @@ class Capability(BaseModel):
         return " ".join(value.split())
 
 
+class KnowledgeSettings(BaseModel):
+    """How knowledge is chunked, embedded and stored (``knowledge:`` in ragtune.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedder: str = Field(
+        "all-MiniLM-L6-v2",
+        description="all-MiniLM-L6-v2 (offline default), st:FOLDER (a sentence-transformers "
+        "folder), openai:MODEL (an OpenAI-compatible embeddings endpoint) or hashing (tests).",
+    )
+    base_url: str | None = Field(None, description="Base URL of the embeddings endpoint.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the endpoint's key."
+    )
+    chunk_tokens: int = Field(256, ge=32, le=4096, description="Target chunk size (tokens).")
+    max_chunk_tokens: int = Field(
+        384, ge=32, le=8192, description="A section longer than this is split (tokens)."
+    )
+
+    @model_validator(mode="after")
+    def _sizes(self) -> KnowledgeSettings:
+        if self.max_chunk_tokens < self.chunk_tokens:
+            raise ValueError(
+                f"knowledge.max_chunk_tokens ({self.max_chunk_tokens}) must be at least "
+                f"knowledge.chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+
 class ProjectConfig(BaseModel):
     """The whole ``ragtune.yaml``."""
 
@@ -90,6 +119,9 @@ class ProjectConfig(BaseModel):
     )
     capabilities: list[Capability] = Field(
         min_length=1, description="The capabilities of the application."
+    )
+    knowledge: KnowledgeSettings = Field(
+        default_factory=KnowledgeSettings, description="Chunking, embedding and storage."
     )
 
     @field_validator("prices", mode="before")
@@ -177,6 +209,12 @@ def dump_project(config: ProjectConfig) -> str:
     data = config.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
     defaults = Prices().model_dump()
     data["prices"] = {k: v for k, v in data["prices"].items() if defaults.get(k) != v}
+    knowledge_defaults = KnowledgeSettings().model_dump()
+    knowledge = {k: v for k, v in data["knowledge"].items() if knowledge_defaults.get(k) != v}
+    if knowledge:
+        data["knowledge"] = knowledge
+    else:
+        data.pop("knowledge")
     for capability in data["capabilities"]:
         if not capability.get("sources"):
             capability.pop("sources", None)
@@ -269,6 +307,8 @@ def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
         return list(Capability.model_fields)
     if parents and parents[-1] == "prices":
         return list(Prices.model_fields)
+    if parents and parents[-1] == "knowledge":
+        return list(KnowledgeSettings.model_fields)
     return list(ProjectConfig.model_fields)
 
 
@@ -335,6 +375,7 @@ def _check_referenced_files(project: Project, root: yaml.Node | None) -> None:
 
 
 def _exists(root: Path, ref: str) -> bool:
+    ref = ref.split("#", 1)[0]  # "tables/rates.csv#matter_type" names the key column
     if any(ch in ref for ch in "*?["):
         return any(root.glob(ref))
     return (root / ref).exists()

@@ -1,0 +1,363 @@
+"""``ragtune knowledge ...`` and ``ragtune plan``: thin commands over :mod:`ragtune.knowledge`."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ragtune.clikit import console, errors, fail
+from ragtune.errors import RagtuneError
+
+if TYPE_CHECKING:
+    from ragtune.knowledge.base import KnowledgeBase
+    from ragtune.knowledge.sync import SyncResult
+
+knowledge_app = typer.Typer(
+    help=(
+        "Keep knowledge current: sync sources into the store, search them, see their history.\n\n"
+        "Knowledge changes; weights do not. `sync` re-embeds only what changed and keeps every "
+        "earlier version; `search` answers from the live text or `--as-of` an earlier snapshot."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--project", "-p", help="The project folder or its ragtune.yaml (default: current folder)."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+@contextmanager
+def _knowledge(project: Path | None) -> Iterator[KnowledgeBase]:
+    from ragtune.knowledge.base import KnowledgeBase
+    from ragtune.project import load_project
+
+    try:
+        kb = KnowledgeBase(load_project(project))
+    except RagtuneError as exc:
+        fail(exc)
+    try:
+        yield kb
+    except RagtuneError as exc:
+        fail(exc)
+    finally:
+        kb.close()
+
+
+def _run_sync(kb: KnowledgeBase, quiet: bool) -> SyncResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if quiet:
+        return kb.sync()
+    with Progress(
+        TextColumn("[bold]embedding[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=errors,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(done: int, total: int, document: str) -> None:
+            bar.update(task, completed=done, total=max(total, 1), description=document)
+
+        return kb.sync(progress)
+
+
+def _sync_summary(result: SyncResult) -> dict[str, object]:
+    plan = result.plan
+    return {
+        "snapshot": result.snapshot,
+        "resumed": result.resumed,
+        "added": [c.path for c in plan.of("added")],
+        "changed": [c.path for c in plan.of("changed")],
+        "deleted": [c.path for c in plan.of("deleted")],
+        "unchanged": len(plan.of("unchanged")),
+        "chunks_embedded": result.embedded,
+        "vectors_reused": result.reused_vectors,
+        "chunks_retired": plan.chunks_to_retire,
+        "seconds": round(result.seconds, 3),
+        "embed_seconds": round(result.embed_seconds, 3),
+        "index": result.index,
+        "skipped": [{"path": p, "reason": r} for p, r in result.skipped],
+    }
+
+
+def _print_sync(result: SyncResult) -> None:
+    info = _sync_summary(result)
+    changed = [f"{len(info[k])} {k}" for k in ("added", "changed", "deleted") if info[k]]  # type: ignore[arg-type]
+    what = ", ".join(changed) if changed else "no document changed"
+    console.print(
+        f"snapshot {info['snapshot']}: {what}, {info['unchanged']} unchanged; "
+        f"{info['chunks_embedded']} chunks embedded, {info['vectors_reused']} vectors reused, "
+        f"{info['chunks_retired']} retired (kept in history) in {info['seconds']:.2f} s"
+        + (" (resumed an interrupted sync)" if result.resumed else "")
+    )
+    for path, reason in result.skipped:
+        errors.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+
+
+@knowledge_app.command("sync")
+def sync_command(
+    project: Annotated[
+        Path | None, typer.Argument(help="The project folder or its ragtune.yaml.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sync every capability's sources into `.ragtune/knowledge.db`, re-embedding only changes.
+
+    A file whose content hash did not change costs nothing; in a changed file only the sections
+    whose text changed are embedded again. Deleted files retire their chunks, which stay in the
+    history (`ragtune knowledge history DOC`). Unreadable, empty or unsupported files are
+    reported and skipped; the rest of the sync goes on. A sync that is interrupted leaves the
+    previous snapshot whole; the next sync finishes the work.
+    """
+    with _knowledge(project) as kb:
+        result = _run_sync(kb, quiet=as_json)
+        if as_json:
+            sys.stdout.write(json.dumps(_sync_summary(result), indent=2) + "\n")
+        else:
+            _print_sync(result)
+
+
+@knowledge_app.command("search")
+def search_command(
+    query: Annotated[str, typer.Argument(help="What to look for, in your own words.")],
+    project: ProjectOption = None,
+    capability: Annotated[
+        str | None, typer.Option("--capability", "-c", help="Only this capability's sources.")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many results.")] = 5,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Only documents whose path matches (glob or prefix)."),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Search the text as it was at a snapshot id or an ISO time ('what did the "
+            "template say then').",
+        ),
+    ] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="hybrid (default), bm25 or vector.")
+    ] = "hybrid",
+    as_json: JsonOption = False,
+) -> None:
+    """Search the knowledge: BM25 and vectors fused by reciprocal rank fusion.
+
+    Examples:
+
+        ragtune knowledge search "how long to report a data breach"
+
+        ragtune knowledge search "liability cap" --capability templates -k 3 --json
+
+        ragtune knowledge search "governing law" --as-of 1
+    """
+    if mode not in ("hybrid", "bm25", "vector"):
+        fail(RagtuneError(f"--mode accepts hybrid, bm25 or vector (got {mode!r})."))
+    with _knowledge(project) as kb:
+        hits = kb.search(
+            query, k=k, capability=capability, source=source, as_of=as_of,
+            mode=mode,  # type: ignore[arg-type]
+        )  # fmt: skip
+        if as_json:
+            sys.stdout.write(json.dumps([h.to_dict() for h in hits], indent=2) + "\n")
+            return
+        if not hits:
+            console.print("no results")
+            return
+        from rich.table import Table
+
+        table = Table(show_lines=True, expand=True)
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("score", justify="right", no_wrap=True)
+        table.add_column("where", ratio=2)
+        table.add_column("text", ratio=5)
+        for rank, hit in enumerate(hits, start=1):
+            text = hit.text if len(hit.text) <= 400 else hit.text[:397] + "..."
+            table.add_row(
+                str(rank),
+                f"{hit.score:.4f}",
+                f"{hit.document}\n{hit.section}\nv{hit.version} · snapshot {hit.snapshot}",
+                text,
+            )
+        console.print(table)
+
+
+@knowledge_app.command("history")
+def history_command(
+    document: Annotated[str, typer.Argument(help="The document's path, as in the project.")],
+    project: ProjectOption = None,
+    diff: Annotated[
+        tuple[int, int] | None,
+        typer.Option("--diff", help="Show the diff between two versions, e.g. --diff 1 2."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List a document's versions, and show what changed between two of them.
+
+    Without --diff the diff between the last two versions is shown.
+    """
+    with _knowledge(project) as kb:
+        versions = kb.store.document_versions(document)
+        if not versions:
+            known = ", ".join(sorted(kb.store.current_documents())) or "none synced yet"
+            fail(RagtuneError(f"no document {document!r} in the store (documents: {known})."))
+        snapshots = {s.id: s for s in kb.store.snapshots()}
+        rows = [
+            {
+                "version": v.version,
+                "snapshot": v.valid_from,
+                "synced_at": snapshots[v.valid_from].started_at
+                if v.valid_from in snapshots
+                else None,
+                "retired_at_snapshot": v.valid_to,
+                "sha256": v.sha256,
+                "chunks": v.chunks,
+                "title": v.title,
+            }
+            for v in versions
+        ]
+        pair = diff or ((versions[-2].version, versions[-1].version) if len(versions) > 1 else None)
+        patch = ""
+        if pair is not None:
+            old, new = (kb.store.document_text(document, n) for n in pair)
+            if old is None or new is None:
+                numbers = ", ".join(str(v.version) for v in versions)
+                fail(RagtuneError(f"--diff {pair[0]} {pair[1]}: versions are {numbers}."))
+            patch = "".join(
+                difflib.unified_diff(
+                    old.splitlines(keepends=True),
+                    new.splitlines(keepends=True),
+                    fromfile=f"{document} v{pair[0]}",
+                    tofile=f"{document} v{pair[1]}",
+                )
+            )
+        if as_json:
+            sys.stdout.write(
+                json.dumps({"document": document, "versions": rows, "diff": patch}, indent=2) + "\n"
+            )
+            return
+        from rich.syntax import Syntax
+        from rich.table import Table
+
+        table = Table(title=f"{document}: {len(rows)} version(s)")
+        for column in ("version", "snapshot", "synced at", "retired at", "chunks", "sha256"):
+            table.add_column(column)
+        for row in rows:
+            retired = row["retired_at_snapshot"]
+            table.add_row(
+                str(row["version"]),
+                str(row["snapshot"]),
+                str(row["synced_at"] or "")[:19],
+                "live" if retired is None else f"snapshot {retired}",
+                str(row["chunks"]),
+                str(row["sha256"])[:12],
+            )
+        console.print(table)
+        if patch:
+            console.print(Syntax(patch, "diff", word_wrap=True))
+
+
+@knowledge_app.command("lookup")
+def lookup_command(
+    table: Annotated[str, typer.Argument(help="The table's path, e.g. tables/rates.csv.")],
+    key: Annotated[str, typer.Argument(help="The value of its key column.")],
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Exact lookup of one row of a CSV table by its key column (no embedding)."""
+    with _knowledge(project) as kb:
+        row = kb.lookup(table, key)
+        if row is None:
+            fail(RagtuneError(f"{table}: no row whose key is {key!r}."))
+        if as_json:
+            payload = {"document": row.document, "key": row.section, "text": row.text,
+                       "snapshot": row.valid_from}  # fmt: skip
+            sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        else:
+            console.print(row.text)
+
+
+@knowledge_app.command("watch")
+def watch_command(
+    project: Annotated[
+        Path | None, typer.Argument(help="The project folder or its ragtune.yaml.")
+    ] = None,
+) -> None:
+    """Re-sync within a second of any source file changing, until interrupted (Ctrl-C)."""
+    from ragtune.knowledge.watch import watch
+
+    with _knowledge(project) as kb:
+
+        def ready(roots: list[Path]) -> None:
+            console.print("watching " + ", ".join(str(r) for r in roots) + " (Ctrl-C to stop)")
+
+        try:
+            watch(kb, _print_sync, ready=ready)
+        except KeyboardInterrupt:
+            console.print("stopped")
+
+
+def plan_command(
+    project: Annotated[
+        Path | None, typer.Argument(help="The project folder or its ragtune.yaml.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what `ragtune build` would do now, and why; nothing is changed.
+
+    Lists the documents added, changed and deleted since the last sync, the chunks to embed and
+    the seconds it will take, and says in words that a knowledge change needs no retraining.
+    """
+    from ragtune.project import load_project
+    from ragtune.runtime.plan import make_plan
+
+    try:
+        plan = make_plan(load_project(project))
+    except RagtuneError as exc:
+        fail(exc)
+    knowledge = plan.knowledge
+    if as_json:
+        payload: dict[str, object] = {"project": plan.project, "summary": plan.summary()}
+        if knowledge is not None:
+            payload["knowledge"] = {
+                "documents": [c.__dict__ for c in knowledge.changes],
+                "chunks_to_embed": knowledge.chunks_to_embed,
+                "chunks_to_retire": knowledge.chunks_to_retire,
+                "estimate_s": round(knowledge.estimate_s, 2),
+                "skipped": [{"path": p, "reason": r} for p, r in knowledge.skipped],
+                "retraining_needed": False,
+            }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    if knowledge is not None and not knowledge.up_to_date:
+        from rich.table import Table
+
+        table = Table(title="knowledge")
+        for column in ("document", "change", "chunks to embed", "chunks to retire"):
+            table.add_column(column)
+        for change in knowledge.changes:
+            if change.status != "unchanged":
+                table.add_row(change.path, change.status, str(change.chunks_to_embed),
+                              str(change.chunks_to_retire))  # fmt: skip
+        console.print(table)
+    console.print(plan.summary())
+    if knowledge is not None:
+        for path, reason in knowledge.skipped:
+            errors.print(f"[yellow]will skip[/] {path}: {reason}", highlight=False)

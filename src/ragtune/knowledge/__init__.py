@@ -1,0 +1,1 @@
+"""Knowledge: sources, chunks, embeddings, the store, hybrid search and incremental sync."""

@@ -1,0 +1,107 @@
+"""A project's knowledge: its store, its embedder and its vector index, opened together."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ragtune.errors import RagtuneError
+from ragtune.knowledge.index import VectorIndex
+from ragtune.knowledge.search import Hit, Mode, filter_paths, search
+from ragtune.knowledge.store import ChunkRow, StoreError
+from ragtune.knowledge.store.sqlite import SQLiteStore
+from ragtune.knowledge.sync import Progress, SyncPlan, SyncResult, knowledge_db, plan_sync, sync
+from ragtune.project import Project
+
+if TYPE_CHECKING:
+    from ragtune.knowledge.embed import Embedder
+
+
+class KnowledgeBase:
+    """The knowledge of one project (``.ragtune/knowledge.db`` and its HNSW index).
+
+    The embedder is loaded only when something needs vectors (a sync that embeds, a search).
+    """
+
+    def __init__(self, project: Project, embedder: Embedder | None = None) -> None:
+        self.project = project
+        self.store = SQLiteStore(knowledge_db(project))
+        self._embedder = embedder
+
+    @property
+    def embedder(self) -> Embedder:
+        """The project's embedder (``knowledge.embedder``), loaded on first use."""
+        if self._embedder is None:
+            from ragtune.knowledge.embed import load_embedder
+
+            settings = self.project.config.knowledge
+            options = {"api_key_env": settings.api_key_env}
+            if settings.base_url:
+                options["base_url"] = settings.base_url
+            self._embedder = load_embedder(settings.embedder, options)
+        return self._embedder
+
+    @cached_property
+    def index_path(self) -> Path:
+        """``.ragtune/knowledge.usearch`` beside the store."""
+        return self.store.path.with_name("knowledge.usearch")
+
+    def index(self) -> VectorIndex:
+        """The HNSW index, caught up with the store (rebuilt if missing or foreign)."""
+        index = self._vector_index()
+        index.catch_up(self.store)
+        return index
+
+    def plan(self) -> SyncPlan:
+        """What a sync would do now (nothing is embedded or written)."""
+        return plan_sync(self.project, self.store)
+
+    def sync(self, progress: Progress | None = None) -> SyncResult:
+        """Sync the sources, then bring the vector index up to date."""
+        result = sync(self.project, self.store, self.embedder, progress=progress)
+        result.index = self._vector_index().catch_up(self.store)
+        return result
+
+    def _vector_index(self) -> VectorIndex:
+        if not hasattr(self, "_index"):
+            self._index = VectorIndex(self.index_path, self.embedder.dim, self.embedder.name)
+        return self._index
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        capability: str | None = None,
+        source: str | None = None,
+        as_of: str | None = None,
+        mode: Mode = "hybrid",
+    ) -> list[Hit]:
+        """Hybrid search; see :func:`ragtune.knowledge.search.search`."""
+        if capability is not None:
+            names = [c.name for c in self.project.config.capabilities]
+            if capability not in names:
+                raise RagtuneError(
+                    f"--capability {capability!r}: no such capability; the project has "
+                    f"{', '.join(names)}."
+                )
+        if self.store.latest_snapshot() == 0:
+            raise StoreError(
+                f"{self.store.path}: the knowledge store is empty; run `ragtune knowledge sync` "
+                "first."
+            )
+        at = self.store.resolve_as_of(as_of) if as_of is not None else None
+        paths = filter_paths(self.store, capability=capability, source=source)
+        index = self.index() if at is None and paths is None and mode != "bm25" else None
+        embedder = self.embedder if mode != "bm25" else None
+        return search(self.store, embedder, index, query, k=k, paths=paths, as_of=at, mode=mode)
+
+    def lookup(self, table: str, key: str, as_of: str | None = None) -> ChunkRow | None:
+        """Exact lookup of a table row by its key column."""
+        at = self.store.resolve_as_of(as_of) if as_of is not None else None
+        return self.store.lookup(table, key, at)
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()

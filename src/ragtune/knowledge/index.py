@@ -1,0 +1,166 @@
+"""The vector index: a usearch HNSW file beside the store, derived and always rebuildable.
+
+The index holds the live chunks' vectors under their row ids. A small JSON file beside it records
+what it reflects (the store's snapshot, its row counts, the embedder); when the store has moved on,
+:meth:`VectorIndex.catch_up` adds the new rows and removes the retired ones, and a missing,
+corrupt or foreign index file is rebuilt from SQLite. Files are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragtune.knowledge.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """What an index file reflects."""
+
+    snapshot: int
+    rows: int  # chunk rows in the store (all versions) when the index was written
+    retired: int  # retired chunk rows then
+    embedder: str
+    dim: int
+    size: int  # vectors in the index
+
+
+def store_signature(store: SQLiteStore) -> tuple[int, int]:
+    """(all chunk rows, retired rows): rows are only added or retired, so any change moves it."""
+    row = store.db.execute("SELECT COUNT(*), COUNT(valid_to) FROM chunks").fetchone()
+    return int(row[0]), int(row[1])
+
+
+class VectorIndex:
+    """HNSW over the live chunks (cosine on normalised vectors), keyed by chunk row id."""
+
+    def __init__(self, path: Path, dim: int, embedder: str) -> None:
+        self.path = path
+        self.meta_path = path.with_name(path.name + ".json")
+        self.dim = dim
+        self.embedder = embedder
+        self.index: Any = None
+        self.state: IndexState | None = None
+
+    def _new(self) -> Any:
+        from usearch.index import Index
+
+        return Index(ndim=self.dim, metric="cos", dtype="f32", connectivity=16, expansion_add=128,
+                     expansion_search=64)  # fmt: skip
+
+    def _load(self) -> bool:
+        """Load the file if it exists and matches this embedder; False otherwise."""
+        if not (self.path.exists() and self.meta_path.exists()):
+            return False
+        try:
+            state = IndexState(**json.loads(self.meta_path.read_text()))
+        except (ValueError, TypeError):
+            return False
+        if state.embedder != self.embedder or state.dim != self.dim:
+            return False
+        index = self._new()
+        try:
+            index.load(str(self.path))
+        except Exception:  # a corrupt file of any kind: rebuild it
+            return False
+        if len(index) != state.size:
+            return False
+        self.index, self.state = index, state
+        return True
+
+    def catch_up(self, store: SQLiteStore) -> str:
+        """Bring the index to the store's live rows; returns what it did (for logs and tests)."""
+        import numpy as np
+
+        rows, retired = store_signature(store)
+        snapshot = store.latest_snapshot()
+        if self.index is None and not self._load():
+            ids, blobs = store.vectors_at()
+            self.index = self._new()
+            if ids:
+                self.index.add(np.asarray(ids, dtype=np.uint64), _matrix(blobs, self.dim))
+            self._save(snapshot, rows, retired)
+            return "rebuilt"
+        state = self.state
+        assert state is not None
+        if (state.rows, state.retired) == (rows, retired):
+            return "current"
+        live_ids, _ = _live_ids(store)
+        have = set(int(k) for k in self.index.keys) if len(self.index) else set()
+        remove = sorted(have - live_ids)
+        add = sorted(live_ids - have)
+        for key in remove:
+            self.index.remove(key)
+        if add:
+            found = store.db.execute(
+                "SELECT id, vector FROM chunks WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(add),),
+            ).fetchall()
+            self.index.add(
+                np.asarray([r[0] for r in found], dtype=np.uint64),
+                _matrix([bytes(r[1]) for r in found], self.dim),
+            )
+        self._save(snapshot, rows, retired)
+        return f"caught up: +{len(add)} -{len(remove)}"
+
+    def _save(self, snapshot: int, rows: int, retired: int) -> None:
+        self.state = IndexState(
+            snapshot=snapshot, rows=rows, retired=retired, embedder=self.embedder, dim=self.dim,
+            size=len(self.index),
+        )  # fmt: skip
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.index.save(str(tmp))
+        os.replace(tmp, self.path)
+        tmp_meta = self.meta_path.with_name(f".{self.meta_path.name}.tmp")
+        tmp_meta.write_text(json.dumps(self.state.__dict__))
+        os.replace(tmp_meta, self.meta_path)
+
+    @property
+    def size(self) -> int:
+        """Vectors in the index."""
+        return 0 if self.index is None else len(self.index)
+
+    def search(self, vector: NDArray[np.float32], k: int) -> list[tuple[int, float]]:
+        """Row ids and cosine similarities of the ``k`` nearest live chunks."""
+        if self.index is None or len(self.index) == 0:
+            return []
+        matches = self.index.search(vector, min(k, len(self.index)))
+        return [
+            (int(key), 1.0 - float(dist))
+            for key, dist in zip(matches.keys, matches.distances, strict=True)
+        ]
+
+
+def _live_ids(store: SQLiteStore) -> tuple[set[int], int]:
+    rows = store.db.execute("SELECT id FROM chunks WHERE valid_to IS NULL").fetchall()
+    return {int(r[0]) for r in rows}, len(rows)
+
+
+def _matrix(blobs: list[bytes], dim: int) -> NDArray[np.float32]:
+    import numpy as np
+
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+
+
+def brute_force(
+    query: NDArray[np.float32], ids: list[int], blobs: list[bytes], dim: int, k: int
+) -> list[tuple[int, float]]:
+    """Exact nearest neighbours by a matrix product (the floor HNSW is measured against)."""
+    import numpy as np
+
+    if not ids:
+        return []
+    scores = _matrix(blobs, dim) @ query.astype(np.float32)
+    top = np.argsort(-scores)[:k]
+    return [(ids[i], float(scores[i])) for i in top]

@@ -1,0 +1,561 @@
+"""The embedded store: one SQLite file in WAL mode, FTS5 for BM25, vectors as BLOBs.
+
+Every chunk version is a row with ``valid_from``/``valid_to`` snapshot ids: nothing is deleted,
+so "what did the template say then" is a query. A row is visible at snapshot ``S`` when
+``valid_from <= S`` and ``valid_to`` is null or greater than ``S``; the live rows have a null
+``valid_to``. Each document's change is one ``BEGIN IMMEDIATE`` transaction, so a reader sees the
+old version of a document or the new, never a mix.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ragtune.knowledge.store import (
+    ChunkRow,
+    DocumentRow,
+    NewChunk,
+    Snapshot,
+    StoreError,
+)
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register a schema migration; they run once each, in the order they are defined."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    """Documents, chunks with their history and vectors, snapshots, BM25 index."""
+    execute_script(
+        db,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE snapshots (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL DEFAULT 'open',
+            docs_added INTEGER NOT NULL DEFAULT 0,
+            docs_changed INTEGER NOT NULL DEFAULT 0,
+            docs_deleted INTEGER NOT NULL DEFAULT 0,
+            chunks_added INTEGER NOT NULL DEFAULT 0,
+            chunks_retired INTEGER NOT NULL DEFAULT 0,
+            chunks_embedded INTEGER NOT NULL DEFAULT 0,
+            embed_seconds REAL NOT NULL DEFAULT 0
+        );
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            text TEXT NOT NULL,
+            valid_from INTEGER NOT NULL,
+            valid_to INTEGER,
+            UNIQUE (path, version)
+        );
+        CREATE INDEX documents_live ON documents (path) WHERE valid_to IS NULL;
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            chunk_id TEXT NOT NULL,
+            document TEXT NOT NULL,
+            doc_version INTEGER NOT NULL,
+            ordinal INTEGER NOT NULL,
+            section TEXT NOT NULL,
+            title TEXT NOT NULL,
+            text TEXT NOT NULL,
+            text_hash TEXT NOT NULL,
+            tokens INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            valid_from INTEGER NOT NULL,
+            valid_to INTEGER
+        );
+        CREATE INDEX chunks_live ON chunks (document) WHERE valid_to IS NULL;
+        CREATE INDEX chunks_hash ON chunks (text_hash);
+        CREATE INDEX chunks_from ON chunks (valid_from);
+        CREATE INDEX chunks_to ON chunks (valid_to);
+        CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+            text, section, title,
+            content = 'chunks', content_rowid = 'id', tokenize = 'porter unicode61'
+        );
+        CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts (rowid, text, section, title)
+            VALUES (new.id, new.text, new.section, new.title);
+        END;
+        CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts (chunks_fts, rowid, text, section, title)
+            VALUES ('delete', old.id, old.text, old.section, old.title);
+        END;
+        CREATE TABLE doc_capabilities (
+            path TEXT NOT NULL,
+            capability TEXT NOT NULL,
+            PRIMARY KEY (path, capability)
+        );
+        """,
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _visible(alias: str = "c") -> str:
+    return f"{alias}.valid_from <= :at AND ({alias}.valid_to IS NULL OR {alias}.valid_to > :at)"
+
+
+_CHUNK_COLUMNS = (
+    "c.id, c.chunk_id, c.document, c.doc_version, c.ordinal, c.section, c.title, c.text, "
+    "c.text_hash, c.tokens, c.valid_from, c.valid_to"
+)
+_FTS_TOKEN = re.compile(r"[\w]+", re.UNICODE)
+_STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        "a an and are as at be by can do does for from has have how i if in is it its may of on "
+        "or our over the their them there they this to under us was we what when where which who "
+        "will with within you your",
+    )
+)
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 query matching any of the words of ``text`` (stop words dropped), or ``None``."""
+    words = [w for w in _FTS_TOKEN.findall(text.lower()) if w not in _STOPWORDS]
+    if not words:
+        words = _FTS_TOKEN.findall(text.lower())
+    if not words:
+        return None
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+
+
+class SQLiteStore:
+    """The knowledge store in one SQLite file (``.ragtune/knowledge.db``)."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if readonly and not path.exists():
+            raise StoreError(f"{path}: no knowledge store yet; run `ragtune knowledge sync` first.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout = 10000")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: cannot open the knowledge store: {exc}") from exc
+        self.db.row_factory = sqlite3.Row
+        self._migrate()
+
+    # -- schema ------------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        db = self.db
+        db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        done = {row[0] for row in db.execute("SELECT name FROM migrations")}
+        for name, fn in MIGRATIONS:
+            if name in done:
+                continue
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                fn(db)
+                db.execute("INSERT INTO migrations VALUES (?, ?)", (name, _now()))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    # -- meta --------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """A value recorded in the store."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a value in the store."""
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- snapshots ---------------------------------------------------------------------------------
+
+    def begin_snapshot(self) -> int:
+        """Start a snapshot, or resume the open one an interrupted sync left behind."""
+        row = self.db.execute(
+            "SELECT id FROM snapshots WHERE status = 'open' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        cursor = self.db.execute("INSERT INTO snapshots (started_at) VALUES (?)", (_now(),))
+        return int(cursor.lastrowid or 0)
+
+    def finish_snapshot(self, snapshot: int, counts: dict[str, float]) -> None:
+        """Mark a snapshot complete, adding ``counts`` to what it recorded so far."""
+        allowed = {
+            "docs_added", "docs_changed", "docs_deleted", "chunks_added", "chunks_retired",
+            "chunks_embedded", "embed_seconds",
+        }  # fmt: skip
+        sets = ", ".join(f"{k} = {k} + :{k}" for k in counts if k in allowed)
+        params = {k: v for k, v in counts.items() if k in allowed}
+        self.db.execute(
+            f"UPDATE snapshots SET {sets + ', ' if sets else ''}status = 'complete', "
+            "finished_at = :now WHERE id = :id",
+            {**params, "now": _now(), "id": snapshot},
+        )
+
+    def discard_empty_snapshot(self, snapshot: int) -> None:
+        """Drop a snapshot in which nothing changed (a no-op sync leaves no trace)."""
+        used = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM chunks WHERE valid_from = :s OR valid_to = :s) "
+            "OR EXISTS (SELECT 1 FROM documents WHERE valid_from = :s OR valid_to = :s)",
+            {"s": snapshot},
+        ).fetchone()[0]
+        if not used:
+            self.db.execute("DELETE FROM snapshots WHERE id = ?", (snapshot,))
+
+    def snapshots(self) -> list[Snapshot]:
+        """Every snapshot, oldest first."""
+        rows = self.db.execute("SELECT * FROM snapshots ORDER BY id").fetchall()
+        return [Snapshot(**dict(row)) for row in rows]
+
+    def latest_snapshot(self) -> int:
+        """The newest snapshot id (0 for an empty store)."""
+        return int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM snapshots").fetchone()[0])
+
+    def resolve_as_of(self, value: str) -> int:
+        """A snapshot id from ``"12"`` or an ISO time (the last snapshot started by then)."""
+        text = value.strip()
+        if text.isdigit():
+            snapshot = int(text)
+            if not self.db.execute("SELECT 1 FROM snapshots WHERE id = ?", (snapshot,)).fetchone():
+                known = ", ".join(str(s.id) for s in self.snapshots()) or "none yet"
+                raise StoreError(f"--as-of {value}: no snapshot {snapshot} (snapshots: {known}).")
+            return snapshot
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise StoreError(
+                f"--as-of {value!r}: give a snapshot id (see `ragtune knowledge history`) or an "
+                "ISO time such as 2026-07-01 or 2026-07-01T09:30."
+            ) from exc
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        row = self.db.execute(
+            "SELECT MAX(id) FROM snapshots WHERE started_at <= ?",
+            (when.astimezone(UTC).isoformat(timespec="microseconds"),),
+        ).fetchone()
+        if row[0] is None:
+            raise StoreError(f"--as-of {value}: the first snapshot is later than that.")
+        return int(row[0])
+
+    # -- documents and chunks ----------------------------------------------------------------------
+
+    def current_documents(self) -> dict[str, DocumentRow]:
+        """The live version of every document, by path."""
+        rows = self.db.execute(
+            "SELECT d.path, d.version, d.kind, d.title, d.sha256, d.valid_from, d.valid_to, "
+            "(SELECT COUNT(*) FROM chunks c WHERE c.document = d.path AND c.valid_to IS NULL) "
+            "AS chunks FROM documents d WHERE d.valid_to IS NULL ORDER BY d.path"
+        ).fetchall()
+        return {row["path"]: DocumentRow(**dict(row)) for row in rows}
+
+    def document_versions(self, path: str) -> list[DocumentRow]:
+        """Every version of a document, oldest first."""
+        rows = self.db.execute(
+            "SELECT d.path, d.version, d.kind, d.title, d.sha256, d.valid_from, d.valid_to, "
+            "(SELECT COUNT(*) FROM chunks c WHERE c.document = d.path "
+            " AND c.doc_version = d.version) AS chunks "
+            "FROM documents d WHERE d.path = ? ORDER BY d.version",
+            (path,),
+        ).fetchall()
+        return [DocumentRow(**dict(row)) for row in rows]
+
+    def document_text(self, path: str, version: int) -> str | None:
+        """The text of one version of a document."""
+        row = self.db.execute(
+            "SELECT text FROM documents WHERE path = ? AND version = ?", (path, version)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def current_chunks(self, path: str) -> list[ChunkRow]:
+        """The live chunks of one document, in order."""
+        rows = self.db.execute(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks c "
+            "WHERE c.document = ? AND c.valid_to IS NULL ORDER BY c.ordinal",
+            (path,),
+        ).fetchall()
+        return [_chunk(row) for row in rows]
+
+    def chunks(self, rowids: Sequence[int]) -> dict[int, ChunkRow]:
+        """Chunk rows by row id."""
+        out: dict[int, ChunkRow] = {}
+        ids = list(rowids)
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.db.execute(
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks c WHERE c.id IN ({marks})", part
+            ):
+                out[int(row["id"])] = _chunk(row)
+        return out
+
+    def vectors_by_hash(self, hashes: Iterable[str]) -> dict[str, bytes]:
+        """Vectors already computed for these chunk texts (any version), by text hash."""
+        wanted = list(dict.fromkeys(hashes))
+        out: dict[str, bytes] = {}
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.db.execute(
+                f"SELECT text_hash, vector FROM chunks WHERE text_hash IN ({marks})", part
+            ):
+                out.setdefault(row[0], bytes(row[1]))
+        return out
+
+    def apply_document(
+        self,
+        snapshot: int,
+        document: DocumentRow,
+        text: str,
+        add: Sequence[NewChunk],
+        retire: Sequence[int],
+    ) -> None:
+        """A document's new version, its new chunks and its retired ones: one transaction."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "UPDATE documents SET valid_to = ? WHERE path = ? AND valid_to IS NULL",
+                (snapshot, document.path),
+            )
+            db.execute(
+                "INSERT INTO documents (path, version, kind, title, sha256, text, valid_from) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    document.path,
+                    document.version,
+                    document.kind,
+                    document.title,
+                    document.sha256,
+                    text,
+                    snapshot,
+                ),
+            )
+            db.executemany(
+                "UPDATE chunks SET valid_to = ? WHERE id = ? AND valid_to IS NULL",
+                [(snapshot, rowid) for rowid in retire],
+            )
+            db.executemany(
+                "INSERT INTO chunks (chunk_id, document, doc_version, ordinal, section, title, "
+                "text, text_hash, tokens, vector, valid_from) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        c.chunk_id,
+                        document.path,
+                        document.version,
+                        c.ordinal,
+                        c.section,
+                        c.title,
+                        c.text,
+                        c.text_hash,
+                        c.tokens,
+                        c.vector,
+                        snapshot,
+                    )
+                    for c in add
+                ],
+            )
+            # Chunks that stay keep their row; they now belong to the new document version.
+            db.execute(
+                "UPDATE chunks SET doc_version = ? WHERE document = ? AND valid_to IS NULL",
+                (document.version, document.path),
+            )
+            db.execute(
+                "UPDATE snapshots SET chunks_added = chunks_added + ?, "
+                "chunks_retired = chunks_retired + ? WHERE id = ?",
+                (len(add), len(retire), snapshot),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def retire_document(self, snapshot: int, path: str) -> int:
+        """Retire a deleted document and all its live chunks, in one transaction."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "UPDATE documents SET valid_to = ? WHERE path = ? AND valid_to IS NULL",
+                (snapshot, path),
+            )
+            retired = db.execute(
+                "UPDATE chunks SET valid_to = ? WHERE document = ? AND valid_to IS NULL",
+                (snapshot, path),
+            ).rowcount
+            db.execute(
+                "UPDATE snapshots SET chunks_retired = chunks_retired + ? WHERE id = ?",
+                (retired, snapshot),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return int(retired)
+
+    def set_capabilities(self, members: dict[str, set[str]]) -> None:
+        """Which capabilities each document serves."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM doc_capabilities")
+            db.executemany(
+                "INSERT INTO doc_capabilities (path, capability) VALUES (?, ?)",
+                [(path, cap) for path, caps in members.items() for cap in sorted(caps)],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def paths_of(self, capability: str) -> set[str]:
+        """The documents a capability draws on."""
+        rows = self.db.execute(
+            "SELECT path FROM doc_capabilities WHERE capability = ?", (capability,)
+        )
+        return {row[0] for row in rows}
+
+    def capabilities_of(self, path: str) -> list[str]:
+        """The capabilities a document serves."""
+        rows = self.db.execute(
+            "SELECT capability FROM doc_capabilities WHERE path = ? ORDER BY capability", (path,)
+        )
+        return [row[0] for row in rows]
+
+    # -- search ------------------------------------------------------------------------------------
+
+    def bm25(
+        self, query: str, limit: int, *, at: int | None = None, paths: set[str] | None = None
+    ) -> list[tuple[int, float]]:
+        """Row ids and BM25 scores (higher is better) of the chunks matching ``query``."""
+        match = fts_query(query)
+        if match is None:
+            return []
+        at = self.latest_snapshot() if at is None else at
+        sql = (
+            "SELECT c.id, -bm25(chunks_fts, 1.0, 0.5, 0.5) AS score FROM chunks_fts "
+            "JOIN chunks c ON c.id = chunks_fts.rowid "
+            f"WHERE chunks_fts MATCH :match AND {_visible()} "
+        )
+        params: dict[str, object] = {"match": match, "at": at, "limit": limit}
+        if paths is not None:
+            sql += "AND c.document IN (SELECT value FROM json_each(:paths)) "
+            params["paths"] = _json_list(paths)
+        sql += "ORDER BY bm25(chunks_fts, 1.0, 0.5, 0.5) LIMIT :limit"
+        return [(int(r[0]), float(r[1])) for r in self.db.execute(sql, params)]
+
+    def vectors_at(
+        self, at: int | None = None, paths: set[str] | None = None
+    ) -> tuple[list[int], list[bytes]]:
+        """Row ids and vectors of the chunks visible at a snapshot (default: live ones)."""
+        if at is None:
+            sql = "SELECT c.id, c.vector FROM chunks c WHERE c.valid_to IS NULL "
+            params: dict[str, object] = {}
+        else:
+            sql = f"SELECT c.id, c.vector FROM chunks c WHERE {_visible()} "
+            params = {"at": at}
+        if paths is not None:
+            sql += "AND c.document IN (SELECT value FROM json_each(:paths)) "
+            params["paths"] = _json_list(paths)
+        rows = self.db.execute(sql + "ORDER BY c.id", params).fetchall()
+        return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
+
+    def changes_since(self, snapshot: int) -> tuple[list[int], list[int]]:
+        """Row ids that became live after ``snapshot``, and those retired after it."""
+        added = [
+            int(r[0])
+            for r in self.db.execute(
+                "SELECT id FROM chunks WHERE valid_from > ? AND valid_to IS NULL", (snapshot,)
+            )
+        ]
+        removed = [
+            int(r[0])
+            for r in self.db.execute(
+                "SELECT id FROM chunks WHERE valid_to > ? AND valid_from <= ?",
+                (snapshot, snapshot),
+            )
+        ]
+        return added, removed
+
+    def lookup(self, path: str, key: str, at: int | None = None) -> ChunkRow | None:
+        """The row of a table whose key column equals ``key`` (case and spaces ignored)."""
+        at = self.latest_snapshot() if at is None else at
+        row = self.db.execute(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks c WHERE c.document = :path "
+            f"AND lower(trim(c.section)) = lower(trim(:key)) AND {_visible()} LIMIT 1",
+            {"path": path, "key": key, "at": at},
+        ).fetchone()
+        return None if row is None else _chunk(row)
+
+    def counts(self) -> dict[str, int]:
+        """Live documents and chunks, and all chunk versions kept."""
+        row = self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM documents WHERE valid_to IS NULL), "
+            "(SELECT COUNT(*) FROM chunks WHERE valid_to IS NULL), (SELECT COUNT(*) FROM chunks)"
+        ).fetchone()
+        return {"documents": int(row[0]), "chunks": int(row[1]), "chunk_versions": int(row[2])}
+
+
+def execute_script(db: sqlite3.Connection, script: str) -> None:
+    """Run SQL statements one by one, inside the caller's transaction.
+
+    (``executescript`` would commit first: a migration must apply whole or not at all.)
+    """
+    current: list[str] = []
+    for line in script.splitlines():
+        current.append(line)
+        joined = "\n".join(current).strip()
+        if joined.endswith(";") and sqlite3.complete_statement(joined):
+            db.execute(joined)
+            current = []
+
+
+def _json_list(values: Iterable[str]) -> str:
+    import json
+
+    return json.dumps(sorted(values))
+
+
+def _chunk(row: sqlite3.Row) -> ChunkRow:
+    return ChunkRow(
+        rowid=int(row["id"]),
+        chunk_id=row["chunk_id"],
+        document=row["document"],
+        doc_version=int(row["doc_version"]),
+        ordinal=int(row["ordinal"]),
+        section=row["section"],
+        title=row["title"],
+        text=row["text"],
+        text_hash=row["text_hash"],
+        tokens=int(row["tokens"]),
+        valid_from=int(row["valid_from"]),
+        valid_to=None if row["valid_to"] is None else int(row["valid_to"]),
+    )

@@ -1,0 +1,439 @@
+"""Incremental, versioned sync of a project's knowledge sources into the store.
+
+1. Find every source file the capabilities declare; hash each one.
+2. An unchanged hash costs nothing more. A new or changed file is parsed and chunked; its chunks
+   are matched to the live ones by stable id and text hash: only new or edited text is embedded
+   (and a text embedded before, under any id, reuses its vector).
+3. Each document's new version goes into the store in one transaction; deleted files retire their
+   chunks. Everything a sync does belongs to one snapshot. A sync that is killed leaves earlier
+   snapshots whole; the next sync resumes the open snapshot and finishes it.
+
+:func:`plan_sync` runs steps 1-2 without embedding or writing: what ``ragtune plan`` shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ragtune.knowledge.chunk import Chunk, chunk_document, chunk_table, token_counter
+from ragtune.knowledge.sources import (
+    ParsedDocument,
+    SourceError,
+    discover,
+    load_table,
+    parse_document,
+)
+from ragtune.knowledge.store import DocumentRow, NewChunk
+from ragtune.knowledge.store.sqlite import SQLiteStore
+from ragtune.project import Project
+
+if TYPE_CHECKING:
+    from ragtune.knowledge.embed import Embedder
+
+# About 120 chunks a second for all-MiniLM-L6-v2 on 2 cores (DESIGN.md); replaced by the rate the
+# store measured on its last sync that embedded.
+DEFAULT_EMBED_RATE = 120.0
+EMBED_BATCH = 256  # texts gathered across documents before one embedding call
+
+Progress = Callable[[int, int, str], None]  # (chunks embedded, chunks to embed, current document)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file a capability draws on, with the capabilities that use it."""
+
+    path: Path
+    rel: str
+    capabilities: frozenset[str]
+    key_column: str | None = None  # for a CSV table: its lookup key
+
+
+@dataclass
+class DocumentChange:
+    """What a sync does to one document."""
+
+    path: str
+    status: str  # added | changed | deleted | unchanged
+    chunks_to_embed: int = 0
+    chunks_to_retire: int = 0
+    chunks_kept: int = 0
+
+
+@dataclass
+class SyncPlan:
+    """What a sync would do now, computed without embedding or writing."""
+
+    changes: list[DocumentChange]
+    skipped: list[tuple[str, str]]  # (path, reason)
+    embed_rate: float  # chunks a second
+    embedder: str
+    reembed_all: bool = False
+
+    def of(self, status: str) -> list[DocumentChange]:
+        """The documents with one status."""
+        return [c for c in self.changes if c.status == status]
+
+    @property
+    def chunks_to_embed(self) -> int:
+        """Chunks whose text is new or edited."""
+        return sum(c.chunks_to_embed for c in self.changes)
+
+    @property
+    def chunks_to_retire(self) -> int:
+        """Live chunks that the change retires (kept in history)."""
+        return sum(c.chunks_to_retire for c in self.changes)
+
+    @property
+    def estimate_s(self) -> float:
+        """Seconds the embedding will take, at the last measured rate."""
+        return self.chunks_to_embed / self.embed_rate if self.embed_rate else 0.0
+
+    @property
+    def up_to_date(self) -> bool:
+        """Nothing to add, change or delete."""
+        return all(c.status == "unchanged" for c in self.changes)
+
+
+@dataclass
+class SyncResult:
+    """What a sync did."""
+
+    snapshot: int
+    plan: SyncPlan
+    embedded: int
+    reused_vectors: int
+    seconds: float
+    embed_seconds: float
+    index: str = ""
+    resumed: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def knowledge_db(project: Project) -> Path:
+    """``.ragtune/knowledge.db`` beside the project file."""
+    return project.state_dir / "knowledge.db"
+
+
+def source_files(project: Project) -> tuple[list[SourceFile], list[tuple[str, str]]]:
+    """Every supported file the capabilities declare, and the ones skipped with a reason."""
+    root = project.root
+    capabilities: dict[Path, set[str]] = {}
+    keys: dict[Path, str] = {}
+    skipped: list[tuple[str, str]] = []
+    for capability in project.config.capabilities:
+        if not capability.sources:
+            continue
+        found = discover(root, capability.sources)
+        for path in found.files:
+            capabilities.setdefault(path, set()).add(capability.name)
+        keys.update(found.key_columns)
+        skipped.extend((_rel(root, p), why) for p, why in found.skipped)
+    files = [
+        SourceFile(path, _rel(root, path), frozenset(caps), keys.get(path))
+        for path, caps in sorted(capabilities.items(), key=lambda item: _rel(root, item[0]))
+    ]
+    return files, list(dict.fromkeys(skipped))
+
+
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class _Work:
+    """A document parsed and chunked, waiting for its vectors."""
+
+    source: SourceFile
+    parsed_kind: str
+    title: str
+    sha256: str
+    text: str
+    chunks: list[Chunk]
+    add: list[Chunk]
+    retire: list[int]
+    status: str
+    version: int
+
+
+def _parse(
+    source: SourceFile,
+    root: Path,
+    chunk_tokens: int,
+    max_tokens: int,
+    count: Callable[[str], int],
+) -> tuple[str, str, str, str, list[Chunk]]:
+    """(kind, title, sha256, text, chunks) of one source file; raises SourceError."""
+    if source.path.suffix.lower() == ".csv":
+        table = load_table(source.path, root, source.key_column)
+        chunks = chunk_table(table)
+        return "table", source.rel, table.sha256, "\n".join(c.text for c in chunks), chunks
+    doc = parse_document(source.path, root)
+    chunks = chunk_document(
+        doc, target_tokens=chunk_tokens, max_tokens=max_tokens, count_tokens=count
+    )
+    return doc.kind, doc.title, doc.sha256, document_text(doc), chunks
+
+
+def document_text(doc: ParsedDocument) -> str:
+    """A document's text as stored for history and diffs: headings as Markdown."""
+    lines = []
+    for block in doc.blocks:
+        lines.append(
+            ("#" * block.level + " " + block.text) if block.kind == "heading" else block.text
+        )
+    return "\n\n".join(lines) + "\n"
+
+
+def embed_key(chunk: Chunk) -> str:
+    """The hash of what is embedded: the chunk's text with its context line.
+
+    Stored as the chunk's ``text_hash``: a chunk is new when this changes, and a vector computed
+    once is reused for the same key, under any id.
+    """
+    return hashlib.sha1(chunk.search_text.encode("utf-8")).hexdigest()
+
+
+def _diff(chunks: list[Chunk], live: dict[tuple[str, str], int]) -> tuple[list[Chunk], list[int]]:
+    """Chunks to add and live row ids to retire, matching on (stable id, embed key)."""
+    wanted = {(c.chunk_id, embed_key(c)) for c in chunks}
+    add = [c for c in chunks if (c.chunk_id, embed_key(c)) not in live]
+    retire = [rowid for key, rowid in live.items() if key not in wanted]
+    return add, retire
+
+
+def _prepare(
+    project: Project, store: SQLiteStore, reembed_all: bool
+) -> tuple[list[_Work], list[DocumentChange], list[tuple[str, str]], list[str]]:
+    settings = project.config.knowledge
+    files, skipped = source_files(project)
+    count = _counter(settings.embedder)
+    current = store.current_documents()
+    work: list[_Work] = []
+    changes: list[DocumentChange] = []
+    seen: set[str] = set()
+    for source in files:
+        seen.add(source.rel)
+        old = current.get(source.rel)
+        try:
+            sha = _sha256(source.path)
+        except OSError as exc:
+            skipped.append((source.rel, f"cannot read it: {exc.strerror or exc}"))
+            continue
+        if old is not None and old.sha256 == sha and not reembed_all:
+            changes.append(DocumentChange(source.rel, "unchanged", chunks_kept=old.chunks))
+            continue
+        try:
+            kind, title, sha, text, chunks = _parse(
+                source, project.root, settings.chunk_tokens, settings.max_chunk_tokens, count
+            )
+        except SourceError as exc:
+            skipped.append((source.rel, exc.reason if hasattr(exc, "reason") else str(exc)))
+            if old is not None:
+                changes.append(DocumentChange(source.rel, "unchanged", chunks_kept=old.chunks))
+            continue
+        live = (
+            {}
+            if reembed_all
+            else {(c.chunk_id, c.text_hash): c.rowid for c in store.current_chunks(source.rel)}
+        )
+        if reembed_all and old is not None:
+            live_rows = store.current_chunks(source.rel)
+            add, retire = list(chunks), [c.rowid for c in live_rows]
+        else:
+            add, retire = _diff(chunks, live)
+        status = "added" if old is None else "changed"
+        if old is not None and not add and not retire and old.sha256 == sha:
+            changes.append(DocumentChange(source.rel, "unchanged", chunks_kept=old.chunks))
+            continue
+        changes.append(
+            DocumentChange(source.rel, status, len(add), len(retire), len(chunks) - len(add))
+        )
+        work.append(
+            _Work(
+                source,
+                kind,
+                title,
+                sha,
+                text,
+                chunks,
+                add,
+                retire,
+                status,
+                (old.version + 1) if old is not None else 1,
+            )
+        )
+    deleted = [path for path in current if path not in seen]
+    for path in deleted:
+        changes.append(DocumentChange(path, "deleted", chunks_to_retire=current[path].chunks))
+    return work, changes, skipped, deleted
+
+
+def _counter(embedder_spec: str) -> Callable[[str], int]:
+    if embedder_spec == "all-MiniLM-L6-v2":
+        try:
+            from ragtune.knowledge.embed import default_model_folder
+
+            path = default_model_folder() / "tokenizer.json"
+            return token_counter(path if path.exists() else None)
+        except Exception:  # the package is missing: sync will say so when it embeds
+            return token_counter(None)
+    if embedder_spec.startswith("st:"):
+        path = Path(embedder_spec[3:]).expanduser() / "tokenizer.json"
+        return token_counter(path if path.exists() else None)
+    return token_counter(None)
+
+
+def _embed_rate(store: SQLiteStore) -> float:
+    value = store.get_meta("embed_rate")
+    return float(value) if value else DEFAULT_EMBED_RATE
+
+
+def _needs_reembed(store: SQLiteStore, embedder_name: str) -> bool:
+    recorded = store.get_meta("embedder")
+    return recorded is not None and recorded != embedder_name
+
+
+def plan_sync(project: Project, store: SQLiteStore) -> SyncPlan:
+    """What a sync would do now: no embedding, no writing."""
+    from ragtune.knowledge.embed import embedder_name
+
+    name = embedder_name(project.config.knowledge.embedder)
+    reembed = _needs_reembed(store, name)
+    _, changes, skipped, _ = _prepare(project, store, reembed)
+    return SyncPlan(changes, skipped, _embed_rate(store), name, reembed)
+
+
+def sync(
+    project: Project,
+    store: SQLiteStore,
+    embedder: Embedder,
+    *,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Bring the store up to date with the project's sources; see the module docstring."""
+    import numpy as np
+
+    started = time.perf_counter()
+    reembed = _needs_reembed(store, embedder.name)
+    work, changes, skipped, deleted = _prepare(project, store, reembed)
+    plan = SyncPlan(changes, skipped, _embed_rate(store), embedder.name, reembed)
+    open_before = any(s.status == "open" for s in store.snapshots())
+    snapshot = store.begin_snapshot()
+    store.set_meta("embedder", embedder.name)
+    store.set_meta("dim", str(embedder.dim))
+
+    total = sum(len(w.add) for w in work)
+    known = store.vectors_by_hash(embed_key(c) for w in work for c in w.add) if not reembed else {}
+    embedded = reused = 0
+    embed_seconds = 0.0
+    pending: list[_Work] = []
+    vectors: dict[str, bytes] = dict(known)
+
+    def flush() -> None:
+        nonlocal embedded, embed_seconds
+        texts: dict[str, str] = {}
+        for item in pending:
+            for chunk in item.add:
+                if embed_key(chunk) not in vectors:
+                    texts.setdefault(embed_key(chunk), chunk.search_text)
+        if texts:
+            t0 = time.perf_counter()
+            matrix = np.asarray(embedder.embed(list(texts.values())), dtype=np.float32)
+            embed_seconds += time.perf_counter() - t0
+            if matrix.shape != (len(texts), embedder.dim):
+                from ragtune.knowledge.embed import EmbedderError
+
+                raise EmbedderError(
+                    f"embedder {embedder.name} returned vectors of shape {matrix.shape} for "
+                    f"{len(texts)} texts of dimension {embedder.dim}"
+                )
+            for key, row in zip(texts, matrix, strict=True):
+                vectors[key] = row.tobytes()
+            embedded += len(texts)
+        for item in pending:
+            _apply(store, snapshot, item, vectors)
+            if progress is not None:
+                progress(embedded, total, item.source.rel)
+        pending.clear()
+
+    batch = 0
+    for item in work:
+        pending.append(item)
+        batch += sum(1 for c in item.add if embed_key(c) not in vectors)
+        reused += sum(1 for c in item.add if embed_key(c) in known)
+        if batch >= EMBED_BATCH:
+            flush()
+            batch = 0
+    flush()
+
+    for path in deleted:
+        store.retire_document(snapshot, path)
+    members: dict[str, set[str]] = {}
+    files, _ = source_files(project)
+    for source in files:
+        members[source.rel] = set(source.capabilities)
+    store.set_capabilities(members)
+    counts = {
+        "docs_added": len(plan.of("added")),
+        "docs_changed": len(plan.of("changed")),
+        "docs_deleted": len(deleted),
+        "chunks_embedded": embedded,
+        "embed_seconds": embed_seconds,
+    }
+    store.finish_snapshot(snapshot, counts)
+    if not work and not deleted and not open_before:
+        store.discard_empty_snapshot(snapshot)
+    if embedded >= 20 and embed_seconds > 0:
+        store.set_meta("embed_rate", f"{embedded / embed_seconds:.1f}")
+    return SyncResult(
+        snapshot=store.latest_snapshot(),
+        plan=plan,
+        embedded=embedded,
+        reused_vectors=reused,
+        seconds=time.perf_counter() - started,
+        embed_seconds=embed_seconds,
+        resumed=open_before,
+        skipped=skipped,
+    )
+
+
+def _apply(store: SQLiteStore, snapshot: int, item: _Work, vectors: dict[str, bytes]) -> None:
+    add = [
+        NewChunk(
+            chunk_id=c.chunk_id,
+            ordinal=c.ordinal,
+            section=" > ".join(c.section_path),
+            title=c.title,
+            text=c.text,
+            text_hash=embed_key(c),
+            tokens=c.tokens,
+            vector=vectors[embed_key(c)],
+        )
+        for c in item.add
+    ]
+    row = DocumentRow(
+        path=item.source.rel,
+        version=item.version,
+        kind=item.parsed_kind,
+        title=item.title,
+        sha256=item.sha256,
+        valid_from=snapshot,
+        valid_to=None,
+    )
+    store.apply_document(snapshot, row, item.text, add, item.retire)

@@ -1,0 +1,1 @@
+"""The runtime: plan and build, and (later) the request pipeline."""

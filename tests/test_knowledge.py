@@ -1,0 +1,342 @@
+"""Sync, history, search and the vector index on a real SQLite file, with the hashing embedder.
+
+These tests are about indexing logic (what is embedded, retired, kept, found), so they use the
+deterministic hashing embedder; the semantic tests with the real model are in
+test_retrieval_quality.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragtune.cli import app
+from ragtune.knowledge.base import KnowledgeBase
+from ragtune.knowledge.embed import HashingEmbedder, load_embedder
+from ragtune.knowledge.store import StoreError
+from ragtune.project import load_project
+from ragtune.runtime.plan import NO_RETRAINING, make_plan
+
+PROJECT = """
+version: 1
+project: kb
+knowledge:
+  embedder: hashing
+capabilities:
+  - name: policies
+    description: Answer questions about our current policies.
+    sources: [docs/]
+  - name: fees
+    description: Quote the review fee for a matter type from the fee table.
+    sources: ["tables/fees.csv#matter"]
+"""
+
+LEAVE = """# Leave policy
+
+Version 3. This policy applies to every employee of the company, full time or part time, from
+their first day of employment.
+
+## 1. Annual leave
+
+Employees receive twenty-five (25) days of annual leave a year, accrued monthly from the start
+date and booked through the HR portal at least two weeks ahead.
+
+## 2. Sick leave
+
+Sick leave is paid in full for the first ten (10) days in any calendar year; a doctor's note is
+needed for an absence longer than three consecutive working days.
+
+## 3. Carry-over
+
+Up to five (5) unused days carry over to the next year and must be taken before the end of
+March, after which they lapse without payment.
+"""
+
+EXPENSES = """# Expenses policy
+
+## 1. Meals
+
+Meals are reimbursed up to forty dollars a day when travelling on company business, with an
+itemised receipt attached to the claim in the expenses tool.
+
+## 2. Hotels
+
+Hotels must be booked through the travel desk, which holds negotiated rates with the major
+chains in every city where the company has an office.
+"""
+
+FEES = "matter,fee_usd,turnaround_days\nNDA review,450,2\nMSA review,1200,5\nDPA review,900,4\n"
+
+
+@pytest.fixture
+def project_dir(write_project: Callable[..., Path]) -> Path:
+    folder = write_project(PROJECT)
+    (folder / "docs").mkdir()
+    (folder / "docs" / "leave.md").write_text(LEAVE)
+    (folder / "docs" / "expenses.md").write_text(EXPENSES)
+    (folder / "tables").mkdir()
+    (folder / "tables" / "fees.csv").write_text(FEES)
+    return folder
+
+
+@pytest.fixture
+def embedder() -> HashingEmbedder:
+    return HashingEmbedder(256)
+
+
+def open_kb(folder: Path, embedder: HashingEmbedder) -> KnowledgeBase:
+    return KnowledgeBase(load_project(folder), embedder=embedder)
+
+
+def test_first_sync_embeds_everything_and_a_second_embeds_nothing(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    kb = open_kb(project_dir, embedder)
+    first = kb.sync()
+    assert first.snapshot == 1
+    assert sorted(c.path for c in first.plan.of("added")) == [
+        "docs/expenses.md", "docs/leave.md", "tables/fees.csv",
+    ]  # fmt: skip
+    assert first.embedded == embedder.calls > 0
+    assert kb.store.counts()["documents"] == 3
+    calls = embedder.calls
+    second = kb.sync()
+    assert embedder.calls == calls, "an unchanged sync must not embed"
+    assert second.embedded == 0
+    assert second.snapshot == 1, "a sync that changes nothing leaves no snapshot"
+    assert len(second.plan.of("unchanged")) == 3
+
+
+def test_editing_one_section_re_embeds_only_that_section(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    before = {c.chunk_id: c for c in kb.store.current_chunks("docs/leave.md")}
+    calls = embedder.calls
+    (project_dir / "docs" / "leave.md").write_text(
+        LEAVE.replace("twenty-five (25) days", "thirty (30) days")
+    )
+    result = kb.sync()
+    assert result.snapshot == 2
+    assert [c.path for c in result.plan.of("changed")] == ["docs/leave.md"]
+    assert embedder.calls - calls == 1, "only the edited section is embedded again"
+    after = {c.chunk_id: c for c in kb.store.current_chunks("docs/leave.md")}
+    assert after.keys() == before.keys(), "sections keep their stable ids"
+    changed = [cid for cid in after if after[cid].text_hash != before[cid].text_hash]
+    assert len(changed) == 1
+    assert "thirty (30) days" in after[changed[0]].text
+    # The untouched sections are the very same rows; the edited one is a new version.
+    assert all(after[c].rowid == before[c].rowid for c in after if c not in changed)
+    old = kb.store.db.execute(
+        "SELECT valid_from, valid_to FROM chunks WHERE id = ?", (before[changed[0]].rowid,)
+    ).fetchone()
+    assert tuple(old) == (1, 2)
+
+
+def test_search_now_and_as_of_the_earlier_snapshot(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    (project_dir / "docs" / "leave.md").write_text(
+        LEAVE.replace("twenty-five (25) days", "thirty (30) days")
+    )
+    kb.sync()
+    now = kb.search("annual leave days a year", k=1)
+    then = kb.search("annual leave days a year", k=1, as_of="1")
+    assert "thirty (30) days" in now[0].text and now[0].snapshot == 2
+    assert "twenty-five (25) days" in then[0].text and then[0].snapshot == 1
+    assert now[0].document == "docs/leave.md"
+    assert "1. Annual leave" in now[0].section
+    with pytest.raises(StoreError, match="no snapshot 9"):
+        kb.search("leave", as_of="9")
+    with pytest.raises(StoreError, match="ISO time"):
+        kb.search("leave", as_of="last tuesday")
+
+
+def test_deleted_documents_retire_their_chunks_and_stay_in_history(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    (project_dir / "docs" / "expenses.md").unlink()
+    result = kb.sync()
+    assert [c.path for c in result.plan.of("deleted")] == ["docs/expenses.md"]
+    assert "docs/expenses.md" not in kb.store.current_documents()
+    assert all(h.document != "docs/expenses.md" for h in kb.search("hotels travel desk", k=10))
+    then = kb.search("hotels travel desk", k=1, as_of="1")
+    assert then[0].document == "docs/expenses.md"
+    versions = kb.store.document_versions("docs/expenses.md")
+    assert [(v.version, v.valid_from, v.valid_to) for v in versions] == [(1, 1, 2)]
+
+
+def test_bad_files_are_reported_and_the_rest_synced(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    docs = project_dir / "docs"
+    (docs / "empty.md").write_text("   \n")
+    (docs / "binary.txt").write_bytes(b"\x00\x01\x02 not text")
+    (docs / "slides.pptx").write_bytes(b"PK")
+    kb = open_kb(project_dir, embedder)
+    result = kb.sync()
+    skipped = dict(result.skipped)
+    assert {"docs/empty.md", "docs/binary.txt", "docs/slides.pptx"} <= skipped.keys()
+    assert all(reason for reason in skipped.values())
+    assert {"docs/leave.md", "docs/expenses.md"} <= kb.store.current_documents().keys()
+
+
+def test_a_file_that_turns_bad_keeps_its_last_good_version(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    (project_dir / "docs" / "leave.md").write_text("")
+    result = kb.sync()
+    assert "docs/leave.md" in dict(result.skipped)
+    assert kb.store.current_documents()["docs/leave.md"].version == 1
+    assert kb.search("annual leave", k=1)[0].document == "docs/leave.md"
+
+
+def test_table_rows_by_exact_key_and_by_search(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    row = kb.lookup("tables/fees.csv", "  msa REVIEW ")
+    assert row is not None and "1200" in row.text
+    assert kb.lookup("tables/fees.csv", "SOW review") is None
+    hits = kb.search("fee for a DPA review", k=3, capability="fees")
+    assert hits[0].document == "tables/fees.csv" and "900" in hits[0].text
+
+
+def test_filters_by_capability_and_source(project_dir: Path, embedder: HashingEmbedder) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    assert {h.document for h in kb.search("review", k=20, capability="fees")} == {"tables/fees.csv"}
+    only = {h.document for h in kb.search("policy days", k=20, source="docs/leave*")}
+    assert only == {"docs/leave.md"}
+    with pytest.raises(Exception, match="no such capability"):
+        kb.search("x", capability="nope")
+
+
+def test_bm25_alone_and_vector_alone(project_dir: Path, embedder: HashingEmbedder) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    bm25 = kb.search("travel desk", k=2, mode="bm25")
+    vector = kb.search("travel desk", k=2, mode="vector")
+    hybrid = kb.search("travel desk", k=2)
+    assert bm25[0].bm25_rank == 1 and bm25[0].vector_rank is None
+    assert vector[0].vector_rank == 1 and vector[0].bm25_rank is None
+    assert hybrid[0].bm25_rank is not None and hybrid[0].vector_rank is not None
+    assert "travel desk" in hybrid[0].text
+
+
+def test_vector_index_catches_up_and_rebuilds(project_dir: Path, embedder: HashingEmbedder) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    index = kb.index()
+    live = kb.store.counts()["chunks"]
+    assert len(index.index) == live
+    (project_dir / "docs" / "leave.md").write_text(LEAVE.replace("ten (10)", "twelve (12)"))
+    result = kb.sync()
+    assert result.index == "caught up: +1 -1"
+    assert len(index.index) == live
+    # A lost or corrupt index file is derived data: rebuilt from SQLite.
+    kb.index_path.write_bytes(b"garbage")
+    fresh = open_kb(project_dir, embedder)
+    assert fresh._vector_index().catch_up(fresh.store) == "rebuilt"
+    assert "twelve (12)" in fresh.search("sick leave paid", k=1)[0].text
+
+
+def test_history_lists_versions_and_diffs(project_dir: Path, embedder: HashingEmbedder) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    kb.close()
+    (project_dir / "docs" / "leave.md").write_text(LEAVE.replace("five (5)", "three (3)"))
+    runner = CliRunner()
+    assert runner.invoke(app, ["knowledge", "sync", str(project_dir), "--json"]).exit_code == 0
+    result = runner.invoke(
+        app, ["knowledge", "history", "docs/leave.md", "-p", str(project_dir), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [v["version"] for v in data["versions"]] == [1, 2]
+    assert "-Up to five (5) unused days" in data["diff"]
+    assert "+Up to three (3) unused days" in data["diff"]
+    missing = runner.invoke(app, ["knowledge", "history", "nope.md", "-p", str(project_dir)])
+    assert missing.exit_code == 2 and "docs/leave.md" in missing.output
+
+
+def test_plan_lists_changes_without_embedding_or_writing(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    project = load_project(project_dir)
+    first = make_plan(project)
+    assert not (project_dir / ".ragtune" / "knowledge.db").exists(), "plan must not write"
+    assert first.knowledge is not None
+    assert len(first.knowledge.of("added")) == 3
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    calls = embedder.calls
+    (project_dir / "docs" / "leave.md").write_text(LEAVE.replace("ten (10)", "twelve (12)"))
+    plan = make_plan(project)
+    assert embedder.calls == calls
+    assert plan.knowledge is not None
+    assert [
+        (c.path, c.chunks_to_embed, c.chunks_to_retire) for c in plan.knowledge.of("changed")
+    ] == [("docs/leave.md", 1, 1)]
+    assert NO_RETRAINING in plan.summary()
+    assert "1 document changed" in plan.summary()
+    result = CliRunner().invoke(app, ["plan", str(project_dir), "--json"])
+    assert result.exit_code == 0
+    payload = json.loads(result.stdout)
+    assert payload["knowledge"]["chunks_to_embed"] == 1
+    assert payload["knowledge"]["retraining_needed"] is False
+
+
+def test_cli_search_json_keys_and_errors(project_dir: Path) -> None:
+    runner = CliRunner()
+    empty = runner.invoke(app, ["knowledge", "search", "leave", "-p", str(project_dir)])
+    assert empty.exit_code == 2 and "knowledge sync" in empty.output
+    assert runner.invoke(app, ["knowledge", "sync", str(project_dir)]).exit_code == 0
+    result = runner.invoke(
+        app, ["knowledge", "search", "carry over unused days", "-p", str(project_dir), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert {"text", "document", "section", "snapshot", "score"} <= set(hits[0])
+    assert "carry" in hits[0]["text"].lower()
+    table = runner.invoke(app, ["knowledge", "search", "sick leave", "-p", str(project_dir)])
+    assert table.exit_code == 0 and "docs/leave.md" in table.output
+    lookup = runner.invoke(
+        app, ["knowledge", "lookup", "tables/fees.csv", "NDA review", "-p", str(project_dir)]
+    )
+    assert lookup.exit_code == 0 and "450" in lookup.output
+
+
+def test_store_is_wal_with_numbered_migrations(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    db = sqlite3.connect(project_dir / ".ragtune" / "knowledge.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert [r[0] for r in db.execute("SELECT name FROM migrations")] == ["m001_initial"]
+
+
+def test_embedders_registry() -> None:
+    hashing = load_embedder("hashing:64")
+    vectors = hashing.embed(["a b c", "a b c", "x y z"])
+    assert vectors.shape == (3, 64)
+    assert float(vectors[0] @ vectors[1]) == pytest.approx(1.0)
+    assert abs(float((vectors**2).sum(axis=1)[2]) - 1.0) < 1e-5
+    with pytest.raises(Exception, match="unknown embedder"):
+        load_embedder("word2vec")
+    with pytest.raises(Exception, match="no such model folder"):
+        load_embedder("st:/nonexistent/model")

@@ -1,0 +1,149 @@
+"""A sync killed mid-way leaves the previous snapshot whole; the next sync finishes the work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from ragtune.knowledge.base import KnowledgeBase
+from ragtune.knowledge.embed import HashingEmbedder
+from ragtune.project import load_project
+
+DOCS = 120
+
+PROJECT = """
+version: 1
+project: faults
+knowledge:
+  embedder: hashing
+capabilities:
+  - name: handbook
+    description: Answer questions about the handbook.
+    sources: [docs/]
+"""
+
+
+def write_docs(folder: Path, edition: str) -> None:
+    docs = folder / "docs"
+    docs.mkdir(exist_ok=True)
+    for i in range(DOCS):
+        filler = "It is written down so that everyone on the team applies it the same way."
+        (docs / f"policy-{i:03d}.md").write_text(
+            f"# Policy {i}\n\n## 1. Scope\n\nPolicy {i} applies to team {i % 7}. {filler}\n\n"
+            f"## 2. Rule\n\nThe {edition} rule of policy {i} is rule number {i}. {filler}\n\n"
+            f"## 3. Review\n\nPolicy {i} is reviewed by the {edition} board. {filler}\n"
+        )
+
+
+# The child process syncs with a slow embedder and small batches, so that it can be killed
+# between documents, mid-way through the snapshot.
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import ragtune.knowledge.sync as sync_module
+    from ragtune.knowledge.base import KnowledgeBase
+    from ragtune.knowledge.embed import HashingEmbedder
+    from ragtune.project import load_project
+
+    class Slow(HashingEmbedder):
+        def embed(self, texts):
+            time.sleep(0.05)
+            return super().embed(texts)
+
+    sync_module.EMBED_BATCH = 6
+    kb = KnowledgeBase(load_project(Path(sys.argv[1])), embedder=Slow(256))
+    kb.sync()
+    print("finished", flush=True)
+    """
+)
+
+
+def live_versions(db: Path) -> int:
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        return int(
+            con.execute(
+                "SELECT COUNT(*) FROM documents WHERE valid_from = 2 AND valid_to IS NULL"
+            ).fetchone()[0]
+        )
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_sync_killed_midway_then_resumed(tmp_path: Path) -> None:
+    (tmp_path / "ragtune.yaml").write_text(PROJECT)
+    write_docs(tmp_path, "first")
+    embedder = HashingEmbedder(256)
+    kb = KnowledgeBase(load_project(tmp_path), embedder=embedder)
+    kb.sync()
+    kb.close()
+    write_docs(tmp_path, "second")
+
+    db = tmp_path / ".ragtune" / "knowledge.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while live_versions(db) < 10:
+        assert child.poll() is None, "the sync finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    done = live_versions(db)
+    assert 10 <= done < DOCS, "killed mid-way: some documents new, some old"
+
+    kb = KnowledgeBase(load_project(tmp_path), embedder=HashingEmbedder(256))
+    store = kb.store
+    statuses = {s.id: s.status for s in store.snapshots()}
+    assert statuses == {1: "complete", 2: "open"}
+    # The previous snapshot is whole and searchable: every document as it was.
+    then = kb.search("which board reviews policy 77", k=3, as_of="1")
+    assert any("first board" in h.text for h in then)
+    old_rows = store.db.execute(
+        "SELECT COUNT(*) FROM chunks WHERE valid_from <= 1 AND (valid_to IS NULL OR valid_to > 1)"
+    ).fetchone()[0]
+    assert old_rows == DOCS * 3
+    # No document is a mix: each one's live chunks all belong to its live version.
+    mixed = store.db.execute(
+        "SELECT COUNT(*) FROM chunks c JOIN documents d ON d.path = c.document "
+        "AND d.valid_to IS NULL WHERE c.valid_to IS NULL AND c.doc_version != d.version"
+    ).fetchone()[0]
+    assert mixed == 0
+    per_doc = store.db.execute(
+        "SELECT COUNT(*) FROM (SELECT document, COUNT(*) n FROM chunks WHERE valid_to IS NULL "
+        "GROUP BY document HAVING n != 3)"
+    ).fetchone()[0]
+    assert per_doc == 0
+
+    # The next sync resumes the open snapshot and embeds only what was left.
+    result = kb.sync()
+    assert result.resumed
+    assert result.snapshot == 2
+    assert {s.id: s.status for s in store.snapshots()} == {1: "complete", 2: "complete"}
+    assert len(result.plan.of("changed")) == DOCS - done
+    assert (
+        store.db.execute(
+            "SELECT COUNT(*) FROM documents WHERE valid_to IS NULL AND version = 2"
+        ).fetchone()[0]
+        == DOCS
+    )
+    assert store.counts()["chunks"] == DOCS * 3
+    now = kb.search("which board reviews policy 77", k=3)
+    assert any("second board" in h.text for h in now)
+    assert len(kb.index().index) == DOCS * 3
