@@ -340,3 +340,40 @@ def test_embedders_registry() -> None:
         load_embedder("word2vec")
     with pytest.raises(Exception, match="no such model folder"):
         load_embedder("st:/nonexistent/model")
+
+
+def test_watch_resyncs_within_a_second_of_a_change(project_dir: Path) -> None:
+    import threading
+    import time
+
+    from ragtune.knowledge.watch import watch
+
+    kb = open_kb(project_dir, HashingEmbedder(256))
+    stop = threading.Event()
+    ready = threading.Event()
+    synced: list[tuple[float, object]] = []
+
+    def on_sync(result: object) -> None:
+        synced.append((time.monotonic(), result))
+
+    thread = threading.Thread(
+        target=watch, args=(kb, on_sync), kwargs={"stop": stop, "ready": lambda _: ready.set()}
+    )
+    thread.start()
+    try:
+        assert ready.wait(10)
+        time.sleep(0.3)  # let the watcher settle before the change
+        changed_at = time.monotonic()
+        (project_dir / "docs" / "leave.md").write_text(LEAVE.replace("ten (10)", "fifteen (15)"))
+        deadline = changed_at + 5
+        while len(synced) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(synced) >= 2, "no re-sync after the change"
+        at, result = synced[1]
+        assert at - changed_at < 1.0, f"re-synced {at - changed_at:.2f} s after the change"
+        assert [c.path for c in result.plan.of("changed")] == ["docs/leave.md"]  # type: ignore[attr-defined]
+    finally:
+        stop.set()
+        thread.join(5)
+    reader = open_kb(project_dir, HashingEmbedder(256))
+    assert "fifteen (15)" in reader.search("sick leave paid in full", k=1)[0].text
