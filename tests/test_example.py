@@ -23,6 +23,7 @@ def test_example_decisions_cover_the_tree() -> None:
         "risk_flags": "lora",
         "clause_summary": "few-shot",
         "playbook": "retrieval",
+        "counterparties": "retrieval",
     }
     warnings = {c.name: [w.code for w in c.warnings] for c in report.capabilities}
     assert warnings["templates"] == ["finetune-changing-knowledge", "fails-12-month-test"]

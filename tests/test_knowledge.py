@@ -377,3 +377,72 @@ def test_watch_resyncs_within_a_second_of_a_change(project_dir: Path) -> None:
         thread.join(5)
     reader = open_kb(project_dir, HashingEmbedder(256))
     assert "fifteen (15)" in reader.search("sick leave paid in full", k=1)[0].text
+
+
+TOOL = """
+from ragtune.knowledge.tools import tool
+
+@tool(description="Order status by order id")
+def order_status(query: str) -> str:
+    return "order 42: shipped" if "42" in query else "unknown order"
+
+def not_a_tool(query: str) -> str:
+    return "x"
+
+@tool()
+def broken(query: str) -> int:
+    return 3
+"""
+
+
+def test_python_tools_are_declared_loaded_and_called(
+    write_project: Callable[..., Path], tmp_path: Path
+) -> None:
+    from ragtune.knowledge.tools import ToolError, load_tool
+
+    folder = write_project(
+        """
+        version: 1
+        project: tools
+        knowledge: {embedder: hashing}
+        capabilities:
+          - name: orders
+            description: Tell customers where their order is.
+            sources: ["tool:tools/orders.py:order_status"]
+        """
+    )
+    (folder / "tools").mkdir()
+    (folder / "tools" / "orders.py").write_text(TOOL)
+    kb = open_kb(folder, HashingEmbedder(64))
+    [order] = kb.tools()
+    assert (order.name, order.description) == ("order_status", "Order status by order id")
+    assert order("where is order 42?") == ["order 42: shipped"]
+    # A tool source is called, not indexed: sync finds nothing to embed and skips nothing.
+    result = kb.sync()
+    assert result.embedded == 0 and result.skipped == []
+    with pytest.raises(ToolError, match="not marked as a tool"):
+        load_tool("tool:tools/orders.py:not_a_tool", folder)
+    with pytest.raises(ToolError, match="returned int"):
+        load_tool("tool:tools/orders.py:broken", folder)("q")
+    with pytest.raises(ToolError, match="has no function"):
+        load_tool("tool:tools/orders.py:missing", folder)
+    runner = CliRunner()
+    called = runner.invoke(
+        app, ["knowledge", "tools", "-p", str(folder), "--call", "order_status", "order 42"]
+    )
+    assert called.exit_code == 0 and "shipped" in called.output
+    (folder / "ragtune.yaml").write_text(
+        (folder / "ragtune.yaml").read_text().replace("orders.py", "nothere.py")
+    )
+    bad = runner.invoke(app, ["knowledge", "tools", "-p", str(folder)])
+    assert bad.exit_code == 2 and "nothere.py" in bad.output
+
+
+def test_example_tool_runs_offline() -> None:
+    from ragtune.examples import example_path
+    from ragtune.knowledge.tools import load_tool
+
+    status = load_tool(
+        "tool:tools/counterparties.py:counterparty_status", example_path("contract-review")
+    )
+    assert "review required" in status("Can we sign with Globex Corporation?")[0]

@@ -3,9 +3,10 @@
 The questions are paraphrased on purpose (none reuses its section heading's words). The issue's
 target is recall@5 >= 0.9 for hybrid search; this session measured 0.82 (BM25 0.62, vectors
 0.69-0.71), so the test holds the floor reached - and the ordering: hybrid at least as good as
-each alone - while the retrieval work goes on (see README, "Retrieval quality"). After the change set is applied
-and synced (no retraining), the revised answers are served, and the old ones stay reachable with
-``--as-of``.
+each alone - while the retrieval work goes on (see README, "Retrieval quality").
+
+After the change set is applied and synced (no retraining), the revised answers are served, and
+the old ones stay reachable with ``--as-of``.
 """
 
 from __future__ import annotations

@@ -294,6 +294,45 @@ def lookup_command(
             console.print(row.text)
 
 
+@knowledge_app.command("tools")
+def tools_command(
+    project: ProjectOption = None,
+    call: Annotated[
+        tuple[str, str] | None,
+        typer.Option("--call", help="Call one tool with a request: --call NAME 'REQUEST'."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the Python tools the capabilities declare (`tool:FILE.py:FUNCTION` sources).
+
+    A tool is knowledge behind an API call: called at query time, never indexed. `--call`
+    runs one, e.g. `ragtune knowledge tools --call counterparty_status "Acme Ltd"`.
+    """
+    with _knowledge(project) as kb:
+        tools = kb.tools()
+        if call is not None:
+            name, request = call
+            match = [t for t in tools if t.name == name]
+            if not match:
+                names = ", ".join(t.name for t in tools) or "none declared"
+                fail(RagtuneError(f"--call {name!r}: no such tool (tools: {names})."))
+            answers = match[0](request)
+            if as_json:
+                sys.stdout.write(json.dumps({"tool": name, "answers": answers}, indent=2) + "\n")
+            else:
+                for answer in answers:
+                    console.print(answer)
+            return
+        if as_json:
+            rows = [{"name": t.name, "description": t.description, "source": t.ref} for t in tools]
+            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+            return
+        if not tools:
+            console.print("no tools declared (a source `tool:FILE.py:FUNCTION` declares one)")
+        for t in tools:
+            console.print(f"[bold]{t.name}[/]  {t.description}  [dim]{t.ref}[/]")
+
+
 @knowledge_app.command("watch")
 def watch_command(
     project: Annotated[

@@ -375,6 +375,10 @@ def _check_referenced_files(project: Project, root: yaml.Node | None) -> None:
 
 
 def _exists(root: Path, ref: str) -> bool:
+    if ref.startswith("tool:"):
+        # tool:FILE.py:FUNCTION must name a file; tool:package.module:FUNCTION is imported later.
+        target = ref[len("tool:") :].rpartition(":")[0]
+        return not target.endswith(".py") or (root / target).is_file()
     ref = ref.split("#", 1)[0]  # "tables/rates.csv#matter_type" names the key column
     if any(ch in ref for ch in "*?["):
         return any(root.glob(ref))

@@ -12,6 +12,7 @@ from ragtune.knowledge.search import Hit, Mode, filter_paths, search
 from ragtune.knowledge.store import ChunkRow, StoreError
 from ragtune.knowledge.store.sqlite import SQLiteStore
 from ragtune.knowledge.sync import Progress, SyncPlan, SyncResult, knowledge_db, plan_sync, sync
+from ragtune.knowledge.tools import Tool, is_tool_ref, load_tool
 from ragtune.project import Project
 
 if TYPE_CHECKING:
@@ -96,6 +97,17 @@ class KnowledgeBase:
         index = self.index() if at is None and paths is None and mode != "bm25" else None
         embedder = self.embedder if mode != "bm25" else None
         return search(self.store, embedder, index, query, k=k, paths=paths, as_of=at, mode=mode)
+
+    def tools(self, capability: str | None = None) -> list[Tool]:
+        """The tools the capabilities declare (``tool:...`` sources), loaded and checked."""
+        refs = [
+            ref
+            for c in self.project.config.capabilities
+            if capability is None or c.name == capability
+            for ref in c.sources
+            if is_tool_ref(ref)
+        ]
+        return [load_tool(ref, self.project.root) for ref in dict.fromkeys(refs)]
 
     def lookup(self, table: str, key: str, as_of: str | None = None) -> ChunkRow | None:
         """Exact lookup of a table row by its key column."""

@@ -30,6 +30,7 @@ from ragtune.knowledge.sources import (
 )
 from ragtune.knowledge.store import DocumentRow, NewChunk
 from ragtune.knowledge.store.sqlite import SQLiteStore
+from ragtune.knowledge.tools import is_tool_ref
 from ragtune.project import Project
 
 if TYPE_CHECKING:
@@ -126,9 +127,10 @@ def source_files(project: Project) -> tuple[list[SourceFile], list[tuple[str, st
     keys: dict[Path, str] = {}
     skipped: list[tuple[str, str]] = []
     for capability in project.config.capabilities:
-        if not capability.sources:
+        refs = [ref for ref in capability.sources if not is_tool_ref(ref)]
+        if not refs:
             continue
-        found = discover(root, capability.sources)
+        found = discover(root, refs)
         for path in found.files:
             capabilities.setdefault(path, set()).add(capability.name)
         keys.update(found.key_columns)

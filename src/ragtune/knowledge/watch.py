@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.sync import SyncResult
+from ragtune.knowledge.tools import is_tool_ref
 
 DEBOUNCE_MS = 150  # changes closer than this are one sync: an editor's save is several events
 
@@ -17,6 +18,8 @@ def watched_roots(kb: KnowledgeBase) -> list[Path]:
     roots: set[Path] = set()
     for capability in kb.project.config.capabilities:
         for ref in capability.sources:
+            if is_tool_ref(ref):
+                continue  # called at query time, nothing to watch
             base = ref.split("#", 1)[0]
             head = base.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
             path = (kb.project.root / head).resolve()
