@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from bs4 import BeautifulSoup
 from typer.testing import CliRunner
 
@@ -43,6 +44,7 @@ def test_example_decisions_cover_the_tree() -> None:
     assert report.portfolio.retraining_saved_usd > 0
 
 
+@pytest.mark.slow
 def test_demo_prints_the_report_and_writes_markdown_and_html(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -51,6 +53,11 @@ def test_demo_prints_the_report_and_writes_markdown_and_html(tmp_path: Path) -> 
     assert str(md.resolve()) in result.output.replace("\n", "")
     assert str(html.resolve()) in result.output.replace("\n", "")
     assert "risk_flags" in result.output and "lora" in result.output
+    # The knowledge story: the answer, then the revised answer one sync later.
+    flat = " ".join(result.output.split())
+    assert "seventy-two (72) hours" in flat
+    assert "forty-eight (48) hours" in flat
+    assert "No adapter was retrained" in flat
     assert "templates" in md.read_text()
     soup = BeautifulSoup(html.read_text(), "html.parser")
     assert soup.find("svg") is not None

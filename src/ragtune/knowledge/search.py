@@ -97,6 +97,7 @@ def search(
     fused = rrf([r for r in (bm25_ids, vector_ids) if r])
     top = sorted(fused, key=lambda key: -fused[key])[:k]
     rows = store.chunks(top)
+    versions = store.versions_at({row.document for row in rows.values()}, as_of)
     bm25_rank = {rowid: i for i, rowid in enumerate(bm25_ids, start=1)}
     vector_rank = {rowid: i for i, rowid in enumerate(vector_ids, start=1)}
     return [
@@ -105,7 +106,7 @@ def search(
             document=rows[key].document,
             section=rows[key].section,
             title=rows[key].title,
-            version=rows[key].doc_version,
+            version=versions.get(rows[key].document, rows[key].doc_version),
             snapshot=rows[key].valid_from,
             score=fused[key],
             chunk_id=rows[key].chunk_id,

@@ -56,7 +56,7 @@ class ChunkRow:
     rowid: int
     chunk_id: str
     document: str
-    doc_version: int
+    doc_version: int  # the document version in which this text first appeared
     ordinal: int
     section: str
     title: str

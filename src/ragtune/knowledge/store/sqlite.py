@@ -383,11 +383,6 @@ class SQLiteStore:
                     for c in add
                 ],
             )
-            # Chunks that stay keep their row; they now belong to the new document version.
-            db.execute(
-                "UPDATE chunks SET doc_version = ? WHERE document = ? AND valid_to IS NULL",
-                (document.version, document.path),
-            )
             db.execute(
                 "UPDATE snapshots SET chunks_added = chunks_added + ?, "
                 "chunks_retired = chunks_retired + ? WHERE id = ?",
@@ -504,6 +499,25 @@ class SQLiteStore:
             )
         ]
         return added, removed
+
+    def versions_at(self, paths: Iterable[str], at: int | None = None) -> dict[str, int]:
+        """The version of each document visible at a snapshot (default: the live one).
+
+        A chunk that did not change keeps its row across document versions, so the version a
+        search reports comes from here, not from the row that first held the text.
+        """
+        wanted = list(dict.fromkeys(paths))
+        if not wanted:
+            return {}
+        if at is None:
+            sql = "SELECT path, version FROM documents d WHERE d.valid_to IS NULL "
+            params: dict[str, object] = {}
+        else:
+            sql = f"SELECT path, version FROM documents d WHERE {_visible('d')} "
+            params = {"at": at}
+        sql += "AND d.path IN (SELECT value FROM json_each(:paths))"
+        params["paths"] = _json_list(wanted)
+        return {row[0]: int(row[1]) for row in self.db.execute(sql, params)}
 
     def lookup(self, path: str, key: str, at: int | None = None) -> ChunkRow | None:
         """The row of a table whose key column equals ``key`` (case and spaces ignored)."""
