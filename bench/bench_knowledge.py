@@ -80,7 +80,6 @@ _SWAPS = {
     "reasonable efforts": ("reasonable efforts", "commercially reasonable efforts"),
     "material": ("material", "significant", "substantial"),
     "terminate": ("terminate", "end", "cancel"),
-    "Services": ("Services", "Subscription Services", "Solutions"),
 }
 _SWAP = re.compile(r"\b(" + "|".join(map(re.escape, _SWAPS)) + r")\b")
 _STATES = [
@@ -141,8 +140,8 @@ def titled(text: str, party: str) -> str:
 
 
 def sections(text: str) -> list[str]:
-    """The ``## N. Heading`` sections of a template (the preamble dropped)."""
-    return ["## " + part for part in text.split("\n## ")[1:]]
+    """The numbered ``## N. Heading`` sections of a template (preamble, annexes dropped)."""
+    return ["## " + part for part in text.split("\n## ")[1:] if re.match(r"\d+\.", part)]
 
 
 def renumber(section: str, number: int) -> str:
