@@ -446,3 +446,56 @@ def test_example_tool_runs_offline() -> None:
         "tool:tools/counterparties.py:counterparty_status", example_path("contract-review")
     )
     assert "review required" in status("Can we sign with Globex Corporation?")[0]
+
+
+def test_a_concurrent_reader_sees_one_version_of_a_document_never_a_mix(
+    project_dir: Path,
+) -> None:
+    import threading
+
+    kb = open_kb(project_dir, HashingEmbedder(64))
+    kb.sync()
+    editions = [LEAVE, LEAVE.replace("(25)", "(30)").replace("(10)", "(12)").replace("(5)", "(3)")]
+    seen: list[set[str]] = []
+    done = threading.Event()
+
+    def read() -> None:
+        con = sqlite3.connect(project_dir / ".ragtune" / "knowledge.db", timeout=10)
+        while not done.is_set():
+            texts = [
+                r[0]
+                for r in con.execute(
+                    "SELECT text FROM chunks WHERE document = 'docs/leave.md' AND valid_to IS NULL"
+                )
+            ]
+            marks = {
+                m
+                for m in ("(25)", "(10)", "(5)", "(30)", "(12)", "(3)")
+                if any(m in t for t in texts)
+            }
+            seen.append(marks)
+        con.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(12):
+            (project_dir / "docs" / "leave.md").write_text(editions[(i + 1) % 2])
+            kb.sync()
+    finally:
+        done.set()
+        reader.join(10)
+    assert len(seen) > 12
+    assert all(marks in ({"(25)", "(10)", "(5)"}, {"(30)", "(12)", "(3)"}) for marks in seen), [
+        m for m in seen if m not in ({"(25)", "(10)", "(5)"}, {"(30)", "(12)", "(3)"})
+    ][:3]
+
+
+def test_build_syncs_the_knowledge(project_dir: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["build", str(project_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["snapshot"] == 1 and len(summary["added"]) == 3
+    again = json.loads(runner.invoke(app, ["build", str(project_dir), "--json"]).stdout)
+    assert again["chunks_embedded"] == 0 and again["unchanged"] == 3

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ragtune import __version__
-from ragtune.cli_knowledge import knowledge_app, plan_command
+from ragtune.cli_knowledge import build_command, knowledge_app, plan_command
 from ragtune.clikit import console, errors, fail, state
 from ragtune.errors import RagtuneError
 
@@ -30,8 +30,6 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
-app.add_typer(knowledge_app, name="knowledge")
-app.command("plan")(plan_command)
 
 
 class Format(StrEnum):
@@ -228,6 +226,12 @@ def demo(
         run_demo(directory, console)
     except RagtuneError as exc:
         fail(exc)
+
+
+# The knowledge commands live beside their stage; they join the app in the order of the loop.
+app.command("plan")(plan_command)
+app.command("build")(build_command)
+app.add_typer(knowledge_app, name="knowledge")
 
 
 def main() -> None:

@@ -400,3 +400,26 @@ def plan_command(
     if knowledge is not None:
         for path, reason in knowledge.skipped:
             errors.print(f"[yellow]will skip[/] {path}: {reason}", highlight=False)
+
+
+def build_command(
+    project: Annotated[
+        Path | None, typer.Argument(help="The project folder or its ragtune.yaml.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Carry out the plan: sync the knowledge now (adapters are trained by a later stage).
+
+    Incremental: only what `ragtune plan` lists is done. A knowledge change re-indexes the
+    changed sections in seconds and never retrains an adapter.
+    """
+    from ragtune.project import load_project
+
+    try:
+        loaded = load_project(project)
+    except RagtuneError as exc:
+        fail(exc)
+    if not any(c.sources for c in loaded.config.capabilities):
+        console.print("no capability declares knowledge sources: nothing to build yet")
+        return
+    sync_command(loaded.path, as_json=as_json)
