@@ -499,3 +499,25 @@ def test_build_syncs_the_knowledge(project_dir: Path) -> None:
     assert summary["snapshot"] == 1 and len(summary["added"]) == 3
     again = json.loads(runner.invoke(app, ["build", str(project_dir), "--json"]).stdout)
     assert again["chunks_embedded"] == 0 and again["unchanged"] == 3
+
+
+def test_changing_the_embedder_re_embeds_the_store_history_included(project_dir: Path) -> None:
+    kb = open_kb(project_dir, HashingEmbedder(256))
+    kb.sync()
+    (project_dir / "docs" / "leave.md").write_text(LEAVE.replace("ten (10)", "twelve (12)"))
+    kb.sync()
+    kb.close()
+    config = project_dir / "ragtune.yaml"
+    config.write_text(config.read_text().replace("embedder: hashing", "embedder: hashing:64"))
+    plan = make_plan(load_project(project_dir))
+    assert plan.knowledge is not None and plan.knowledge.reembed_all
+    assert "embedded again" in plan.summary()
+    small = HashingEmbedder(64)
+    kb = open_kb(project_dir, small)
+    result = kb.sync()
+    rows = kb.store.counts()["chunk_versions"]
+    assert 0 < small.calls <= rows and result.embedded == 0
+    lengths = {len(r[0]) for r in kb.store.db.execute("SELECT vector FROM chunks")}
+    assert lengths == {64 * 4}
+    assert "twelve (12)" in kb.search("sick leave paid", k=1)[0].text
+    assert "ten (10)" in kb.search("sick leave paid", k=1, as_of="1")[0].text

@@ -220,7 +220,7 @@ def _diff(chunks: list[Chunk], live: dict[tuple[str, str], int]) -> tuple[list[C
 
 
 def _prepare(
-    project: Project, store: SQLiteStore, reembed_all: bool
+    project: Project, store: SQLiteStore
 ) -> tuple[list[_Work], list[DocumentChange], list[tuple[str, str]], list[str]]:
     settings = project.config.knowledge
     files, skipped = source_files(project)
@@ -237,7 +237,7 @@ def _prepare(
         except OSError as exc:
             skipped.append((source.rel, f"cannot read it: {exc.strerror or exc}"))
             continue
-        if old is not None and old.sha256 == sha and not reembed_all:
+        if old is not None and old.sha256 == sha:
             changes.append(DocumentChange(source.rel, "unchanged", chunks_kept=old.chunks))
             continue
         try:
@@ -249,16 +249,8 @@ def _prepare(
             if old is not None:
                 changes.append(DocumentChange(source.rel, "unchanged", chunks_kept=old.chunks))
             continue
-        live = (
-            {}
-            if reembed_all
-            else {(c.chunk_id, c.text_hash): c.rowid for c in store.current_chunks(source.rel)}
-        )
-        if reembed_all and old is not None:
-            live_rows = store.current_chunks(source.rel)
-            add, retire = list(chunks), [c.rowid for c in live_rows]
-        else:
-            add, retire = _diff(chunks, live)
+        live = {(c.chunk_id, c.text_hash): c.rowid for c in store.current_chunks(source.rel)}
+        add, retire = _diff(chunks, live)
         status = "added" if old is None else "changed"
         if old is not None and not add and not retire and old.sha256 == sha:
             changes.append(DocumentChange(source.rel, "unchanged", chunks_kept=old.chunks))
@@ -317,7 +309,7 @@ def plan_sync(project: Project, store: SQLiteStore) -> SyncPlan:
 
     name = embedder_name(project.config.knowledge.embedder)
     reembed = _needs_reembed(store, name)
-    _, changes, skipped, _ = _prepare(project, store, reembed)
+    _, changes, skipped, _ = _prepare(project, store)
     return SyncPlan(changes, skipped, _embed_rate(store), name, reembed)
 
 
@@ -333,7 +325,9 @@ def sync(
 
     started = time.perf_counter()
     reembed = _needs_reembed(store, embedder.name)
-    work, changes, skipped, deleted = _prepare(project, store, reembed)
+    if reembed:
+        reembed_store(store, embedder, progress=progress)
+    work, changes, skipped, deleted = _prepare(project, store)
     plan = SyncPlan(changes, skipped, _embed_rate(store), embedder.name, reembed)
     open_before = any(s.status == "open" for s in store.snapshots())
     snapshot = store.begin_snapshot()
@@ -341,7 +335,7 @@ def sync(
     store.set_meta("dim", str(embedder.dim))
 
     total = sum(len(w.add) for w in work)
-    known = store.vectors_by_hash(embed_key(c) for w in work for c in w.add) if not reembed else {}
+    known = store.vectors_by_hash(embed_key(c) for w in work for c in w.add)
     embedded = reused = 0
     embed_seconds = 0.0
     pending: list[_Work] = []
@@ -413,6 +407,38 @@ def sync(
         resumed=open_before,
         skipped=skipped,
     )
+
+
+def reembed_store(
+    store: SQLiteStore, embedder: Embedder, *, progress: Progress | None = None
+) -> int:
+    """Recompute every stored vector, history included, with a new embedder; returns texts embedded.
+
+    Vectors are derived data: when ``knowledge.embedder`` changes, each distinct text is embedded
+    once more and written in place (one transaction), so the history stays searchable.
+    """
+    import numpy as np
+
+    from ragtune.knowledge.chunk import Chunk
+
+    rows = store.db.execute(
+        "SELECT text_hash, MIN(text), MIN(section), MIN(title) FROM chunks GROUP BY text_hash"
+    ).fetchall()
+    keys, texts = [], []
+    for key, text, section, title in rows:
+        chunk = Chunk("", "", 0, tuple(section.split(" > ")) if section else (), title, text, "", 0)
+        keys.append(key)
+        texts.append(chunk.search_text)
+    vectors: list[bytes] = []
+    for start in range(0, len(texts), EMBED_BATCH):
+        matrix = np.asarray(embedder.embed(texts[start : start + EMBED_BATCH]), dtype=np.float32)
+        vectors.extend(row.tobytes() for row in matrix)
+        if progress is not None:
+            progress(len(vectors), len(texts), "re-embedding the store")
+    store.replace_vectors(dict(zip(keys, vectors, strict=True)))
+    store.set_meta("embedder", embedder.name)
+    store.set_meta("dim", str(embedder.dim))
+    return len(texts)
 
 
 def _apply(store: SQLiteStore, snapshot: int, item: _Work, vectors: dict[str, bytes]) -> None:

@@ -33,8 +33,8 @@ class ProjectPlan:
             return "No capability declares knowledge sources: nothing to index."
         if plan.reembed_all:
             return (
-                f"The embedder changed to {plan.embedder}: every chunk will be re-embedded "
-                f"({plan.chunks_to_embed} chunks, about {plan.estimate_s:.0f} s). " + NO_RETRAINING
+                f"The embedder changed to {plan.embedder}: every stored chunk will be embedded "
+                "again, history included, before the sync. " + NO_RETRAINING
             )
         if plan.up_to_date:
             return "Knowledge is up to date: nothing to embed. " + NO_RETRAINING

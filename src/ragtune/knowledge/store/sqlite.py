@@ -393,6 +393,20 @@ class SQLiteStore:
             db.execute("ROLLBACK")
             raise
 
+    def replace_vectors(self, vectors: dict[str, bytes]) -> None:
+        """Write new vectors for every row with these text hashes, in one transaction."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "UPDATE chunks SET vector = ? WHERE text_hash = ?",
+                [(vector, key) for key, vector in vectors.items()],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def retire_document(self, snapshot: int, path: str) -> int:
         """Retire a deleted document and all its live chunks, in one transaction."""
         db = self.db
