@@ -521,3 +521,28 @@ def test_changing_the_embedder_re_embeds_the_store_history_included(project_dir:
     assert lengths == {64 * 4}
     assert "twelve (12)" in kb.search("sick leave paid", k=1)[0].text
     assert "ten (10)" in kb.search("sick leave paid", k=1, as_of="1")[0].text
+
+
+def test_metadata_filters_on_kind_and_title(project_dir: Path) -> None:
+    kb = open_kb(project_dir, HashingEmbedder(256))
+    kb.sync()
+    tables = {h.document for h in kb.search("review fee", k=10, where={"kind": "table"})}
+    assert tables == {"tables/fees.csv"}
+    titled = {h.document for h in kb.search("policy", k=10, where={"title": "*expenses*"})}
+    assert titled == {"docs/expenses.md"}
+    with pytest.raises(StoreError, match="unknown field 'author'"):
+        kb.search("x", where={"author": "me"})
+    result = CliRunner().invoke(
+        app,
+        ["knowledge", "search", "leave", "-p", str(project_dir), "--where", "kind=markdown",
+         "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert {h["document"] for h in json.loads(result.stdout)} <= {
+        "docs/leave.md",
+        "docs/expenses.md",
+    }
+    bad = CliRunner().invoke(
+        app, ["knowledge", "search", "x", "-p", str(project_dir), "--where", "kind"]
+    )
+    assert bad.exit_code == 2 and "FIELD=VALUE" in bad.output

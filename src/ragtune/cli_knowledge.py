@@ -153,6 +153,14 @@ def search_command(
             "template say then').",
         ),
     ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            help="Filter on document metadata, FIELD=VALUE (glob): kind=pdf, title='*NDA*'. "
+            "Repeatable.",
+        ),
+    ] = None,
     mode: Annotated[
         str, typer.Option("--mode", help="hybrid (default), bm25 or vector.")
     ] = "hybrid",
@@ -170,9 +178,15 @@ def search_command(
     """
     if mode not in ("hybrid", "bm25", "vector"):
         fail(RagtuneError(f"--mode accepts hybrid, bm25 or vector (got {mode!r})."))
+    filters: dict[str, str] = {}
+    for item in where or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(RagtuneError(f"--where {item!r}: write FIELD=VALUE, e.g. kind=pdf."))
+        filters[key.strip()] = value.strip()
     with _knowledge(project) as kb:
         hits = kb.search(
-            query, k=k, capability=capability, source=source, as_of=as_of,
+            query, k=k, capability=capability, source=source, as_of=as_of, where=filters,
             mode=mode,  # type: ignore[arg-type]
         )  # fmt: skip
         if as_json:

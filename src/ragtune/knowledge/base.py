@@ -77,6 +77,7 @@ class KnowledgeBase:
         capability: str | None = None,
         source: str | None = None,
         as_of: str | None = None,
+        where: dict[str, str] | None = None,
         mode: Mode = "hybrid",
     ) -> list[Hit]:
         """Hybrid search; see :func:`ragtune.knowledge.search.search`."""
@@ -93,7 +94,7 @@ class KnowledgeBase:
                 "first."
             )
         at = self.store.resolve_as_of(as_of) if as_of is not None else None
-        paths = filter_paths(self.store, capability=capability, source=source)
+        paths = filter_paths(self.store, capability=capability, source=source, where=where)
         index = self.index() if at is None and paths is None and mode != "bm25" else None
         embedder = self.embedder if mode != "bm25" else None
         return search(self.store, embedder, index, query, k=k, paths=paths, as_of=at, mode=mode)

@@ -118,16 +118,35 @@ def search(
     ]
 
 
+METADATA = ("kind", "title")  # document fields a search can filter on (--where kind=pdf)
+
+
 def filter_paths(
-    store: SQLiteStore, *, capability: str | None = None, source: str | None = None
+    store: SQLiteStore,
+    *,
+    capability: str | None = None,
+    source: str | None = None,
+    where: dict[str, str] | None = None,
 ) -> set[str] | None:
-    """The documents a search may return: those of a capability and/or matching a source glob."""
-    if capability is None and source is None:
+    """The documents a search may return: of a capability, matching a source glob, and whose
+    metadata (``kind``, ``title``: exact or glob, case-insensitive) match ``where``."""
+    if capability is None and source is None and not where:
         return None
-    every = {row[0] for row in store.db.execute("SELECT DISTINCT path FROM documents")}
-    allowed = every
+    documents = store.db.execute("SELECT DISTINCT path, kind, title FROM documents").fetchall()
+    allowed = {row[0] for row in documents}
     if capability is not None:
-        allowed = allowed & store.paths_of(capability)
+        allowed &= store.paths_of(capability)
     if source is not None:
         allowed = {p for p in allowed if fnmatch.fnmatch(p, source) or p.startswith(source)}
+    for key, pattern in (where or {}).items():
+        if key not in METADATA:
+            raise StoreError(
+                f"--where {key}={pattern}: unknown field {key!r}; filter on {', '.join(METADATA)}."
+            )
+        column = METADATA.index(key) + 1
+        allowed &= {
+            row[0]
+            for row in documents
+            if fnmatch.fnmatch(str(row[column]).lower(), pattern.lower())
+        }
     return allowed
