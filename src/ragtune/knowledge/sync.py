@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ragtune.knowledge.chunk import Chunk, chunk_document, chunk_table, token_counter
+from ragtune.knowledge.chunk import (
+    Chunk,
+    chunk_document,
+    chunk_table,
+    default_tokenizer_json,
+    token_counter,
+)
 from ragtune.knowledge.sources import (
     ParsedDocument,
     SourceError,
@@ -166,10 +172,8 @@ class _Work:
     title: str
     sha256: str
     text: str
-    chunks: list[Chunk]
     add: list[Chunk]
     retire: list[int]
-    status: str
     version: int
 
 
@@ -245,33 +249,18 @@ def _prepare(
                 source, project.root, settings.chunk_tokens, settings.max_chunk_tokens, count
             )
         except SourceError as exc:
-            skipped.append((source.rel, exc.reason if hasattr(exc, "reason") else str(exc)))
-            if old is not None:
+            skipped.append((source.rel, exc.reason))
+            if old is not None:  # a file that turns bad keeps its last good version
                 changes.append(DocumentChange(source.rel, "unchanged", chunks_kept=old.chunks))
             continue
         live = {(c.chunk_id, c.text_hash): c.rowid for c in store.current_chunks(source.rel)}
         add, retire = _diff(chunks, live)
         status = "added" if old is None else "changed"
-        if old is not None and not add and not retire and old.sha256 == sha:
-            changes.append(DocumentChange(source.rel, "unchanged", chunks_kept=old.chunks))
-            continue
         changes.append(
             DocumentChange(source.rel, status, len(add), len(retire), len(chunks) - len(add))
         )
-        work.append(
-            _Work(
-                source,
-                kind,
-                title,
-                sha,
-                text,
-                chunks,
-                add,
-                retire,
-                status,
-                (old.version + 1) if old is not None else 1,
-            )
-        )
+        version = (old.version + 1) if old is not None else 1
+        work.append(_Work(source, kind, title, sha, text, add, retire, version))
     deleted = [path for path in current if path not in seen]
     for path in deleted:
         changes.append(DocumentChange(path, "deleted", chunks_to_retire=current[path].chunks))
@@ -279,14 +268,9 @@ def _prepare(
 
 
 def _counter(embedder_spec: str) -> Callable[[str], int]:
+    """Count tokens with the embedder's own tokenizer where it has a file; else approximate."""
     if embedder_spec == "all-MiniLM-L6-v2":
-        try:
-            from ragtune.knowledge.embed import default_model_folder
-
-            path = default_model_folder() / "tokenizer.json"
-            return token_counter(path if path.exists() else None)
-        except Exception:  # the package is missing: sync will say so when it embeds
-            return token_counter(None)
+        return token_counter(default_tokenizer_json())
     if embedder_spec.startswith("st:"):
         path = Path(embedder_spec[3:]).expanduser() / "tokenizer.json"
         return token_counter(path if path.exists() else None)
