@@ -114,6 +114,13 @@ def _visible(alias: str = "c") -> str:
     return f"{alias}.valid_from <= :at AND ({alias}.valid_to IS NULL OR {alias}.valid_to > :at)"
 
 
+def _visible_at(alias: str, at: int | None) -> tuple[str, dict[str, object]]:
+    """The SQL condition (and parameters) for rows visible at a snapshot, or live when None."""
+    if at is None:
+        return f"{alias}.valid_to IS NULL", {}
+    return _visible(alias), {"at": at}
+
+
 _CHUNK_COLUMNS = (
     "c.id, c.chunk_id, c.document, c.doc_version, c.ordinal, c.section, c.title, c.text, "
     "c.text_hash, c.tokens, c.valid_from, c.valid_to"
@@ -485,34 +492,13 @@ class SQLiteStore:
         self, at: int | None = None, paths: set[str] | None = None
     ) -> tuple[list[int], list[bytes]]:
         """Row ids and vectors of the chunks visible at a snapshot (default: live ones)."""
-        if at is None:
-            sql = "SELECT c.id, c.vector FROM chunks c WHERE c.valid_to IS NULL "
-            params: dict[str, object] = {}
-        else:
-            sql = f"SELECT c.id, c.vector FROM chunks c WHERE {_visible()} "
-            params = {"at": at}
+        where, params = _visible_at("c", at)
+        sql = f"SELECT c.id, c.vector FROM chunks c WHERE {where} "
         if paths is not None:
             sql += "AND c.document IN (SELECT value FROM json_each(:paths)) "
             params["paths"] = _json_list(paths)
         rows = self.db.execute(sql + "ORDER BY c.id", params).fetchall()
         return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
-
-    def changes_since(self, snapshot: int) -> tuple[list[int], list[int]]:
-        """Row ids that became live after ``snapshot``, and those retired after it."""
-        added = [
-            int(r[0])
-            for r in self.db.execute(
-                "SELECT id FROM chunks WHERE valid_from > ? AND valid_to IS NULL", (snapshot,)
-            )
-        ]
-        removed = [
-            int(r[0])
-            for r in self.db.execute(
-                "SELECT id FROM chunks WHERE valid_to > ? AND valid_from <= ?",
-                (snapshot, snapshot),
-            )
-        ]
-        return added, removed
 
     def versions_at(self, paths: Iterable[str], at: int | None = None) -> dict[str, int]:
         """The version of each document visible at a snapshot (default: the live one).
@@ -523,12 +509,8 @@ class SQLiteStore:
         wanted = list(dict.fromkeys(paths))
         if not wanted:
             return {}
-        if at is None:
-            sql = "SELECT path, version FROM documents d WHERE d.valid_to IS NULL "
-            params: dict[str, object] = {}
-        else:
-            sql = f"SELECT path, version FROM documents d WHERE {_visible('d')} "
-            params = {"at": at}
+        where, params = _visible_at("d", at)
+        sql = f"SELECT path, version FROM documents d WHERE {where} "
         sql += "AND d.path IN (SELECT value FROM json_each(:paths))"
         params["paths"] = _json_list(wanted)
         return {row[0]: int(row[1]) for row in self.db.execute(sql, params)}
