@@ -94,7 +94,7 @@ class VectorIndex:
         if (state.rows, state.retired) == (rows, retired):
             return "current"
         live_ids, _ = _live_ids(store)
-        have = set(int(k) for k in self.index.keys) if len(self.index) else set()
+        have = set(np.asarray(self.index.keys).tolist()) if len(self.index) else set()
         remove = sorted(have - live_ids)
         add = sorted(live_ids - have)
         for key in remove:
