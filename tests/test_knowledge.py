@@ -327,7 +327,10 @@ def test_store_is_wal_with_numbered_migrations(
     kb.sync()
     db = sqlite3.connect(project_dir / ".ragtune" / "knowledge.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r[0] for r in db.execute("SELECT name FROM migrations")] == ["m001_initial"]
+    assert [r[0] for r in db.execute("SELECT name FROM migrations")] == [
+        "m001_initial",
+        "m002_visibility_index",
+    ]
 
 
 def test_embedders_registry() -> None:
@@ -546,3 +549,24 @@ def test_metadata_filters_on_kind_and_title(project_dir: Path) -> None:
         app, ["knowledge", "search", "x", "-p", str(project_dir), "--where", "kind"]
     )
     assert bad.exit_code == 2 and "FIELD=VALUE" in bad.output
+
+
+def test_a_store_from_an_older_schema_is_migrated_in_place(project_dir: Path) -> None:
+    from ragtune.knowledge.store import sqlite as store_module
+
+    # A store written before migration 2 existed: only m001 applied.
+    first_only = store_module.MIGRATIONS[:1]
+    saved = list(store_module.MIGRATIONS)
+    store_module.MIGRATIONS[:] = first_only
+    try:
+        kb = open_kb(project_dir, HashingEmbedder(64))
+        kb.sync()
+        kb.close()
+    finally:
+        store_module.MIGRATIONS[:] = saved
+    kb = open_kb(project_dir, HashingEmbedder(64))
+    names = [r[0] for r in kb.store.db.execute("SELECT name FROM migrations")]
+    assert names == ["m001_initial", "m002_visibility_index"]
+    indexes = {r[1] for r in kb.store.db.execute("PRAGMA index_list('chunks')")}
+    assert "chunks_visibility" in indexes
+    assert kb.search("sick leave", k=1)[0].document == "docs/leave.md"

@@ -124,6 +124,22 @@ class VectorIndex:
         tmp_meta.write_text(json.dumps(self.state.__dict__))
         os.replace(tmp_meta, self.meta_path)
 
+    def exact(self, vector: NDArray[np.float32], k: int) -> list[tuple[int, float]]:
+        """Exact nearest live chunks, from a matrix kept in memory between searches."""
+        import numpy as np
+
+        if self.index is None or len(self.index) == 0:
+            return []
+        signature = (self.state.rows, self.state.retired) if self.state else None
+        if getattr(self, "_matrix_for", None) != signature:
+            keys = np.asarray(self.index.keys, dtype=np.uint64)
+            self._matrix = (keys.tolist(), np.asarray(self.index.get(keys), dtype=np.float32))
+            self._matrix_for = signature
+        ids, matrix = self._matrix
+        scores = matrix @ vector.astype(np.float32)
+        top = np.argsort(-scores)[:k]
+        return [(ids[i], float(scores[i])) for i in top]
+
     @property
     def size(self) -> int:
         """Vectors in the index."""

@@ -89,8 +89,12 @@ def search(
         if embedder is None:
             raise StoreError("vector search needs an embedder.")
         vector = embedder.embed([query])[0]
-        if as_of is None and paths is None and index is not None and index.size >= HNSW_FROM:
-            vector_ids = [rowid for rowid, _ in index.search(vector, pool)]
+        if as_of is None and paths is None and index is not None:
+            # HNSW on a large store; below HNSW_FROM an exact product over the cached matrix.
+            found = (
+                index.search(vector, pool) if index.size >= HNSW_FROM else index.exact(vector, pool)
+            )
+            vector_ids = [rowid for rowid, _ in found]
         else:
             ids, blobs = store.vectors_at(as_of, paths)
             vector_ids = [rowid for rowid, _ in brute_force(vector, ids, blobs, embedder.dim, pool)]

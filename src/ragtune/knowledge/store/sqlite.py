@@ -106,6 +106,18 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m002_visibility_index(db: sqlite3.Connection) -> None:
+    """A covering index for "is this row visible": BM25 joins without reading whole rows."""
+    execute_script(
+        db,
+        """
+        CREATE INDEX chunks_visibility ON chunks (id, valid_from, valid_to, document);
+        ANALYZE;
+        """,
+    )
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
