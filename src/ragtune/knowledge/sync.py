@@ -379,6 +379,8 @@ def sync(
         "embed_seconds": embed_seconds,
     }
     store.finish_snapshot(snapshot, counts)
+    if work or deleted:
+        store.optimize()
     if not work and not deleted and not open_before:
         store.discard_empty_snapshot(snapshot)
     if embedded >= 20 and embed_seconds > 0:

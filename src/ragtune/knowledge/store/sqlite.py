@@ -113,7 +113,6 @@ def m002_visibility_index(db: sqlite3.Connection) -> None:
         db,
         """
         CREATE INDEX chunks_visibility ON chunks (id, valid_from, valid_to, document);
-        ANALYZE;
         """,
     )
 
@@ -193,6 +192,16 @@ class SQLiteStore:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def optimize(self) -> None:
+        """Refresh the query planner's statistics (sampled: milliseconds even at 100k chunks).
+
+        With them, BM25's join reads the small visibility index instead of whole chunk rows
+        (vectors included): 2.3x faster at 50k chunks in bench_knowledge. Never run on an empty
+        store - statistics of empty tables mislead the planner into slow inserts.
+        """
+        self.db.execute("PRAGMA analysis_limit = 1000")
+        self.db.execute("ANALYZE")
 
     def close(self) -> None:
         """Close the connection."""
