@@ -471,6 +471,7 @@ def build_store(
                           snapshot, None)  # fmt: skip
         store.apply_document(snapshot, row, full, add, [])
     store.finish_snapshot(snapshot, {"docs_added": n // CHUNKS_PER_DOC})
+    store.optimize()  # as a sync does when it finishes
     return store, time.perf_counter() - start
 
 
