@@ -412,3 +412,11 @@ def test_chunk_table_one_chunk_a_row_stable_by_key(tmp_path: Path) -> None:
     assert set(after) == {c.chunk_id for c in chunks}
     changed = [c.section_path for c in chunks if after[c.chunk_id].text_hash != c.text_hash]
     assert changed == [("MSA on Larkspur paper",)]
+
+
+def test_merged_sibling_clauses_are_labelled_with_their_range() -> None:
+    chunks = chunks_of(EXAMPLE / "knowledge" / "msa.md", EXAMPLE)
+    merged = [c for c in chunks if c.section_path[-1] == "10.3-10.4"]
+    assert len(merged) == 1
+    assert merged[0].section_path[1] == "10. Warranties"
+    assert "10.3" in merged[0].text and "10.4" in merged[0].text

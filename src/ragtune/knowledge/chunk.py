@@ -376,6 +376,25 @@ def _groups(sections: list[_Section], count: TokenCounter, min_tokens: int) -> l
     return groups
 
 
+def _group_path(group: list[_Section]) -> tuple[str, ...]:
+    """The section path of a merged group, naming what it holds.
+
+    A heading merged into its first clause is that clause's path (the heading is in it); short
+    sibling clauses merged together are labelled with their range ("10.3-10.4"), so that a
+    citation never hides the clause it quotes.
+    """
+    last = group[-1].path
+    first = group[0].path
+    if len(group) == 1 or last[: len(first)] == first:
+        return last
+    shared = 0
+    while shared < min(len(first), len(last)) and first[shared] == last[shared]:
+        shared += 1
+    start = first[shared].split(" ", 1)[0] if shared < len(first) else first[-1]
+    end = last[shared].split(" ", 1)[0] if shared < len(last) else last[-1]
+    return (*last[:shared], f"{start}-{end}" if start != end else last[shared])
+
+
 # --- splitting ----------------------------------------------------------------------------
 
 _SENTENCE_END = re.compile(r"[.!?][\"”’)\]]*\s+(?=[\"“‘(\[]?[A-Z0-9])")
@@ -528,7 +547,7 @@ def chunk_document(
     occurrences: dict[tuple[str, ...], int] = {}
     chunks: list[Chunk] = []
     for group in _groups(_sections(doc), count, min_tokens):
-        path = group[-1].path
+        path = _group_path(group)
         occurrence = occurrences.get(path, 0)
         occurrences[path] = occurrence + 1
         pieces = [piece for section in group for piece in section.pieces]
