@@ -95,7 +95,7 @@ class KnowledgeBase:
             )
         at = self.store.resolve_as_of(as_of) if as_of is not None else None
         paths = filter_paths(self.store, capability=capability, source=source, where=where)
-        index = self.index() if at is None and paths is None and mode != "bm25" else None
+        index = self.index() if at is None and mode != "bm25" else None
         embedder = self.embedder if mode != "bm25" else None
         return search(self.store, embedder, index, query, k=k, paths=paths, as_of=at, mode=mode)
 

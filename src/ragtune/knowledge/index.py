@@ -124,8 +124,11 @@ class VectorIndex:
         tmp_meta.write_text(json.dumps(self.state.__dict__))
         os.replace(tmp_meta, self.meta_path)
 
-    def exact(self, vector: NDArray[np.float32], k: int) -> list[tuple[int, float]]:
-        """Exact nearest live chunks, from a matrix kept in memory between searches."""
+    def exact(
+        self, vector: NDArray[np.float32], k: int, allowed: set[int] | None = None
+    ) -> list[tuple[int, float]]:
+        """Exact nearest live chunks (among ``allowed`` row ids if given), from a matrix kept in
+        memory between searches."""
         import numpy as np
 
         if self.index is None or len(self.index) == 0:
@@ -137,7 +140,10 @@ class VectorIndex:
             self._matrix_for = signature
         ids, matrix = self._matrix
         scores = matrix @ vector.astype(np.float32)
-        top = np.argsort(-scores)[:k]
+        if allowed is not None:
+            mask = np.fromiter((key in allowed for key in ids), dtype=bool, count=len(ids))
+            scores = np.where(mask, scores, -np.inf)
+        top = [i for i in np.argsort(-scores)[:k] if np.isfinite(scores[i])]
         return [(ids[i], float(scores[i])) for i in top]
 
     @property

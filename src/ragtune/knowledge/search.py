@@ -89,11 +89,14 @@ def search(
         if embedder is None:
             raise StoreError("vector search needs an embedder.")
         vector = embedder.embed([query])[0]
-        if as_of is None and paths is None and index is not None:
-            # HNSW on a large store; below HNSW_FROM an exact product over the cached matrix.
-            found = (
-                index.search(vector, pool) if index.size >= HNSW_FROM else index.exact(vector, pool)
-            )
+        if as_of is None and index is not None:
+            # Live search: HNSW on a large store; below HNSW_FROM, or with a filter, an exact
+            # product over the matrix the index keeps in memory.
+            if paths is None and index.size >= HNSW_FROM:
+                found = index.search(vector, pool)
+            else:
+                allowed = None if paths is None else store.live_ids(paths)
+                found = index.exact(vector, pool, allowed)
             vector_ids = [rowid for rowid, _ in found]
         else:
             ids, blobs = store.vectors_at(as_of, paths)

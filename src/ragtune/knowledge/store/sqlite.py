@@ -521,6 +521,15 @@ class SQLiteStore:
         rows = self.db.execute(sql + "ORDER BY c.id", params).fetchall()
         return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
 
+    def live_ids(self, paths: set[str]) -> set[int]:
+        """Row ids of the live chunks of these documents."""
+        rows = self.db.execute(
+            "SELECT id FROM chunks WHERE valid_to IS NULL "
+            "AND document IN (SELECT value FROM json_each(?))",
+            (_json_list(paths),),
+        )
+        return {int(r[0]) for r in rows}
+
     def versions_at(self, paths: Iterable[str], at: int | None = None) -> dict[str, int]:
         """The version of each document visible at a snapshot (default: the live one).
 
