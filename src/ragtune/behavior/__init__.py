@@ -1,0 +1,1 @@
+"""Behaviour: examples, few-shot selection, output contracts, the knowledge-leak lint, adapters."""
