@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from ragtune.facts import extract_facts, word_numbers
+
 TEXT_SUFFIXES = {
     ".md",
     ".markdown",
@@ -49,37 +51,6 @@ _VOLATILE_PATTERNS = {
     "quarter": re.compile(r"\bq[1-4]\b|\b(first|second|third|fourth) quarter\b", re.I),
     "as of": re.compile(r"\bas of\b|\beffective (from|date|as of)?\b", re.I),
 }
-# Facts an example's output may carry that its input lacks: the knowledge a dataset would teach.
-_FACT = re.compile(
-    r"\b(?:19|20)\d\d-\d\d-\d\d\b|(?:[$€£]\s?)?\d+(?:[,.]\d+)*(?:\s?(?:%|percent|usd|eur|gbp|x))?",
-    re.I,
-)
-_NUMBER_WORDS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
-    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
-    "nineteen": 19,
-}  # fmt: skip
-_TENS = {
-    "twenty": 20,
-    "thirty": 30,
-    "forty": 40,
-    "fifty": 50,
-    "sixty": 60,
-    "seventy": 70,
-    "eighty": 80,
-    "ninety": 90,
-}
-_WORD_NUMBER = re.compile(
-    r"\b("
-    + "|".join(_TENS)
-    + r")(?:[- ]("
-    + "|".join(_NUMBER_WORDS)
-    + r"))?\b|\b("
-    + "|".join(_NUMBER_WORDS)
-    + r")\b",
-    re.I,
-)
 
 
 @dataclass(frozen=True)
@@ -273,37 +244,6 @@ def _signature(output: str) -> tuple[str, tuple[str, ...], dict[str, object] | N
     return "free text", (), None
 
 
-def _facts(text: str) -> dict[str, str]:
-    """Figures in a text, keyed by their numeric core ("$50,000." and "50000" are one fact).
-
-    Single digits are left out (list numbering, "one party"), and so are numbers written in
-    words, which become cores of their own so that "sixty (60) days" in an input covers
-    "60 days" in an output.
-    """
-    found: dict[str, str] = {}
-    for match in _FACT.finditer(text):
-        shown = match.group(0).strip().rstrip(".,")
-        core = re.sub(r"[^\d.\-]", "", shown).strip(".-")
-        if "-" not in core:
-            core = core.rstrip("0").rstrip(".") if "." in core else core
-        if len(core.replace(".", "")) >= 2:
-            found.setdefault(core, shown)
-    return found
-
-
-def _word_numbers(text: str) -> set[str]:
-    cores = set()
-    for match in _WORD_NUMBER.finditer(text):
-        tens, unit, alone = match.groups()
-        value = (
-            _TENS[tens.lower()] + _NUMBER_WORDS.get((unit or "zero").lower(), 0)
-            if tens
-            else (_NUMBER_WORDS[alone.lower()])
-        )
-        cores.add(str(value))
-    return cores
-
-
 def scan_examples(path: Path) -> ExamplesScan | None:
     """Read an examples JSONL (tolerating bad lines: the behaviour stage reports them)."""
     try:
@@ -337,8 +277,8 @@ def scan_examples(path: Path) -> ExamplesScan | None:
                     if isinstance(value, str | int | float | bool):
                         values.setdefault(key, set()).add(str(value))
             lengths.append(len(output.split()))
-            given = set(_facts(source)) | _word_numbers(source)
-            novel = [shown for core, shown in _facts(output).items() if core not in given]
+            given = set(extract_facts(source)) | word_numbers(source)
+            novel = [shown for core, shown in extract_facts(output).items() if core not in given]
             if novel:
                 leaks.append(f"{path.name}:{count + bad}: {', '.join(novel[:3])}")
     if count == 0:
