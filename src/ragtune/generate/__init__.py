@@ -1,0 +1,1 @@
+"""Generation: the base model (loaded offline, cached), and the backends that generate with it."""
