@@ -330,6 +330,7 @@ def test_store_is_wal_with_numbered_migrations(
     assert [r[0] for r in db.execute("SELECT name FROM migrations")] == [
         "m001_initial",
         "m002_visibility_index",
+        "m003_examples",
     ]
 
 
@@ -566,7 +567,7 @@ def test_a_store_from_an_older_schema_is_migrated_in_place(project_dir: Path) ->
         store_module.MIGRATIONS[:] = saved
     kb = open_kb(project_dir, HashingEmbedder(64))
     names = [r[0] for r in kb.store.db.execute("SELECT name FROM migrations")]
-    assert names == ["m001_initial", "m002_visibility_index"]
+    assert names == ["m001_initial", "m002_visibility_index", "m003_examples"]
     indexes = {r[1] for r in kb.store.db.execute("PRAGMA index_list('chunks')")}
     assert "chunks_visibility" in indexes
     assert kb.search("sick leave", k=1)[0].document == "docs/leave.md"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -113,6 +114,38 @@ def m002_visibility_index(db: sqlite3.Connection) -> None:
         db,
         """
         CREATE INDEX chunks_visibility ON chunks (id, valid_from, valid_to, document);
+        """,
+    )
+
+
+@migration
+def m003_examples(db: sqlite3.Connection) -> None:
+    """Few-shot examples per capability, each with the vector of its text, for selection.
+
+    ``input_hash`` (sha1 of input and context) and ``embedder`` key the vector: re-indexing a
+    file copies the vectors of unchanged inputs instead of embedding them again. The rows of the
+    previous version of a capability's file stay (``valid = 0``) so that undoing an edit embeds
+    nothing either; older ones are dropped.
+    """
+    execute_script(
+        db,
+        """
+        CREATE TABLE examples (
+            id INTEGER PRIMARY KEY,
+            capability TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            input TEXT NOT NULL,
+            output TEXT NOT NULL,
+            context TEXT,
+            input_hash TEXT NOT NULL,
+            embedder TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            path TEXT NOT NULL,
+            dataset_sha256 TEXT NOT NULL,
+            valid INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE INDEX examples_live ON examples (capability, line) WHERE valid = 1;
+        CREATE INDEX examples_hash ON examples (input_hash, embedder);
         """,
     )
 
@@ -562,6 +595,99 @@ class SQLiteStore:
             "(SELECT COUNT(*) FROM chunks WHERE valid_to IS NULL), (SELECT COUNT(*) FROM chunks)"
         ).fetchone()
         return {"documents": int(row[0]), "chunks": int(row[1]), "chunk_versions": int(row[2])}
+
+    # -- behaviour examples (few-shot selection; see ragtune.behavior.fewshot) ---------------------
+    # The rows of table `examples` (migration m003_examples); ExampleRow follows the class.
+
+    def examples_state(self, capability: str) -> tuple[str, str] | None:
+        """(dataset sha256, embedder) of a capability's live examples; None when it has none."""
+        row = self.db.execute(
+            "SELECT dataset_sha256, embedder FROM examples "
+            "WHERE capability = ? AND valid = 1 LIMIT 1",
+            (capability,),
+        ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def example_vectors_by_hash(self, hashes: Iterable[str], embedder: str) -> dict[str, bytes]:
+        """Vectors this embedder made for these example texts before (any capability, version)."""
+        wanted = list(dict.fromkeys(hashes))
+        out: dict[str, bytes] = {}
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.db.execute(
+                f"SELECT input_hash, vector FROM examples WHERE embedder = ? "
+                f"AND input_hash IN ({marks})",
+                [embedder, *part],
+            ):
+                out.setdefault(row[0], bytes(row[1]))
+        return out
+
+    def replace_examples(
+        self,
+        capability: str,
+        rows: Sequence[ExampleRow],
+        *,
+        path: str,
+        dataset_sha256: str,
+        embedder: str,
+    ) -> None:
+        """Make ``rows`` the capability's live examples, in one transaction.
+
+        The live rows before become the previous version (``valid = 0``), kept for their
+        vectors; the version before that is deleted.
+        """
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM examples WHERE capability = ? AND valid = 0", (capability,))
+            db.execute("UPDATE examples SET valid = 0 WHERE capability = ?", (capability,))
+            db.executemany(
+                "INSERT INTO examples (capability, line, input, output, context, input_hash, "
+                "embedder, vector, path, dataset_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        capability, r.line, r.input, r.output, r.context, r.input_hash,
+                        embedder, r.vector, path, dataset_sha256,
+                    )
+                    for r in rows
+                ],
+            )  # fmt: skip
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def live_examples(self, capability: str) -> list[ExampleRow]:
+        """A capability's live examples with their vectors, in line order."""
+        rows = self.db.execute(
+            "SELECT line, input, output, context, input_hash, vector FROM examples "
+            "WHERE capability = ? AND valid = 1 ORDER BY line, id",
+            (capability,),
+        ).fetchall()
+        return [
+            ExampleRow(
+                line=int(r[0]),
+                input=r[1],
+                output=r[2],
+                context=r[3],
+                input_hash=r[4],
+                vector=bytes(r[5]),
+            )
+            for r in rows
+        ]
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    """One few-shot example as stored (``vector`` is float32 bytes of its embedded text)."""
+
+    line: int
+    input: str
+    output: str
+    context: str | None
+    input_hash: str
+    vector: bytes
 
 
 def execute_script(db: sqlite3.Connection, script: str) -> None:
