@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -217,14 +218,9 @@ class SQLiteStore:
         for name, fn in MIGRATIONS:
             if name in done:
                 continue
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write() as db:
                 fn(db)
                 db.execute("INSERT INTO migrations VALUES (?, ?)", (name, _now()))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
     def optimize(self) -> None:
         """Refresh the query planner's statistics (sampled: milliseconds even at 100k chunks).
@@ -235,6 +231,17 @@ class SQLiteStore:
         """
         self.db.execute("PRAGMA analysis_limit = 1000")
         self.db.execute("ANALYZE")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: taken at once (no upgrade deadlock), whole or rolled back."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close the connection."""
@@ -399,9 +406,7 @@ class SQLiteStore:
         retire: Sequence[int],
     ) -> None:
         """A document's new version, its new chunks and its retired ones: one transaction."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as db:
             db.execute(
                 "UPDATE documents SET valid_to = ? WHERE path = ? AND valid_to IS NULL",
                 (snapshot, document.path),
@@ -449,30 +454,18 @@ class SQLiteStore:
                 "chunks_retired = chunks_retired + ? WHERE id = ?",
                 (len(add), len(retire), snapshot),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def replace_vectors(self, vectors: dict[str, bytes]) -> None:
         """Write new vectors for every row with these text hashes, in one transaction."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as db:
             db.executemany(
                 "UPDATE chunks SET vector = ? WHERE text_hash = ?",
                 [(vector, key) for key, vector in vectors.items()],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def retire_document(self, snapshot: int, path: str) -> int:
         """Retire a deleted document and all its live chunks, in one transaction."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as db:
             db.execute(
                 "UPDATE documents SET valid_to = ? WHERE path = ? AND valid_to IS NULL",
                 (snapshot, path),
@@ -485,26 +478,16 @@ class SQLiteStore:
                 "UPDATE snapshots SET chunks_retired = chunks_retired + ? WHERE id = ?",
                 (retired, snapshot),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return int(retired)
 
     def set_capabilities(self, members: dict[str, set[str]]) -> None:
         """Which capabilities each document serves."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as db:
             db.execute("DELETE FROM doc_capabilities")
             db.executemany(
                 "INSERT INTO doc_capabilities (path, capability) VALUES (?, ?)",
                 [(path, cap) for path, caps in members.items() for cap in sorted(caps)],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def paths_of(self, capability: str) -> set[str]:
         """The documents a capability draws on."""
@@ -637,9 +620,7 @@ class SQLiteStore:
         The live rows before become the previous version (``valid = 0``), kept for their
         vectors; the version before that is deleted.
         """
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as db:
             db.execute("DELETE FROM examples WHERE capability = ? AND valid = 0", (capability,))
             db.execute("UPDATE examples SET valid = 0 WHERE capability = ?", (capability,))
             db.executemany(
@@ -653,10 +634,6 @@ class SQLiteStore:
                     for r in rows
                 ],
             )  # fmt: skip
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def live_examples(self, capability: str) -> list[ExampleRow]:
         """A capability's live examples with their vectors, in line order."""
