@@ -1,0 +1,323 @@
+"""LoRA training: settings, completion-only labels, a short real run, repeatability, resume."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from ragtune.behavior.adapters import (
+    AdapterError,
+    checkpoint_path,
+    list_adapters,
+    load_manifest,
+    remove_adapter,
+    staging_path,
+)
+from ragtune.behavior.contract import load_contract
+from ragtune.behavior.examples import Example, ExampleSet, dataset_hash, load_examples
+from ragtune.behavior.train import (
+    IGNORE_INDEX,
+    TrainConfig,
+    TrainError,
+    collate,
+    encode_example,
+    get_lr,
+    train_adapter,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+RISK_FLAGS = REPO / "examples/contract-review/behavior/risk_flags.jsonl"
+RISK_SCHEMA = REPO / "examples/contract-review/schemas/risk_flag.schema.json"
+
+# Small enough for two CPU cores: about a second a step at batch 2 on these short clauses.
+FAST = {"batch_size": 2, "max_length": 192, "eval_max_new_tokens": 0}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from ragtune.generate.base import load_base_model
+
+    return load_base_model(cache_root=tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def risk_flags() -> ExampleSet:
+    """24 clauses spread over the file, so several categories are present."""
+    full = load_examples(RISK_FLAGS)
+    return ExampleSet(full.path, full.examples[::7][:24], full.sha256)
+
+
+class Stop(Exception):
+    """Raised from a progress callback to interrupt a run."""
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("r", 0),
+        ("alpha", -1),
+        ("dropout", 1.0),
+        ("learning_rate", 0.0),
+        ("epochs", 0),
+        ("max_steps", 0),
+        ("batch_size", 1.5),
+        ("max_length", 8),
+        ("held_out", 1.0),
+        ("checkpoint_every", -1),
+        ("target_modules", ()),
+        ("seed", True),
+    ],
+)
+def test_bad_settings_name_the_field_and_value(field: str, value: object) -> None:
+    with pytest.raises(TrainError, match=rf"TrainConfig\.{field}.*{value!r}"):
+        TrainConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_defaults_are_documented_and_serialisable() -> None:
+    config = TrainConfig()
+    assert (config.r, config.alpha, config.batch_size, config.max_length) == (8, 16, 4, 256)
+    assert config.target_modules == ("q_proj", "k_proj", "v_proj", "o_proj")
+    assert all(TrainConfig.help().values())
+    assert json.loads(json.dumps(config.to_dict()))["target_modules"][0] == "q_proj"
+
+
+def test_learning_rate_warms_up_then_decays_to_a_tenth() -> None:
+    config = TrainConfig(learning_rate=1e-3, warmup_steps=2)
+    lrs = [get_lr(step, 10, config) for step in range(10)]
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[2:]))
+    assert lrs[-1] == pytest.approx(1e-4)
+
+
+def test_collate_pads_right_and_ignores_padding() -> None:
+    from ragtune.behavior.train import EncodedExample
+
+    batch = collate(
+        [EncodedExample([1, 2, 3], [IGNORE_INDEX, 2, 3], False), EncodedExample([4], [4], False)],
+        pad_id=0,
+    )
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 2, 3], [4, IGNORE_INDEX, IGNORE_INDEX]]
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_loss_is_on_the_completion_only(base, risk_flags: ExampleSet) -> None:  # type: ignore[no-untyped-def]
+    tokenizer = base.tokenizer
+    example = risk_flags.examples[0]
+    encoded = encode_example(tokenizer, example, TrainConfig(system_prompt="Flag the risk."))
+    kept = [t for t in encoded.labels if t != IGNORE_INDEX]
+    assert tokenizer.decode(kept) == example.output + tokenizer.eos_token  # <|im_end|>
+    # The labelled tokens are the last ones, and the prompt before them is the runtime prompt.
+    start = len(encoded.labels) - len(kept)
+    assert encoded.input_ids[start:] == kept
+    prompt = tokenizer.decode(encoded.input_ids[:start])
+    assert "Flag the risk." in prompt and prompt.endswith("<|im_start|>assistant\n")
+    assert example.input in prompt and not encoded.truncated
+
+    with_context = Example(input="Is this risky?", output="{}", context="Clause 7: <b>")
+    text = tokenizer.decode(encode_example(tokenizer, with_context, TrainConfig()).input_ids)
+    assert "<context>\nClause 7: <b>\n</context>" in text
+
+
+@pytest.mark.slow
+def test_truncation_keeps_the_answer(base) -> None:  # type: ignore[no-untyped-def]
+    tokenizer = base.tokenizer
+    long = Example(input="word " * 400, output='{"risk":"low"}')
+    encoded = encode_example(tokenizer, long, TrainConfig(max_length=64))
+    assert encoded.truncated and len(encoded.input_ids) == 64
+    kept = [t for t in encoded.labels if t != IGNORE_INDEX]
+    assert tokenizer.decode(kept) == '{"risk":"low"}' + tokenizer.eos_token
+    assert tokenizer.decode(encoded.input_ids[: len(encoded.input_ids) - len(kept)]).endswith(
+        "<|im_start|>assistant\n"
+    )
+
+
+# -- a real run -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_short_run_learns_and_saves_a_safetensors_adapter(  # type: ignore[no-untyped-def]
+    base, risk_flags: ExampleSet, tmp_path: Path
+) -> None:
+    seen: list[tuple[int, int, float]] = []
+    config = TrainConfig(
+        **{**FAST, "eval_max_new_tokens": 16}, max_steps=12, learning_rate=1e-3, seed=1
+    )
+    out = tmp_path / "adapters" / "risk_flags"
+    result = train_adapter(
+        base,
+        risk_flags,
+        out,
+        config,
+        load_contract(RISK_SCHEMA),
+        progress=lambda step, total, loss: seen.append((step, total, loss)),
+        knowledge_snapshot="snap-1",
+    )
+    assert [s for s, _, _ in seen] == list(range(1, 13)) and {t for _, t, _ in seen} == {12}
+    losses = result.losses
+    assert all(math.isfinite(x) for x in losses)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # it learns
+
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "ragtune.json"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    manifest = json.loads((out / "ragtune.json").read_text())
+    assert manifest["base_model"]["sha256"] == base.sha256
+    assert manifest["dataset"]["sha256"] == dataset_hash(risk_flags)
+    assert manifest["dataset"]["train"] + manifest["dataset"]["held_out"] == 24
+    assert manifest["knowledge_snapshot"] == "snap-1"
+    assert manifest["config"] == config.to_dict()
+    assert manifest["training"]["steps"] == 12
+    for side in ("base", "adapter"):
+        metrics = manifest["metrics"][side]
+        assert metrics["examples"] == 2 and 0.0 <= metrics["compliance"] <= 1.0
+    # No checkpoint or staging folder is left, and the caller's model is plain again.
+    assert not checkpoint_path(out).exists() and not staging_path(out).exists()
+    assert not any("lora" in name for name, _ in base.model.named_modules())
+    # The registry sees it.
+    assert [a.name for a in list_adapters(tmp_path / "adapters")] == ["risk_flags"]
+    assert load_manifest(tmp_path / "adapters", "risk_flags")["dataset"] == manifest["dataset"]
+    print(
+        f"\n{result.seconds_per_step:.2f} s/step, peak RSS {result.peak_rss_mb:.0f} MiB, "
+        f"adapter {result.size_bytes / 1e6:.1f} MB on disk, losses {[round(x, 2) for x in losses]}"
+    )
+
+
+@pytest.mark.slow
+def test_same_seed_same_losses(base, risk_flags: ExampleSet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = TrainConfig(**FAST, max_steps=3, seed=7)
+    first = train_adapter(base, risk_flags, tmp_path / "a", config)
+    second = train_adapter(base, risk_flags, tmp_path / "b", config)
+    assert first.losses == second.losses
+    other = train_adapter(base, risk_flags, tmp_path / "c", TrainConfig(**FAST, max_steps=1))
+    assert other.losses[0] != first.losses[0]
+
+
+@pytest.mark.slow
+def test_interrupted_run_keeps_the_previous_adapter_and_resumes(  # type: ignore[no-untyped-def]
+    base, risk_flags: ExampleSet, tmp_path: Path
+) -> None:
+    out = tmp_path / "risk_flags"
+    train_adapter(base, risk_flags, out, TrainConfig(**FAST, max_steps=1))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    config = TrainConfig(**FAST, max_steps=4, checkpoint_every=2, learning_rate=1e-3)
+
+    def stop_at_3(step: int, total: int, loss: float) -> None:
+        interrupted.append(loss)
+        if step == 3:
+            raise Stop
+
+    interrupted: list[float] = []
+    with pytest.raises(Stop):
+        train_adapter(base, risk_flags, out, config, progress=stop_at_3)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not staging_path(out).exists()
+    assert json.loads((checkpoint_path(out) / "checkpoint.json").read_text())["step"] == 2
+    assert not any("lora" in name for name, _ in base.model.named_modules())
+
+    # A first run that is interrupted leaves no adapter folder at all.
+    fresh = tmp_path / "fresh"
+    with pytest.raises(Stop):
+        train_adapter(base, risk_flags, fresh, config, progress=stop_at_3)
+    assert not fresh.exists() and not staging_path(fresh).exists()
+
+    # Resuming with other settings is refused; with the same ones it continues at step 3.
+    with pytest.raises(TrainError, match="other settings"):
+        train_adapter(base, risk_flags, out, TrainConfig(**FAST, max_steps=5), resume=True)
+    resumed_steps: list[int] = []
+    resumed = train_adapter(
+        base,
+        risk_flags,
+        out,
+        config,
+        progress=lambda step, total, loss: resumed_steps.append(step),
+        resume=True,
+    )
+    assert resumed_steps == [3, 4] and resumed.steps == 4
+    assert json.loads((out / "ragtune.json").read_text())["training"]["steps"] == 4
+    assert not checkpoint_path(out).exists()
+
+    # And it lands where an uninterrupted run lands: same optimiser state, same dropout draws.
+    straight = train_adapter(base, risk_flags, tmp_path / "straight", config)
+    assert resumed.losses == pytest.approx(straight.losses[2:], rel=1e-5)
+    assert interrupted[:2] == pytest.approx(straight.losses[:2], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_resume_without_a_checkpoint_is_explained(  # type: ignore[no-untyped-def]
+    base, risk_flags: ExampleSet, tmp_path: Path
+) -> None:
+    with pytest.raises(TrainError, match="nothing to resume"):
+        train_adapter(base, risk_flags, tmp_path / "x", TrainConfig(**FAST), resume=True)
+    with pytest.raises(TrainError, match="target_modules"):
+        train_adapter(
+            base, risk_flags, tmp_path / "x", TrainConfig(**FAST, target_modules=("nope",))
+        )
+    assert not any("lora" in name for name, _ in base.model.named_modules())
+
+
+# -- the registry -----------------------------------------------------------------------------
+
+
+def _fake_adapter(root: Path, name: str) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "ragtune.json").write_text(json.dumps({"format": 1, "name": name}))
+    (folder / "adapter_model.safetensors").write_bytes(b"x" * 10)
+    return folder
+
+
+def test_registry_lists_shows_and_removes(tmp_path: Path) -> None:
+    root = tmp_path / "adapters"
+    assert list_adapters(root) == []
+    _fake_adapter(root, "risk_flags")
+    _fake_adapter(root, "summaries")
+    (root / ".risk_flags.checkpoint").mkdir()  # work in progress is not an adapter
+    (root / "stray").mkdir()
+    listed = list_adapters(root)
+    assert [a.name for a in listed] == ["risk_flags", "summaries"]
+    assert listed[0].size_bytes > 10
+    assert load_manifest(root, "summaries")["name"] == "summaries"
+
+    with pytest.raises(AdapterError, match=r"no adapter named 'risk_flag'.*'risk_flags'"):
+        load_manifest(root, "risk_flag")
+    with pytest.raises(AdapterError, match="cannot be a folder name"):
+        remove_adapter(root, "../etc")
+
+    assert remove_adapter(root, "risk_flags") == root / "risk_flags"
+    assert not (root / ".risk_flags.checkpoint").exists()
+    assert [a.name for a in list_adapters(root)] == ["summaries"]
+    with pytest.raises(AdapterError, match="Adapters: summaries"):
+        remove_adapter(root, "risk_flags")
+
+
+def test_a_broken_manifest_is_named(tmp_path: Path) -> None:
+    folder = _fake_adapter(tmp_path, "bad")
+    (folder / "ragtune.json").write_text("{not json")
+    with pytest.raises(AdapterError, match=r"bad/ragtune\.json"):
+        load_manifest(tmp_path, "bad")
+
+
+def test_a_swap_interrupted_between_its_renames_is_recovered(tmp_path: Path) -> None:
+    import json as _json
+
+    from ragtune.behavior.adapters import list_adapters, recover_interrupted_swaps
+
+    old = tmp_path / ".flags.old"
+    old.mkdir()
+    (old / "ragtune.json").write_text(_json.dumps({"base_model": {"sha256": "x"}}))
+    assert recover_interrupted_swaps(tmp_path) == ["flags"]
+    assert [a.name for a in list_adapters(tmp_path)] == ["flags"]
+    assert not old.exists()
