@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ragtune import __version__
+from ragtune.cli_adapter import adapter_app
 from ragtune.cli_knowledge import build_command, knowledge_app, plan_command
 from ragtune.clikit import console, errors, fail, state
 from ragtune.errors import RagtuneError
@@ -232,6 +233,7 @@ def demo(
 app.command("plan")(plan_command)
 app.command("build")(build_command)
 app.add_typer(knowledge_app, name="knowledge")
+app.add_typer(adapter_app, name="adapter")
 
 
 def main() -> None:

@@ -1,0 +1,174 @@
+"""``ragtune adapter ...``: train, list, show and remove LoRA adapters (thin over behavior/)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ragtune.clikit import console, errors, fail
+from ragtune.errors import RagtuneError
+
+adapter_app = typer.Typer(
+    help=(
+        "Behaviour in weights: train a small LoRA adapter for a capability whose behaviour must "
+        "hold across thousands of calls, and manage the adapters.\n\n"
+        "Training refuses examples that teach facts (prices, dates, names absent from the "
+        "inputs): move those to retrieval, or pass --allow-knowledge."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option("--project", "-p", help="The project folder or its ragtune.yaml."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _project(project: Path | None):  # type: ignore[no-untyped-def]
+    from ragtune.project import load_project
+
+    try:
+        return load_project(project)
+    except RagtuneError as exc:
+        fail(exc)
+
+
+@adapter_app.command("train")
+def train_command(
+    capability: Annotated[str, typer.Argument(help="The capability whose examples to learn.")],
+    project: ProjectOption = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Optimiser steps (default: 1 epoch).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 4,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 2e-4,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per example.")] = 256,
+    seed: Annotated[int, typer.Option("--seed", help="Makes a run repeatable.")] = 0,
+    eval_tokens: Annotated[
+        int, typer.Option("--eval-tokens", help="Tokens generated per held-out example (0: skip).")
+    ] = 96,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint.")] = False,
+    allow_knowledge: Annotated[
+        bool,
+        typer.Option("--allow-knowledge", help="Train even if the examples teach facts."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a LoRA adapter on a capability's examples (PEFT, CPU by default).
+
+    The loss is on the completion only; a held-out split is evaluated with the base model and
+    with the adapter (output-contract compliance, exact match); the adapter becomes active only
+    when training and evaluation finished - an interrupted run leaves the previous one in place.
+
+    Example: `ragtune adapter train risk_flags -p my-review --steps 200`
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ragtune.behavior.build import train_capability
+    from ragtune.behavior.train import TrainConfig
+
+    loaded = _project(project)
+    try:
+        config = TrainConfig(
+            max_steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+            max_length=max_length, seed=seed, eval_max_new_tokens=eval_tokens,
+        )  # fmt: skip
+        with Progress(
+            TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+            console=errors, transient=True, disable=as_json,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("", total=None, loss="-")
+
+            def progress(step: int, total: int, loss: float) -> None:
+                bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
+
+            done = train_capability(
+                loaded, capability, config, allow_knowledge=allow_knowledge, resume=resume,
+                progress=progress,
+            )  # fmt: skip
+    except RagtuneError as exc:
+        fail(exc)
+    result = done.result
+    summary = {
+        "capability": done.capability,
+        "path": str(result.path),
+        "steps": result.steps,
+        "final_loss": result.final_loss,
+        "seconds_per_step": round(result.seconds_per_step, 3),
+        "size_bytes": result.size_bytes,
+        "base": None if result.base is None else result.base.__dict__,
+        "adapter": None if result.adapter is None else result.adapter.__dict__,
+        "leak_share": done.leak.share,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        return
+    console.print(
+        f"adapter {done.capability}: {result.steps} steps, loss {result.final_loss:.3f}, "
+        f"{result.seconds_per_step:.2f} s/step, {result.size_bytes / 1e6:.1f} MB at {result.path}"
+    )
+    for label, metrics in (("base", result.base), ("adapter", result.adapter)):
+        if metrics is not None:
+            compliance = "-" if metrics.compliance is None else f"{metrics.compliance:.0%}"
+            console.print(
+                f"  {label:8} exact match {metrics.exact_match:.0%}, contract compliance "
+                f"{compliance} on {metrics.examples} held-out examples"
+            )
+
+
+@adapter_app.command("list")
+def list_command(project: ProjectOption = None, as_json: JsonOption = False) -> None:
+    """List the trained adapters with their base model, data and metrics."""
+    from ragtune.behavior.adapters import list_adapters
+    from ragtune.behavior.build import adapters_root
+
+    loaded = _project(project)
+    try:
+        adapters = list_adapters(adapters_root(loaded))
+    except RagtuneError as exc:
+        fail(exc)
+    if as_json:
+        rows = [{"name": a.name, "path": str(a.path), "size_bytes": a.size_bytes} for a in adapters]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not adapters:
+        console.print("no adapters yet: `ragtune adapter train CAPABILITY`")
+    for a in adapters:
+        trained = a.manifest.get("created_at") or a.manifest.get("time") or ""
+        console.print(
+            f"[bold]{a.name}[/]  {a.size_bytes / 1e6:.1f} MB  {trained}  [dim]{a.path}[/]"
+        )
+
+
+@adapter_app.command("show")
+def show_command(name: str, project: ProjectOption = None) -> None:
+    """Print an adapter's manifest (ragtune.json): what it was made from and how it scored."""
+    from ragtune.behavior.adapters import load_manifest
+    from ragtune.behavior.build import adapters_root
+
+    loaded = _project(project)
+    try:
+        manifest = load_manifest(adapters_root(loaded), name)
+    except RagtuneError as exc:
+        fail(exc)
+    sys.stdout.write(json.dumps(manifest, indent=2, default=str) + "\n")
+
+
+@adapter_app.command("rm")
+def rm_command(name: str, project: ProjectOption = None) -> None:
+    """Remove an adapter (and any checkpoint of an unfinished run)."""
+    from ragtune.behavior.adapters import remove_adapter
+    from ragtune.behavior.build import adapters_root
+
+    loaded = _project(project)
+    try:
+        path = remove_adapter(adapters_root(loaded), name)
+    except RagtuneError as exc:
+        fail(exc)
+    console.print(f"removed {path}")

@@ -1,0 +1,86 @@
+"""``ragtune adapter train|list|show|rm`` through the CLI, on a copy of the example project."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragtune.cli import app
+from ragtune.examples import example_path
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("adapters") / "cr"
+    shutil.copytree(
+        example_path("contract-review"), folder, ignore=shutil.ignore_patterns(".ragtune")
+    )
+    return folder
+
+
+def test_unknown_capability_and_missing_examples_exit_2(project: Path) -> None:
+    unknown = runner.invoke(app, ["adapter", "train", "nope", "-p", str(project)])
+    assert unknown.exit_code == 2 and "risk_flags" in unknown.output
+    no_examples = runner.invoke(app, ["adapter", "train", "templates", "-p", str(project)])
+    assert no_examples.exit_code == 2 and "no examples file" in no_examples.output
+
+
+def test_examples_that_teach_facts_are_refused_before_any_model_loads(project: Path) -> None:
+    leaky = project / "behavior" / "leaky.jsonl"
+    leaky.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "input": f"What is the fee for matter {i}?",
+                    "output": f"The fee is ${400 + i}, effective 2026-07-01.",
+                }
+            )
+            + "\n"
+            for i in range(12)
+        )
+    )
+    config = project / "ragtune.yaml"
+    original = config.read_text()
+    config.write_text(
+        original.replace(
+            "examples: behavior/clause_summaries.jsonl", "examples: behavior/leaky.jsonl"
+        )
+    )
+    try:
+        result = runner.invoke(app, ["adapter", "train", "clause_summary", "-p", str(project)])
+    finally:
+        config.write_text(original)
+    assert result.exit_code == 2
+    assert "retrieval" in result.output and "--allow-knowledge" in result.output
+    assert not (project / ".ragtune" / "models").exists(), "refused before loading the model"
+
+
+@pytest.mark.slow
+def test_train_list_show_rm(project: Path) -> None:
+    trained = runner.invoke(
+        app,
+        ["adapter", "train", "clause_summary", "-p", str(project), "--steps", "2",
+         "--batch-size", "2", "--max-length", "128", "--eval-tokens", "0", "--json"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    summary = json.loads(trained.stdout)
+    assert summary["steps"] == 2 and summary["capability"] == "clause_summary"
+    folder = Path(summary["path"])
+    assert (folder / "adapter_model.safetensors").is_file()
+    listed = json.loads(
+        runner.invoke(app, ["adapter", "list", "-p", str(project), "--json"]).stdout
+    )
+    assert [a["name"] for a in listed] == ["clause_summary"]
+    shown = runner.invoke(app, ["adapter", "show", "clause_summary", "-p", str(project)])
+    manifest = json.loads(shown.stdout)
+    assert len(manifest["base_model"]["sha256"]) == 64
+    missing = runner.invoke(app, ["adapter", "show", "clause_sumary", "-p", str(project)])
+    assert missing.exit_code == 2 and "clause_summary" in missing.output
+    removed = runner.invoke(app, ["adapter", "rm", "clause_summary", "-p", str(project)])
+    assert removed.exit_code == 0 and not folder.exists()
