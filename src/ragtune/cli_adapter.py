@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ragtune.clikit import console, errors, fail
 from ragtune.errors import RagtuneError
+
+if TYPE_CHECKING:
+    from ragtune.project import Project
 
 adapter_app = typer.Typer(
     help=(
@@ -29,7 +32,7 @@ ProjectOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def _project(project: Path | None):  # type: ignore[no-untyped-def]
+def _project(project: Path | None) -> Project:
     from ragtune.project import load_project
 
     try:
