@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from ragtune.clikit import console, errors, fail
+from ragtune.clikit import console, errors, fail, project_or_fail
 from ragtune.errors import RagtuneError
-
-if TYPE_CHECKING:
-    from ragtune.project import Project
 
 adapter_app = typer.Typer(
     help=(
@@ -30,15 +27,6 @@ ProjectOption = Annotated[
     typer.Option("--project", "-p", help="The project folder or its ragtune.yaml."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def _project(project: Path | None) -> Project:
-    from ragtune.project import load_project
-
-    try:
-        return load_project(project)
-    except RagtuneError as exc:
-        fail(exc)
 
 
 @adapter_app.command("train")
@@ -75,7 +63,7 @@ def train_command(
     from ragtune.behavior.build import train_capability
     from ragtune.behavior.train import TrainConfig
 
-    loaded = _project(project)
+    loaded = project_or_fail(project)
     try:
         config = TrainConfig(
             max_steps=steps, batch_size=batch_size, learning_rate=learning_rate,
@@ -131,7 +119,7 @@ def list_command(project: ProjectOption = None, as_json: JsonOption = False) -> 
     from ragtune.behavior.adapters import list_adapters
     from ragtune.behavior.build import adapters_root
 
-    loaded = _project(project)
+    loaded = project_or_fail(project)
     try:
         adapters = list_adapters(adapters_root(loaded))
     except RagtuneError as exc:
@@ -155,7 +143,7 @@ def show_command(name: str, project: ProjectOption = None) -> None:
     from ragtune.behavior.adapters import load_manifest
     from ragtune.behavior.build import adapters_root
 
-    loaded = _project(project)
+    loaded = project_or_fail(project)
     try:
         manifest = load_manifest(adapters_root(loaded), name)
     except RagtuneError as exc:
@@ -169,7 +157,7 @@ def rm_command(name: str, project: ProjectOption = None) -> None:
     from ragtune.behavior.adapters import remove_adapter
     from ragtune.behavior.build import adapters_root
 
-    loaded = _project(project)
+    loaded = project_or_fail(project)
     try:
         path = remove_adapter(adapters_root(loaded), name)
     except RagtuneError as exc:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ragtune.clikit import console, errors, fail
+from ragtune.clikit import console, errors, fail, project_or_fail
 from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
@@ -427,12 +427,7 @@ def build_command(
     Incremental: only what `ragtune plan` lists is done. A knowledge change re-indexes the
     changed sections in seconds and never retrains an adapter.
     """
-    from ragtune.project import load_project
-
-    try:
-        loaded = load_project(project)
-    except RagtuneError as exc:
-        fail(exc)
+    loaded = project_or_fail(project)
     if not any(c.sources for c in loaded.config.capabilities):
         console.print("no capability declares knowledge sources: nothing to build yet")
         return

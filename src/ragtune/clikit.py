@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 
 from ragtune.errors import RagtuneError
+
+if TYPE_CHECKING:
+    from ragtune.project import Project
 
 console = Console()
 errors = Console(stderr=True)
@@ -20,3 +24,13 @@ def fail(exc: RagtuneError) -> NoReturn:
         raise exc
     errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
+
+
+def project_or_fail(target: Path | None) -> Project:
+    """Load the project a command names, or print why it cannot be loaded and exit with 2."""
+    from ragtune.project import load_project
+
+    try:
+        return load_project(target)
+    except RagtuneError as exc:
+        fail(exc)
