@@ -208,4 +208,51 @@ def test_legal_wording_of_figures_is_not_a_leak(tmp_path: Path) -> None:
     scan = evidence.scan_examples(_examples(tmp_path, rows))
     assert scan is not None
     assert scan.leak_share == pytest.approx(1 / 3)
-    assert scan.leak_examples == ["ex.jsonl:3: 45"]
+    assert scan.leak_examples == ["ex.jsonl:3: number: 45"]
+
+
+def test_audit_and_the_leak_guard_agree(write_project: Callable[..., Path]) -> None:
+    """The audit's share and warning come from the guard's check: the same examples, the same
+    verdict, at the same threshold (`adapter train` refuses what audit warns about)."""
+    from ragtune.behavior.build import check_leaks
+
+    folder = write_project(
+        """
+        version: 1
+        project: flags
+        capabilities:
+          - name: flags
+            description: Flag each clause in our format.
+            kind: behavior
+            changes_within_6_months: false
+            calls_per_month: 50000
+            examples: ex.jsonl
+        """
+    )
+    rows = [
+        {"input": f"Clause {i}.", "output": json.dumps({"category": f"C{i % 15}", "risk": "low"})}
+        for i in range(24)
+    ]
+    # 3 of 27 (11%) state a figure no input gives: just above the 10% threshold.
+    rows += [
+        {
+            "input": "Fees are due net 30.",
+            "output": json.dumps({"category": "C1", "risk": "45 days"}),
+        }
+    ] * 3
+    path = folder / "ex.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    project = load_project(folder)
+    guard = check_leaks(project, project.config.capabilities[0])
+    audit = run_audit(project).capabilities[0]
+    assert guard.exceeds
+    assert audit.answers.knowledge_in_examples.value == round(guard.share, 3)
+    assert "knowledge-in-examples" in [w.code for w in audit.warnings]
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows[:26]))  # 2 of 26: under it
+    project = load_project(folder)
+    guard = check_leaks(project, project.config.capabilities[0])
+    audit = run_audit(project).capabilities[0]
+    assert not guard.exceeds and guard.leaking
+    assert audit.answers.knowledge_in_examples.value == round(guard.share, 3)
+    assert "knowledge-in-examples" not in [w.code for w in audit.warnings]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ragtune.audit.model import Answer, Answers, AuditWarning, DecisionName, Step
+from ragtune.behavior.leak import DEFAULT_THRESHOLD as LEAK_THRESHOLD
 from ragtune.prices import Prices
 from ragtune.project import Capability
 
@@ -137,14 +138,15 @@ def _warnings(
             )
         )
     leak = float(answers.knowledge_in_examples.value)
-    if kind == "behavior" and decision == "lora" and leak >= 0.3:
+    if kind == "behavior" and decision == "lora" and leak > LEAK_THRESHOLD:
         out.append(
             AuditWarning(
                 "knowledge-in-examples",
                 f"{leak:.0%} of the training examples teach facts their inputs do not contain "
-                f"({answers.knowledge_in_examples.reason}). Those facts would be baked into the "
-                "adapter and go stale: move them to retrieval and keep only the behaviour in "
-                "the examples.",
+                f"({answers.knowledge_in_examples.reason}), above the {LEAK_THRESHOLD:.0%} the "
+                "leak guard allows: `ragtune adapter train` will refuse them. Those facts would "
+                "be baked into the adapter and go stale: move them to retrieval and keep only "
+                "the behaviour in the examples.",
             )
         )
     prompt_tokens = int(answers.system_prompt_tokens.value)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from ragtune.facts import extract_facts, word_numbers
+from ragtune.behavior.leak import inspect_example
 
 TEXT_SUFFIXES = {
     ".md",
@@ -263,7 +263,7 @@ def scan_examples(path: Path) -> ExamplesScan | None:
                 break
             try:
                 record = json.loads(line)
-                source = str(record.get("input", "")) + " " + str(record.get("context", ""))
+                source = str(record.get("input", "")) + "\n" + str(record.get("context") or "")
                 output = record["output"]
             except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
                 bad += 1
@@ -277,10 +277,10 @@ def scan_examples(path: Path) -> ExamplesScan | None:
                     if isinstance(value, str | int | float | bool):
                         values.setdefault(key, set()).add(str(value))
             lengths.append(len(output.split()))
-            given = set(extract_facts(source)) | word_numbers(source)
-            novel = [shown for core, shown in extract_facts(output).items() if core not in given]
-            if novel:
-                leaks.append(f"{path.name}:{count + bad}: {', '.join(novel[:3])}")
+            # The leak guard's own check, so audit and `adapter train` agree on every example.
+            leak = inspect_example(count + bad, source, output)
+            if leak is not None and leak.teaches:
+                leaks.append(f"{path.name}:{count + bad}: {', '.join(leak.facts[:3])}")
     if count == 0:
         return None
     (kind, shape), top = signatures.most_common(1)[0]
