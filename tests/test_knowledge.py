@@ -225,6 +225,64 @@ def test_filters_by_capability_and_source(project_dir: Path, embedder: HashingEm
         kb.search("x", capability="nope")
 
 
+def test_several_capabilities_at_once(project_dir: Path, embedder: HashingEmbedder) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    both = {h.document for h in kb.search("days", k=50, capability=["fees", "policies"])}
+    assert both == {"tables/fees.csv", "docs/leave.md", "docs/expenses.md"}
+    with pytest.raises(Exception, match="'nope': no such capability"):
+        kb.search("x", capability=["fees", "nope"])
+
+
+def test_title_acronyms_and_query_expansion() -> None:
+    from ragtune.knowledge.search import expand_query, title_acronyms
+
+    assert title_acronyms("Mutual Non-Disclosure Agreement") == {"MNDA", "NDA"}
+    assert title_acronyms("Master Services Agreement") == {"MSA"}
+    assert title_acronyms("Leave policy") == set()  # one capitalised word: no acronym
+    aliases = {"NDA": "Mutual Non-Disclosure Agreement"}
+    assert expand_query("NDA term?", aliases) == "Mutual Non-Disclosure Agreement (NDA) term?"
+    # Lower case, unknown acronyms and acronyms inside words are left alone.
+    assert expand_query("nda term, CEO, NDAS", aliases) == "nda term, CEO, NDAS"
+
+
+def test_a_document_named_by_its_acronym_is_found(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    """'EP' is too short; 'TEP' is the acronym of 'Travel Expenses Policy': the query names the
+    document only by it, and the expansion brings its chunks up through BM25 on the title."""
+    (project_dir / "docs" / "expenses.md").write_text(
+        EXPENSES.replace("# Expenses policy", "# Travel Expenses Policy")
+    )
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    from ragtune.knowledge.search import document_aliases
+
+    assert document_aliases(kb.store) == {"TEP": "Travel Expenses Policy"}
+    hits = kb.search("what does the TEP say", k=2, mode="bm25")
+    assert hits and all(h.document == "docs/expenses.md" for h in hits)
+    # A renamed document's acronym goes with the next snapshot.
+    (project_dir / "docs" / "expenses.md").write_text(EXPENSES)
+    kb.sync()
+    assert document_aliases(kb.store) == {}
+
+
+def test_live_hashes_follow_edits_and_deletions(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    hit = kb.search("sick leave doctor's note", k=1)[0]
+    assert kb.store.live_hashes([hit.chunk_id]) == {hit.chunk_id: hit.text_hash}
+    path = project_dir / "docs" / "leave.md"
+    path.write_text(path.read_text().replace("ten (10) days", "twelve (12) days"))
+    kb.sync()
+    assert kb.store.live_hashes([hit.chunk_id])[hit.chunk_id] != hit.text_hash
+    path.unlink()
+    kb.sync()
+    assert kb.store.live_hashes([hit.chunk_id]) == {}
+
+
 def test_bm25_alone_and_vector_alone(project_dir: Path, embedder: HashingEmbedder) -> None:
     kb = open_kb(project_dir, embedder)
     kb.sync()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,7 +75,7 @@ class KnowledgeBase:
         query: str,
         *,
         k: int = 5,
-        capability: str | None = None,
+        capability: str | Sequence[str] | None = None,
         source: str | None = None,
         as_of: str | None = None,
         where: dict[str, str] | None = None,
@@ -83,11 +84,13 @@ class KnowledgeBase:
         """Hybrid search; see :func:`ragtune.knowledge.search.search`."""
         if capability is not None:
             names = [c.name for c in self.project.config.capabilities]
-            if capability not in names:
-                raise RagtuneError(
-                    f"--capability {capability!r}: no such capability; the project has "
-                    f"{', '.join(names)}."
-                )
+            wanted = [capability] if isinstance(capability, str) else list(capability)
+            for name in wanted:
+                if name not in names:
+                    raise RagtuneError(
+                        f"--capability {name!r}: no such capability; the project has "
+                        f"{', '.join(names)}."
+                    )
         if self.store.latest_snapshot() == 0:
             raise StoreError(
                 f"{self.store.path}: the knowledge store is empty; run `ragtune knowledge sync` "

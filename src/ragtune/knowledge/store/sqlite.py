@@ -196,6 +196,9 @@ class SQLiteStore:
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        # Values computed from the store (search's document aliases), each with the snapshot it
+        # was computed at, so a later snapshot recomputes it.
+        self.derived: dict[str, tuple[int, object]] = {}
         if readonly and not path.exists():
             raise StoreError(f"{path}: no knowledge store yet; run `ragtune knowledge sync` first.")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -536,6 +539,16 @@ class SQLiteStore:
             params["paths"] = _json_list(paths)
         rows = self.db.execute(sql + "ORDER BY c.id", params).fetchall()
         return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
+
+    def live_hashes(self, chunk_ids: Iterable[str]) -> dict[str, str]:
+        """The text hash of each of these chunks that is live now; a chunk that was removed is
+        missing from the result."""
+        rows = self.db.execute(
+            "SELECT chunk_id, text_hash FROM chunks WHERE valid_to IS NULL "
+            "AND chunk_id IN (SELECT value FROM json_each(?))",
+            (_json_list(set(chunk_ids)),),
+        )
+        return {str(r[0]): str(r[1]) for r in rows}
 
     def live_ids(self, paths: set[str]) -> set[int]:
         """Row ids of the live chunks of these documents."""
