@@ -1,0 +1,384 @@
+"""The local backend: the base model on this machine, with LoRA adapters switched per request.
+
+One base model is loaded once; every adapter is a small set of LoRA weights beside it. PEFT keeps
+several adapters on the same model and activates one at a time, so serving ten capabilities
+costs one model plus ten times a few megabytes:
+
+- the first adapter wraps the model: ``PeftModel.from_pretrained(model, folder, adapter_name=)``;
+  later ones are added with ``load_adapter(folder, adapter_name=)``. Each loads on first use.
+- a request for an adapter calls ``set_adapter(name)``; a request for the base model runs
+  inside ``with peft_model.disable_adapter():``, which bypasses every LoRA layer.
+- :meth:`LocalBackend.reload_adapter` drops an adapter (``delete_adapter``) and loads it again
+  from disk, so a retrained adapter is served without a restart.
+
+Switching adapters changes the model for everyone using it, so one lock serialises generations:
+a request (a whole stream included) has the model to itself. On two CPU cores requests would
+compete for the same cores anyway.
+
+An adapter is refused unless its manifest says it was trained on this very base model (the
+``base_model.sha256`` of its ``ragtune.json``): LoRA weights learned on one model are noise on
+another, and nothing else would notice.
+
+Once an adapter is loaded, PEFT has put LoRA layers into ``loaded.model`` itself: do not train
+on the same :class:`~ragtune.generate.base.LoadedModel` while a backend serves it: call
+:meth:`LocalBackend.close` first, or load a second one (from the cache, a second or two).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragtune.behavior.adapters import AdapterError, adapter_path, load_manifest
+from ragtune.generate.backend import (
+    BackendError,
+    FinishReason,
+    Generation,
+    Stream,
+    check_request,
+    cut_at_stop,
+    partial_stop,
+)
+
+if TYPE_CHECKING:
+    from ragtune.generate.base import LoadedModel
+
+__all__ = ["LoadedAdapter", "LocalBackend"]
+
+BASE = "base"
+"""``Generation.model`` of a request without an adapter."""
+
+
+@dataclass(frozen=True)
+class LoadedAdapter:
+    """An adapter as the backend loaded it.
+
+    Attributes:
+        name: The adapter's name (its folder under the adapters root).
+        path: The folder it was read from.
+        created_at: When it was trained (``created_at`` of its manifest), None if not recorded.
+        manifest: Its ``ragtune.json`` as read when it was loaded.
+    """
+
+    name: str
+    path: Path
+    created_at: str | None
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A request turned into model inputs and generate() arguments."""
+
+    inputs: dict[str, Any]
+    prompt_tokens: int
+    kwargs: dict[str, Any]
+    stop: list[str]
+    max_tokens: int
+    model_name: str
+
+
+class LocalBackend:
+    """Generate with a loaded base model and the trained adapters under ``adapters_root``.
+
+    Args:
+        loaded: The base model (:func:`ragtune.generate.base.load_base_model`).
+        adapters_root: The adapters folder, normally ``.ragtune/adapters``; adapters are read
+            from ``<adapters_root>/<name>/`` when first asked for.
+    """
+
+    def __init__(self, loaded: LoadedModel, adapters_root: Path) -> None:
+        self.loaded = loaded
+        self.adapters_root = Path(adapters_root)
+        self.name = f"local:{loaded.spec.name}"
+        self._lock = threading.Lock()
+        self._peft: Any = None  # the PeftModel, once the first adapter is loaded
+        self._adapters: dict[str, LoadedAdapter] = {}
+        eos = loaded.model.generation_config.eos_token_id
+        if eos is None:
+            eos = loaded.tokenizer.eos_token_id
+        self._eos_ids = set(eos if isinstance(eos, list) else [eos])
+
+    # -- the Backend interface -----------------------------------------------------------------
+
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        adapter: str | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+    ) -> Generation:
+        """Answer the chat ``messages`` with the base model or one adapter.
+
+        Args:
+            messages: ``{"role": ..., "content": ...}`` dicts; the model's chat template lays
+                them out, ending with the assistant's turn.
+            adapter: An adapter under ``adapters_root``; None for the base model.
+            max_tokens: At most this many new tokens.
+            temperature: 0 decodes greedily (deterministic); above 0 samples.
+            stop: Strings that end the answer early; the text is cut before the first one.
+
+        Raises:
+            BackendError: A bad argument; an unknown adapter (lists the known ones); an adapter
+                trained on another base model (names both hashes); PEFT cannot load it.
+        """
+        started = time.perf_counter()
+        request = self._prepare(messages, adapter, max_tokens, temperature, stop)
+        with self._lock, self._using(adapter) as model:
+            output = model.generate(**request.inputs, **request.kwargs)
+        text, completion_tokens, finish = self._finish(output, request)
+        return Generation(
+            text=text,
+            prompt_tokens=request.prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=finish,
+            model=request.model_name,
+            seconds=time.perf_counter() - started,
+        )
+
+    def stream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        adapter: str | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+    ) -> Stream:
+        """Like :meth:`generate`, yielding text pieces as the model produces them.
+
+        The request is checked here (a bad argument or adapter raises at once); the model is
+        taken when the first piece is asked for and held until the last one is read or the
+        stream is closed. Generation runs in a thread feeding a ``TextIteratorStreamer``;
+        characters that could begin a stop string are held back until it is clear they do not.
+        """
+        request = self._prepare(messages, adapter, max_tokens, temperature, stop)
+        return Stream(self._pieces(request, adapter, time.perf_counter()))
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in ``text`` by the base model's tokenizer (no special tokens added)."""
+        return len(self.loaded.tokenizer.encode(text, add_special_tokens=False))
+
+    # -- adapters ------------------------------------------------------------------------------
+
+    def loaded_adapters(self) -> list[str]:
+        """Names of the adapters loaded so far, sorted."""
+        return sorted(self._adapters)
+
+    def reload_adapter(self, name: str) -> LoadedAdapter:
+        """Read adapter ``name`` from disk again (after a retrain), without a restart.
+
+        Waits for the request in progress, then serves the new weights to every request after
+        it. An adapter not loaded yet is simply loaded. When the new manifest is refused (another
+        base model), the loaded version stays in service.
+
+        Returns:
+            The adapter as now loaded; its ``created_at`` tells which training run it is.
+
+        Raises:
+            BackendError: Unknown adapter, trained on another base model, or PEFT cannot load it.
+        """
+        folder, manifest = self._check_adapter(name)
+        with self._lock:
+            if name in self._adapters:
+                self._peft.delete_adapter(name)
+                del self._adapters[name]
+            return self._load(name, folder, manifest)
+
+    def close(self) -> None:
+        """Unload every adapter and give the base model back as it came (no LoRA layers).
+
+        Waits for the request in progress. The backend stays usable: adapters load again on
+        their next use. Call it before training on the same loaded model.
+        """
+        with self._lock:
+            if self._peft is not None:
+                self._peft.unload()
+                self._peft = None
+            self._adapters.clear()
+            self.loaded.model.eval()
+
+    def _check_adapter(self, name: str) -> tuple[Path, dict[str, Any]]:
+        """The adapter's folder and manifest, when it exists and was trained on this base."""
+        try:
+            folder = adapter_path(self.adapters_root, name)
+            manifest = load_manifest(self.adapters_root, name)
+        except AdapterError as exc:
+            raise BackendError(str(exc)) from exc
+        trained_on = (manifest.get("base_model") or {}).get("sha256")
+        if trained_on != self.loaded.sha256:
+            raise BackendError(
+                f"adapter {name!r} ({folder}) was trained on another base model: its manifest "
+                f"says base_model.sha256 {trained_on or 'not recorded'}, the loaded model "
+                f"{self.loaded.spec.name} is {self.loaded.sha256}. Retrain it on this model "
+                "(`ragtune build`) or load the model it was trained on."
+            )
+        return folder, manifest
+
+    def _load(self, name: str, folder: Path, manifest: dict[str, Any]) -> LoadedAdapter:
+        """Put the adapter's LoRA weights on the model; the caller holds the lock."""
+        from peft import PeftModel
+
+        try:
+            if self._peft is None:
+                self._peft = PeftModel.from_pretrained(
+                    self.loaded.model, str(folder), adapter_name=name, is_trainable=False
+                )
+            else:
+                self._peft.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise BackendError(f"adapter {name!r}: PEFT cannot load {folder}: {exc}") from exc
+        self._peft.eval()
+        info = LoadedAdapter(name, folder, manifest.get("created_at"), manifest)
+        self._adapters[name] = info
+        return info
+
+    @contextmanager
+    def _using(self, adapter: str | None) -> Iterator[Any]:
+        """The model set up for one request; the caller holds the lock."""
+        if adapter is None:
+            if not self._adapters:  # no LoRA weights anywhere (or none left): the plain model
+                yield self.loaded.model
+            else:
+                with self._peft.disable_adapter():
+                    yield self._peft
+            return
+        if adapter not in self._adapters:
+            self._load(adapter, *self._check_adapter(adapter))
+        self._peft.set_adapter(adapter, inference_mode=True)
+        yield self._peft
+
+    # -- one request ---------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        messages: list[dict[str, str]],
+        adapter: str | None,
+        max_tokens: int,
+        temperature: float,
+        stop: list[str] | None,
+    ) -> _Prepared:
+        """Check the request and tokenise its prompt; an unknown adapter fails here."""
+        stops = check_request(messages, max_tokens, temperature, stop)
+        if adapter is not None and adapter not in self._adapters:
+            self._check_adapter(adapter)
+        tokenizer = self.loaded.tokenizer
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # The template already wrote every special token the model expects.
+        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        inputs = {k: v.to(self.loaded.model.device) for k, v in inputs.items()}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_tokens,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=float(temperature))
+        else:
+            kwargs.update(do_sample=False)
+        if stops:
+            # transformers stops on the strings itself (StopStringCriteria); it needs the
+            # tokenizer to see which tokens can spell them.
+            kwargs.update(stop_strings=stops, tokenizer=tokenizer)
+        return _Prepared(
+            inputs=inputs,
+            prompt_tokens=int(inputs["input_ids"].shape[1]),
+            kwargs=kwargs,
+            stop=stops,
+            max_tokens=max_tokens,
+            model_name=adapter or BASE,
+        )
+
+    def _finish(self, output: Any, request: _Prepared) -> tuple[str, int, FinishReason]:
+        """Text, completion tokens and finish reason of generate()'s output."""
+        new_ids = output[0, request.prompt_tokens :].tolist()
+        text = self.loaded.tokenizer.decode(new_ids, skip_special_tokens=True)
+        text, stopped = cut_at_stop(text, request.stop)
+        ended = bool(new_ids) and new_ids[-1] in self._eos_ids
+        finish: FinishReason = (
+            "stop" if stopped or ended or len(new_ids) < request.max_tokens else "length"
+        )
+        return text, len(new_ids), finish
+
+    def _pieces(
+        self, request: _Prepared, adapter: str | None, started: float
+    ) -> Generator[str, None, Generation]:
+        """Stream one request: generate in a thread, pass its text on, return the Generation."""
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(
+            self.loaded.tokenizer, skip_prompt=True, skip_special_tokens=True
+        )
+        cancel = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        with self._lock, self._using(adapter) as model:
+
+            def run() -> None:
+                try:
+                    outcome["output"] = model.generate(
+                        **request.inputs,
+                        **request.kwargs,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_cancelled(cancel)]),
+                    )
+                except BaseException as exc:  # handed to the reader below
+                    outcome["error"] = exc
+                    streamer.end()  # wake the reader
+
+            thread = threading.Thread(target=run, name="ragtune-generate", daemon=True)
+            thread.start()
+            sent: list[str] = []
+            held = ""  # received, not yet passed on: it may be the start of a stop string
+            try:
+                for piece in streamer:
+                    held += piece
+                    held, found = cut_at_stop(held, request.stop)
+                    keep = 0 if found else partial_stop(held, request.stop)
+                    ready, held = held[: len(held) - keep], held[len(held) - keep :]
+                    if ready:
+                        sent.append(ready)
+                        yield ready
+                    if found:
+                        held = ""
+                        break  # generate() stops on the same string by itself
+                if held:
+                    sent.append(held)
+                    yield held
+            finally:
+                # The reader is done (or closed the stream early): stop generating, then let the
+                # thread finish before the lock and the adapter are given up.
+                cancel.set()
+                thread.join()
+        if "error" in outcome:
+            error = outcome["error"]
+            raise BackendError(f"generation with {request.model_name} failed: {error}") from error
+        _, completion_tokens, finish = self._finish(outcome["output"], request)
+        return Generation(
+            text="".join(sent),
+            prompt_tokens=request.prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=finish,
+            model=request.model_name,
+            seconds=time.perf_counter() - started,
+        )
+
+
+def _cancelled(event: threading.Event) -> Any:
+    """A stopping criterion that ends generation once ``event`` is set (a stream was closed)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class Cancelled(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full(
+                (input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device
+            )
+
+    return Cancelled()
