@@ -139,3 +139,28 @@ def test_json_schema_describes_the_fields() -> None:
     assert {"kind", "changes_within_6_months", "calls_per_month", "sources"} <= set(capability)
     assert "USD per GPU hour" in json.dumps(schema["$defs"]["Prices"])
     assert ProjectConfig.model_fields["horizon_months"].default == 12
+
+
+def test_context_from_must_name_a_capability_with_sources(
+    write_project: Callable[..., Path],
+) -> None:
+    text = GOOD + "    context_from: [templats]\n"
+    message = _error(write_project, text)
+    assert "capabilities[1].context_from" in message and "'templats'" in message
+    assert "no capability has that name" in message
+    message = _error(write_project, GOOD + "    context_from: [templates]\n")
+    assert "it has no sources" in message
+    with_sources = GOOD.replace("kind: knowledge", "kind: knowledge\n    sources: [docs/]")
+    folder = write_project(with_sources + "    context_from: [templates]\n")
+    (folder / "docs").mkdir()
+    project = load_project(folder)
+    assert project.config.capabilities[1].context_from == ["templates"]
+
+
+def test_train_settings_are_checked_at_load(write_project: Callable[..., Path]) -> None:
+    message = _error(write_project, GOOD + "    train: {epochs: 3, lerning_rate: 0.001}\n")
+    assert "train.lerning_rate" in message and "did you mean `learning_rate`" in message
+    message = _error(write_project, GOOD + "    train: {r: 0}\n")
+    assert "train.r must be a whole number >= 1, got 0" in message
+    project = load_project(write_project(GOOD + "    train: {epochs: 3}\n"))
+    assert project.config.capabilities[1].train == {"epochs": 3}

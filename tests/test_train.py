@@ -73,6 +73,9 @@ class Stop(Exception):
         ("checkpoint_every", -1),
         ("target_modules", ()),
         ("seed", True),
+        ("context_passages", -1),
+        ("context_oracle_share", 1.5),
+        ("context_chars", 10),
     ],
 )
 def test_bad_settings_name_the_field_and_value(field: str, value: object) -> None:
@@ -82,7 +85,7 @@ def test_bad_settings_name_the_field_and_value(field: str, value: object) -> Non
 
 def test_defaults_are_documented_and_serialisable() -> None:
     config = TrainConfig()
-    assert (config.r, config.alpha, config.batch_size, config.max_length) == (8, 16, 4, 256)
+    assert (config.r, config.alpha, config.batch_size, config.max_length) == (8, 16, 4, 384)
     assert config.target_modules == ("q_proj", "k_proj", "v_proj", "o_proj")
     assert all(TrainConfig.help().values())
     assert json.loads(json.dumps(config.to_dict()))["target_modules"][0] == "q_proj"

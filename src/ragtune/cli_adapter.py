@@ -34,15 +34,29 @@ def train_command(
     capability: Annotated[str, typer.Argument(help="The capability whose examples to learn.")],
     project: ProjectOption = None,
     steps: Annotated[
-        int | None, typer.Option("--steps", min=1, help="Optimiser steps (default: 1 epoch).")
+        int | None, typer.Option("--steps", min=1, help="Optimiser steps (overrides epochs).")
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 4,
-    learning_rate: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 2e-4,
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per example.")] = 256,
-    seed: Annotated[int, typer.Option("--seed", help="Makes a run repeatable.")] = 0,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Passes over the training split.")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    max_length: Annotated[
+        int | None, typer.Option("--max-length", help="Tokens per example.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Makes a run repeatable.")] = None,
     eval_tokens: Annotated[
-        int, typer.Option("--eval-tokens", help="Tokens generated per held-out example (0: skip).")
-    ] = 96,
+        int | None,
+        typer.Option("--eval-tokens", help="Tokens generated per held-out example (0: skip)."),
+    ] = None,
+    context: Annotated[
+        bool | None,
+        typer.Option(
+            "--context/--no-context",
+            help="Train with retrieved context (RAFT); on by default when the capability has "
+            "context_from.",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint.")] = False,
     allow_knowledge: Annotated[
         bool,
@@ -56,19 +70,26 @@ def train_command(
     with the adapter (output-contract compliance, exact match); the adapter becomes active only
     when training and evaluation finished - an interrupted run leaves the previous one in place.
 
+    Settings come from the capability's `train:` in ragtune.yaml (documented defaults
+    otherwise); the options here override them for this run.
+
     Example: `ragtune adapter train risk_flags -p my-review --steps 200`
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ragtune.behavior.build import train_capability
+    from ragtune.behavior.build import capability_of, train_capability
     from ragtune.behavior.train import TrainConfig
 
     loaded = project_or_fail(project)
     try:
-        config = TrainConfig(
-            max_steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-            max_length=max_length, seed=seed, eval_max_new_tokens=eval_tokens,
-        )  # fmt: skip
+        given = {
+            "max_steps": steps, "epochs": epochs, "batch_size": batch_size,
+            "learning_rate": learning_rate, "max_length": max_length, "seed": seed,
+            "eval_max_new_tokens": eval_tokens,
+            "context_passages": 0 if context is False else None,
+        }  # fmt: skip
+        settings = capability_of(loaded, capability).train
+        config = TrainConfig(**{**settings, **{k: v for k, v in given.items() if v is not None}})
         with Progress(
             TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
@@ -96,6 +117,7 @@ def train_command(
         "base": None if result.base is None else result.base.__dict__,
         "adapter": None if result.adapter is None else result.adapter.__dict__,
         "leak_share": done.leak.share,
+        "context": None if done.context is None else done.context.to_dict(),
     }
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
@@ -104,6 +126,13 @@ def train_command(
         f"adapter {done.capability}: {result.steps} steps, loss {result.final_loss:.3f}, "
         f"{result.seconds_per_step:.2f} s/step, {result.size_bytes / 1e6:.1f} MB at {result.path}"
     )
+    if done.context is not None:
+        ctx = done.context
+        console.print(
+            f"  trained with retrieved context from {', '.join(ctx.capabilities)} (snapshot "
+            f"{ctx.snapshot}): {ctx.settings.passages} passages an example, the relevant one "
+            f"in {ctx.with_oracle}; {len(ctx.quoted)} distinct chunks quoted"
+        )
     for label, metrics in (("base", result.base), ("adapter", result.adapter)):
         if metrics is not None:
             compliance = "-" if metrics.compliance is None else f"{metrics.compliance:.0%}"

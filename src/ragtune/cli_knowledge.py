@@ -377,6 +377,9 @@ def plan_command(
 
     Lists the documents added, changed and deleted since the last sync, the chunks to embed and
     the seconds it will take, and says in words that a knowledge change needs no retraining.
+    Lists the adapters to train or retrain and why (examples, base model or training settings
+    changed) with an estimated time, and warns when knowledge an adapter saw in training has
+    been superseded since.
     """
     from ragtune.project import load_project
     from ragtune.runtime.plan import make_plan
@@ -397,6 +400,8 @@ def plan_command(
                 "skipped": [{"path": p, "reason": r} for p, r in knowledge.skipped],
                 "retraining_needed": False,
             }
+        payload["adapters"] = [a.to_dict() for a in plan.adapters]
+        payload["training_needed"] = plan.training_needed
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
     if knowledge is not None and not knowledge.up_to_date:
@@ -410,6 +415,20 @@ def plan_command(
                 table.add_row(change.path, change.status, str(change.chunks_to_embed),
                               str(change.chunks_to_retire))  # fmt: skip
         console.print(table)
+    if plan.adapters:
+        from rich.table import Table
+
+        table = Table(title="adapters")
+        for column in ("adapter", "action", "why", "estimate"):
+            table.add_column(column)
+        for adapter in plan.adapters:
+            why = "\n".join(adapter.reasons) or "examples, base model and settings unchanged"
+            estimate = f"{adapter.estimate_s / 60:.0f} min" if adapter.action != "none" else "-"
+            table.add_row(adapter.capability, adapter.action, why, estimate)
+        console.print(table)
+        for adapter in plan.adapters:
+            for warning in adapter.warnings:
+                console.print(f"[yellow]warning[/] {adapter.capability}: {warning}")
     console.print(plan.summary())
     if knowledge is not None:
         for path, reason in knowledge.skipped:

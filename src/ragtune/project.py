@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ragtune.errors import ProjectError
+from ragtune.errors import ProjectError, RagtuneError
 from ragtune.prices import Prices
 
 PROJECT_FILE = "ragtune.yaml"
@@ -68,11 +68,42 @@ class Capability(BaseModel):
     output_contract: str | None = Field(
         None, description="A JSON Schema file or a file holding one regular expression."
     )
+    train: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Settings of this capability's LoRA training run (r, alpha, epochs, "
+        "learning_rate, batch_size, max_length, system_prompt, ...; see `ragtune adapter train "
+        "--help`); a change makes `ragtune plan` ask for a retrain.",
+    )
+    context_from: list[str] = Field(
+        default_factory=list,
+        description="Knowledge capabilities whose retrieved text is served with this behaviour "
+        "(a contract-review flag reads the current templates); its adapter is then trained "
+        "with retrieved context (RAFT).",
+    )
 
     @field_validator("description")
     @classmethod
     def _strip(cls, value: str) -> str:
         return " ".join(value.split())
+
+    @field_validator("train")
+    @classmethod
+    def _train_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from ragtune.behavior.train import TrainConfig
+
+        known = list(TrainConfig.help())
+        for key in value:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean `{close[0]}`?" if close else ""
+                raise ValueError(
+                    f"train.{key}: not a training setting{hint} Settings: {', '.join(known)}"
+                )
+        try:
+            TrainConfig(**value)
+        except RagtuneError as exc:  # TrainError names the field and the value
+            raise ValueError(str(exc).replace("TrainConfig.", "train.")) from None
+        return value
 
 
 class KnowledgeSettings(BaseModel):
@@ -155,6 +186,19 @@ class ProjectConfig(BaseModel):
                     "each capability needs a unique name"
                 )
             seen.add(capability.name)
+        for index, capability in enumerate(self.capabilities):
+            for name in capability.context_from:
+                other = next((c for c in self.capabilities if c.name == name), None)
+                if other is None or not other.sources:
+                    known = [c.name for c in self.capabilities if c.sources]
+                    close = difflib.get_close_matches(name, known, n=1)
+                    hint = f" Did you mean {close[0]!r}?" if close and other is None else ""
+                    reason = "no capability has that name" if other is None else "it has no sources"
+                    raise ValueError(
+                        f"capabilities[{index}].context_from: {name!r} cannot be retrieved "
+                        f"({reason}).{hint} Capabilities with sources: "
+                        f"{', '.join(known) or 'none'}"
+                    )
         return self
 
 

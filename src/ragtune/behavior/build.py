@@ -12,10 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.behavior.contract import load_contract
-from ragtune.behavior.examples import load_examples
+from ragtune.behavior.examples import ExampleSet, load_examples
 from ragtune.behavior.leak import DEFAULT_THRESHOLD, LeakReport, scan_examples
+from ragtune.behavior.raft import TrainingContext
 from ragtune.behavior.train import ProgressCallback, TrainConfig, TrainResult
+from ragtune.context import Passage
 from ragtune.errors import RagtuneError
+from ragtune.knowledge.store.sqlite import SQLiteStore
+from ragtune.knowledge.sync import knowledge_db
 from ragtune.project import Capability, Project
 
 
@@ -30,6 +34,7 @@ class CapabilityTraining:
     capability: str
     leak: LeakReport
     result: TrainResult
+    context: TrainingContext | None = None
 
 
 def adapters_root(project: Project) -> Path:
@@ -47,18 +52,88 @@ def capability_of(project: Project, name: str) -> Capability:
 
 
 def check_leaks(project: Project, capability: Capability) -> LeakReport:
-    """Scan a capability's examples for facts their inputs lack (no model needed)."""
+    """Scan a capability's examples for facts their inputs lack, and - when the project's
+    knowledge store has been synced - for passages of the knowledge index (BM25, no model)."""
     if not capability.examples:
         raise BuildError(
             f"capability {capability.name!r} has no examples file: set `examples:` in "
             f"{project.path} to a JSONL of input/output pairs to train an adapter."
         )
     examples = load_examples(project.resolve(capability.examples), project.root)
-    return scan_examples(
-        [(e.line, e.input, e.output, e.context) for e in examples.examples],
-        path=capability.examples,
-        threshold=DEFAULT_THRESHOLD,
+    rows = [(e.line, e.input, e.output, e.context) for e in examples.examples]
+    store = _synced_store(project)
+    if store is None:
+        return scan_examples(rows, path=capability.examples, threshold=DEFAULT_THRESHOLD)
+    from ragtune.knowledge.search import search
+
+    def knowledge(text: str) -> list[str]:
+        return [hit.text for hit in search(store, None, None, text, k=3, mode="bm25")]
+
+    try:
+        return scan_examples(
+            rows, path=capability.examples, threshold=DEFAULT_THRESHOLD, knowledge=knowledge
+        )
+    finally:
+        store.close()
+
+
+def _synced_store(project: Project) -> SQLiteStore | None:
+    """The project's knowledge store when one has been synced, else None."""
+    path = knowledge_db(project)
+    if not path.is_file():
+        return None
+    store = SQLiteStore(path)
+    if store.latest_snapshot() == 0:
+        store.close()
+        return None
+    return store
+
+
+def training_context(
+    project: Project, capability: Capability, examples: ExampleSet, config: TrainConfig
+) -> tuple[ExampleSet, TrainingContext | None]:
+    """The examples with retrieved context (RAFT) when the capability is served with
+    retrieval (``context_from``) and ``config.context_passages`` > 0; else as they are.
+
+    Raises:
+        BuildError: The capability is served with retrieval but the knowledge store was never
+            synced.
+    """
+    if not capability.context_from or config.context_passages == 0:
+        return examples, None
+    from ragtune.behavior.raft import ContextSettings, add_context
+    from ragtune.knowledge.base import KnowledgeBase
+
+    sources = ", ".join(capability.context_from)
+    if _synced_store(project) is None:
+        raise BuildError(
+            f"capability {capability.name!r} is served with retrieval from {sources} "
+            "(context_from), so its adapter trains on retrieved context, but the knowledge "
+            "store is empty: run `ragtune knowledge sync` first (or train with --no-context)."
+        )
+    settings = ContextSettings(
+        passages=config.context_passages,
+        oracle_share=config.context_oracle_share,
+        pool=max(8, config.context_passages + 2),
+        chars=config.context_chars,
     )
+    kb = KnowledgeBase(project)
+    try:
+
+        def retrieve(query: str, k: int) -> list[Passage]:
+            hits = kb.search(query, k=k, capability=capability.context_from)
+            return [hit.passage() for hit in hits]
+
+        return add_context(
+            examples,
+            retrieve,
+            settings,
+            capabilities=capability.context_from,
+            snapshot=kb.store.latest_snapshot(),
+            seed=config.seed,
+        )
+    finally:
+        kb.close()
 
 
 def train_capability(
@@ -84,6 +159,7 @@ def train_capability(
     if leak.exceeds and not allow_knowledge:
         raise BuildError("\n".join([leak.summary(), *leak.details(5)]))
     examples = load_examples(project.resolve(capability.examples or ""), project.root)
+    examples, context = training_context(project, capability, examples, config)
     contract = (
         load_contract(project.resolve(capability.output_contract), project.root)
         if capability.output_contract
@@ -101,5 +177,6 @@ def train_capability(
         contract,
         progress=progress,
         resume=resume,
+        context=context,
     )
-    return CapabilityTraining(capability.name, leak, result)
+    return CapabilityTraining(capability.name, leak, result, context)

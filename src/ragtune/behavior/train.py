@@ -42,6 +42,7 @@ from ragtune.behavior.fewshot import format_user
 from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
+    from ragtune.behavior.raft import TrainingContext
     from ragtune.generate.base import LoadedModel
 
 __all__ = [
@@ -102,7 +103,7 @@ class TrainConfig:
     )
     batch_size: int = field(default=4, metadata=_help("Examples per optimiser step."))
     max_length: int = field(
-        default=256, metadata=_help("Tokens per example; longer prompts are cut, not answers.")
+        default=384, metadata=_help("Tokens per example; longer prompts are cut, not answers.")
     )
     held_out: float = field(
         default=0.1, metadata=_help("Share of the examples kept out of training for evaluation.")
@@ -119,6 +120,21 @@ class TrainConfig:
         default=None,
         metadata=_help("System message of every training prompt; None keeps the template's."),
     )
+    context_passages: int = field(
+        default=2,
+        metadata=_help(
+            "Retrieved passages in each example's prompt when the capability is served with "
+            "retrieval (context_from): the relevant one and distractors (RAFT); 0 turns "
+            "context-aware training off."
+        ),
+    )
+    context_oracle_share: float = field(
+        default=0.8,
+        metadata=_help("Share of examples whose context holds the relevant passage (RAFT's P)."),
+    )
+    context_chars: int = field(
+        default=360, metadata=_help("Each retrieved passage is clipped to this many characters.")
+    )
 
     def __post_init__(self) -> None:
         self.target_modules = tuple(self.target_modules)
@@ -127,7 +143,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TrainError(f"TrainConfig.{name} must be a whole number >= 1, got {value!r}")
-        for name in ("warmup_steps", "checkpoint_every", "eval_max_new_tokens", "seed"):
+        for name in (
+            "warmup_steps", "checkpoint_every", "eval_max_new_tokens", "seed", "context_passages"
+        ):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise TrainError(f"TrainConfig.{name} must be a whole number >= 0, got {value!r}")
@@ -158,6 +176,15 @@ class TrainConfig:
             raise TrainError(
                 "TrainConfig.target_modules must name at least one layer (e.g. 'q_proj'), got "
                 f"{self.target_modules!r}"
+            )
+        if not 0.0 <= self.context_oracle_share <= 1.0:
+            raise TrainError(
+                "TrainConfig.context_oracle_share must be between 0 and 1, got "
+                f"{self.context_oracle_share!r}"
+            )
+        if isinstance(self.context_chars, bool) or self.context_chars < 40:
+            raise TrainError(
+                f"TrainConfig.context_chars must be at least 40, got {self.context_chars!r}"
             )
         if self.max_length < 16:
             raise TrainError(
@@ -359,6 +386,7 @@ def train_adapter(
     progress: ProgressCallback | None = None,
     resume: bool = False,
     knowledge_snapshot: str | None = None,
+    context: TrainingContext | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on the examples and save it, evaluated, into ``out_dir``.
 
@@ -378,6 +406,9 @@ def train_adapter(
             and base model.
         knowledge_snapshot: The knowledge snapshot id the adapter was trained against, recorded
             in the manifest.
+        context: What the retrieved context in the examples was made from (context-aware
+            training, :func:`ragtune.behavior.raft.add_context`); recorded in the manifest so
+            ``ragtune plan`` can tell when quoted knowledge has changed since.
 
     Returns:
         The adapter folder, the losses, base and adapter metrics, time and memory.
@@ -489,7 +520,12 @@ def train_adapter(
                 "held_out": len(held),
                 "truncated": sum(e.truncated for e in encoded),
             },
-            "knowledge_snapshot": knowledge_snapshot,
+            "knowledge_snapshot": (
+                knowledge_snapshot
+                if knowledge_snapshot is not None or context is None
+                else str(context.snapshot)
+            ),
+            "context": context.to_dict() if context is not None else None,
             "contract": contract.source if contract is not None else None,
             "config": identity["config"],
             "training": {

@@ -1,0 +1,197 @@
+"""Which adapters must be trained again, and why: the behaviour half of ``ragtune plan``.
+
+An adapter is a function of four things, each recorded in its manifest (``ragtune.json``): the
+examples file, the base model, the training settings and - for context-aware training - the
+knowledge it was shown. The first three are behaviour: when one changes, the adapter no longer
+matches the project and must be retrained. The fourth is not a reason to retrain: the adapter
+learned to read context, and the runtime serves the current text. It is still worth knowing
+when passages the adapter saw in training have since been superseded, so the plan says so as a
+warning.
+
+Only JSON and file hashes are read here: no torch, no model load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ragtune.behavior.adapters import AdapterError, list_adapters
+from ragtune.errors import RagtuneError
+from ragtune.project import Capability, Project
+
+__all__ = [
+    "SECONDS_PER_EXAMPLE_STEP",
+    "AdapterPlan",
+    "plan_adapters",
+    "train_config_for",
+]
+
+SECONDS_PER_EXAMPLE_STEP = 0.6
+"""Estimated training seconds per example per step for a first run, before any measurement:
+SmolLM2-135M on two CPU cores at up to 384 tokens (a batch of 4 takes about 2.4 s). Once an
+adapter exists, its manifest's measured seconds per step are used instead."""
+
+Action = Literal["train", "retrain", "none"]
+
+
+@dataclass
+class AdapterPlan:
+    """What the plan says about one capability's adapter.
+
+    Attributes:
+        capability: The capability (and adapter) name.
+        action: ``train`` (none yet), ``retrain`` (behaviour changed) or ``none``.
+        reasons: Why, in words: one line per changed input.
+        warnings: Knowledge the adapter saw in training that has since changed.
+        steps: Optimiser steps a run would take.
+        estimate_s: Estimated seconds for that run.
+    """
+
+    capability: str
+    action: Action
+    reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    steps: int = 0
+    estimate_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape (``ragtune plan --json``)."""
+        return {
+            "capability": self.capability,
+            "action": self.action,
+            "reasons": self.reasons,
+            "warnings": self.warnings,
+            "steps": self.steps,
+            "estimate_s": round(self.estimate_s, 1),
+        }
+
+
+def train_config_for(capability: Capability) -> Any:
+    """The capability's :class:`~ragtune.behavior.train.TrainConfig` (``train:`` in
+    ragtune.yaml over the documented defaults)."""
+    from ragtune.behavior.train import TrainConfig
+
+    return TrainConfig(**capability.train)
+
+
+def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
+    """The plan for every capability that has an adapter or should get one.
+
+    Args:
+        project: The loaded project.
+        lora: Capabilities the audit decided to serve with a LoRA adapter.
+
+    Returns:
+        One :class:`AdapterPlan` per capability with examples that is in ``lora`` or already
+        has an adapter, in the project's order.
+    """
+    from ragtune.behavior.build import adapters_root
+    from ragtune.behavior.examples import load_examples
+    from ragtune.behavior.train import total_steps
+
+    try:
+        existing = {info.name: info.manifest for info in list_adapters(adapters_root(project))}
+    except AdapterError as exc:
+        raise RagtuneError(str(exc)) from exc
+    plans = []
+    for capability in project.config.capabilities:
+        if not capability.examples or (
+            capability.name not in lora and capability.name not in existing
+        ):
+            continue
+        config = train_config_for(capability)
+        examples = load_examples(project.resolve(capability.examples), project.root)
+        n_train = len(examples) - max(1, round(len(examples) * config.held_out))
+        steps = total_steps(max(n_train, 1), config)
+        manifest = existing.get(capability.name)
+        if manifest is None:
+            plans.append(
+                AdapterPlan(
+                    capability.name,
+                    "train",
+                    [f"no adapter yet; the audit decided {capability.name} is served by a LoRA"],
+                    steps=steps,
+                    estimate_s=steps * config.batch_size * SECONDS_PER_EXAMPLE_STEP,
+                )
+            )
+            continue
+        reasons = _behaviour_changes(project, capability, manifest, examples.sha256, config)
+        per_step = (manifest.get("training") or {}).get("seconds_per_step")
+        if not isinstance(per_step, int | float) or per_step <= 0:
+            per_step = config.batch_size * SECONDS_PER_EXAMPLE_STEP
+        plans.append(
+            AdapterPlan(
+                capability.name,
+                "retrain" if reasons else "none",
+                reasons,
+                _superseded(project, manifest),
+                steps=steps if reasons else 0,
+                estimate_s=steps * per_step if reasons else 0.0,
+            )
+        )
+    return plans
+
+
+def _behaviour_changes(
+    project: Project,
+    capability: Capability,
+    manifest: dict[str, Any],
+    examples_sha256: str,
+    config: Any,
+) -> list[str]:
+    """Lines naming what changed since the adapter was trained: examples, base model, settings."""
+    from ragtune.generate.base import model_sha256, resolve_base_model
+
+    reasons = []
+    dataset = manifest.get("dataset") or {}
+    if dataset.get("file_sha256") != examples_sha256:
+        reasons.append(f"examples changed: {capability.examples} differs from the trained copy")
+    base = manifest.get("base_model") or {}
+    try:
+        current = model_sha256(resolve_base_model(project.config.model.base_model))
+    except RagtuneError as exc:
+        reasons.append(f"base model cannot be checked: {exc}")
+    else:
+        if base.get("sha256") != current:
+            was = f"{base.get('name')} ({str(base.get('sha256'))[:12]})"
+            now = f"{project.config.model.base_model} ({current[:12]})"
+            reasons.append(f"base model changed: trained on {was}, the project now uses {now}")
+    trained = manifest.get("config") or {}
+    wanted = config.to_dict()
+    changed = sorted(k for k in wanted if trained.get(k) != wanted[k])
+    if changed:
+        shown = ", ".join(f"{k} {trained.get(k)!r} -> {wanted[k]!r}" for k in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        reasons.append(f"training settings changed: {shown}{more}")
+    return reasons
+
+
+def _superseded(project: Project, manifest: dict[str, Any]) -> list[str]:
+    """A warning when chunks quoted in the adapter's training context are no longer live."""
+    context = manifest.get("context") or {}
+    quoted = context.get("quoted") or []
+    if not quoted:
+        return []
+    from ragtune.knowledge.store.sqlite import SQLiteStore
+    from ragtune.knowledge.sync import knowledge_db
+
+    path = knowledge_db(project)
+    if not Path(path).is_file():
+        return []
+    store = SQLiteStore(path)
+    try:
+        live = store.live_hashes(q["chunk_id"] for q in quoted)
+    finally:
+        store.close()
+    stale = [q for q in quoted if live.get(q["chunk_id"]) != q["text_hash"]]
+    if not stale:
+        return []
+    documents = sorted({q["document"] for q in stale})
+    return [
+        f"{len(stale)} of {len(quoted)} knowledge chunks quoted in this adapter's training "
+        f"context (snapshot {context.get('snapshot')}) have changed or gone since "
+        f"({', '.join(documents)}): the adapter has superseded text baked in. It still reads "
+        "the current text at run time; retrain when convenient so it never echoes the old."
+    ]
