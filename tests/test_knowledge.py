@@ -558,9 +558,10 @@ def test_build_syncs_the_knowledge(project_dir: Path) -> None:
     result = runner.invoke(app, ["build", str(project_dir), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["snapshot"] == 1 and len(summary["added"]) == 3
+    assert summary["knowledge"]["snapshot"] == 1 and len(summary["knowledge"]["added"]) == 3
+    assert summary["adapters"] == []  # no behaviour capability: nothing to train
     again = json.loads(runner.invoke(app, ["build", str(project_dir), "--json"]).stdout)
-    assert again["chunks_embedded"] == 0 and again["unchanged"] == 3
+    assert again["knowledge"]["chunks_embedded"] == 0 and again["knowledge"]["unchanged"] == 3
 
 
 def test_changing_the_embedder_re_embeds_the_store_history_included(project_dir: Path) -> None:

@@ -251,3 +251,31 @@ def test_plan_says_which_adapters_retrain_and_why(write_project: Callable[..., P
     project.path.write_text(config)
     again = make_plan(load_project(folder)).adapters[0]
     assert any("training settings changed: max_steps 2 -> 3" in r for r in again.reasons)
+
+
+@pytest.mark.slow
+def test_build_syncs_then_trains_what_the_plan_lists(write_project: Callable[..., Path]) -> None:
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    flags = (
+        "    changes_within_6_months: false\n    shown_by_examples: false\n"
+        "    calls_per_month: 50000\n"
+        "    train: {max_steps: 2, batch_size: 2, max_length: 160, eval_max_new_tokens: 0}\n"
+    )
+    folder = write_project(PROJECT + flags)
+    (folder / "docs").mkdir()
+    (folder / "docs" / "nda.md").write_text(NDA)
+    rows = [{"input": c, "output": json.dumps({"category": "Clause"})} for c in CLAUSES]
+    (folder / "flags.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runner = CliRunner()
+    first = runner.invoke(app, ["build", str(folder), "--json"])
+    assert first.exit_code == 0, first.output
+    built = json.loads(first.stdout)
+    assert built["knowledge"]["snapshot"] == 1
+    assert [a["capability"] for a in built["adapters"]] == ["flags"]
+    manifest = json.loads((Path(built["adapters"][0]["path"]) / "ragtune.json").read_text())
+    assert manifest["context"]["snapshot"] == 1 and manifest["config"]["max_steps"] == 2
+    again = json.loads(runner.invoke(app, ["build", str(folder), "--json"]).stdout)
+    assert again["adapters"] == [] and again["knowledge"]["chunks_embedded"] == 0

@@ -18,6 +18,7 @@ from ragtune.errors import RagtuneError
 if TYPE_CHECKING:
     from ragtune.knowledge.base import KnowledgeBase
     from ragtune.knowledge.sync import SyncResult
+    from ragtune.project import Project
 
 knowledge_app = typer.Typer(
     help=(
@@ -439,15 +440,86 @@ def build_command(
     project: Annotated[
         Path | None, typer.Argument(help="The project folder or its ragtune.yaml.")
     ] = None,
+    train: Annotated[
+        bool,
+        typer.Option("--train/--no-train", help="Train the adapters the plan lists (default)."),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Carry out the plan: sync the knowledge now (adapters are trained by a later stage).
+    """Carry out the plan: sync the knowledge, then train the adapters that need it.
 
     Incremental: only what `ragtune plan` lists is done. A knowledge change re-indexes the
-    changed sections in seconds and never retrains an adapter.
+    changed sections in seconds and never retrains an adapter; an adapter is trained when it
+    does not exist yet or its examples, base model or `train:` settings changed.
     """
+    from ragtune.runtime.plan import make_plan
+
     loaded = project_or_fail(project)
-    if not any(c.sources for c in loaded.config.capabilities):
-        console.print("no capability declares knowledge sources: nothing to build yet")
-        return
-    sync_command(loaded.path, as_json=as_json)
+    payload: dict[str, object] = {"project": loaded.config.project}
+    if any(c.sources for c in loaded.config.capabilities):
+        with _knowledge(loaded.path) as kb:
+            result = _run_sync(kb, quiet=as_json)
+            payload["knowledge"] = _sync_summary(result)
+            if not as_json:
+                _print_sync(result)
+    elif not as_json:
+        console.print("no capability declares knowledge sources: nothing to index")
+    try:
+        todo = [a for a in make_plan(loaded).adapters if a.action != "none"] if train else []
+    except RagtuneError as exc:
+        fail(exc)
+    trained = []
+    for adapter in todo:
+        if not as_json:
+            console.print(
+                f"training {adapter.capability} ({adapter.action}: {'; '.join(adapter.reasons)}),"
+                f" about {adapter.estimate_s / 60:.0f} min"
+            )
+        trained.append(_train_for_build(loaded, adapter.capability, quiet=as_json))
+    payload["adapters"] = trained
+    if as_json:
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    elif train and not todo:
+        console.print("adapters: nothing behavioural changed, no training needed")
+
+
+def _train_for_build(loaded: Project, name: str, *, quiet: bool) -> dict[str, object]:
+    """Train one capability's adapter with its `train:` settings, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ragtune.behavior.build import capability_of, train_capability
+    from ragtune.behavior.staleness import train_config_for
+
+    try:
+        config = train_config_for(capability_of(loaded, name))
+        with Progress(
+            TextColumn(f"[bold]{name}[/]"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+            console=errors, transient=True, disable=quiet,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("", total=None, loss="-")
+
+            def progress(step: int, total: int, loss: float) -> None:
+                bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
+
+            done = train_capability(loaded, name, config, progress=progress)
+    except RagtuneError as exc:
+        fail(exc)
+    result = done.result
+    summary: dict[str, object] = {
+        "capability": name,
+        "path": str(result.path),
+        "steps": result.steps,
+        "final_loss": result.final_loss,
+        "adapter": None if result.adapter is None else result.adapter.to_dict(),
+        "base": None if result.base is None else result.base.to_dict(),
+    }
+    if not quiet:
+        scores = ""
+        if result.adapter is not None and result.adapter.compliance is not None:
+            base = result.base.compliance if result.base is not None else None
+            scores = f", contract compliance {result.adapter.compliance:.0%}" + (
+                f" (base {base:.0%})" if base is not None else ""
+            )
+        console.print(f"adapter {name}: {result.steps} steps at {result.path}{scores}")
+    return summary
