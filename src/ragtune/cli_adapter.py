@@ -78,6 +78,7 @@ def train_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ragtune.behavior.build import capability_of, train_capability
+    from ragtune.behavior.staleness import train_config_for
     from ragtune.behavior.train import TrainConfig
 
     loaded = project_or_fail(project)
@@ -88,8 +89,8 @@ def train_command(
             "eval_max_new_tokens": eval_tokens,
             "context_passages": 0 if context is False else None,
         }  # fmt: skip
-        settings = capability_of(loaded, capability).train
-        config = TrainConfig(**{**settings, **{k: v for k, v in given.items() if v is not None}})
+        base = train_config_for(capability_of(loaded, capability)).to_dict()
+        config = TrainConfig(**{**base, **{k: v for k, v in given.items() if v is not None}})
         with Progress(
             TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),

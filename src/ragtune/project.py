@@ -68,6 +68,12 @@ class Capability(BaseModel):
     output_contract: str | None = Field(
         None, description="A JSON Schema file or a file holding one regular expression."
     )
+    instructions: str | None = Field(
+        None,
+        description="The system prompt this capability is served with (and its adapter trained "
+        "with, unless train.system_prompt says otherwise). Default: a short instruction per "
+        "strategy, naming the output contract when there is one.",
+    )
     train: dict[str, Any] = Field(
         default_factory=dict,
         description="Settings of this capability's LoRA training run (r, alpha, epochs, "

@@ -69,11 +69,15 @@ class AdapterPlan:
 
 
 def train_config_for(capability: Capability) -> Any:
-    """The capability's :class:`~ragtune.behavior.train.TrainConfig` (``train:`` in
-    ragtune.yaml over the documented defaults)."""
+    """The capability's :class:`~ragtune.behavior.train.TrainConfig`: ``train:`` in
+    ragtune.yaml over the documented defaults, with the capability's ``instructions`` as the
+    system prompt (an adapter is trained with the prompt it is served with)."""
     from ragtune.behavior.train import TrainConfig
 
-    return TrainConfig(**capability.train)
+    settings = dict(capability.train)
+    if capability.instructions and "system_prompt" not in settings:
+        settings["system_prompt"] = capability.instructions
+    return TrainConfig(**settings)
 
 
 def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:

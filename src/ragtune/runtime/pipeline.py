@@ -1,0 +1,594 @@
+"""The hybrid runtime: route -> retrieve -> select examples -> build the prompt -> generate ->
+validate, one plain function per step.
+
+A request is routed to a capability (named, or picked by similarity to the capabilities'
+descriptions). The route says what serves it, from the audit's plan:
+
+- a knowledge capability (decision ``retrieval``): its sources are searched and the answer is
+  written from the numbered passages, with citations;
+- a behaviour capability: ``lora`` applies its adapter (when one is trained), ``few-shot`` puts
+  its most similar examples in the prompt; when it declares ``context_from`` - the
+  contract-review case - the knowledge of those capabilities is retrieved too, and the answer
+  comes in the behaviour's format from the current text.
+
+The output is checked against the capability's contract; on failure the model gets one repair
+attempt that names what was wrong, then the result carries ``contract_violation`` rather than
+silently bad output. Every result carries the citations (document, section, version, snapshot),
+the route and the time of each step.
+
+:class:`Runtime` holds what the steps share (project, knowledge base, contracts, examples, the
+generation backend); the steps read it and change nothing in it, so one runtime serves many
+requests.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ragtune.behavior.contract import ContractResult, OutputContract, load_contract
+from ragtune.behavior.examples import Example, load_examples
+from ragtune.behavior.fewshot import DEFAULT_K, build_messages
+from ragtune.context import Passage, format_context, text_sha1
+from ragtune.errors import RagtuneError
+from ragtune.project import Capability, Project
+
+if TYPE_CHECKING:
+    from ragtune.generate.backend import Backend, Generation, Stream
+    from ragtune.knowledge.base import KnowledgeBase
+    from ragtune.knowledge.embed import Embedder
+
+__all__ = [
+    "KNOWLEDGE_SYSTEM",
+    "PipelineError",
+    "Request",
+    "Result",
+    "Route",
+    "Runtime",
+    "build_prompt",
+    "generate",
+    "retrieve",
+    "route",
+    "run",
+    "select_shots",
+    "stream",
+    "validate",
+]
+
+Strategy = Literal["retrieval", "few-shot", "lora", "prompt"]
+
+PASSAGES = 4
+"""Passages retrieved per request: enough for the answer and its neighbours (recall@5 is
+measured on the example), few enough for a small model's context."""
+
+PASSAGE_CHARS = 1200
+"""Each passage is clipped to this many characters in the prompt."""
+
+KNOWLEDGE_SYSTEM = (
+    "Answer the question from the numbered context passages only, and cite the passages you "
+    "use like [1]. If the passages do not hold the answer, say that you do not know."
+)
+"""The system prompt of a knowledge capability without ``instructions`` of its own."""
+
+_CITED = re.compile(r"\[(\d{1,2})\]")
+
+
+class PipelineError(RagtuneError):
+    """A request cannot be served: an unknown capability, an empty question, nothing to route."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request to the runtime.
+
+    Attributes:
+        question: The user's request (for the API: the last user message).
+        capability: The capability to serve it (``model`` in the API), or None to route.
+        history: Earlier chat turns (OpenAI messages) kept before the request, system
+            messages excluded.
+        max_tokens: Token budget of the answer.
+        temperature: 0 for greedy decoding.
+    """
+
+    question: str
+    capability: str | None = None
+    history: tuple[dict[str, str], ...] = ()
+    max_tokens: int = 256
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes and what serves it.
+
+    Attributes:
+        capability: The capability the request was routed to.
+        strategy: ``retrieval``, ``few-shot``, ``lora`` or ``prompt`` (a behaviour served by
+            its instructions alone, for instance a lora capability whose adapter is not
+            trained yet).
+        knowledge: Knowledge capabilities searched for context (empty: none).
+        adapter: The adapter applied, or None for the base model.
+        how: ``named`` when the request named the capability, ``routed`` when the router chose.
+        score: The router's similarity for a routed request.
+    """
+
+    capability: str
+    strategy: Strategy
+    knowledge: tuple[str, ...] = ()
+    adapter: str | None = None
+    how: Literal["named", "routed"] = "named"
+    score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of a route."""
+        return {
+            "capability": self.capability,
+            "strategy": self.strategy,
+            "knowledge": list(self.knowledge),
+            "adapter": self.adapter,
+            "how": self.how,
+            "score": None if self.score is None else round(self.score, 4),
+        }
+
+
+@dataclass
+class Result:
+    """The answer to one request, with everything needed to trust or debug it.
+
+    Attributes:
+        text: The answer.
+        route: Where the request went.
+        passages: The retrieved passages, numbered from 1 as in the prompt.
+        cited: Numbers of the passages the answer cites (``[n]``).
+        contract_ok: Whether the answer honours the capability's contract; None without one.
+        contract_violation: True when it does not, even after the repair attempt.
+        contract_errors: What is wrong with it, when something is.
+        repaired: Whether the answer comes from the repair attempt.
+        prompt_tokens: Prompt tokens over every generation of the request.
+        completion_tokens: Generated tokens over every generation of the request.
+        finish_reason: ``stop`` or ``length`` of the last generation.
+        model: What generated the answer (``base``, an adapter, a remote model).
+        timings: Seconds spent in each step, by step name, and ``total``.
+        shots: The few-shot examples placed in the prompt.
+        messages: The chat messages sent to the model (the first attempt).
+    """
+
+    text: str
+    route: Route
+    passages: list[Passage] = field(default_factory=list)
+    cited: list[int] = field(default_factory=list)
+    contract_ok: bool | None = None
+    contract_violation: bool = False
+    contract_errors: list[str] = field(default_factory=list)
+    repaired: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    model: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    shots: list[Example] = field(default_factory=list)
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+    def citations(self) -> list[dict[str, object]]:
+        """The passages as citations: number, document, section, version, snapshot, cited."""
+        return [
+            {"number": n, **p.citation(), "cited": n in self.cited}
+            for n, p in enumerate(self.passages, start=1)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of a result (``ragtune ask --json``)."""
+        return {
+            "answer": self.text,
+            "route": self.route.to_dict(),
+            "citations": self.citations(),
+            "contract": {
+                "ok": self.contract_ok,
+                "contract_violation": self.contract_violation,
+                "errors": self.contract_errors,
+                "repaired": self.repaired,
+            },
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+            },
+            "finish_reason": self.finish_reason,
+            "model": self.model,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+class Runtime:
+    """What the steps share: the project, its knowledge, contracts, examples and the backend.
+
+    Args:
+        project: The loaded project.
+        backend: The generation backend; default: the local one, loaded on first generation.
+        embedder: The embedder for retrieval, few-shot and routing; default: the project's.
+        decisions: Strategy per capability; default: the audit's decisions.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        backend: Backend | None = None,
+        *,
+        embedder: Embedder | None = None,
+        decisions: dict[str, str] | None = None,
+    ) -> None:
+        self.project = project
+        self._backend = backend
+        self._embedder = embedder
+        self._lock = threading.RLock()  # the store's connection and lazy loads
+        self.capabilities = {c.name: c for c in project.config.capabilities}
+        if decisions is None:
+            from ragtune.audit import run_audit
+
+            decisions = {c.name: c.decision for c in run_audit(project).capabilities}
+        self.decisions = decisions
+        self.contracts: dict[str, OutputContract] = {
+            c.name: load_contract(project.resolve(c.output_contract), project.root)
+            for c in project.config.capabilities
+            if c.output_contract
+        }
+        self._kb: KnowledgeBase | None = None
+        self._indexed: set[str] = set()
+        self._router: Any = None
+
+    # -- shared parts, loaded on first use ---------------------------------------------------
+
+    @property
+    def knowledge(self) -> KnowledgeBase:
+        """The project's knowledge base (``.ragtune/knowledge.db``)."""
+        with self._lock:
+            if self._kb is None:
+                from ragtune.knowledge.base import KnowledgeBase
+
+                self._kb = KnowledgeBase(self.project, embedder=self._embedder)
+            return self._kb
+
+    @property
+    def embedder(self) -> Embedder:
+        """The project's embedder, shared by retrieval, few-shot selection and routing."""
+        return self.knowledge.embedder
+
+    @property
+    def backend(self) -> Backend:
+        """The generation backend (the local base model unless one was given)."""
+        with self._lock:
+            if self._backend is None:
+                from ragtune.generate.base import load_base_model
+                from ragtune.generate.local import LocalBackend
+
+                settings = self.project.config.model
+                loaded = load_base_model(
+                    settings.base_model,
+                    cache_root=self.project.state_dir / "models",
+                    device=settings.device,
+                )
+                self._backend = LocalBackend(loaded, self.adapters_root)
+            return self._backend
+
+    @property
+    def adapters_root(self) -> Path:
+        """``.ragtune/adapters``."""
+        return self.project.state_dir / "adapters"
+
+    def adapter_for(self, capability: str) -> str | None:
+        """The trained adapter of a capability, or None when there is none."""
+        from ragtune.behavior.adapters import MANIFEST
+
+        return capability if (self.adapters_root / capability / MANIFEST).is_file() else None
+
+    def capability(self, name: str) -> Capability:
+        """A capability by name; the error lists the known ones."""
+        try:
+            return self.capabilities[name]
+        except KeyError:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(self.capabilities), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise PipelineError(
+                f"no capability {name!r} in {self.project.path}.{hint} Capabilities: "
+                f"{', '.join(self.capabilities)}."
+            ) from None
+
+    def shots_for(self, capability: str, query: str, k: int = DEFAULT_K) -> list[Example]:
+        """The ``k`` examples of a capability most like the query (indexed on first use)."""
+        from ragtune.behavior.fewshot import index_examples, select_examples
+
+        cap = self.capability(capability)
+        if not cap.examples:
+            return []
+        with self._lock:
+            kb = self.knowledge
+            if capability not in self._indexed:
+                examples = load_examples(self.project.resolve(cap.examples), self.project.root)
+                index_examples(kb.store, capability, examples, kb.embedder)
+                self._indexed.add(capability)
+            return select_examples(kb.store, capability, query, kb.embedder, k)
+
+    def search(self, query: str, capabilities: Sequence[str], k: int) -> list[Passage]:
+        """Hybrid search of these capabilities' documents, plus their tools' answers."""
+        documents = [n for n in capabilities if _has_documents(self.capability(n))]
+        passages: list[Passage] = []
+        with self._lock:
+            kb = self.knowledge
+            if documents and kb.store.latest_snapshot() > 0:
+                passages = [h.passage() for h in kb.search(query, k=k, capability=documents)]
+            for name in capabilities:
+                for found in kb.tools(name):
+                    for text in found(query):
+                        passages.append(
+                            Passage(text, found.ref, found.name, found.ref, text_sha1(text))
+                        )
+        return passages
+
+    def route_by_similarity(self, question: str) -> tuple[str, float]:
+        """The capability whose description is most like the question (cosine similarity).
+
+        Descriptions say what a capability is for in the team's words; example inputs are
+        left out on purpose - a behaviour's inputs (contract clauses) look like every question
+        about contracts and would pull knowledge questions to it.
+        """
+        import numpy as np
+
+        with self._lock:
+            if self._router is None:
+                caps = self.project.config.capabilities
+                matrix = np.asarray(
+                    self.embedder.embed([c.description for c in caps]), dtype=np.float32
+                )
+                self._router = ([c.name for c in caps], matrix)
+            names, matrix = self._router
+        query = np.asarray(self.embedder.embed([question]), dtype=np.float32)[0]
+        scores = matrix @ query
+        best = int(np.argmax(scores))
+        return names[best], float(scores[best])
+
+    def close(self) -> None:
+        """Close the knowledge store."""
+        if self._kb is not None:
+            self._kb.close()
+
+
+def _has_documents(capability: Capability) -> bool:
+    from ragtune.knowledge.tools import is_tool_ref
+
+    return any(not is_tool_ref(ref) for ref in capability.sources)
+
+
+# -- the steps ---------------------------------------------------------------------------------
+
+
+def route(runtime: Runtime, request: Request) -> Route:
+    """Pick the capability and what serves it: the audit's decision, the adapter, the knowledge.
+
+    Raises:
+        PipelineError: The request names an unknown capability.
+    """
+    how: Literal["named", "routed"] = "named"
+    score = None
+    if request.capability is not None:
+        name = request.capability
+    else:
+        name, score = runtime.route_by_similarity(request.question)
+        how = "routed"
+    cap = runtime.capability(name)
+    decision = runtime.decisions.get(name, "retrieval" if cap.sources else "prompt")
+    if decision == "retrieval" or (cap.sources and not cap.examples):
+        return Route(name, "retrieval", (name,), None, how, score)
+    knowledge = tuple(cap.context_from)
+    if decision == "lora":
+        adapter = runtime.adapter_for(name)
+        strategy: Strategy = "lora" if adapter else "prompt"
+        return Route(name, strategy, knowledge, adapter, how, score)
+    if decision == "few-shot" and cap.examples:
+        return Route(name, "few-shot", knowledge, None, how, score)
+    return Route(name, "prompt", knowledge, None, how, score)
+
+
+def retrieve(runtime: Runtime, route: Route, request: Request) -> list[Passage]:
+    """The passages of the route's knowledge capabilities for the question (none when the route
+    has no knowledge)."""
+    if not route.knowledge:
+        return []
+    return runtime.search(request.question, route.knowledge, PASSAGES)
+
+
+def select_shots(runtime: Runtime, route: Route, request: Request) -> list[Example]:
+    """The few-shot examples for a ``few-shot`` route (none otherwise)."""
+    if route.strategy != "few-shot":
+        return []
+    return runtime.shots_for(route.capability, request.question)
+
+
+def system_prompt(runtime: Runtime, route: Route) -> str | None:
+    """The capability's ``instructions``, or the default for its strategy.
+
+    An adapter is served with the system prompt it was trained with: the default for a lora
+    route is None (the chat template's own), as in training without ``instructions``.
+    """
+    cap = runtime.capability(route.capability)
+    if cap.instructions:
+        return cap.instructions
+    if route.strategy == "retrieval":
+        return KNOWLEDGE_SYSTEM
+    if route.strategy == "lora":
+        return cap.train.get("system_prompt")
+    contract = runtime.contracts.get(route.capability)
+    if contract is not None:
+        return f"{cap.description} Reply with only {contract.describe()}."
+    return cap.description
+
+
+def build_prompt(
+    runtime: Runtime,
+    route: Route,
+    request: Request,
+    passages: Sequence[Passage],
+    shots: Sequence[Example],
+) -> list[dict[str, str]]:
+    """Chat messages: the system prompt, the shots, the history, then the question with the
+    passages marked as data and numbered for citation (the layout adapters are trained on)."""
+    context = format_context(passages, PASSAGE_CHARS) if passages else None
+    messages = build_messages(system_prompt(runtime, route), shots, request.question, context)
+    if request.history:
+        head = 1 if messages and messages[0]["role"] == "system" else 0
+        head += 2 * len(shots)
+        messages[head:head] = [dict(m) for m in request.history]
+    return messages
+
+
+def generate(
+    runtime: Runtime, route: Route, messages: list[dict[str, str]], request: Request
+) -> Generation:
+    """One generation with the route's adapter (or the base model)."""
+    return runtime.backend.generate(
+        messages,
+        adapter=route.adapter,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+    )
+
+
+def validate(
+    runtime: Runtime,
+    route: Route,
+    messages: list[dict[str, str]],
+    first: Generation,
+    request: Request,
+) -> tuple[Generation, ContractResult | None, list[Generation]]:
+    """Check the answer against the contract; on failure, one repair attempt.
+
+    Returns:
+        The generation kept, its contract result (None without a contract) and every
+        generation made (for the usage).
+    """
+    contract = runtime.contracts.get(route.capability)
+    if contract is None:
+        return first, None, [first]
+    checked = contract.validate(first.text)
+    if checked.ok:
+        return first, checked, [first]
+    repair = [
+        *messages,
+        {"role": "assistant", "content": first.text},
+        {
+            "role": "user",
+            "content": "That answer does not follow the required format ("
+            + "; ".join(checked.errors[:3])
+            + f"). Reply again with only {contract.describe()}.",
+        },
+    ]
+    second = generate(runtime, route, repair, request)
+    again = contract.validate(second.text)
+    if again.ok:
+        return second, again, [first, second]
+    return first, checked, [first, second]
+
+
+def cited(text: str, count: int) -> list[int]:
+    """Passage numbers an answer cites as ``[n]``, in order, within 1..count."""
+    found = [int(m) for m in _CITED.findall(text)]
+    return sorted({n for n in found if 1 <= n <= count})
+
+
+def _prepare(runtime: Runtime, request: Request) -> tuple[Result, dict[str, float]]:
+    if not request.question.strip():
+        raise PipelineError("the request is empty: ask a question.")
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] = now - clock
+        clock = now
+
+    chosen = route(runtime, request)
+    lap("route")
+    passages = retrieve(runtime, chosen, request)
+    lap("retrieve")
+    shots = select_shots(runtime, chosen, request)
+    lap("select")
+    messages = build_prompt(runtime, chosen, request, passages, shots)
+    lap("prompt")
+    result = Result("", chosen, passages=list(passages), shots=shots, messages=messages)
+    return result, timings
+
+
+def run(runtime: Runtime, request: Request) -> Result:
+    """Serve one request through every step; the result carries the time of each."""
+    started = time.perf_counter()
+    result, timings = _prepare(runtime, request)
+    clock = time.perf_counter()
+    first = generate(runtime, result.route, result.messages, request)
+    timings["generate"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    kept, checked, made = validate(runtime, result.route, result.messages, first, request)
+    timings["validate"] = time.perf_counter() - clock
+    timings["total"] = time.perf_counter() - started
+    _finish(result, kept, checked, made, timings)
+    return result
+
+
+def stream(runtime: Runtime, request: Request) -> tuple[Result, Stream, Iterator[Result]]:
+    """Serve a request as a stream of text pieces.
+
+    Returns:
+        The result so far (route, passages, prompt), the :class:`Stream` of pieces, and a
+        one-item iterator to call after the stream is exhausted: it validates the whole answer
+        (a streamed answer cannot be taken back, so there is no repair: a violation is
+        flagged) and yields the finished result.
+    """
+    started = time.perf_counter()
+    result, timings = _prepare(runtime, request)
+    clock = time.perf_counter()
+    pieces = runtime.backend.stream(
+        result.messages,
+        adapter=result.route.adapter,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+    )
+
+    def finish() -> Iterator[Result]:
+        generation = pieces.collect()
+        timings["generate"] = time.perf_counter() - clock
+        contract = runtime.contracts.get(result.route.capability)
+        check_started = time.perf_counter()
+        checked = contract.validate(generation.text) if contract is not None else None
+        timings["validate"] = time.perf_counter() - check_started
+        timings["total"] = time.perf_counter() - started
+        _finish(result, generation, checked, [generation], timings)
+        yield result
+
+    return result, pieces, finish()
+
+
+def _finish(
+    result: Result,
+    kept: Generation,
+    checked: ContractResult | None,
+    made: Sequence[Generation],
+    timings: dict[str, float],
+) -> None:
+    result.text = kept.text
+    result.model = kept.model
+    result.finish_reason = kept.finish_reason
+    result.prompt_tokens = sum(g.prompt_tokens for g in made)
+    result.completion_tokens = sum(g.completion_tokens for g in made)
+    result.repaired = len(made) > 1 and kept is made[-1]
+    if checked is not None:
+        result.contract_ok = checked.ok
+        result.contract_violation = not checked.ok
+        result.contract_errors = list(checked.errors)
+    result.cited = cited(kept.text, len(result.passages))
+    result.timings = timings
