@@ -94,7 +94,9 @@ class Stream(Iterator[str]):
         try:
             return next(self._pieces)
         except StopIteration as done:
-            self.result = done.value
+            # An exhausted generator raises StopIteration again without a value: keep the first.
+            if self.result is None:
+                self.result = done.value
             raise
 
     def collect(self) -> Generation:
