@@ -221,7 +221,7 @@ def test_plan_says_which_adapters_retrain_and_why(write_project: Callable[..., P
     assert first.adapters[0].steps == 2 and first.training_needed
 
     capability = project.config.capabilities[1]
-    done = train_capability(project, "flags", train_config_for(capability))
+    done = train_capability(project, "flags", train_config_for(project, capability))
     assert done.context is not None and done.result.manifest["context"]["quoted"]
     settled = make_plan(project)
     assert [(a.action, a.warnings) for a in settled.adapters] == [("none", [])]

@@ -89,7 +89,7 @@ def train_command(
             "eval_max_new_tokens": eval_tokens,
             "context_passages": 0 if context is False else None,
         }  # fmt: skip
-        base = train_config_for(capability_of(loaded, capability)).to_dict()
+        base = train_config_for(loaded, capability_of(loaded, capability)).to_dict()
         config = TrainConfig(**{**base, **{k: v for k, v in given.items() if v is not None}})
         with Progress(
             TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(),

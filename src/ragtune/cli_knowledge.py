@@ -491,7 +491,7 @@ def _train_for_build(loaded: Project, name: str, *, quiet: bool) -> dict[str, ob
     from ragtune.behavior.staleness import train_config_for
 
     try:
-        config = train_config_for(capability_of(loaded, name))
+        config = train_config_for(loaded, capability_of(loaded, name))
         with Progress(
             TextColumn(f"[bold]{name}[/]"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),

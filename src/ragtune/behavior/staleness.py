@@ -24,6 +24,7 @@ from ragtune.project import Capability, Project
 __all__ = [
     "SECONDS_PER_EXAMPLE_STEP",
     "AdapterPlan",
+    "instructions_for",
     "plan_adapters",
     "train_config_for",
 ]
@@ -68,16 +69,31 @@ class AdapterPlan:
         }
 
 
-def train_config_for(capability: Capability) -> Any:
+def train_config_for(project: Project, capability: Capability) -> Any:
     """The capability's :class:`~ragtune.behavior.train.TrainConfig`: ``train:`` in
-    ragtune.yaml over the documented defaults, with the capability's ``instructions`` as the
-    system prompt (an adapter is trained with the prompt it is served with)."""
+    ragtune.yaml over the documented defaults, with the system prompt it is served with (its
+    ``instructions``, or :func:`~ragtune.behavior.contract.default_instructions`)."""
     from ragtune.behavior.train import TrainConfig
 
     settings = dict(capability.train)
-    if capability.instructions and "system_prompt" not in settings:
-        settings["system_prompt"] = capability.instructions
+    if "system_prompt" not in settings:
+        settings["system_prompt"] = instructions_for(project, capability)
     return TrainConfig(**settings)
+
+
+def instructions_for(project: Project, capability: Capability) -> str:
+    """A behaviour capability's system prompt: its ``instructions``, or the default built from
+    its description and output contract."""
+    from ragtune.behavior.contract import default_instructions, load_contract
+
+    if capability.instructions:
+        return capability.instructions
+    contract = (
+        load_contract(project.resolve(capability.output_contract), project.root)
+        if capability.output_contract
+        else None
+    )
+    return default_instructions(capability.description, contract)
 
 
 def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
@@ -105,7 +121,7 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
             capability.name not in lora and capability.name not in existing
         ):
             continue
-        config = train_config_for(capability)
+        config = train_config_for(project, capability)
         examples = load_examples(project.resolve(capability.examples), project.root)
         n_train = len(examples) - max(1, round(len(examples) * config.held_out))
         steps = total_steps(max(n_train, 1), config)

@@ -31,7 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ragtune.behavior.contract import ContractResult, OutputContract, load_contract
+from ragtune.behavior.contract import (
+    ContractResult,
+    OutputContract,
+    default_instructions,
+    load_contract,
+)
 from ragtune.behavior.examples import Example, load_examples
 from ragtune.behavior.fewshot import DEFAULT_K, build_messages
 from ragtune.context import Passage, format_context, text_sha1
@@ -286,6 +291,20 @@ class Runtime:
 
         return capability if (self.adapters_root / capability / MANIFEST).is_file() else None
 
+    def passage_chars(self, route: Route) -> int:
+        """Characters per passage in the prompt: what the route's adapter was trained with
+        (context-aware training clips passages), else :data:`PASSAGE_CHARS`."""
+        if route.adapter is None:
+            return PASSAGE_CHARS
+        from ragtune.behavior.adapters import AdapterError, load_manifest
+
+        try:
+            config = load_manifest(self.adapters_root, route.adapter).get("config") or {}
+        except AdapterError:
+            return PASSAGE_CHARS
+        chars = config.get("context_chars")
+        return chars if isinstance(chars, int) and chars > 0 else PASSAGE_CHARS
+
     def capability(self, name: str) -> Capability:
         """A capability by name; the error lists the known ones."""
         try:
@@ -413,20 +432,19 @@ def select_shots(runtime: Runtime, route: Route, request: Request) -> list[Examp
 def system_prompt(runtime: Runtime, route: Route) -> str | None:
     """The capability's ``instructions``, or the default for its strategy.
 
-    An adapter is served with the system prompt it was trained with: the default for a lora
-    route is None (the chat template's own), as in training without ``instructions``.
+    A behaviour is served with the system prompt its adapter is trained with
+    (:func:`ragtune.behavior.contract.default_instructions`: its description and, with a
+    contract, exactly what to reply with); an adapter trained with another ``train.system_prompt``
+    gets that one.
     """
     cap = runtime.capability(route.capability)
     if cap.instructions:
         return cap.instructions
     if route.strategy == "retrieval":
         return KNOWLEDGE_SYSTEM
-    if route.strategy == "lora":
-        return cap.train.get("system_prompt")
-    contract = runtime.contracts.get(route.capability)
-    if contract is not None:
-        return f"{cap.description} Reply with only {contract.describe()}."
-    return cap.description
+    if route.strategy == "lora" and cap.train.get("system_prompt"):
+        return str(cap.train["system_prompt"])
+    return default_instructions(cap.description, runtime.contracts.get(route.capability))
 
 
 def build_prompt(
@@ -438,7 +456,7 @@ def build_prompt(
 ) -> list[dict[str, str]]:
     """Chat messages: the system prompt, the shots, the history, then the question with the
     passages marked as data and numbered for citation (the layout adapters are trained on)."""
-    context = format_context(passages, PASSAGE_CHARS) if passages else None
+    context = format_context(passages, runtime.passage_chars(route)) if passages else None
     messages = build_messages(system_prompt(runtime, route), shots, request.question, context)
     if request.history:
         head = 1 if messages and messages[0]["role"] == "system" else 0
