@@ -209,3 +209,16 @@ def test_generate_and_validate_with_the_real_model(runtime: Runtime) -> None:
     done = next(finish)
     assert done is partial and done.text == text == answer.text
     assert done.completion_tokens == answer.completion_tokens
+
+
+def test_a_behaviour_is_served_with_the_prompt_it_is_trained_with(
+    runtime: Runtime, project: Project
+) -> None:
+    from ragtune.behavior.staleness import train_config_for
+    from ragtune.runtime.pipeline import system_prompt
+
+    flags = project.config.capabilities[1]
+    served = system_prompt(runtime, route(runtime, Request("Clause 1", "flags")))
+    assert served == train_config_for(project, flags).system_prompt
+    assert served.startswith(flags.description) and "Reply with only" in served
+    assert "regular expression" in served or "FLAG" in served  # what the contract wants
