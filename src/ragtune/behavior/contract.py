@@ -433,13 +433,13 @@ def _read_text(path: Path, shown: str) -> str:
         ) from None
 
 
-def default_instructions(description: str, contract: OutputContract | None) -> str:
-    """The system prompt of a behaviour capability without ``instructions`` of its own: what
-    it does, in the team's words, and - with a contract - exactly what to reply with.
+def default_instructions(instructions: str, contract: OutputContract | None) -> str:
+    """The system prompt of a behaviour capability: its instructions (or description) and -
+    with a contract - exactly what to reply with.
 
     The same text is used to train its adapter and to serve it, and the base model is evaluated
     with it too, so "base vs adapter" compares the same instructions.
     """
     if contract is None:
-        return description
-    return f"{description} Reply with only {contract.describe()}."
+        return instructions
+    return f"{instructions} Reply with only {contract.describe()}."

@@ -82,18 +82,16 @@ def train_config_for(project: Project, capability: Capability) -> Any:
 
 
 def instructions_for(project: Project, capability: Capability) -> str:
-    """A behaviour capability's system prompt: its ``instructions``, or the default built from
-    its description and output contract."""
+    """A behaviour capability's system prompt: its ``instructions`` (or description) and what
+    its output contract wants."""
     from ragtune.behavior.contract import default_instructions, load_contract
 
-    if capability.instructions:
-        return capability.instructions
     contract = (
         load_contract(project.resolve(capability.output_contract), project.root)
         if capability.output_contract
         else None
     )
-    return default_instructions(capability.description, contract)
+    return default_instructions(capability.instructions or capability.description, contract)
 
 
 def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:

@@ -430,21 +430,21 @@ def select_shots(runtime: Runtime, route: Route, request: Request) -> list[Examp
 
 
 def system_prompt(runtime: Runtime, route: Route) -> str | None:
-    """The capability's ``instructions``, or the default for its strategy.
+    """The system prompt of a route.
 
-    A behaviour is served with the system prompt its adapter is trained with
-    (:func:`ragtune.behavior.contract.default_instructions`: its description and, with a
-    contract, exactly what to reply with); an adapter trained with another ``train.system_prompt``
-    gets that one.
+    A knowledge capability: its ``instructions`` or :data:`KNOWLEDGE_SYSTEM`. A behaviour: the
+    prompt its adapter is trained with (:func:`ragtune.behavior.contract.default_instructions`:
+    its instructions or description and, with a contract, exactly what to reply with); an
+    adapter trained with another ``train.system_prompt`` gets that one.
     """
     cap = runtime.capability(route.capability)
-    if cap.instructions:
-        return cap.instructions
     if route.strategy == "retrieval":
-        return KNOWLEDGE_SYSTEM
+        return cap.instructions or KNOWLEDGE_SYSTEM
     if route.strategy == "lora" and cap.train.get("system_prompt"):
         return str(cap.train["system_prompt"])
-    return default_instructions(cap.description, runtime.contracts.get(route.capability))
+    return default_instructions(
+        cap.instructions or cap.description, runtime.contracts.get(route.capability)
+    )
 
 
 def build_prompt(
