@@ -84,3 +84,62 @@ def test_train_list_show_rm(project: Path) -> None:
     assert missing.exit_code == 2 and "clause_summary" in missing.output
     removed = runner.invoke(app, ["adapter", "rm", "clause_summary", "-p", str(project)])
     assert removed.exit_code == 0 and not folder.exists()
+
+
+def _with(project: Path, old: str, new: str) -> str:
+    config = project / "ragtune.yaml"
+    original = config.read_text()
+    assert old in original
+    config.write_text(original.replace(old, new))
+    return original
+
+
+@pytest.mark.parametrize(
+    ("what", "old", "new", "expected"),
+    [
+        ("malformed line", None, None, "clause_summaries_bad.jsonl, line 3: invalid JSON"),
+        ("too few examples", None, None, "too few examples for a held-out split"),
+        (
+            "missing contract",
+            "output_contract: schemas/clause_summary.regex",
+            "output_contract: schemas/nope.regex",
+            "schemas/nope.regex",
+        ),
+        (
+            "missing base model",
+            "version: 1\n",
+            "version: 1\nmodel: {base_model: ./no-such-model}\n",
+            "no such file or folder",
+        ),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(
+    project: Path, what: str, old: str | None, new: str | None, expected: str
+) -> None:
+    source = project / "behavior" / "clause_summaries.jsonl"
+    lines = source.read_text().splitlines()
+    bad = project / "behavior" / "clause_summaries_bad.jsonl"
+    if what == "malformed line":
+        bad.write_text("\n".join([*lines[:2], '{"input": "x", "output": ', *lines[3:]]) + "\n")
+    else:
+        bad.write_text("\n".join(lines[:4]) + "\n")
+    uses_bad = what in ("malformed line", "too few examples")
+    original = _with(
+        project,
+        "examples: behavior/clause_summaries.jsonl",
+        f"examples: behavior/clause_summaries{'_bad' if uses_bad else ''}.jsonl",
+    )
+    if old is not None and new is not None:
+        (project / "ragtune.yaml").write_text(
+            (project / "ragtune.yaml").read_text().replace(old, new, 1)
+        )
+    adapters = project / ".ragtune" / "adapters"
+    before = sorted(p.name for p in adapters.iterdir()) if adapters.exists() else []
+    try:
+        result = runner.invoke(app, ["adapter", "train", "clause_summary", "-p", str(project)])
+    finally:
+        (project / "ragtune.yaml").write_text(original)
+    assert result.exit_code == 2, result.output
+    assert expected in " ".join(result.output.split()), result.output
+    after = sorted(p.name for p in adapters.iterdir()) if adapters.exists() else []
+    assert after == before, "nothing half-written"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.behavior.contract import load_contract
-from ragtune.behavior.examples import ExampleSet, load_examples
+from ragtune.behavior.examples import ExampleSet, load_examples, split
 from ragtune.behavior.leak import DEFAULT_THRESHOLD, LeakReport, scan_examples
 from ragtune.behavior.raft import TrainingContext
 from ragtune.behavior.train import ProgressCallback, TrainConfig, TrainResult
@@ -159,6 +159,7 @@ def train_capability(
     if leak.exceeds and not allow_knowledge:
         raise BuildError("\n".join([leak.summary(), *leak.details(5)]))
     examples = load_examples(project.resolve(capability.examples or ""), project.root)
+    split(examples, held_out=config.held_out, seed=config.seed)  # too few: fail before loading
     examples, context = training_context(project, capability, examples, config)
     contract = (
         load_contract(project.resolve(capability.output_contract), project.root)
