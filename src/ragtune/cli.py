@@ -13,6 +13,7 @@ import typer
 from ragtune import __version__
 from ragtune.cli_adapter import adapter_app
 from ragtune.cli_knowledge import build_command, knowledge_app, plan_command
+from ragtune.cli_runtime import ask_command, serve_command
 from ragtune.clikit import console, errors, fail, state
 from ragtune.errors import RagtuneError
 
@@ -234,6 +235,8 @@ app.command("plan")(plan_command)
 app.command("build")(build_command)
 app.add_typer(knowledge_app, name="knowledge")
 app.add_typer(adapter_app, name="adapter")
+app.command("ask")(ask_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

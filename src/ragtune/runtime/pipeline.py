@@ -180,9 +180,10 @@ class Result:
     messages: list[dict[str, str]] = field(default_factory=list)
 
     def citations(self) -> list[dict[str, object]]:
-        """The passages as citations: number, document, section, version, snapshot, cited."""
+        """The passages as citations: number, document, section, version, snapshot, whether the
+        answer cites it, and the text."""
         return [
-            {"number": n, **p.citation(), "cited": n in self.cited}
+            {"number": n, **p.citation(), "cited": n in self.cited, "text": p.text}
             for n, p in enumerate(self.passages, start=1)
         ]
 
@@ -230,7 +231,9 @@ class Runtime:
         self.project = project
         self._backend = backend
         self._embedder = embedder
-        self._lock = threading.RLock()  # the store's connection and lazy loads
+        self.lock = threading.RLock()
+        """Held while the store is read or written and while shared parts load: take it to
+        sync the knowledge beside a serving runtime."""
         self.capabilities = {c.name: c for c in project.config.capabilities}
         if decisions is None:
             from ragtune.audit import run_audit
@@ -251,7 +254,7 @@ class Runtime:
     @property
     def knowledge(self) -> KnowledgeBase:
         """The project's knowledge base (``.ragtune/knowledge.db``)."""
-        with self._lock:
+        with self.lock:
             if self._kb is None:
                 from ragtune.knowledge.base import KnowledgeBase
 
@@ -266,7 +269,7 @@ class Runtime:
     @property
     def backend(self) -> Backend:
         """The generation backend (the local base model unless one was given)."""
-        with self._lock:
+        with self.lock:
             if self._backend is None:
                 from ragtune.generate.base import load_base_model
                 from ragtune.generate.local import LocalBackend
@@ -326,7 +329,7 @@ class Runtime:
         cap = self.capability(capability)
         if not cap.examples:
             return []
-        with self._lock:
+        with self.lock:
             kb = self.knowledge
             if capability not in self._indexed:
                 examples = load_examples(self.project.resolve(cap.examples), self.project.root)
@@ -338,7 +341,7 @@ class Runtime:
         """Hybrid search of these capabilities' documents, plus their tools' answers."""
         documents = [n for n in capabilities if _has_documents(self.capability(n))]
         passages: list[Passage] = []
-        with self._lock:
+        with self.lock:
             kb = self.knowledge
             if documents and kb.store.latest_snapshot() > 0:
                 passages = [h.passage() for h in kb.search(query, k=k, capability=documents)]
@@ -359,7 +362,7 @@ class Runtime:
         """
         import numpy as np
 
-        with self._lock:
+        with self.lock:
             if self._router is None:
                 caps = self.project.config.capabilities
                 matrix = np.asarray(

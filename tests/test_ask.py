@@ -1,0 +1,110 @@
+"""``ragtune ask`` through the CLI runner, on a synced copy of the example project."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragtune.cli import app
+from ragtune.examples import example_path
+from ragtune.knowledge.base import KnowledgeBase
+from ragtune.project import load_project
+
+runner = CliRunner()
+BREACH = "Within how many hours must Provider notify Customer of a Personal Data Breach?"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
+    folder = tmp_path_factory.mktemp("ask") / "cr"
+    shutil.copytree(
+        example_path("contract-review"), folder, ignore=shutil.ignore_patterns(".ragtune")
+    )
+    kb = KnowledgeBase(load_project(folder))
+    try:
+        kb.sync()
+    finally:
+        kb.close()
+    # The base model's de-quantised weights, shared across test runs: 20 s once, 1 s after.
+    (folder / ".ragtune" / "models").symlink_to(pytestconfig.cache.mkdir("ragtune-models"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Generation with one torch thread: two fight other work for the two cores and lose."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_an_unknown_capability_exits_2_with_the_list(project: Path) -> None:
+    result = runner.invoke(app, ["ask", BREACH, "-p", str(project), "--capability", "template"])
+    assert result.exit_code == 2
+    assert "no capability 'template'" in result.output and "Did you mean 'templates'?" in (
+        result.output
+    )
+    assert "clause_summary" in result.output and "counterparties" in result.output
+
+
+def test_an_empty_question_exits_2(project: Path) -> None:
+    result = runner.invoke(app, ["ask", "   ", "-p", str(project), "-c", "templates"])
+    assert result.exit_code == 2 and "ask a question" in result.output
+
+
+def test_an_unsynced_project_is_warned_about(tmp_path: Path) -> None:
+    folder = tmp_path / "cr"
+    shutil.copytree(
+        example_path("contract-review"), folder, ignore=shutil.ignore_patterns(".ragtune")
+    )
+    result = runner.invoke(app, ["ask", " ", "-p", str(folder)])
+    assert result.exit_code == 2
+    assert "knowledge store is empty" in result.output and "ragtune knowledge sync" in (
+        result.output
+    )
+
+
+@pytest.mark.slow
+def test_json_carries_the_answer_citations_route_and_timings(
+    project: Path, one_thread: None
+) -> None:
+    args = ["ask", BREACH, "-p", str(project), "-c", "templates", "--max-tokens", "3", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert set(body) == {
+        "answer",
+        "route",
+        "citations",
+        "contract",
+        "usage",
+        "finish_reason",
+        "model",
+        "timings",
+    }
+    assert body["route"]["capability"] == "templates" and body["route"]["strategy"] == "retrieval"
+    assert body["citations"][0]["document"] == "knowledge/dpa.md"
+    assert 1 <= body["usage"]["completion_tokens"] <= 3 and body["model"] == "base"
+    assert {"route", "retrieve", "prompt", "generate", "validate", "total"} <= set(body["timings"])
+
+
+@pytest.mark.slow
+def test_the_plain_output_numbers_citations_and_shows_the_route(
+    project: Path, one_thread: None
+) -> None:
+    question = "How quickly must we notify the customer of a data breach under the DPA?"
+    result = runner.invoke(app, ["ask", question, "-p", str(project), "--max-tokens", "2"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Citations" in out and "\n  [1] knowledge/dpa.md > " in out
+    assert "version 1, snapshot 1" in out
+    assert "Route: templates · retrieval · adapter none (base model) · routed (similarity" in out
+    assert "Timings: route" in out and "total" in out and "Tokens:" in out
