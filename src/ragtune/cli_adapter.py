@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ragtune.clikit import console, errors, fail, project_or_fail
+from ragtune.clikit import JsonOption, ProjectOption, console, errors, fail, project_or_fail
 from ragtune.errors import RagtuneError
 
 adapter_app = typer.Typer(
@@ -22,11 +21,6 @@ adapter_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
-ProjectOption = Annotated[
-    Path | None,
-    typer.Option("--project", "-p", help="The project folder or its ragtune.yaml."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @adapter_app.command("train")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ragtune.clikit import console, errors, fail, project_or_fail
+from ragtune.clikit import JsonOption, ProjectOption, console, errors, fail, project_or_fail
 from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
@@ -29,14 +29,6 @@ knowledge_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
-
-ProjectOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--project", "-p", help="The project folder or its ragtune.yaml (default: current folder)."
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @contextmanager

@@ -9,21 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from ragtune.clikit import console, errors, fail, project_or_fail
+from ragtune.clikit import JsonOption, ProjectOption, console, errors, fail, project_or_fail
 from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
     from ragtune.project import Project
     from ragtune.runtime.pipeline import Result, Runtime
     from ragtune.server import ServerSettings
-
-ProjectOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--project", "-p", help="The project folder or its ragtune.yaml (default: current folder)."
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def ask_command(

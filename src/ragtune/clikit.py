@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,6 +16,14 @@ if TYPE_CHECKING:
 console = Console()
 errors = Console(stderr=True)
 state = {"debug": False}
+
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--project", "-p", help="The project folder or its ragtune.yaml (default: current folder)."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def fail(exc: RagtuneError) -> NoReturn:
