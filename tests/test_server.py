@@ -707,3 +707,55 @@ def test_the_remote_backend_talks_to_this_server(slow: str) -> None:
     message = str(caught.value)
     assert "not found (404)" in message and "'no-such-capability'" in message
     assert "The server lists: templates, rates" in message
+
+
+@pytest.mark.slow
+def test_ragtune_serve_as_its_own_process_behind_keys(
+    tmp_path: Path,
+    pytestconfig: pytest.Config,
+    base_model: object,  # the fixture fills the shared model cache the server loads from
+) -> None:
+    """`ragtune serve` started as a separate process (the way users run it) with a keys file:
+    a missing key is refused, and RemoteBackend generates through it."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from ragtune.generate.remote import RemoteBackend
+
+    folder = copy_example(tmp_path / "cr", embedder="hashing")
+    sync(folder)
+    (folder / ".ragtune" / "models").symlink_to(pytestconfig.cache.mkdir("ragtune-models"))
+    keys = tmp_path / "keys.txt"
+    keys.write_text(f"# the team's keys\n{READ} read\n{WRITE} write\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ragtune = str(Path(sys.executable).parent / "ragtune")
+    process = subprocess.Popen(
+        [ragtune, "serve", str(folder), "--port", str(port), "--keys-file", str(keys)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "ragtune serve did not come up"
+            time.sleep(0.5)
+        assert call("GET", f"{url}/v1/models", key=None).status == 401
+        backend = RemoteBackend(base_url=f"{url}/v1", api_key=READ, default_model="templates")
+        made = backend.generate([{"role": "user", "content": BREACH}], max_tokens=2)
+        assert made.model == "templates" and 1 <= made.completion_tokens <= 2
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
