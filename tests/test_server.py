@@ -759,3 +759,60 @@ def test_ragtune_serve_as_its_own_process_behind_keys(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_retrained_adapter_is_served_after_a_reload_without_a_restart(
+    tmp_path: Path, pytestconfig: pytest.Config, base_model: Any
+) -> None:
+    from ragtune.behavior.examples import load_examples
+    from ragtune.behavior.train import TrainConfig, train_adapter
+    from ragtune.generate.base import load_base_model
+    from ragtune.generate.local import LocalBackend
+
+    folder = copy_example(tmp_path / "cr", embedder="hashing")
+    sync(folder)
+    adapters = folder / ".ragtune" / "adapters"
+    examples = load_examples(folder / "behavior" / "risk_flags.jsonl")
+
+    def train(seed: int, loaded: Any) -> str:
+        config = TrainConfig(
+            max_steps=1, batch_size=2, max_length=96, eval_max_new_tokens=0, seed=seed,
+            learning_rate=1e-2, checkpoint_every=0,
+        )  # fmt: skip
+        made = train_adapter(loaded, examples, adapters / "risk_flags", config)
+        return str(made.manifest["created_at"])
+
+    first = train(0, base_model)
+    runtime = Runtime(load_project(folder), backend=LocalBackend(base_model, adapters))
+    try:
+        with serving(create_app(runtime, ServerSettings(keys=KEYS))) as url:
+            models = {m["id"]: m for m in call("GET", f"{url}/v1/models", key=READ).json()["data"]}
+            assert models["risk_flags"]["strategy"] == "lora"
+            body = ask("Either party may terminate on thirty days' notice.", "risk_flags")
+            before = call("POST", f"{url}/v1/chat/completions", {**body, "max_tokens": 3}, READ)
+            assert before.status == 200, before.text
+            assert before.json()["route"]["adapter"] == "risk_flags"
+            assert before.json()["model"] == "risk_flags"
+            import time
+
+            time.sleep(1.1)  # created_at has one-second resolution
+            # Retrained elsewhere (here: a second copy of the model, as another process would
+            # load it): the served model is not touched until the reload.
+            second = train(
+                1, load_base_model(cache_root=pytestconfig.cache.mkdir("ragtune-models"))
+            )
+            assert second != first
+            reloaded = call("POST", f"{url}/v1/adapters/risk_flags/reload")
+            assert reloaded.status == 200, reloaded.text
+            assert reloaded.json() == {
+                "adapter": "risk_flags",
+                "path": ".ragtune/adapters/risk_flags",
+                "created_at": second,
+                "reloaded": True,
+            }
+            read_only = call("POST", f"{url}/v1/adapters/risk_flags/reload", key=READ)
+            assert read_only.status == 403
+    finally:
+        runtime.backend.close()  # type: ignore[attr-defined]
+        runtime.close()
