@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from ragtune.clikit import JsonOption, ProjectOption, console, errors, fail, project_or_fail
+from ragtune.clikit import (
+    JsonOption,
+    ProjectOption,
+    console,
+    fail,
+    project_or_fail,
+    training_bar,
+)
 from ragtune.errors import RagtuneError
 
 adapter_app = typer.Typer(
@@ -69,7 +76,6 @@ def train_command(
 
     Example: `ragtune adapter train risk_flags -p my-review --steps 200`
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ragtune.behavior.build import capability_of, train_capability
     from ragtune.behavior.staleness import train_config_for
@@ -85,16 +91,7 @@ def train_command(
         }  # fmt: skip
         base = train_config_for(loaded, capability_of(loaded, capability)).to_dict()
         config = TrainConfig(**{**base, **{k: v for k, v in given.items() if v is not None}})
-        with Progress(
-            TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
-            console=errors, transient=True, disable=as_json,
-        ) as bar:  # fmt: skip
-            task = bar.add_task("", total=None, loss="-")
-
-            def progress(step: int, total: int, loss: float) -> None:
-                bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
-
+        with training_bar("training", quiet=as_json) as progress:
             done = train_capability(
                 loaded, capability, config, allow_knowledge=allow_knowledge, resume=resume,
                 progress=progress,

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ragtune.clikit import JsonOption, ProjectOption, console, errors, fail, project_or_fail
+from ragtune.clikit import (
+    JsonOption,
+    ProjectOption,
+    console,
+    errors,
+    fail,
+    project_or_fail,
+    training_bar,
+)
 from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
@@ -477,23 +485,12 @@ def build_command(
 
 def _train_for_build(loaded: Project, name: str, *, quiet: bool) -> dict[str, object]:
     """Train one capability's adapter with its `train:` settings, with a progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from ragtune.behavior.build import capability_of, train_capability
     from ragtune.behavior.staleness import train_config_for
 
     try:
         config = train_config_for(loaded, capability_of(loaded, name))
-        with Progress(
-            TextColumn(f"[bold]{name}[/]"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
-            console=errors, transient=True, disable=quiet,
-        ) as bar:  # fmt: skip
-            task = bar.add_task("", total=None, loss="-")
-
-            def progress(step: int, total: int, loss: float) -> None:
-                bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
-
+        with training_bar(name, quiet=quiet) as progress:
             done = train_capability(loaded, name, config, progress=progress)
     except RagtuneError as exc:
         fail(exc)

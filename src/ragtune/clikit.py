@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -42,3 +44,21 @@ def project_or_fail(target: Path | None) -> Project:
         return load_project(target)
     except RagtuneError as exc:
         fail(exc)
+
+
+@contextmanager
+def training_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int, int, float], None]]:
+    """A Rich progress bar with the loss, on stderr; yields the trainer's progress callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+        console=errors, transient=True, disable=quiet,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("", total=None, loss="-")
+
+        def progress(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
+
+        yield progress
