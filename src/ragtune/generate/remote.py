@@ -126,21 +126,11 @@ class RemoteBackend:
             BackendError: A bad argument, no model for the request, or the server failed
                 (names the URL, the model and what to check).
         """
-        import openai
-
-        stops = check_request(messages, max_tokens, temperature, stop)
-        model = resolve_model(adapter, self.models, self.default_model)
-        started = time.perf_counter()
-        try:
-            response = self.client.chat.completions.create(
-                model=model,
-                messages=cast(Any, messages),
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stop=stops or openai.omit,
-            )
-        except openai.OpenAIError as exc:
-            raise self._explain(exc, model) from exc
+        model, started = (
+            resolve_model(adapter, self.models, self.default_model),
+            time.perf_counter(),
+        )
+        response = self._create(model, messages, max_tokens, temperature, stop)
         if not response.choices:
             raise BackendError(f"{self.base_url}: model {model!r} answered with no choices.")
         choice = response.choices[0]
@@ -171,24 +161,40 @@ class RemoteBackend:
         gets its completion tokens counted as the pieces received (servers send about one token
         a piece) and its prompt tokens estimated.
         """
+        model, started = (
+            resolve_model(adapter, self.models, self.default_model),
+            time.perf_counter(),
+        )
+        response = self._create(
+            model, messages, max_tokens, temperature, stop,
+            stream=True, stream_options={"include_usage": True},
+        )  # fmt: skip
+        return Stream(self._pieces(response, model, messages, started))
+
+    def _create(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        temperature: float,
+        stop: list[str] | None,
+        **extra: Any,
+    ) -> Any:
+        """One chat-completions call, the request checked first and errors explained."""
         import openai
 
         stops = check_request(messages, max_tokens, temperature, stop)
-        model = resolve_model(adapter, self.models, self.default_model)
-        started = time.perf_counter()
         try:
-            response = self.client.chat.completions.create(
+            return self.client.chat.completions.create(
                 model=model,
                 messages=cast(Any, messages),
                 max_tokens=max_tokens,
                 temperature=temperature,
                 stop=stops or openai.omit,
-                stream=True,
-                stream_options={"include_usage": True},
+                **extra,
             )
         except openai.OpenAIError as exc:
             raise self._explain(exc, model) from exc
-        return Stream(self._pieces(response, model, messages, started))
 
     def count_tokens(self, text: str) -> int:
         """An estimate: characters / 4, rounded up. The server's tokenizer is not available here."""
