@@ -51,19 +51,27 @@ def capability_of(project: Project, name: str) -> Capability:
     raise BuildError(f"no capability {name!r} in {project.path}; the capabilities are: {names}.")
 
 
-def check_leaks(project: Project, capability: Capability) -> LeakReport:
-    """Scan a capability's examples for facts their inputs lack, and - when the project's
-    knowledge store has been synced - for passages of the knowledge index (BM25, no model)."""
+def examples_of(project: Project, capability: Capability) -> ExampleSet:
+    """A capability's examples file, read; an error when it names none."""
     if not capability.examples:
         raise BuildError(
             f"capability {capability.name!r} has no examples file: set `examples:` in "
             f"{project.path} to a JSONL of input/output pairs to train an adapter."
         )
-    examples = load_examples(project.resolve(capability.examples), project.root)
+    return load_examples(project.resolve(capability.examples), project.root)
+
+
+def check_leaks(
+    project: Project, capability: Capability, examples: ExampleSet | None = None
+) -> LeakReport:
+    """Scan a capability's examples (read from its file unless given) for facts their inputs
+    lack, and - when the project's knowledge store has been synced - for passages of the
+    knowledge index (BM25, no model)."""
+    examples = examples if examples is not None else examples_of(project, capability)
     rows = [(e.line, e.input, e.output, e.context) for e in examples.examples]
     store = _synced_store(project)
     if store is None:
-        return scan_examples(rows, path=capability.examples, threshold=DEFAULT_THRESHOLD)
+        return scan_examples(rows, path=examples.path, threshold=DEFAULT_THRESHOLD)
     from ragtune.knowledge.search import search
 
     def knowledge(text: str) -> list[str]:
@@ -71,7 +79,7 @@ def check_leaks(project: Project, capability: Capability) -> LeakReport:
 
     try:
         return scan_examples(
-            rows, path=capability.examples, threshold=DEFAULT_THRESHOLD, knowledge=knowledge
+            rows, path=examples.path, threshold=DEFAULT_THRESHOLD, knowledge=knowledge
         )
     finally:
         store.close()
@@ -105,7 +113,10 @@ def training_context(
     from ragtune.knowledge.base import KnowledgeBase
 
     sources = ", ".join(capability.context_from)
-    if _synced_store(project) is None:
+    synced = _synced_store(project)
+    if synced is not None:
+        synced.close()
+    else:
         raise BuildError(
             f"capability {capability.name!r} is served with retrieval from {sources} "
             "(context_from), so its adapter trains on retrieved context, but the knowledge "
@@ -155,10 +166,10 @@ def train_capability(
     from ragtune.generate.base import load_base_model
 
     capability = capability_of(project, name)
-    leak = check_leaks(project, capability)
+    examples = examples_of(project, capability)
+    leak = check_leaks(project, capability, examples)
     if leak.exceeds and not allow_knowledge:
         raise BuildError("\n".join([leak.summary(), *leak.details(5)]))
-    examples = load_examples(project.resolve(capability.examples or ""), project.root)
     split(examples, held_out=config.held_out, seed=config.seed)  # too few: fail before loading
     examples, context = training_context(project, capability, examples, config)
     contract = (
