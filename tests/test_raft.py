@@ -71,15 +71,29 @@ CLAUSES = [
 ]
 
 
-@pytest.fixture
-def project(write_project: Callable[..., Path]) -> Project:
-    folder = write_project(PROJECT)
+ROWS = [{"input": c, "output": json.dumps({"category": "Clause", "risk": "low"})} for c in CLAUSES]
+
+# For the tests that train: the audit decides lora for `flags`, and a run is two tiny steps.
+TRAINED_FLAGS = (
+    "    changes_within_6_months: false\n    shown_by_examples: false\n"
+    "    calls_per_month: 50000\n"
+    "    train: {max_steps: 2, batch_size: 2, max_length: 160, eval_max_new_tokens: 0,"
+    " context_chars: 120}\n"
+)
+
+
+def write_raft_project(write_project: Callable[..., Path], extra: str = "") -> Path:
+    """The project above (plus ``extra`` lines for `flags`), its NDA and its examples."""
+    folder = write_project(PROJECT + extra)
     (folder / "docs").mkdir()
     (folder / "docs" / "nda.md").write_text(NDA)
-    rows = [
-        {"input": c, "output": json.dumps({"category": "Clause", "risk": "low"})} for c in CLAUSES
-    ]
-    (folder / "flags.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "flags.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    return folder
+
+
+@pytest.fixture
+def project(write_project: Callable[..., Path]) -> Project:
+    folder = write_raft_project(write_project)
     return load_project(folder)
 
 
@@ -200,19 +214,7 @@ def test_plan_says_which_adapters_retrain_and_why(write_project: Callable[..., P
     from ragtune.behavior.staleness import train_config_for
     from ragtune.runtime.plan import make_plan
 
-    flags = (
-        "    changes_within_6_months: false\n    shown_by_examples: false\n"
-        "    calls_per_month: 50000\n"
-        "    train: {max_steps: 2, batch_size: 2, max_length: 160, eval_max_new_tokens: 0,"
-        " context_chars: 120}\n"
-    )
-    folder = write_project(PROJECT + flags)
-    (folder / "docs").mkdir()
-    (folder / "docs" / "nda.md").write_text(NDA)
-    rows = [
-        {"input": c, "output": json.dumps({"category": "Clause", "risk": "low"})} for c in CLAUSES
-    ]
-    (folder / "flags.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    folder = write_raft_project(write_project, TRAINED_FLAGS)
     project = load_project(folder)
     _synced(project).close()
 
@@ -242,7 +244,7 @@ def test_plan_says_which_adapters_retrain_and_why(write_project: Callable[..., P
 
     # Behaviour changes: examples, then the training settings.
     (folder / "flags.jsonl").write_text(
-        (folder / "flags.jsonl").read_text() + json.dumps(rows[0]) + "\n"
+        (folder / "flags.jsonl").read_text() + json.dumps(ROWS[0]) + "\n"
     )
     retrain = make_plan(project).adapters[0]
     assert retrain.action == "retrain" and "examples changed" in retrain.reasons[0]
@@ -259,16 +261,7 @@ def test_build_syncs_then_trains_what_the_plan_lists(write_project: Callable[...
 
     from ragtune.cli import app
 
-    flags = (
-        "    changes_within_6_months: false\n    shown_by_examples: false\n"
-        "    calls_per_month: 50000\n"
-        "    train: {max_steps: 2, batch_size: 2, max_length: 160, eval_max_new_tokens: 0}\n"
-    )
-    folder = write_project(PROJECT + flags)
-    (folder / "docs").mkdir()
-    (folder / "docs" / "nda.md").write_text(NDA)
-    rows = [{"input": c, "output": json.dumps({"category": "Clause"})} for c in CLAUSES]
-    (folder / "flags.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    folder = write_raft_project(write_project, TRAINED_FLAGS)
     runner = CliRunner()
     first = runner.invoke(app, ["build", str(folder), "--json"])
     assert first.exit_code == 0, first.output
