@@ -222,3 +222,39 @@ def test_a_behaviour_is_served_with_the_prompt_it_is_trained_with(
     assert served == train_config_for(project, flags).system_prompt
     assert served.startswith(flags.description) and "Reply with only" in served
     assert "regular expression" in served or "FLAG" in served  # what the contract wants
+
+
+def test_a_tool_capability_answers_through_retrieve_and_is_imported_once(
+    write_project: Callable[..., Path],
+) -> None:
+    folder = write_project(
+        """
+        version: 1
+        project: tools
+        knowledge: {embedder: hashing}
+        capabilities:
+          - name: screening
+            description: Look up a counterparty's sanctions screening status.
+            kind: knowledge
+            sources: ["tool:screen.py:status"]
+        """
+    )
+    (folder / "screen.py").write_text(
+        "from pathlib import Path\n"
+        "from ragtune.knowledge.tools import tool\n"
+        "with open(Path(__file__).with_suffix('.imports'), 'a') as log:\n"
+        "    log.write('x')\n"
+        "@tool(description='screening status')\n"
+        "def status(query: str) -> str:\n"
+        "    return f'{query}: clear'\n"
+    )
+    rt = Runtime(load_project(folder), embedder=HashingEmbedder(64))
+    try:
+        for _ in range(3):
+            request = Request("Northwind", "screening")
+            passages = retrieve(rt, route(rt, request), request)
+            assert [p.text for p in passages] == ["Northwind: clear"]
+            assert passages[0].document == "tool:screen.py:status"
+        assert (folder / "screen.imports").read_text() == "x"  # imported once, not per request
+    finally:
+        rt.close()

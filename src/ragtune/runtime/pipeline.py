@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ragtune.generate.backend import Backend, Generation, Stream
     from ragtune.knowledge.base import KnowledgeBase
     from ragtune.knowledge.embed import Embedder
+    from ragtune.knowledge.tools import Tool
 
 __all__ = [
     "KNOWLEDGE_SYSTEM",
@@ -248,6 +249,7 @@ class Runtime:
         self._kb: KnowledgeBase | None = None
         self._indexed: set[str] = set()
         self._router: Any = None
+        self._tools: dict[str, list[Tool]] = {}  # per capability, imported once
 
     # -- shared parts, loaded on first use ---------------------------------------------------
 
@@ -346,7 +348,9 @@ class Runtime:
             if documents and kb.store.latest_snapshot() > 0:
                 passages = [h.passage() for h in kb.search(query, k=k, capability=documents)]
             for name in capabilities:
-                for found in kb.tools(name):
+                if name not in self._tools:
+                    self._tools[name] = kb.tools(name)
+                for found in self._tools[name]:
                     for text in found(query):
                         passages.append(
                             Passage(text, found.ref, found.name, found.ref, text_sha1(text))
