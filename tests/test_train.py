@@ -83,6 +83,14 @@ def test_bad_settings_name_the_field_and_value(field: str, value: object) -> Non
         TrainConfig(**{field: value})  # type: ignore[arg-type]
 
 
+def test_held_out_zero_trains_on_everything_only_without_evaluation() -> None:
+    with pytest.raises(TrainError, match=r"held_out is 0.*eval_max_new_tokens"):
+        TrainConfig(held_out=0.0)
+    assert TrainConfig(held_out=0.0, eval_max_new_tokens=0).held_out == 0.0
+    with pytest.raises(TrainError, match=r"TrainConfig\.held_out.*-0\.1"):
+        TrainConfig(held_out=-0.1, eval_max_new_tokens=0)
+
+
 def test_defaults_are_documented_and_serialisable() -> None:
     config = TrainConfig()
     assert (config.r, config.alpha, config.batch_size, config.max_length) == (8, 16, 4, 384)

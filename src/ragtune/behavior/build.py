@@ -170,7 +170,8 @@ def train_capability(
     leak = check_leaks(project, capability, examples)
     if leak.exceeds and not allow_knowledge:
         raise BuildError("\n".join([leak.summary(), *leak.details(5)]))
-    split(examples, held_out=config.held_out, seed=config.seed)  # too few: fail before loading
+    if config.held_out:  # too few for the split: fail before the model loads
+        split(examples, held_out=config.held_out, seed=config.seed)
     examples, context = training_context(project, capability, examples, config)
     contract = (
         load_contract(project.resolve(capability.output_contract), project.root)

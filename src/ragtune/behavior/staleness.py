@@ -121,7 +121,9 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
             continue
         config = train_config_for(project, capability)
         examples = load_examples(project.resolve(capability.examples), project.root)
-        n_train = len(examples) - max(1, round(len(examples) * config.held_out))
+        n_train = len(examples) - (
+            max(1, round(len(examples) * config.held_out)) if config.held_out else 0
+        )
         steps = total_steps(max(n_train, 1), config)
         manifest = existing.get(capability.name)
         if manifest is None:

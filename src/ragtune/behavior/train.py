@@ -106,7 +106,11 @@ class TrainConfig:
         default=384, metadata=_help("Tokens per example; longer prompts are cut, not answers.")
     )
     held_out: float = field(
-        default=0.1, metadata=_help("Share of the examples kept out of training for evaluation.")
+        default=0.1,
+        metadata=_help(
+            "Share of the examples kept out of training for evaluation; 0 trains on all of "
+            "them (only with eval_max_new_tokens 0)."
+        ),
     )
     seed: int = field(default=0, metadata=_help("Seeds the split, the LoRA init and dropout."))
     checkpoint_every: int = field(
@@ -166,9 +170,14 @@ class TrainConfig:
         if self.weight_decay < 0 or self.max_grad_norm < 0:
             bad = "weight_decay" if self.weight_decay < 0 else "max_grad_norm"
             raise TrainError(f"TrainConfig.{bad} must be >= 0, got {getattr(self, bad)!r}")
-        if not 0.0 < self.held_out < 1.0:
+        if not 0.0 <= self.held_out < 1.0:
             raise TrainError(
-                f"TrainConfig.held_out must be strictly between 0 and 1, got {self.held_out!r}"
+                f"TrainConfig.held_out must be at least 0 and below 1, got {self.held_out!r}"
+            )
+        if self.held_out == 0 and self.eval_max_new_tokens:
+            raise TrainError(
+                "TrainConfig.held_out is 0, so nothing is left to evaluate on: give a share "
+                "above 0, or set eval_max_new_tokens to 0 to train on every example"
             )
         if not self.target_modules or not all(
             isinstance(m, str) and m for m in self.target_modules
@@ -428,7 +437,10 @@ def train_adapter(
     ckpt_dir, stage_dir = checkpoint_path(out_dir), staging_path(out_dir)
 
     # -- data ----------------------------------------------------------------------------------
-    train_set, held = split(examples, held_out=config.held_out, seed=config.seed)
+    if config.held_out:
+        train_set, held = split(examples, held_out=config.held_out, seed=config.seed)
+    else:
+        train_set, held = list(examples.examples), []
     encoded = [encode_example(tokenizer, ex, config) for ex in train_set]
     total = total_steps(len(encoded), config)
     identity = {
