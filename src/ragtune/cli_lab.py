@@ -1,0 +1,239 @@
+"""``ragtune lab``: prove the audit's choices on the team's own eval set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from ragtune.clikit import JsonOption, console, errors, fail, project_or_fail
+from ragtune.errors import RagtuneError
+
+if TYPE_CHECKING:
+    from ragtune.lab.runner import LabSettings, Progress
+    from ragtune.project import Project
+
+
+def lab_command(
+    project: Annotated[
+        Path | None,
+        typer.Argument(help="The project folder or its ragtune.yaml (default: current folder)."),
+    ] = None,
+    eval_paths: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--eval",
+            help="Eval set: a JSONL file or a folder of them (repeatable); default: the "
+            "project's eval/ folder.",
+        ),
+    ] = None,
+    drift: Annotated[
+        Path | None,
+        typer.Option(
+            "--drift",
+            help="Folder of revised documents (matched by file name) to apply after the "
+            "adapters are trained; then the changed questions are asked again.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for lab.md, lab.html, lab.json (default: .ragtune/lab)."
+        ),
+    ] = None,
+    max_items: Annotated[
+        int | None,
+        typer.Option(
+            "--max-items", min=1, help="At most N items per capability (changed ones first)."
+        ),
+    ] = None,
+    train_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--train-steps",
+            min=1,
+            help="Cap on the steps of each behaviour adapter the lab trains (the reduced "
+            "setting); knowledge adapters always train 12 epochs over the reference answers.",
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", min=1, help="Token budget of every answer.")
+    ] = 80,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            "--temperature", min=0.0, help="0 decodes greedily; above 0 samples per seed."
+        ),
+    ] = 0.0,
+    seeds: Annotated[
+        int, typer.Option("--seeds", min=1, help="Seeds per arm when sampling (temperature > 0).")
+    ] = 3,
+    no_retrain: Annotated[
+        bool,
+        typer.Option(
+            "--no-retrain",
+            help="Skip retraining the LoRA arm on the new facts after the drift (its time to "
+            "correct is then not measured).",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare zero-shot, few-shot, RAG, LoRA and RAG+LoRA on your eval set, then run the
+    drift test.
+
+    Every arm answers the same eval items with the same base model and generation settings.
+    Per arm: fact accuracy (the expected facts found in the answer, numbers normalised),
+    contract compliance, p50 latency, tokens per call and cost per 1,000 calls at the
+    project's prices. The LoRA arms of a knowledge capability are adapters the lab trains on
+    the eval set's reference answers - the facts-in-the-weights approach at its best; those
+    of a behaviour capability are the project's adapter (RAG+LoRA) and one trained without
+    retrieved context (LoRA).
+
+    With --drift, the revised documents replace the old ones in a copy of the project, the
+    knowledge re-syncs (no retraining) and the questions whose answers changed (eval lines
+    with "after") are asked again: accuracy before and after, the share of stale answers, and
+    the time to correct - the re-sync's seconds against the measured retraining of the LoRA.
+
+    Eval set lines (JSONL): {"capability": "templates", "input": "...", "expected": ["48
+    hours"], "answer": "...", "after": {"expected": [...], "answer": "..."}}.
+
+    Writes lab.md, lab.html (charts) and lab.json, and prints the verdict against the audit.
+
+    Example: `ragtune lab examples/contract-review --drift examples/contract-review/changes`
+    """
+    from ragtune.lab.evalset import default_eval_paths, load_eval
+    from ragtune.lab.report import write_reports
+    from ragtune.lab.runner import LabSettings, run_lab
+
+    loaded = project_or_fail(project)
+    try:
+        settings = LabSettings(
+            drift=drift,
+            max_items=max_items,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seeds=tuple(range(seeds)),
+            train_steps=train_steps,
+            retrain=not no_retrain,
+        )
+        paths = list(eval_paths) if eval_paths else default_eval_paths(loaded)
+        items = load_eval(paths, loaded)
+        shown = [_shown(p, loaded) for p in paths]
+        with _lab_progress(quiet=as_json) as progress:
+            data = run_lab(loaded, items, settings, eval_files=shown, progress=progress)
+        folder = out if out is not None else loaded.state_dir / "lab"
+        written = write_reports(data, folder)
+    except RagtuneError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    print_lab(data, written, settings)
+
+
+def _shown(path: Path, project: Project) -> str:
+    try:
+        return path.resolve().relative_to(project.root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+class _lab_progress:
+    """A Rich progress bar over the lab's steps (training and the arms), on stderr."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=errors,
+            transient=True,
+            disable=quiet,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> Progress:
+        self._bar.__enter__()
+
+        def progress(step: str, done: int, total: int) -> None:
+            if step not in self._tasks:
+                self._tasks[step] = self._bar.add_task(step, total=total)
+            self._bar.update(self._tasks[step], completed=done, total=total)
+
+        return progress
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(None, None, None)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def print_lab(data: dict[str, Any], written: dict[str, Path], settings: LabSettings) -> None:
+    """The lab's tables and verdicts in the terminal."""
+    from rich.table import Table
+
+    table = Table(title=f"lab: {data['project']} ({data['eval']['items']} eval items)")
+    for column in ("arm", "fact accuracy", "compliance", "p50 latency", "tokens/call", "$/1k"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for arm in data["arms"]:
+        spread = (arm.get("spread") or {}).get("fact_accuracy")
+        fact = _pct(arm["fact_accuracy"]) + (
+            f" ± {spread['std']:.0%}" if spread and len(settings.run_seeds) > 1 else ""
+        )
+        table.add_row(
+            arm["name"],
+            fact,
+            _pct(arm["contract_compliance"]),
+            "n/a" if arm["latency_p50_s"] is None else f"{arm['latency_p50_s']:.2f} s",
+            "n/a" if arm["tokens_per_call"] is None else f"{arm['tokens_per_call']:.0f}",
+            "n/a" if arm["cost_per_1k"] is None else f"${arm['cost_per_1k']:.4f}",
+        )
+    console.print(table)
+    drift = data.get("drift")
+    if drift:
+        dt = Table(
+            title=f"drift: {drift['questions']} changed questions, re-sync "
+            f"{drift['resync_seconds']:.2f} s"
+            + (
+                f", LoRA retraining {drift['retrain_seconds']:.0f} s"
+                if drift.get("retrain_seconds") is not None
+                else ""
+            )
+        )
+        for column in ("arm", "before", "after", "stale", "time to correct"):
+            dt.add_column(column, justify="left" if column == "arm" else "right")
+        for row in drift["arms"]:
+            ttc = row["time_to_correct_s"]
+            dt.add_row(
+                row["name"],
+                _pct(row["fact_accuracy_before"]),
+                _pct(row["fact_accuracy"]),
+                _pct(row["stale_share"]),
+                "n/a" if ttc is None else f"{ttc:.2f} s",
+            )
+        retrained = drift.get("retrained")
+        if retrained:
+            dt.add_row(
+                retrained["name"], "", _pct(retrained["fact_accuracy"]),
+                _pct(retrained["stale_share"]), f"{retrained['seconds']:.0f} s",
+            )  # fmt: skip
+        console.print(dt)
+    for verdict in data["verdicts"]:
+        mark = "[green]agrees[/]" if verdict["agrees"] else "[yellow]disagrees[/]"
+        console.print(f"{mark}: {escape(verdict['text'])}")
+    for kind, path in written.items():
+        console.print(f"  {kind}: {path}")

@@ -1,0 +1,218 @@
+"""Eval sets: JSONL files of requests with the facts a right answer holds.
+
+One object a line::
+
+    {"capability": "templates", "input": "Which law governs the NDA?",
+     "expected": ["Delaware"], "answer": "Delaware law governs the NDA (NDA 11.1).",
+     "after": {"expected": ["New York"], "answer": "New York law governs the NDA (NDA 11.1)."}}
+
+- ``capability`` (required) names the capability of ``ragtune.yaml`` that serves the request.
+- ``input`` (required) is the request: a question, a clause to flag.
+- ``expected`` lists facts a right answer contains (scored by :mod:`ragtune.lab.metrics`).
+- ``answer`` is a reference answer. The lab's LoRA arms of a knowledge capability are trained
+  on the reference answers (fine-tuning the facts in is what they stand for); few-shot arms
+  show them as examples.
+- ``after`` gives ``expected`` (and ``answer``) once the drift change set has landed: the
+  questions whose answers the change revises. Their ``expected`` before the change are the
+  stale facts.
+
+A line needs ``expected`` or a capability with an output contract, else there is nothing to
+score. Errors name the file, the line, the field and the bad value, all of them at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragtune.errors import RagtuneError
+from ragtune.project import Project
+
+__all__ = ["EvalError", "EvalItem", "Revision", "default_eval_paths", "load_eval"]
+
+_FIELDS = ("capability", "input", "expected", "answer", "after")
+
+
+class EvalError(RagtuneError):
+    """An eval set cannot be used; the message names every problem by file and line."""
+
+
+@dataclass(frozen=True)
+class Revision:
+    """What a request's right answer is once the drift change set has landed."""
+
+    expected: tuple[str, ...]
+    answer: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One request of an eval set.
+
+    Attributes:
+        capability: The capability that serves it.
+        input: The request.
+        expected: Facts a right answer contains (may be empty for contract-only items).
+        answer: The reference answer, when given.
+        after: The right answer after the drift change set, for the requests it revises.
+        where: ``file:line``, for reports and errors.
+    """
+
+    capability: str
+    input: str
+    expected: tuple[str, ...] = ()
+    answer: str | None = None
+    after: Revision | None = None
+    where: str = ""
+
+
+def default_eval_paths(project: Project) -> list[Path]:
+    """The project's eval sets: every ``*.jsonl`` in its ``eval/`` folder, sorted."""
+    folder = project.root / "eval"
+    return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+
+
+def load_eval(paths: list[Path], project: Project) -> list[EvalItem]:
+    """Read eval sets (files, or folders of ``*.jsonl``) and check them against the project.
+
+    Raises:
+        EvalError: No file, or problems in the files: each named by file, line and field.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(path.glob("*.jsonl")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise EvalError(f"{path}: no such eval file or folder")
+    if not files:
+        shown = ", ".join(str(p) for p in paths) or str(project.root / "eval")
+        raise EvalError(
+            f"no eval set found in {shown}: give --eval FILE (JSONL lines with capability, input "
+            "and expected facts; see `ragtune lab --help`)"
+        )
+    capabilities = {c.name: c for c in project.config.capabilities}
+    items: list[EvalItem] = []
+    problems: list[str] = []
+    for file in files:
+        shown = _shown(file, project.root)
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{shown}: cannot be read ({exc})")
+            continue
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            item, found = _parse(line, f"{shown}:{number}", capabilities)
+            problems.extend(found)
+            if item is not None:
+                items.append(item)
+    if problems:
+        raise EvalError(
+            f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the eval set:\n  "
+            + "\n  ".join(problems[:20])
+            + ("" if len(problems) <= 20 else f"\n  ... and {len(problems) - 20} more")
+        )
+    if not items:
+        raise EvalError(f"the eval set in {', '.join(map(str, files))} has no lines")
+    return items
+
+
+def _parse(
+    line: str, where: str, capabilities: Mapping[str, object]
+) -> tuple[EvalItem | None, list[str]]:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, [f"{where}: not JSON ({exc.msg} at column {exc.colno})"]
+    if not isinstance(value, dict):
+        return None, [f"{where}: expected a JSON object, got {type(value).__name__}"]
+    problems = [
+        f"{where}: unknown field {key!r}{_did_you_mean(key, _FIELDS)}; fields: "
+        + ", ".join(_FIELDS)
+        for key in value
+        if key not in _FIELDS
+    ]
+    capability = value.get("capability")
+    if not isinstance(capability, str) or not capability:
+        problems.append(f"{where}: field 'capability' must name a capability, got {capability!r}")
+    elif capability not in capabilities:
+        problems.append(
+            f"{where}: field 'capability' {capability!r} is not in the project"
+            f"{_did_you_mean(capability, list(capabilities))}; capabilities: "
+            + ", ".join(capabilities)
+        )
+    text = value.get("input")
+    if not isinstance(text, str) or not text.strip():
+        problems.append(f"{where}: field 'input' must be a non-empty string, got {text!r}")
+    expected = _facts(value.get("expected", []), where, "expected", problems)
+    answer = value.get("answer")
+    if answer is not None and not isinstance(answer, str):
+        problems.append(f"{where}: field 'answer' must be a string, got {answer!r}")
+    after = None
+    if "after" in value:
+        raw = value["after"]
+        if not isinstance(raw, dict) or "expected" not in raw:
+            problems.append(
+                f"{where}: field 'after' must be an object with 'expected' (and 'answer'), "
+                f"got {raw!r}"
+            )
+        else:
+            extra = [k for k in raw if k not in ("expected", "answer")]
+            if extra:
+                problems.append(f"{where}: field 'after' has unknown keys {extra!r}")
+            new = _facts(raw["expected"], where, "after.expected", problems)
+            if not new:
+                problems.append(f"{where}: field 'after.expected' must list at least one fact")
+            new_answer = raw.get("answer")
+            if new_answer is not None and not isinstance(new_answer, str):
+                problems.append(f"{where}: field 'after.answer' must be a string")
+            after = Revision(new, new_answer if isinstance(new_answer, str) else None)
+            if not expected:
+                problems.append(
+                    f"{where}: a line with 'after' needs 'expected' (the facts before the "
+                    "change, which become the stale ones)"
+                )
+    cap = capabilities.get(capability) if isinstance(capability, str) else None
+    if cap is not None and not expected and not getattr(cap, "output_contract", None):
+        problems.append(
+            f"{where}: nothing to score: no 'expected' facts, and capability {capability!r} has "
+            "no output contract"
+        )
+    if problems:
+        return None, problems
+    return (
+        EvalItem(
+            capability=str(capability),
+            input=str(text),
+            expected=expected,
+            answer=answer if isinstance(answer, str) else None,
+            after=after,
+            where=where,
+        ),
+        [],
+    )
+
+
+def _facts(raw: object, where: str, name: str, problems: list[str]) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(f, str) and f.strip() for f in raw):
+        problems.append(f"{where}: field {name!r} must be a list of non-empty strings, got {raw!r}")
+        return ()
+    return tuple(f.strip() for f in raw)
+
+
+def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)

@@ -1,0 +1,254 @@
+"""The lab: eval sets, scoring, the change set, the CLI's bad input; and (slow) the five arms and
+the drift test end to end on the contract-review example with the real models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragtune.cli import app
+from ragtune.lab.evalset import EvalError, EvalItem, Revision, default_eval_paths, load_eval
+from ragtune.lab.metrics import fact_score, facts_present, is_stale, normalise, percentile, spread
+from ragtune.lab.runner import ARMS, LabError, LabSettings, _change_set, _reduce
+from ragtune.project import load_project
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "contract-review"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def example():  # type: ignore[no-untyped-def]
+    return load_project(EXAMPLE)
+
+
+# --- eval sets --------------------------------------------------------------------------------
+
+
+def test_the_example_eval_sets_load(example) -> None:  # type: ignore[no-untyped-def]
+    items = load_eval(default_eval_paths(example), example)
+    by = {c: [i for i in items if i.capability == c] for c in {i.capability for i in items}}
+    assert set(by) == {"templates", "risk_flags"}
+    changed = [i for i in items if i.after is not None]
+    assert len(changed) == 8 and all(i.expected and i.after.expected for i in changed)
+    assert len(by["risk_flags"]) >= 10 and all(i.expected for i in by["risk_flags"])
+    # Each reference answer holds its own facts, and a revised answer is not stale.
+    for item in by["templates"]:
+        assert item.answer and all(facts_present(item.answer, item.expected)), item.where
+        if item.after is not None:
+            assert item.after.answer and all(facts_present(item.after.answer, item.after.expected))
+            assert is_stale(item.answer, item.expected, item.after.expected)
+            assert not is_stale(item.after.answer, item.expected, item.after.expected)
+
+
+def _write(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "eval.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_bad_eval_lines_are_all_named_by_file_line_and_field(tmp_path: Path, example) -> None:  # type: ignore[no-untyped-def]
+    path = _write(
+        tmp_path,
+        '{"capability": "templates", "input": "ok?", "expected": ["30 days"]}',
+        "{not json",
+        '{"capability": "templats", "input": "x", "expected": ["a"]}',
+        '{"capability": "templates", "input": "", "expected": ["a"]}',
+        '{"capability": "templates", "input": "x"}',
+        '{"capability": "templates", "input": "x", "expected": ["a"], "expectd": 1}',
+        '{"capability": "templates", "input": "x", "after": {"expected": ["b"]}}',
+        '{"capability": "templates", "input": "x", "expected": "30 days"}',
+    )
+    with pytest.raises(EvalError) as caught:
+        load_eval([path], example)
+    text = str(caught.value)
+    assert "9 problems" in text
+    assert "eval.jsonl:2: not JSON" in text
+    assert "eval.jsonl:3: field 'capability' 'templats' is not in the project" in text
+    assert "(did you mean 'templates'?)" in text
+    assert "eval.jsonl:4: field 'input' must be a non-empty string" in text
+    assert "eval.jsonl:5: nothing to score" in text
+    assert "eval.jsonl:6: unknown field 'expectd' (did you mean 'expected'?)" in text
+    assert "eval.jsonl:7: a line with 'after' needs 'expected'" in text
+    assert (
+        "eval.jsonl:8: field 'expected' must be a list of non-empty strings, got '30 days'" in text
+    )
+
+
+def test_a_contract_alone_is_enough_to_score_and_missing_files_are_named(
+    tmp_path: Path,
+    example,  # type: ignore[no-untyped-def]
+) -> None:
+    path = _write(tmp_path, '{"capability": "risk_flags", "input": "Either party may ..."}')
+    (item,) = load_eval([path], example)
+    assert item.expected == () and item.where.endswith("eval.jsonl:1")
+    with pytest.raises(EvalError, match="no such eval file"):
+        load_eval([tmp_path / "missing.jsonl"], example)
+    with pytest.raises(EvalError, match="no eval set found"):
+        load_eval([tmp_path / "empty"] if (tmp_path / "empty").mkdir() is None else [], example)
+
+
+# --- scoring ----------------------------------------------------------------------------------
+
+
+def test_facts_are_compared_with_numbers_normalised() -> None:
+    assert normalise("Within seventy-two (72) hours; $1,000,000 cap.") == (
+        "within 72 hours $1000000 cap"
+    )
+    answer = "Provider notifies within forty-eight (48) hours (DPA 6.1) under New York law."
+    assert facts_present(answer, ["48 hours", "72 hours", "new york", "york law", "DPA 6.1"]) == [
+        True, False, True, True, True,
+    ]  # fmt: skip
+    assert facts_present("two (2) years", ["2 years"]) == [True]
+    assert facts_present("within 148 hours", ["48 hours"]) == [False]  # whole words only
+    assert fact_score(answer, ["48 hours", "Delaware"]) == 0.5
+    assert fact_score(answer, []) is None
+
+
+def test_an_answer_is_stale_when_it_gives_the_old_fact_and_not_the_new() -> None:
+    old, new = ["72 hours"], ["48 hours"]
+    assert is_stale("within seventy-two (72) hours", old, new)
+    assert not is_stale("within 48 hours", old, new)
+    assert not is_stale("was 72 hours, now 48 hours", old, new)  # both: corrected, not stale
+    assert not is_stale("I do not know", old, new)  # wrong, but not stale
+
+
+def test_percentile_and_spread() -> None:
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([1.0, 2.0], 50) == 1.5
+    assert percentile([], 50) is None
+    assert spread([0.5, 0.7, 0.6]) == pytest.approx(
+        {"mean": 0.6, "std": 0.0816496580927726, "min": 0.5, "max": 0.7}
+    )
+    assert spread([]) is None
+
+
+# --- settings, reduction, change sets ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "shown"),
+    [
+        ("max_items", 0, "--max-items"),
+        ("max_tokens", 0, "--max-tokens"),
+        ("temperature", -0.5, "--temperature"),
+        ("train_steps", 0, "--train-steps"),
+        ("seeds", (), "--seeds"),
+    ],
+)
+def test_bad_settings_are_named(field: str, value: object, shown: str) -> None:
+    with pytest.raises(LabError, match=shown):
+        LabSettings(**{field: value})  # type: ignore[arg-type]
+
+
+def test_greedy_runs_once_and_sampling_once_per_seed() -> None:
+    assert LabSettings().run_seeds == (None,)
+    assert LabSettings(temperature=0.7, seeds=(0, 1, 2)).run_seeds == (0, 1, 2)
+
+
+def test_reduction_keeps_the_changed_questions_first() -> None:
+    plain = [EvalItem("templates", f"q{i}", ("a",)) for i in range(5)]
+    changed = [EvalItem("templates", f"c{i}", ("a",), after=Revision(("b",))) for i in range(2)]
+    flags = [EvalItem("risk_flags", f"f{i}") for i in range(4)]
+    kept = _reduce(plain + changed + flags, 3)
+    assert [i.input for i in kept] == ["q0", "c0", "c1", "f0", "f1", "f2"]
+    assert _reduce(plain, None) == plain
+
+
+def test_the_change_set_maps_onto_the_documents_by_name(tmp_path: Path, example) -> None:  # type: ignore[no-untyped-def]
+    pairs = _change_set(example, EXAMPLE / "changes")
+    assert [(p.name, rel) for p, rel in pairs] == [
+        ("dpa.md", "knowledge/dpa.md"),
+        ("msa.md", "knowledge/msa.md"),
+        ("nda.md", "knowledge/nda.md"),
+    ]  # CHANGES.md, the change set's notes, is skipped
+    (tmp_path / "sla.md").write_text("# SLA\n", encoding="utf-8")
+    with pytest.raises(LabError, match=r"sla\.md matches no document.*nda\.md"):
+        _change_set(example, tmp_path)
+    with pytest.raises(LabError, match="no such folder"):
+        _change_set(example, tmp_path / "nope")
+
+
+# --- the CLI's bad input ----------------------------------------------------------------------
+
+
+def test_lab_cli_names_bad_input_and_exits_2(tmp_path: Path) -> None:
+    bad = _write(tmp_path, '{"capability": "nope", "input": "x", "expected": ["a"]}')
+    result = runner.invoke(app, ["lab", str(EXAMPLE), "--eval", str(bad)])
+    assert result.exit_code == 2
+    assert "is not in the project" in result.output and "eval.jsonl:1" in result.output
+    result = runner.invoke(app, ["lab", str(EXAMPLE), "--drift", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "no such folder" in result.output
+    result = runner.invoke(app, ["lab", "--help"])
+    assert result.exit_code == 0 and "RAG+LoRA" in result.output and "--drift" in result.output
+
+
+# --- end to end (real models) -----------------------------------------------------------------
+
+
+def _tree_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and ".ragtune" not in path.parts:
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.slow
+def test_lab_end_to_end_rag_follows_the_drift_and_lora_stays_stale(
+    tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
+    """The reduced lab of CI: the 8 templates questions the change set revises, five arms, the
+    drift test. RAG must beat the LoRA-only arm after the change, and the LoRA arm - trained on
+    the old answers - must give stale answers."""
+    project_dir = tmp_path / "contract-review"
+    shutil.copytree(EXAMPLE, project_dir, ignore=shutil.ignore_patterns(".ragtune"))
+    (project_dir / ".ragtune").mkdir()
+    (project_dir / ".ragtune" / "models").symlink_to(
+        pytestconfig.cache.mkdir("ragtune-models"), target_is_directory=True
+    )
+    before = _tree_hash(project_dir)
+    out = tmp_path / "report"
+    result = runner.invoke(
+        app,
+        [
+            "lab", str(project_dir), "--eval", str(project_dir / "eval" / "changed.jsonl"),
+            "--drift", str(project_dir / "changes"), "--max-tokens", "40",
+            "--out", str(out), "--json",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [a["name"] for a in data["arms"]] == list(ARMS)
+    for arm in data["arms"]:
+        assert 0.0 <= arm["fact_accuracy"] <= 1.0
+        assert arm["latency_p50_s"] > 0 and arm["cost_per_1k"] > 0 and arm["tokens_per_call"] > 0
+    drift = data["drift"]
+    assert drift["questions"] == 8 and drift["documents"] == [
+        "knowledge/dpa.md", "knowledge/msa.md", "knowledge/nda.md",
+    ]  # fmt: skip
+    rows = {row["name"]: row for row in drift["arms"]}
+    assert rows["RAG"]["fact_accuracy"] > rows["LoRA"]["fact_accuracy"], drift
+    assert rows["LoRA"]["stale_share"] > 0, drift
+    # Time to correct: the re-sync for retrieval, the measured retraining for the LoRA.
+    assert rows["RAG"]["time_to_correct_s"] == drift["resync_seconds"] < 30
+    assert rows["LoRA"]["time_to_correct_s"] == drift["retrain_seconds"]
+    assert drift["retrain_seconds"] > 10 * drift["resync_seconds"]
+    assert drift["retrained"]["fact_accuracy"] is not None
+    calls = data["calls"]
+    assert len([c for c in calls if c["phase"] == "before"]) == 5 * 8
+    assert len([c for c in calls if c["phase"] == "after"]) == 5 * 8 + 8
+    verdict = next(v for v in data["verdicts"] if v["capability"] == "templates")
+    assert verdict["decision"] == "retrieval" and verdict["text"].startswith(
+        "the audit chose retrieval for `templates`"
+    )
+    assert {p.name for p in out.iterdir()} == {"lab.md", "lab.html", "lab.json"}
+    assert "Fact accuracy per arm" in (out / "lab.html").read_text(encoding="utf-8")
+    # The lab works on a copy: the project's documents are as they were.
+    assert _tree_hash(project_dir) == before
