@@ -46,7 +46,10 @@ def test_example_decisions_cover_the_tree() -> None:
 
 @pytest.mark.slow
 def test_demo_prints_the_report_and_writes_markdown_and_html(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--dir", str(tmp_path), "--quick"],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     md = tmp_path / "reports" / "audit.md"
     html = tmp_path / "reports" / "audit.html"
@@ -64,6 +67,17 @@ def test_demo_prints_the_report_and_writes_markdown_and_html(tmp_path: Path) -> 
     assert json.loads((tmp_path / "reports" / "audit.json").read_text())["project"] == (
         "contract-review"
     )
+    # build -> ask -> lab: the adapter, a cited answer, a flagged clause, the lab's reports.
+    assert "adapter risk_flags: 2 steps" in flat
+    assert "Q (templates)" in flat and "Q (risk_flags)" in flat and "DPA" in flat
+    lab = json.loads((tmp_path / "reports" / "lab" / "lab.json").read_text())
+    assert [a["name"] for a in lab["arms"]] == ["zero-shot", "few-shot", "RAG", "LoRA", "RAG+LoRA"]
+    assert lab["drift"]["questions"] == 1 and lab["eval"]["by_capability"] == {
+        "templates": 1, "risk_flags": 1,
+    }  # fmt: skip
+    assert str((tmp_path / "reports" / "lab" / "lab.html").resolve()) in result.output.replace(
+        "\n", ""
+    )
     # A second run replaces the demo project and its reports in place.
-    again = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path)])
+    again = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path), "--no-lab"])
     assert again.exit_code == 0, again.output

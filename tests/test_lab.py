@@ -138,6 +138,7 @@ def test_percentile_and_spread() -> None:
         ("max_tokens", 0, "--max-tokens"),
         ("temperature", -0.5, "--temperature"),
         ("train_steps", 0, "--train-steps"),
+        ("knowledge_steps", 0, "--knowledge-steps"),
         ("seeds", (), "--seeds"),
     ],
 )
@@ -219,7 +220,7 @@ def test_lab_end_to_end_rag_follows_the_drift_and_lora_stays_stale(
         app,
         [
             "lab", str(project_dir), "--eval", str(project_dir / "eval" / "changed.jsonl"),
-            "--drift", str(project_dir / "changes"), "--max-tokens", "40",
+            "--drift", str(project_dir / "changes"), "--max-tokens", "32",
             "--out", str(out), "--json",
         ],
     )  # fmt: skip

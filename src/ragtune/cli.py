@@ -233,6 +233,14 @@ def demo(
         bool,
         typer.Option("--no-lab", help="Audit and the knowledge story only (seconds, no models)."),
     ] = False,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help="A smoke run of every step (2 training steps, 1 lab item per capability, short "
+            "answers): a few minutes; its figures mean nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Run the contract-review example end to end, offline, on the embedded defaults.
 
@@ -244,8 +252,12 @@ def demo(
     """
     from ragtune.demo import DemoOptions, run_demo
 
-    options = DemoOptions(
-        train_steps=train_steps, lab=not no_lab, lab_items=lab_items, max_tokens=max_tokens
+    options = (
+        DemoOptions(train_steps=2, knowledge_steps=2, lab=not no_lab, lab_items=1, max_tokens=16)
+        if quick
+        else DemoOptions(
+            train_steps=train_steps, lab=not no_lab, lab_items=lab_items, max_tokens=max_tokens
+        )
     )
     try:
         run_demo(directory, console, options)

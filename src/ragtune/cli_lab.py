@@ -56,7 +56,16 @@ def lab_command(
             "--train-steps",
             min=1,
             help="Cap on the steps of each behaviour adapter the lab trains (the reduced "
-            "setting); knowledge adapters always train 12 epochs over the reference answers.",
+            "setting; default: the capability's train: settings).",
+        ),
+    ] = None,
+    knowledge_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--knowledge-steps",
+            min=1,
+            help="Steps of each knowledge adapter the lab trains (default: 12 epochs over the "
+            "reference answers, at least 48 steps).",
         ),
     ] = None,
     max_tokens: Annotated[
@@ -117,6 +126,7 @@ def lab_command(
             temperature=temperature,
             seeds=tuple(range(seeds)),
             train_steps=train_steps,
+            knowledge_steps=knowledge_steps,
             retrain=not no_retrain,
         )
         paths = list(eval_paths) if eval_paths else default_eval_paths(loaded)

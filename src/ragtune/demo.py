@@ -1,17 +1,24 @@
 """``ragtune demo``: the contract-review example end to end, offline, on the embedded defaults.
 
 1. audit: the decision for each capability, written as Markdown, HTML and JSON;
-2. knowledge: sync the templates into the store and answer a question with a citation;
-3. drift: legal revises the templates (the example's ``changes/``); one sync later the new
-   answer is served - seconds of re-indexing, no retraining - and the old one is still there
-   ``--as-of`` the earlier snapshot.
+2. build: sync the templates and the playbook into the store, train the risk-flag adapter (on a
+   demo budget of steps; ``ragtune build`` trains the full one);
+3. ask: a question answered with citations, and a clause flagged in the house style;
+4. lab: the five arms on the example's eval sets, then the drift test on a copy of the project
+   (legal's revision lands, the knowledge re-syncs, the LoRA-only arm stays stale);
+5. drift, for real: the revision lands in the demo project; one sync later the new answer is
+   served - seconds of re-indexing, no retraining - and the old one is still there ``--as-of``
+   the earlier snapshot.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,6 +29,21 @@ from ragtune.project import Project, load_project
 
 EXAMPLE = "contract-review"
 QUESTION = "How many hours do we have to notify the customer of a personal data breach?"
+DEMO_TRAIN_STEPS = 8
+"""Steps of the risk-flag adapter in the demo (``ragtune build`` trains the full one)."""
+DEMO_LAB_ITEMS = 4
+"""Eval items per capability in the demo's lab (the changed questions first)."""
+
+
+@dataclass
+class DemoOptions:
+    """How much of the story runs, and on what budget."""
+
+    train_steps: int = DEMO_TRAIN_STEPS
+    knowledge_steps: int | None = None
+    lab: bool = True
+    lab_items: int = DEMO_LAB_ITEMS
+    max_tokens: int = 64
 
 
 @dataclass
@@ -33,12 +55,17 @@ class DemoResult:
     answer_before: str
     answer_after: str
     resync_seconds: float
+    lab: dict[str, Any] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_demo(directory: Path, console: Console) -> DemoResult:
+def run_demo(directory: Path, console: Console, options: DemoOptions | None = None) -> DemoResult:
     """Copy the example to ``directory`` and run the story; prints as it goes."""
     from ragtune.audit.report import render_table, write_report
 
+    options = options or DemoOptions()
+    started = time.perf_counter()
+    seconds: dict[str, float] = {}
     project_dir = copy_example(EXAMPLE, directory / EXAMPLE, force=True)
     console.rule(f"[bold]1. audit[/]: {project_dir}")
     project = load_project(project_dir)
@@ -49,19 +76,127 @@ def run_demo(directory: Path, console: Console) -> DemoResult:
         path = directory / "reports" / name
         write_report(report, fmt, path)
         written.append(path)
+    seconds["audit"] = time.perf_counter() - started
 
-    before, after, seconds = _knowledge_story(project, console)
+    lab = None
+    if options.lab:
+        clock = time.perf_counter()
+        _build(project, console, options)
+        seconds["build"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        _ask(project, console, options)
+        seconds["ask"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        lab, lab_files = _lab(project, directory / "reports", console, options)
+        written.extend(lab_files)
+        seconds["lab"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    before, after, resync = _knowledge_story(project, console)
+    seconds["drift"] = time.perf_counter() - clock
+    seconds["total"] = time.perf_counter() - started
 
     console.rule("reports")
     for path in written:
         console.print(f"  {path.resolve()}")
-    return DemoResult(report, written, before, after, seconds)
+    console.print(f"[dim]demo wall time {seconds['total']:.0f} s[/]")
+    return DemoResult(report, written, before, after, resync, lab, seconds)
+
+
+def _build(project: Project, console: Console, options: DemoOptions) -> None:
+    from dataclasses import replace
+
+    from ragtune.behavior.build import train_capability
+    from ragtune.behavior.staleness import train_config_for
+    from ragtune.knowledge.base import KnowledgeBase
+
+    console.rule("[bold]2. build[/]: sync the knowledge, train the risk-flag adapter")
+    kb = KnowledgeBase(project)
+    try:
+        synced = kb.sync()
+    finally:
+        kb.close()
+    console.print(
+        f"snapshot {synced.snapshot}: {synced.embedded} chunks embedded in {synced.seconds:.1f} s"
+    )
+    capability = next(c for c in project.config.capabilities if c.name == "risk_flags")
+    config = replace(
+        train_config_for(project, capability),
+        max_steps=options.train_steps,
+        batch_size=2,
+        eval_max_new_tokens=0,
+    )
+    done = train_capability(project, capability.name, config)
+    console.print(
+        f"adapter risk_flags: {done.result.steps} steps in {done.result.seconds:.0f} s "
+        f"({done.result.size_bytes / 1e6:.1f} MB, safetensors) - a demo budget; "
+        "`ragtune build` trains the full adapter (the README gives its figures)."
+    )
+
+
+def _ask(project: Project, console: Console, options: DemoOptions) -> None:
+    from ragtune.runtime.pipeline import Request, Runtime, run
+
+    console.rule("[bold]3. ask[/]: a question with citations, a clause flagged")
+    clause = json.loads(
+        (project.root / "eval" / "clauses.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    )["input"]
+    runtime = Runtime(project)
+    try:
+        for question, capability in ((QUESTION, "templates"), (clause, "risk_flags")):
+            result = run(runtime, Request(question, capability, max_tokens=options.max_tokens))
+            console.print(f"[bold]Q[/] ({capability}): {escape(question)}")
+            console.print(f"[bold]A[/] ({result.route.strategy}): {escape(result.text)}")
+            for cite in result.citations()[:2]:
+                console.print(
+                    escape(f"  [{cite['number']}] {cite['document']} > {cite['section']}")
+                    + f" [dim](version {cite['version']})[/]"
+                )
+            if result.contract_ok is not None:
+                console.print(
+                    "  contract: "
+                    + ("[green]ok[/]" if result.contract_ok else "[yellow]violated[/]")
+                )
+    finally:
+        runtime.close()
+        closer = getattr(runtime._backend, "close", None)
+        if closer is not None:
+            closer()
+
+
+def _lab(
+    project: Project, folder: Path, console: Console, options: DemoOptions
+) -> tuple[dict[str, Any], list[Path]]:
+    from ragtune.cli_lab import print_lab
+    from ragtune.lab.evalset import default_eval_paths, load_eval
+    from ragtune.lab.report import write_reports
+    from ragtune.lab.runner import LabSettings, run_lab
+
+    console.rule("[bold]4. lab[/]: five arms on the eval sets, then the drift test")
+    settings = LabSettings(
+        drift=project.root / "changes",
+        max_items=options.lab_items,
+        max_tokens=options.max_tokens,
+        train_steps=options.train_steps,
+        knowledge_steps=options.knowledge_steps,
+    )
+    paths = default_eval_paths(project)
+    items = load_eval(paths, project)
+    data = run_lab(
+        project,
+        items,
+        settings,
+        eval_files=[p.relative_to(project.root).as_posix() for p in paths],
+    )
+    written = write_reports(data, folder / "lab")
+    print_lab(data, written, settings)
+    return data, list(written.values())
 
 
 def _knowledge_story(project: Project, console: Console) -> tuple[str, str, float]:
     from ragtune.knowledge.base import KnowledgeBase
 
-    console.rule("[bold]2. knowledge[/]: sync the current templates, then ask")
+    console.rule("[bold]5. knowledge[/]: the current templates, then legal's revision")
     kb = KnowledgeBase(project)
     try:
         first = kb.sync()
@@ -71,7 +206,7 @@ def _knowledge_story(project: Project, console: Console) -> tuple[str, str, floa
         )
         before = _answer(kb, console)
 
-        console.rule("[bold]3. drift[/]: legal revises the templates")
+        console.rule("[bold]drift[/]: legal revises the templates")
         for path in sorted((project.root / "changes").glob("*.md")):
             if path.name != "CHANGES.md":
                 shutil.copy(path, project.root / "knowledge" / path.name)

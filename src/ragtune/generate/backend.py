@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ragtune.errors import RagtuneError
 
@@ -140,6 +140,7 @@ class Backend(Protocol):
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: list[str] | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> Generation:
         """Answer the chat ``messages`` (``{"role": ..., "content": ...}`` dicts).
 
@@ -149,6 +150,9 @@ class Backend(Protocol):
             max_tokens: At most this many tokens are generated.
             temperature: 0 is greedy (the same answer every time); above 0 samples.
             stop: Strings that end the answer; the text is cut before the first one found.
+            schema: The JSON Schema the answer must follow. A local backend keeps its string
+                enums to their values while decoding (:mod:`ragtune.generate.guide`); a remote
+                one leaves the answer to the runtime's validation.
 
         Raises:
             BackendError: A bad request, an unknown adapter, or a failure of the backend.
@@ -163,6 +167,7 @@ class Backend(Protocol):
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: list[str] | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> Stream:
         """Like :meth:`generate`, piece by piece; the joined pieces equal ``result.text``."""
         ...

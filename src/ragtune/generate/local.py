@@ -114,6 +114,7 @@ class LocalBackend:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: list[str] | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> Generation:
         """Answer the chat ``messages`` with the base model or one adapter.
 
@@ -124,13 +125,16 @@ class LocalBackend:
             max_tokens: At most this many new tokens.
             temperature: 0 decodes greedily (deterministic); above 0 samples.
             stop: Strings that end the answer early; the text is cut before the first one.
+            schema: A JSON Schema for the answer: while the answer is inside the value of one
+                of its string-enum properties, only tokens that continue an allowed value are
+                let through (:class:`ragtune.generate.guide.EnumGuide`).
 
         Raises:
             BackendError: A bad argument; an unknown adapter (lists the known ones); an adapter
                 trained on another base model (names both hashes); PEFT cannot load it.
         """
         started = time.perf_counter()
-        request = self._prepare(messages, adapter, max_tokens, temperature, stop)
+        request = self._prepare(messages, adapter, max_tokens, temperature, stop, schema)
         with self._lock, self._using(adapter) as model:
             output = model.generate(**request.inputs, **request.kwargs)
         text, completion_tokens, finish = self._finish(output, request)
@@ -151,6 +155,7 @@ class LocalBackend:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: list[str] | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> Stream:
         """Like :meth:`generate`, yielding text pieces as the model produces them.
 
@@ -159,7 +164,7 @@ class LocalBackend:
         stream is closed. Generation runs in a thread feeding a ``TextIteratorStreamer``;
         characters that could begin a stop string are held back until it is clear they do not.
         """
-        request = self._prepare(messages, adapter, max_tokens, temperature, stop)
+        request = self._prepare(messages, adapter, max_tokens, temperature, stop, schema)
         return Stream(self._pieces(request, adapter, time.perf_counter()))
 
     def count_tokens(self, text: str) -> int:
@@ -264,6 +269,7 @@ class LocalBackend:
         max_tokens: int,
         temperature: float,
         stop: list[str] | None,
+        schema: dict[str, Any] | None = None,
     ) -> _Prepared:
         """Check the request and tokenise its prompt; an unknown adapter fails here."""
         stops = check_request(messages, max_tokens, temperature, stop)
@@ -286,6 +292,11 @@ class LocalBackend:
             # transformers stops on the strings itself (StopStringCriteria); it needs the
             # tokenizer to see which tokens can spell them.
             kwargs.update(stop_strings=stops, tokenizer=tokenizer)
+        if schema is not None:
+            from ragtune.generate.guide import guided_kwargs
+
+            guided, _ = guided_kwargs(tokenizer, schema, int(inputs["input_ids"].shape[1]))
+            kwargs.update(guided)
         return _Prepared(
             inputs=inputs,
             prompt_tokens=int(inputs["input_ids"].shape[1]),

@@ -119,6 +119,7 @@ class RemoteBackend:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: list[str] | None = None,
+        schema: dict[str, Any] | None = None,  # validated by the runtime, not guided here
     ) -> Generation:
         """Answer the chat ``messages`` with the server model for ``adapter``.
 
@@ -153,6 +154,7 @@ class RemoteBackend:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: list[str] | None = None,
+        schema: dict[str, Any] | None = None,  # validated by the runtime, not guided here
     ) -> Stream:
         """Like :meth:`generate`, piece by piece.
 

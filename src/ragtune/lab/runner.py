@@ -67,7 +67,9 @@ ARMS = ("zero-shot", "few-shot", "RAG", "LoRA", "RAG+LoRA")
 
 KNOWLEDGE_EPOCHS = 12
 """Passes of the lab's knowledge adapters over the reference answers: enough for the base model
-to reproduce them (the best case of fine-tuning facts in)."""
+to reproduce them (the best case of fine-tuning facts in)..."""
+KNOWLEDGE_MIN_STEPS = 48
+"""...and at least this many steps, for small eval sets."""
 
 SHOTS = 2
 AGREE_MARGIN = 0.05
@@ -96,6 +98,8 @@ class LabSettings:
         train_steps: Cap on the steps of each behaviour adapter the lab trains; None: the
             capability's ``train:`` settings. Knowledge adapters train :data:`KNOWLEDGE_EPOCHS`
             epochs over the reference answers (a few dozen short steps).
+        knowledge_steps: Steps of each knowledge adapter the lab trains; None:
+            :data:`KNOWLEDGE_EPOCHS` epochs, at least :data:`KNOWLEDGE_MIN_STEPS` steps.
         retrain: Retrain the LoRA arm's knowledge adapter on the new facts after the drift,
             to measure its time to correct.
     """
@@ -106,6 +110,7 @@ class LabSettings:
     temperature: float = 0.0
     seeds: tuple[int, ...] = (0, 1, 2)
     train_steps: int | None = None
+    knowledge_steps: int | None = None
     retrain: bool = True
 
     def __post_init__(self) -> None:
@@ -117,6 +122,8 @@ class LabSettings:
             raise LabError(f"--temperature must be 0 or more, got {self.temperature}")
         if self.train_steps is not None and self.train_steps < 1:
             raise LabError(f"--train-steps must be at least 1, got {self.train_steps}")
+        if self.knowledge_steps is not None and self.knowledge_steps < 1:
+            raise LabError(f"--knowledge-steps must be at least 1, got {self.knowledge_steps}")
         if not self.seeds:
             raise LabError("--seeds must name at least one seed")
 
@@ -559,11 +566,13 @@ def _train(lab: _Lab, job: AdapterJob, *, revised: bool) -> tuple[float, int]:
     context = None
     if _is_knowledge(runtime, cap):
         examples = _reference_examples(lab, cap.name, revised=revised)
+        per_epoch = -(-len(examples) // 4)
         config = TrainConfig(
             r=16,
             alpha=32,
             learning_rate=1e-3,
-            epochs=KNOWLEDGE_EPOCHS,
+            epochs=max(KNOWLEDGE_EPOCHS, -(-KNOWLEDGE_MIN_STEPS // per_epoch)),
+            max_steps=lab.settings.knowledge_steps,
             batch_size=4,
             max_length=768,
             held_out=0.0,

@@ -58,6 +58,7 @@ __all__ = [
     "Runtime",
     "build_prompt",
     "generate",
+    "guide_schema",
     "retrieve",
     "route",
     "run",
@@ -219,6 +220,7 @@ class Runtime:
         backend: The generation backend; default: the local one, loaded on first generation.
         embedder: The embedder for retrieval, few-shot and routing; default: the project's.
         decisions: Strategy per capability; default: the audit's decisions.
+        guided: Enum-guided decoding for capabilities with a JSON Schema contract (default).
     """
 
     def __init__(
@@ -228,8 +230,12 @@ class Runtime:
         *,
         embedder: Embedder | None = None,
         decisions: dict[str, str] | None = None,
+        guided: bool = True,
     ) -> None:
         self.project = project
+        self.guided = guided
+        """Keep a JSON Schema contract's string enums to their values while decoding (local
+        backend, :mod:`ragtune.generate.guide`); False lets the model answer freely."""
         self._backend = backend
         self._embedder = embedder
         self.lock = threading.RLock()
@@ -475,13 +481,23 @@ def build_prompt(
 def generate(
     runtime: Runtime, route: Route, messages: list[dict[str, str]], request: Request
 ) -> Generation:
-    """One generation with the route's adapter (or the base model)."""
+    """One generation with the route's adapter (or the base model), enum-guided when the
+    capability's contract is a JSON Schema and the runtime is ``guided``."""
     return runtime.backend.generate(
         messages,
         adapter=route.adapter,
         max_tokens=request.max_tokens,
         temperature=request.temperature,
+        schema=guide_schema(runtime, route),
     )
+
+
+def guide_schema(runtime: Runtime, route: Route) -> dict[str, Any] | None:
+    """The JSON Schema that guides the route's decoding, or None (no JSON Schema contract, or
+    the runtime is not ``guided``)."""
+    contract = runtime.contracts.get(route.capability)
+    schema = getattr(contract, "schema", None)
+    return schema if runtime.guided and isinstance(schema, dict) else None
 
 
 def validate(
@@ -582,6 +598,7 @@ def stream(runtime: Runtime, request: Request) -> tuple[Result, Stream, Iterator
         adapter=result.route.adapter,
         max_tokens=request.max_tokens,
         temperature=request.temperature,
+        schema=guide_schema(runtime, result.route),
     )
 
     def finish() -> Iterator[Result]:
