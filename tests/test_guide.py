@@ -53,27 +53,28 @@ def test_allowed_tokens_continue_or_close_a_value(base) -> None:  # type: ignore
 
 
 @pytest.mark.slow
-def test_guided_answers_only_use_categories_of_the_schema(base, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The base model shown two JSON flags writes JSON; unguided it invents categories now
-    and then, guided every category it writes is one of the 41."""
+def test_guided_answers_only_use_values_of_the_enum(base, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The base model shown two JSON flags writes JSON and copies a category from the shots.
+    With a schema that allows only two other categories, unguided it leaves the enum; guided
+    every category it writes is one of the two."""
     from ragtune.behavior.contract import default_instructions
     from ragtune.generate.local import LocalBackend
 
     contract = load_contract(EXAMPLE / "schemas" / "risk_flag.schema.json")
+    narrow = json.loads(json.dumps(SCHEMA))
+    narrow["properties"]["category"]["enum"] = ["Cap on Liability", "Governing Law"]
     flags = load_examples(EXAMPLE / "behavior" / "risk_flags.jsonl").examples
     clauses = [json.loads(line)["input"] for line in (EXAMPLE / "eval" / "clauses.jsonl").open()]
     backend = LocalBackend(base, tmp_path)
     system = default_instructions("Flag the contract clause.", contract)
-    enum = set(enum_fields(SCHEMA)["category"])
     written_free: list[str] = []
     written_guided: list[str] = []
-    for clause in clauses[:6]:
+    for clause in clauses[:4]:
         messages = build_messages(system, [flags[0], flags[40]], clause)
-        free = backend.generate(messages, max_tokens=48)
-        guided = backend.generate(messages, max_tokens=48, schema=contract.schema)
+        free = backend.generate(messages, max_tokens=40)
+        guided = backend.generate(messages, max_tokens=40, schema=narrow)
         written_free += CATEGORY.findall(free.text)
         written_guided += CATEGORY.findall(guided.text)
-    assert written_guided, "the model wrote JSON flags"
-    assert set(written_guided) <= enum, written_guided
-    # Without the guide the same model leaves the enum at least once on these clauses.
-    assert not set(written_free) <= enum, written_free
+    assert written_free and written_guided, "the model wrote JSON flags"
+    assert not set(written_free) <= {"Cap on Liability", "Governing Law"}, written_free
+    assert set(written_guided) <= {"Cap on Liability", "Governing Law"}, written_guided

@@ -128,9 +128,14 @@ def train_command(
     for label, metrics in (("base", result.base), ("adapter", result.adapter)):
         if metrics is not None:
             compliance = "-" if metrics.compliance is None else f"{metrics.compliance:.0%}"
+            guided = (
+                ""
+                if metrics.guided_compliance is None
+                else f" ({metrics.guided_compliance:.0%} enum-guided)"
+            )
             console.print(
                 f"  {label:8} exact match {metrics.exact_match:.0%}, contract compliance "
-                f"{compliance} on {metrics.examples} held-out examples"
+                f"{compliance}{guided} on {metrics.examples} held-out examples"
             )
 
 

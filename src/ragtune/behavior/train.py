@@ -230,12 +230,16 @@ class EvalMetrics:
         exact_match: Share whose greedy answer equals the expected output (whitespace stripped).
         compliance: Share that honours the output contract; None without a contract.
         outputs: The generated answers, in held-out order.
+        guided_compliance: The same with enum-guided decoding (how the local runtime serves a
+            JSON Schema contract, :mod:`ragtune.generate.guide`); None when the contract has no
+            string enum.
     """
 
     examples: int
     exact_match: float
     compliance: float | None
     outputs: list[str]
+    guided_compliance: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Scores for the manifest, with the first few answers to look at."""
@@ -243,6 +247,7 @@ class EvalMetrics:
             "examples": self.examples,
             "exact_match": self.exact_match,
             "compliance": self.compliance,
+            "guided_compliance": self.guided_compliance,
             "sample_outputs": self.outputs[:3],
         }
 
@@ -590,7 +595,35 @@ def _evaluate(
     config: TrainConfig,
     contract: OutputContract | None,
 ) -> EvalMetrics:
-    """Greedy answers to the held-out prompts (left-padded batches); exact match, compliance."""
+    """Greedy answers to the held-out prompts (left-padded batches); exact match, compliance,
+    and compliance under enum-guided decoding when the contract has string enums."""
+    schema = getattr(contract, "schema", None)
+    outputs = _answers(model, tokenizer, held, config, None)
+    exact = sum(out == ex.output.strip() for out, ex in zip(outputs, held, strict=True))
+    rate = compliance(contract, outputs).rate if contract is not None else None
+    guided = None
+    if contract is not None and isinstance(schema, dict):
+        from ragtune.generate.guide import enum_fields
+
+        if enum_fields(schema):
+            guided_outputs = _answers(model, tokenizer, held, config, schema)
+            guided = compliance(contract, guided_outputs).rate
+    return EvalMetrics(
+        examples=len(held),
+        exact_match=exact / len(held) if held else 0.0,
+        compliance=rate,
+        outputs=outputs,
+        guided_compliance=guided,
+    )
+
+
+def _answers(
+    model: Any,
+    tokenizer: Any,
+    held: Sequence[Example],
+    config: TrainConfig,
+    schema: dict[str, Any] | None,
+) -> list[str]:
     import torch
 
     pad = tokenizer.pad_token_id
@@ -612,6 +645,11 @@ def _evaluate(
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        guided: dict[str, Any] = {}
+        if schema is not None:
+            from ragtune.generate.guide import guided_kwargs
+
+            guided, _ = guided_kwargs(tokenizer, schema, width)
         with torch.no_grad():
             generated = model.generate(
                 input_ids=ids,
@@ -619,17 +657,11 @@ def _evaluate(
                 max_new_tokens=config.eval_max_new_tokens,
                 do_sample=False,
                 pad_token_id=pad,
+                **guided,
             )
         for row in generated[:, width:]:
             outputs.append(tokenizer.decode(row, skip_special_tokens=True).strip())
-    exact = sum(out == ex.output.strip() for out, ex in zip(outputs, held, strict=True))
-    rate = compliance(contract, outputs).rate if contract is not None else None
-    return EvalMetrics(
-        examples=len(held),
-        exact_match=exact / len(held) if held else 0.0,
-        compliance=rate,
-        outputs=outputs,
-    )
+    return outputs
 
 
 def _save_checkpoint(

@@ -65,11 +65,10 @@ __all__ = [
 ARMS = ("zero-shot", "few-shot", "RAG", "LoRA", "RAG+LoRA")
 """The arms, in report order."""
 
-KNOWLEDGE_EPOCHS = 12
-"""Passes of the lab's knowledge adapters over the reference answers: enough for the base model
-to reproduce them (the best case of fine-tuning facts in)..."""
-KNOWLEDGE_MIN_STEPS = 48
-"""...and at least this many steps, for small eval sets."""
+KNOWLEDGE_EPOCHS = 24
+"""Passes of the lab's knowledge adapters over the reference answers of the evaluated items:
+enough for the base model to reproduce them (measured: 12 passes leave most facts unlearnt) -
+the best case of fine-tuning facts in."""
 
 SHOTS = 2
 AGREE_MARGIN = 0.05
@@ -99,7 +98,7 @@ class LabSettings:
             capability's ``train:`` settings. Knowledge adapters train :data:`KNOWLEDGE_EPOCHS`
             epochs over the reference answers (a few dozen short steps).
         knowledge_steps: Steps of each knowledge adapter the lab trains; None:
-            :data:`KNOWLEDGE_EPOCHS` epochs, at least :data:`KNOWLEDGE_MIN_STEPS` steps.
+            :data:`KNOWLEDGE_EPOCHS` epochs over the evaluated items' reference answers.
         retrain: Retrain the LoRA arm's knowledge adapter on the new facts after the drift,
             to measure its time to correct.
     """
@@ -530,10 +529,10 @@ def _train_adapters(lab: _Lab) -> None:
 
 
 def _reference_examples(lab: _Lab, capability: str, *, revised: bool) -> ExampleSet:
-    """The eval items' reference answers of a knowledge capability as training examples (the
-    answers after the change set when ``revised``)."""
+    """The evaluated items' reference answers of a knowledge capability as training examples
+    (the answers after the change set when ``revised``)."""
     rows: list[Example] = []
-    for item in lab.pool:
+    for item in lab.items:
         if item.capability != capability:
             continue
         answer = item.answer
@@ -566,12 +565,11 @@ def _train(lab: _Lab, job: AdapterJob, *, revised: bool) -> tuple[float, int]:
     context = None
     if _is_knowledge(runtime, cap):
         examples = _reference_examples(lab, cap.name, revised=revised)
-        per_epoch = -(-len(examples) // 4)
         config = TrainConfig(
             r=16,
             alpha=32,
             learning_rate=1e-3,
-            epochs=max(KNOWLEDGE_EPOCHS, -(-KNOWLEDGE_MIN_STEPS // per_epoch)),
+            epochs=KNOWLEDGE_EPOCHS,
             max_steps=lab.settings.knowledge_steps,
             batch_size=4,
             max_length=768,
@@ -837,7 +835,7 @@ def _drift(
             "name": "LoRA (retrained)",
             "fact_accuracy": _mean([c.fact_score for c in again]),
             "stale_share": _rate([c.stale for c in again]),
-            "seconds": round(retrain_seconds, 2),
+            "seconds": round(retrain_seconds, 3),
         }
         after = after + again
     lab.after_calls = after
@@ -871,7 +869,7 @@ def _drift(
             "questions": len(changed),
             "resync_seconds": round(resync.seconds, 3),
             "reembedded": resync.embedded,
-            "retrain_seconds": None if retrain_seconds is None else round(retrain_seconds, 2),
+            "retrain_seconds": None if retrain_seconds is None else round(retrain_seconds, 3),
             "arms": rows,
             "retrained": retrained,
         },
@@ -881,20 +879,31 @@ def _drift(
 
 # -- the verdict -------------------------------------------------------------------------------
 
-_ARM_OF = {"retrieval": "RAG", "few-shot": "few-shot", "prompt": "zero-shot"}
+_ARMS_OF = {
+    "retrieval": ("RAG", "RAG+LoRA"),
+    "few-shot": ("few-shot",),
+    "prompt": ("zero-shot",),
+}
+"""The arms that carry out each decision of the audit. Retrieval is knowledge in context, with
+or without an adapter that teaches the model to read it (RAFT)."""
+
+
+def _chosen_arms(cap: Capability, decision: str) -> tuple[str, ...]:
+    if decision == "lora":
+        return ("RAG+LoRA",) if cap.context_from else ("LoRA",)
+    return _ARMS_OF.get(decision, ("zero-shot",))
 
 
 def _verdicts(
     lab: _Lab, arms: Sequence[dict[str, Any]], drift: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
+    """For each capability of the eval set: does the lab's best arm carry out the audit's
+    decision? Knowledge is judged on fact accuracy (after the change, when the drift test ran),
+    behaviour on contract compliance."""
     verdicts = []
     for name in dict.fromkeys(i.capability for i in lab.items):
         cap = lab.runtime.capability(name)
         decision = lab.runtime.decisions.get(name, "prompt")
-        if decision == "lora":
-            chosen = "RAG+LoRA" if cap.context_from else "LoRA"
-        else:
-            chosen = _ARM_OF.get(decision, "zero-shot")
         knowledge = _is_knowledge(lab.runtime, cap)
         after_drift = bool(
             knowledge
@@ -911,20 +920,35 @@ def _verdicts(
             scores = {a["name"]: a["by_capability"][name]["contract_compliance"] for a in arms}
             metric = "contract compliance"
         known = {k: v for k, v in scores.items() if v is not None}
-        if not known or scores.get(chosen) is None:
+        candidates = [a for a in _chosen_arms(cap, decision) if a in known]
+        if not known or not candidates:
             continue
+        chosen = max(candidates, key=lambda a: known[a])
         best = max(known, key=lambda k: known[k])
-        rival = _rival(chosen, known)
         agrees = known[chosen] >= known[best] - AGREE_MARGIN
-        when = " after the change" if after_drift else ""
         head = f"the audit chose {decision} for `{name}`"
+        siblings = [a for a in candidates if a != chosen]
+        also = "".join(f" ({a} {known[a]:.2f})" for a in siblings)
         if agrees:
+            rival = _rival(chosen, decision, known)
             against = f" against {rival} {known[rival]:.2f}" if rival else ""
-            text = f"{head}; the lab agrees: {chosen} {known[chosen]:.2f}{against}{when}"
+            when = " after the change" if after_drift else ""
+            text = f"{head}; the lab agrees: {chosen} {known[chosen]:.2f}{also}{against}{when}"
+            if after_drift and "LoRA" in known and rival == "LoRA":
+                stale = next(
+                    (
+                        r["stale_share"]
+                        for r in (drift or {}).get("arms", [])
+                        if r["name"] == "LoRA"
+                    ),
+                    None,
+                )
+                if stale is not None:
+                    text += f", where {stale:.0%} of the LoRA arm's answers are stale"
         else:
             text = (
                 f"{head}; the lab disagrees: {best} scores {known[best]:.2f} against "
-                f"{chosen} {known[chosen]:.2f} on {metric}. " + _why(lab, name, chosen, best)
+                f"{chosen} {known[chosen]:.2f}{also} on {metric}. " + _why(lab, name, chosen, best)
             )
         verdicts.append(
             {
@@ -942,15 +966,15 @@ def _verdicts(
 
 
 def _drift_scores(lab: _Lab, name: str) -> dict[str, float | None]:
-    # fact accuracy per arm over this capability's changed questions, after the change
+    """Fact accuracy per arm over a capability's changed questions, after the change."""
     calls = [c for c in lab.after_calls if c.item.capability == name]
     return {arm: _mean([c.fact_score for c in calls if c.arm == arm]) for arm in ARMS}
 
 
-def _rival(chosen: str, scores: dict[str, float]) -> str | None:
-    """The arm the audit's choice is set against: LoRA for retrieval (facts in the weights),
+def _rival(chosen: str, decision: str, scores: dict[str, float]) -> str | None:
+    """The arm the audit's choice is set against: LoRA (facts in the weights) for retrieval,
     the best prompted arm for a LoRA choice, else the best other arm."""
-    if chosen in ("RAG",) and "LoRA" in scores:
+    if decision == "retrieval" and "LoRA" in scores:
         return "LoRA"
     others = {k: v for k, v in scores.items() if k != chosen}
     if chosen in ("LoRA", "RAG+LoRA"):
