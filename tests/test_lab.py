@@ -256,3 +256,48 @@ def test_lab_end_to_end_rag_follows_the_drift_and_lora_stays_stale(
     assert "Fact accuracy per arm" in (out / "lab.html").read_text(encoding="utf-8")
     # The lab works on a copy: the project's documents are as they were.
     assert _tree_hash(project_dir) == before
+
+
+def test_sampled_runs_report_the_spread_over_seeds(example) -> None:  # type: ignore[no-untyped-def]
+    """With sampling, every arm runs once per seed; the summary gives the mean over all calls
+    and the spread of the per-seed scores."""
+    from ragtune.lab.runner import ArmPlan, Call, _Lab, _summary
+    from ragtune.runtime.pipeline import Route
+
+    settings = LabSettings(temperature=0.7, seeds=(0, 1, 2))
+    items = [EvalItem("templates", f"q{i}", ("72 hours",)) for i in range(2)]
+    lab = _Lab(example, example, None, settings, items, None, items)  # type: ignore[arg-type]
+    lab.plans[("RAG", "templates")] = ArmPlan(
+        "RAG", "templates", Route("templates", "retrieval"), None, "x"
+    )
+    right, wrong = "within 72 hours", "within 10 days"
+    answers = {0: (right, right), 1: (right, wrong), 2: (wrong, wrong)}
+    calls = [
+        Call(
+            "RAG",
+            item,
+            text,
+            fact_score(text, item.expected),
+            None,
+            None,
+            1.0 + seed,
+            100,
+            10,
+            seed,
+            "before",
+        )
+        for seed, texts in answers.items()
+        for item, text in zip(items, texts, strict=True)
+    ]
+    summary = _summary(lab, "RAG", calls)
+    assert summary["fact_accuracy"] == pytest.approx(0.5)
+    assert summary["spread"]["fact_accuracy"] == pytest.approx(
+        {"mean": 0.5, "std": 0.408248290463863, "min": 0.0, "max": 1.0}
+    )
+    assert summary["spread"]["contract_compliance"] is None
+    assert summary["latency_p50_s"] == 2.0 and summary["tokens_per_call"] == 110
+    prices = example.config.prices
+    assert summary["cost_per_1k"] == pytest.approx(
+        (100 * prices.input_usd_per_1m_tokens + 10 * prices.output_usd_per_1m_tokens) / 1000
+    )
+    assert summary["by_capability"]["templates"]["items"] == 2

@@ -132,7 +132,7 @@ def lab_command(
         paths = list(eval_paths) if eval_paths else default_eval_paths(loaded)
         items = load_eval(paths, loaded)
         shown = [_shown(p, loaded) for p in paths]
-        with _lab_progress(quiet=as_json) as progress:
+        with LabProgress(quiet=as_json) as progress:
             data = run_lab(loaded, items, settings, eval_files=shown, progress=progress)
         folder = out if out is not None else loaded.state_dir / "lab"
         written = write_reports(data, folder)
@@ -151,7 +151,7 @@ def _shown(path: Path, project: Project) -> str:
         return str(path)
 
 
-class _lab_progress:
+class LabProgress:
     """A Rich progress bar over the lab's steps (training and the arms), on stderr."""
 
     def __init__(self, *, quiet: bool) -> None:

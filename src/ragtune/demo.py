@@ -126,7 +126,10 @@ def _build(project: Project, console: Console, options: DemoOptions) -> None:
         batch_size=2,
         eval_max_new_tokens=0,
     )
-    done = train_capability(project, capability.name, config)
+    from ragtune.clikit import training_bar
+
+    with training_bar("train risk_flags", quiet=False) as progress:
+        done = train_capability(project, capability.name, config, progress=progress)
     console.print(
         f"adapter risk_flags: {done.result.steps} steps in {done.result.seconds:.0f} s "
         f"({done.result.size_bytes / 1e6:.1f} MB, safetensors) - a demo budget; "
@@ -167,7 +170,7 @@ def _ask(project: Project, console: Console, options: DemoOptions) -> None:
 def _lab(
     project: Project, folder: Path, console: Console, options: DemoOptions
 ) -> tuple[dict[str, Any], list[Path]]:
-    from ragtune.cli_lab import print_lab
+    from ragtune.cli_lab import LabProgress, print_lab
     from ragtune.lab.evalset import default_eval_paths, load_eval
     from ragtune.lab.report import write_reports
     from ragtune.lab.runner import LabSettings, run_lab
@@ -182,12 +185,14 @@ def _lab(
     )
     paths = default_eval_paths(project)
     items = load_eval(paths, project)
-    data = run_lab(
-        project,
-        items,
-        settings,
-        eval_files=[p.relative_to(project.root).as_posix() for p in paths],
-    )
+    with LabProgress(quiet=False) as progress:
+        data = run_lab(
+            project,
+            items,
+            settings,
+            eval_files=[p.relative_to(project.root).as_posix() for p in paths],
+            progress=progress,
+        )
     written = write_reports(data, folder / "lab")
     print_lab(data, written, settings)
     return data, list(written.values())
