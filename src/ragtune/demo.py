@@ -155,6 +155,9 @@ def _ask(project: Project, console: Console, options: DemoOptions) -> None:
                     escape(f"  [{cite['number']}] {cite['document']} > {cite['section']}")
                     + f" [dim](version {cite['version']})[/]"
                 )
+            if result.passages and capability == "templates":
+                first = " ".join(result.passages[0].text.split())
+                console.print(f"  [dim]passage [1]: {escape(first[:240])}[/]", highlight=False)
             if result.contract_ok is not None:
                 console.print(
                     "  contract: "
@@ -205,10 +208,13 @@ def _knowledge_story(project: Project, console: Console) -> tuple[str, str, floa
     kb = KnowledgeBase(project)
     try:
         first = kb.sync()
-        console.print(
-            f"snapshot {first.snapshot}: {len(first.plan.of('added'))} documents, "
-            f"{first.embedded} chunks embedded in {first.seconds:.1f} s"
-        )
+        if first.embedded:
+            console.print(
+                f"snapshot {first.snapshot}: {len(first.plan.of('added'))} documents, "
+                f"{first.embedded} chunks embedded in {first.seconds:.1f} s"
+            )
+        else:
+            console.print(f"snapshot {first.snapshot}: the store is current (synced by build)")
         before = _answer(kb, console)
 
         console.rule("[bold]drift[/]: legal revises the templates")
