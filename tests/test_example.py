@@ -69,7 +69,7 @@ def test_demo_prints_the_report_and_writes_markdown_and_html(tmp_path: Path) -> 
     )
     # build -> ask -> lab: the adapter, a cited answer, a flagged clause, the lab's reports.
     assert "adapter risk_flags: 2 steps" in flat
-    assert "Q (templates)" in flat and "Q (risk_flags)" in flat and "DPA" in flat
+    assert "Q (templates)" in flat and "Q (risk_flags)" in flat and "knowledge/dpa.md" in flat
     lab = json.loads((tmp_path / "reports" / "lab" / "lab.json").read_text())
     assert [a["name"] for a in lab["arms"]] == ["zero-shot", "few-shot", "RAG", "LoRA", "RAG+LoRA"]
     assert lab["drift"]["questions"] == 1 and lab["eval"]["by_capability"] == {
