@@ -376,12 +376,18 @@ def chart_svg(cost: CostProjection, title: str, *, width: float = 7.0, height: f
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
         ax.legend(loc="upper left", frameon=False, fontsize=8)
-        buffer = io.StringIO()
-        fig.savefig(
-            buffer,
-            format="svg",
-            metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
-        )
+        return figure_svg(fig, title)
+
+
+def figure_svg(fig: Any, title: str) -> str:
+    """A matplotlib figure as inline SVG: no timestamps or creator (reproducible output),
+    labelled for screen readers (:func:`_inline_svg`)."""
+    buffer = io.StringIO()
+    fig.savefig(
+        buffer,
+        format="svg",
+        metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
+    )
     return _inline_svg(buffer.getvalue(), title)
 
 

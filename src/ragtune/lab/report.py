@@ -10,7 +10,6 @@ HTML page is rendered.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.audit.report import DECISION_COLOURS, _inline_svg, _md_table
+from ragtune.audit.report import DECISION_COLOURS, _md_table, figure_svg
 from ragtune.project import write_atomic
 
 if TYPE_CHECKING:
@@ -484,16 +483,6 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _svg(fig: Any, title: str) -> str:
-    buffer = io.StringIO()
-    fig.savefig(
-        buffer,
-        format="svg",
-        metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
-    )
-    return _inline_svg(buffer.getvalue(), title)
-
-
 def _style(ax: Any) -> None:
     ax.grid(True, axis="y", color="#e5e7eb", linewidth=0.8)
     ax.set_axisbelow(True)
@@ -576,7 +565,7 @@ def _accuracy_chart(data: dict[str, Any]) -> str:
             side.yaxis.set_major_formatter(PercentFormatter(1.0))
             side.tick_params(axis="x", labelrotation=30)
             _style(side)
-        return _svg(fig, ACCURACY_TITLE)
+        return figure_svg(fig, ACCURACY_TITLE)
 
 
 def _cost_chart(data: dict[str, Any]) -> str:
@@ -629,7 +618,7 @@ def _cost_chart(data: dict[str, Any]) -> str:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         _style(ax)
         ax.grid(True, axis="x", color="#e5e7eb", linewidth=0.8)
-        return _svg(fig, COST_TITLE)
+        return figure_svg(fig, COST_TITLE)
 
 
 # -- HTML -----------------------------------------------------------------------------------------
