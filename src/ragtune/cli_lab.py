@@ -14,7 +14,6 @@ from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
     from ragtune.lab.runner import LabSettings, Progress
-    from ragtune.project import Project
 
 
 def lab_command(
@@ -113,7 +112,7 @@ def lab_command(
 
     Example: `ragtune lab examples/contract-review --drift examples/contract-review/changes`
     """
-    from ragtune.lab.evalset import default_eval_paths, load_eval
+    from ragtune.lab.evalset import default_eval_paths, load_eval, shown_path
     from ragtune.lab.report import write_reports
     from ragtune.lab.runner import LabSettings, run_lab
 
@@ -131,7 +130,7 @@ def lab_command(
         )
         paths = list(eval_paths) if eval_paths else default_eval_paths(loaded)
         items = load_eval(paths, loaded)
-        shown = [_shown(p, loaded) for p in paths]
+        shown = [shown_path(p, loaded.root) for p in paths]
         with LabProgress(quiet=as_json) as progress:
             data = run_lab(loaded, items, settings, eval_files=shown, progress=progress)
         folder = out if out is not None else loaded.state_dir / "lab"
@@ -142,13 +141,6 @@ def lab_command(
         print(json.dumps(data, indent=2))
         return
     print_lab(data, written, settings)
-
-
-def _shown(path: Path, project: Project) -> str:
-    try:
-        return path.resolve().relative_to(project.root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
 
 
 class LabProgress:

@@ -174,7 +174,7 @@ def _lab(
     project: Project, folder: Path, console: Console, options: DemoOptions
 ) -> tuple[dict[str, Any], list[Path]]:
     from ragtune.cli_lab import LabProgress, print_lab
-    from ragtune.lab.evalset import default_eval_paths, load_eval
+    from ragtune.lab.evalset import default_eval_paths, load_eval, shown_path
     from ragtune.lab.report import write_reports
     from ragtune.lab.runner import LabSettings, run_lab
 
@@ -193,7 +193,7 @@ def _lab(
             project,
             items,
             settings,
-            eval_files=[p.relative_to(project.root).as_posix() for p in paths],
+            eval_files=[shown_path(p, project.root) for p in paths],
             progress=progress,
         )
     written = write_reports(data, folder / "lab")

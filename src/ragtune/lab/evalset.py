@@ -31,7 +31,7 @@ from pathlib import Path
 from ragtune.errors import RagtuneError
 from ragtune.project import Project
 
-__all__ = ["EvalError", "EvalItem", "Revision", "default_eval_paths", "load_eval"]
+__all__ = ["EvalError", "EvalItem", "Revision", "default_eval_paths", "load_eval", "shown_path"]
 
 _FIELDS = ("capability", "input", "expected", "answer", "after")
 
@@ -99,7 +99,7 @@ def load_eval(paths: list[Path], project: Project) -> list[EvalItem]:
     items: list[EvalItem] = []
     problems: list[str] = []
     for file in files:
-        shown = _shown(file, project.root)
+        shown = shown_path(file, project.root)
         try:
             lines = file.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
@@ -211,7 +211,8 @@ def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _shown(path: Path, root: Path) -> str:
+def shown_path(path: Path, root: Path) -> str:
+    """A path as reports show it: relative to the project root when inside it."""
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
