@@ -164,10 +164,7 @@ def _ask(project: Project, console: Console, options: DemoOptions) -> None:
                     + ("[green]ok[/]" if result.contract_ok else "[yellow]violated[/]")
                 )
     finally:
-        runtime.close()
-        closer = getattr(runtime._backend, "close", None)
-        if closer is not None:
-            closer()
+        runtime.close(backend=True)
 
 
 def _lab(

@@ -290,10 +290,7 @@ def run_lab(
             "calls": [c.to_dict() for c in calls],
         }
     finally:
-        runtime.close()
-        closer = getattr(runtime._backend, "close", None)
-        if closer is not None:
-            closer()
+        runtime.close(backend=True)
 
 
 def _reduce(items: list[EvalItem], limit: int | None) -> list[EvalItem]:

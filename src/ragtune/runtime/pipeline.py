@@ -385,10 +385,14 @@ class Runtime:
         best = int(np.argmax(scores))
         return names[best], float(scores[best])
 
-    def close(self) -> None:
-        """Close the knowledge store."""
+    def close(self, *, backend: bool = False) -> None:
+        """Close the knowledge store; with ``backend``, the generation backend too (once
+        loaded), for a runtime that owns its backend."""
         if self._kb is not None:
             self._kb.close()
+        closer = getattr(self._backend, "close", None) if backend else None
+        if closer is not None:
+            closer()
 
 
 def _has_documents(capability: Capability) -> bool:
