@@ -206,6 +206,31 @@ def test_format_context_and_clip() -> None:
     assert clip("short", 30) == "short"
 
 
+def test_training_estimate_counts_the_tokens_a_step_trains(project: Project) -> None:
+    """The first-run estimate grows with the examples' length and the retrieved passages, stops
+    at max_length, and a measured rate (or an old manifest's seconds per step) replaces it."""
+    from dataclasses import replace
+
+    from ragtune.behavior.staleness import CPU_TOKENS_PER_SECOND, estimate_seconds
+
+    flags = project.config.capabilities[1]
+    examples = load_examples(project.resolve("flags.jsonl"), project.root)
+    plain = TrainConfig(context_passages=0, batch_size=2, system_prompt="Flag it.")
+    short = estimate_seconds(flags, plain, examples, steps=10)
+    assert 0 < short < 10 * 2 * 384 / CPU_TOKENS_PER_SECOND
+    with_context = estimate_seconds(flags, replace(plain, context_passages=2), examples, steps=10)
+    assert with_context > short * 1.5
+    long_rows = ExampleSet(
+        "long.jsonl", [Example("word " * 2000, "{}", None, 1)] * 4, examples.sha256
+    )
+    capped = estimate_seconds(flags, plain, long_rows, steps=10)
+    assert capped == pytest.approx(10 * 2 * plain.max_length / CPU_TOKENS_PER_SECOND)
+    twice = {"tokens_per_second": 2 * CPU_TOKENS_PER_SECOND}
+    measured = estimate_seconds(flags, plain, long_rows, 10, twice)
+    assert measured == pytest.approx(capped / 2)
+    assert estimate_seconds(flags, plain, examples, 10, {"seconds_per_step": 1.5}) == 15.0
+
+
 @pytest.mark.slow
 def test_plan_says_which_adapters_retrain_and_why(write_project: Callable[..., Path]) -> None:
     """No adapter -> train; trained -> nothing to do; examples, settings or base model changed ->
@@ -248,7 +273,8 @@ def test_plan_says_which_adapters_retrain_and_why(write_project: Callable[..., P
     )
     retrain = make_plan(project).adapters[0]
     assert retrain.action == "retrain" and "examples changed" in retrain.reasons[0]
-    assert retrain.estimate_s > 0
+    rate = done.result.manifest["training"]["tokens_per_second"]
+    assert rate > 0 and retrain.estimate_s > 0
     config = project.path.read_text().replace("max_steps: 2", "max_steps: 3")
     project.path.write_text(config)
     again = make_plan(load_project(folder)).adapters[0]

@@ -18,21 +18,31 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ragtune.behavior.adapters import AdapterError, list_adapters
+from ragtune.behavior.examples import ExampleSet
 from ragtune.errors import RagtuneError
 from ragtune.project import Capability, Project
 
 __all__ = [
-    "SECONDS_PER_EXAMPLE_STEP",
+    "CPU_TOKENS_PER_SECOND",
     "AdapterPlan",
+    "estimate_seconds",
     "instructions_for",
     "plan_adapters",
     "train_config_for",
 ]
 
-SECONDS_PER_EXAMPLE_STEP = 0.6
-"""Estimated training seconds per example per step for a first run, before any measurement:
-SmolLM2-135M on two CPU cores at up to 384 tokens (a batch of 4 takes about 2.4 s). Once an
-adapter exists, its manifest's measured seconds per step are used instead."""
+CPU_TOKENS_PER_SECOND = 140.0
+"""Training tokens a second for a first run, before any measurement: SmolLM2-135M in fp32 on
+two CPU cores, forward and backward with LoRA on every linear layer. Measured on the example's
+risk-flag adapter (batches of 4 examples of about 600 tokens take about 17 s a step). Once an
+adapter exists, its manifest's measured rate is used instead."""
+
+CHARS_PER_TOKEN = 3.7
+"""Characters per token of English contract text and JSON in SmolLM2's tokenizer (measured on
+the example); the plan reads no tokenizer."""
+
+TEMPLATE_TOKENS = 30
+"""Tokens the chat template adds to each example (role markers, the end-of-turn tokens)."""
 
 Action = Literal["train", "retrain", "none"]
 
@@ -126,6 +136,9 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
         )
         steps = total_steps(max(n_train, 1), config)
         manifest = existing.get(capability.name)
+        estimate = estimate_seconds(
+            capability, config, examples, steps, (manifest or {}).get("training") or {}
+        )
         if manifest is None:
             plans.append(
                 AdapterPlan(
@@ -133,14 +146,11 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
                     "train",
                     [f"no adapter yet; the audit decided {capability.name} is served by a LoRA"],
                     steps=steps,
-                    estimate_s=steps * config.batch_size * SECONDS_PER_EXAMPLE_STEP,
+                    estimate_s=estimate,
                 )
             )
             continue
         reasons = _behaviour_changes(project, capability, manifest, examples.sha256, config)
-        per_step = (manifest.get("training") or {}).get("seconds_per_step")
-        if not isinstance(per_step, int | float) or per_step <= 0:
-            per_step = config.batch_size * SECONDS_PER_EXAMPLE_STEP
         plans.append(
             AdapterPlan(
                 capability.name,
@@ -148,10 +158,49 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
                 reasons,
                 _superseded(project, manifest),
                 steps=steps if reasons else 0,
-                estimate_s=steps * per_step if reasons else 0.0,
+                estimate_s=estimate if reasons else 0.0,
             )
         )
     return plans
+
+
+def estimate_seconds(
+    capability: Capability,
+    config: Any,
+    examples: ExampleSet,
+    steps: int,
+    measured: dict[str, Any] | None = None,
+) -> float:
+    """Estimated training seconds of ``steps`` optimiser steps on ``examples``.
+
+    The tokens of a step are estimated from the characters of an average example - its system
+    prompt, input and output, plus the retrieved passages when it trains on context - capped at
+    ``config.max_length``. They are divided by the rate the last run of this adapter measured
+    (``measured``: its manifest's ``training``), or by :data:`CPU_TOKENS_PER_SECOND` before any
+    run. A manifest from before the rate was recorded gives its seconds per step.
+    """
+    rate = measured.get("tokens_per_second") if measured else None
+    if not isinstance(rate, int | float) or rate <= 0:
+        per_step = measured.get("seconds_per_step") if measured else None
+        if isinstance(per_step, int | float) and per_step > 0:
+            return steps * float(per_step)
+        rate = CPU_TOKENS_PER_SECOND
+    rows = examples.examples
+    context = (
+        config.context_passages * (config.context_chars + 40)
+        if capability.context_from and config.context_passages
+        else 0
+    )
+    system = len(config.system_prompt or "")
+    own = 0 if context else 1  # an example's own "context" field, when nothing is retrieved
+    chars = sum(len(r.input) + len(r.output) + own * len(r.context or "") for r in rows) / max(
+        len(rows), 1
+    )
+    per_example = min(
+        config.max_length, TEMPLATE_TOKENS + (system + chars + context) / CHARS_PER_TOKEN
+    )
+    batch = min(config.batch_size, max(len(rows), 1))
+    return steps * batch * per_example / float(rate)
 
 
 def _behaviour_changes(

@@ -482,6 +482,7 @@ def train_adapter(
 
         # -- loop ------------------------------------------------------------------------------
         losses: list[float] = []
+        tokens = 0
         peft_model.train()
         device = next(peft_model.parameters()).device
         loop_started = time.perf_counter()
@@ -493,6 +494,7 @@ def train_adapter(
                 [encoded[i] for i in batch_indices(len(encoded), step, config)],
                 tokenizer.pad_token_id,
             )
+            tokens += int(batch["attention_mask"].sum())
             out = peft_model(**{k: v.to(device) for k, v in batch.items()})
             out.loss.backward()
             if config.max_grad_norm > 0:
@@ -551,6 +553,7 @@ def train_adapter(
                 "final_loss": losses[-1] if losses else None,
                 "seconds": round(seconds, 3),
                 "seconds_per_step": round(train_seconds / taken, 4) if taken else None,
+                "tokens_per_second": round(tokens / train_seconds, 1) if taken else None,
                 "peak_rss_mb": round(_peak_rss_mb(), 1),
             },
             "metrics": {
