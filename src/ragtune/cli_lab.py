@@ -153,6 +153,7 @@ class LabProgress:
             Progress,
             TextColumn,
             TimeElapsedColumn,
+            TimeRemainingColumn,
         )
 
         self._bar = Progress(
@@ -160,6 +161,8 @@ class LabProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
             console=errors,
             transient=True,
             disable=quiet,

@@ -48,12 +48,14 @@ def project_or_fail(target: Path | None) -> Project:
 
 @contextmanager
 def training_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int, int, float], None]]:
-    """A Rich progress bar with the loss, on stderr; yields the trainer's progress callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """A Rich progress bar with the loss and the time left, on stderr; yields the trainer's
+    progress callback."""
+    from rich import progress as bars
 
-    with Progress(
-        TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
+    with bars.Progress(
+        bars.TextColumn(f"[bold]{label}[/]"), bars.BarColumn(), bars.MofNCompleteColumn(),
+        bars.TextColumn("loss {task.fields[loss]}"), bars.TimeElapsedColumn(),
+        bars.TextColumn("left"), bars.TimeRemainingColumn(),
         console=errors, transient=True, disable=quiet,
     ) as bar:  # fmt: skip
         task = bar.add_task("", total=None, loss="-")
