@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class RagtuneError(Exception):
     """A problem with the user's input; the CLI prints it as one paragraph and exits with 2."""
@@ -11,3 +13,11 @@ class RagtuneError(Exception):
 
 class ProjectError(RagtuneError):
     """The project file cannot be read, parsed or validated."""
+
+
+def closest(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> str | None:
+    """The choice most like ``word`` (for a "did you mean" hint), or None when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return close[0] if close else None

@@ -7,7 +7,6 @@ State (stores, adapters, build state) lives in ``.ragtune/`` beside the file.
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ragtune.errors import ProjectError, RagtuneError
+from ragtune.errors import ProjectError, RagtuneError, closest
 from ragtune.prices import Prices
 
 PROJECT_FILE = "ragtune.yaml"
@@ -100,8 +99,8 @@ class Capability(BaseModel):
         known = list(TrainConfig.help())
         for key in value:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean `{close[0]}`?" if close else ""
+                close = closest(key, known)
+                hint = f"; did you mean `{close}`?" if close else ""
                 raise ValueError(
                     f"train.{key}: not a training setting{hint} Settings: {', '.join(known)}"
                 )
@@ -197,8 +196,8 @@ class ProjectConfig(BaseModel):
                 other = next((c for c in self.capabilities if c.name == name), None)
                 if other is None or not other.sources:
                     known = [c.name for c in self.capabilities if c.sources]
-                    close = difflib.get_close_matches(name, known, n=1)
-                    hint = f" Did you mean {close[0]!r}?" if close and other is None else ""
+                    close = closest(name, known)
+                    hint = f" Did you mean {close!r}?" if close and other is None else ""
                     reason = "no capability has that name" if other is None else "it has no sources"
                     raise ValueError(
                         f"capabilities[{index}].context_from: {name!r} cannot be retrieved "
@@ -393,8 +392,8 @@ def _explain_validation(exc: ValidationError, path: Path, root: yaml.Node | None
         if error["type"] == "extra_forbidden":
             name = str(loc[-1])
             allowed = _allowed_fields(loc)
-            close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-            hint = f" Did you mean `{close[0]}`?" if close else ""
+            close = closest(name, allowed)
+            hint = f" Did you mean `{close}`?" if close else ""
             line = _line_of(root, loc, key=True)
             paragraphs.append(
                 f"{path}, line {line}: unknown field `{field}`.{hint} Accepted here: "

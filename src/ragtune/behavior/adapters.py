@@ -15,7 +15,6 @@ This module imports no torch: ``ragtune adapter list`` reads JSON only.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import shutil
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ragtune.errors import RagtuneError
+from ragtune.errors import RagtuneError, closest
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -174,8 +173,8 @@ def _existing(root: Path, name: str) -> Path:
     if (folder / MANIFEST).is_file():
         return folder
     known = [info.name for info in list_adapters(root)]
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    close = closest(name, known)
+    hint = f" Did you mean {close!r}?" if close else ""
     listed = ", ".join(known) if known else "none (train one with `ragtune adapter train`)"
     raise AdapterError(f"no adapter named {name!r} in {root}.{hint} Adapters: {listed}.")
 

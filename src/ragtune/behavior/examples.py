@@ -16,7 +16,6 @@ line and the bad value, so a user fixes the file in one pass.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragtune.errors import RagtuneError
+from ragtune.errors import RagtuneError, closest
 
 KNOWN_KEYS = ("input", "output", "context")
 REQUIRED_KEYS = ("input", "output")
@@ -285,10 +284,10 @@ def _parse_line(line: str, number: int) -> tuple[Example | None, list[Problem]]:
     for key in value:
         if key in KNOWN_KEYS:
             continue
-        close = difflib.get_close_matches(key.lower(), KNOWN_KEYS, n=1, cutoff=0.6)
-        hint = f"did you mean `{close[0]}`? " if close else ""
+        close = closest(key.lower(), KNOWN_KEYS)
+        hint = f"did you mean `{close}`? " if close else ""
         if close:
-            suggested.add(close[0])
+            suggested.add(close)
         problems.append(
             Problem(
                 number,

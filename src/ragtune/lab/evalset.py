@@ -22,13 +22,12 @@ score. Errors name the file, the line, the field and the bad value, all of them 
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragtune.errors import RagtuneError
+from ragtune.errors import RagtuneError, closest
 from ragtune.project import Project
 
 __all__ = ["EvalError", "EvalItem", "Revision", "default_eval_paths", "load_eval", "shown_path"]
@@ -207,8 +206,8 @@ def _facts(raw: object, where: str, name: str, problems: list[str]) -> tuple[str
 
 
 def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(word, choices)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def shown_path(path: Path, root: Path) -> str:

@@ -40,7 +40,7 @@ from ragtune.behavior.contract import (
 from ragtune.behavior.examples import Example, load_examples
 from ragtune.behavior.fewshot import DEFAULT_K, build_messages
 from ragtune.context import Passage, format_context, text_sha1
-from ragtune.errors import RagtuneError
+from ragtune.errors import RagtuneError, closest
 from ragtune.project import Capability, Project
 
 if TYPE_CHECKING:
@@ -321,10 +321,8 @@ class Runtime:
         try:
             return self.capabilities[name]
         except KeyError:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(self.capabilities), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            close = closest(name, self.capabilities)
+            hint = f" Did you mean {close!r}?" if close else ""
             raise PipelineError(
                 f"no capability {name!r} in {self.project.path}.{hint} Capabilities: "
                 f"{', '.join(self.capabilities)}."

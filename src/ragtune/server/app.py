@@ -50,7 +50,7 @@ from starlette.requests import Request as HTTPRequest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragtune import __version__
-from ragtune.errors import RagtuneError
+from ragtune.errors import RagtuneError, closest
 from ragtune.generate.backend import BackendError
 from ragtune.runtime.pipeline import PipelineError, Request, Result, Runtime, route, run, stream
 from ragtune.server.auth import ApiKeys
@@ -285,15 +285,13 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
 def _request_for(chat: ChatRequest, runtime: Runtime, settings: ServerSettings) -> Request:
     """The runtime request, after the checks that need the project and the limits."""
     if chat.model != "auto" and chat.model not in runtime.capabilities:
-        import difflib
-
-        names = list(runtime.capabilities)
-        close = difflib.get_close_matches(chat.model, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = closest(chat.model, runtime.capabilities)
+        hint = f" Did you mean {close!r}?" if close else ""
         raise ApiError(
             404,
             f"model {chat.model!r} is not a capability of this server.{hint} Models: "
-            f"{', '.join(names)}, or 'auto' to route by the question (GET /v1/models lists them).",
+            f"{', '.join(runtime.capabilities)}, or 'auto' to route by the question "
+            "(GET /v1/models lists them).",
             param="model",
             code="model_not_found",
         )
