@@ -74,6 +74,20 @@ def test_audit_json_shape(write_project: Callable[..., Path]) -> None:
     assert json.loads(short.stdout)["capabilities"][0]["decision"] == "retrieval"
 
 
+def test_project_as_argument_or_with_p(write_project: Callable[..., Path], tmp_path: Path) -> None:
+    """Every command takes the project the same way: `-p` works where it is an argument, and
+    two different projects are refused."""
+    folder = write_project(PROJECT)
+    for command in (["audit"], ["plan"], ["knowledge", "sync"]):
+        positional = runner.invoke(app, [*command, str(folder), "--json"])
+        flagged = runner.invoke(app, [*command, "-p", str(folder), "--json"])
+        assert positional.exit_code == flagged.exit_code == 0, flagged.output
+        first, second = json.loads(positional.stdout), json.loads(flagged.stdout)
+        assert first.keys() == second.keys() and first.get("project") == second.get("project")
+    both = runner.invoke(app, ["plan", str(folder), "--project", str(tmp_path / "other")])
+    assert both.exit_code == 2 and "two projects given" in both.output
+
+
 def test_audit_writes_markdown_and_html(write_project: Callable[..., Path], tmp_path: Path) -> None:
     folder = write_project(PROJECT)
     for fmt, name in (("markdown", "a.md"), ("html", "a.html")):

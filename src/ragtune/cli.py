@@ -15,7 +15,15 @@ from ragtune.cli_adapter import adapter_app
 from ragtune.cli_knowledge import build_command, knowledge_app, plan_command
 from ragtune.cli_lab import lab_command
 from ragtune.cli_runtime import ask_command, serve_command
-from ragtune.clikit import console, errors, fail, state
+from ragtune.clikit import (
+    ProjectArgument,
+    ProjectFlag,
+    console,
+    either_project,
+    errors,
+    fail,
+    state,
+)
 from ragtune.errors import RagtuneError
 
 app = typer.Typer(
@@ -66,12 +74,8 @@ def main_callback(
 
 @app.command()
 def audit(
-    project: Annotated[
-        Path | None,
-        typer.Argument(
-            help="The project folder or its ragtune.yaml (default: the current folder)."
-        ),
-    ] = None,
+    project: ProjectArgument = None,
+    project_flag: ProjectFlag = None,
     fmt: Annotated[
         Format, typer.Option("--format", "-f", help="table (terminal), markdown, html or json.")
     ] = Format.table,
@@ -116,6 +120,7 @@ def audit(
 
         ragtune audit --fail-on warning    # in CI
     """
+    project = either_project(project, project_flag)
     from ragtune.audit import run_audit
     from ragtune.audit.report import render_json, render_table, write_report
     from ragtune.project import load_project

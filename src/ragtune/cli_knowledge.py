@@ -14,8 +14,11 @@ import typer
 
 from ragtune.clikit import (
     JsonOption,
+    ProjectArgument,
+    ProjectFlag,
     ProjectOption,
     console,
+    either_project,
     errors,
     fail,
     project_or_fail,
@@ -113,9 +116,8 @@ def _print_sync(result: SyncResult) -> None:
 
 @knowledge_app.command("sync")
 def sync_command(
-    project: Annotated[
-        Path | None, typer.Argument(help="The project folder or its ragtune.yaml.")
-    ] = None,
+    project: ProjectArgument = None,
+    project_flag: ProjectFlag = None,
     as_json: JsonOption = False,
 ) -> None:
     """Sync every capability's sources into `.ragtune/knowledge.db`, re-embedding only changes.
@@ -126,6 +128,7 @@ def sync_command(
     reported and skipped; the rest of the sync goes on. A sync that is interrupted leaves the
     previous snapshot whole; the next sync finishes the work.
     """
+    project = either_project(project, project_flag)
     with _knowledge(project) as kb:
         result = _run_sync(kb, quiet=as_json)
         if as_json:
@@ -350,11 +353,11 @@ def tools_command(
 
 @knowledge_app.command("watch")
 def watch_command(
-    project: Annotated[
-        Path | None, typer.Argument(help="The project folder or its ragtune.yaml.")
-    ] = None,
+    project: ProjectArgument = None,
+    project_flag: ProjectFlag = None,
 ) -> None:
     """Re-sync within a second of any source file changing, until interrupted (Ctrl-C)."""
+    project = either_project(project, project_flag)
     from ragtune.knowledge.watch import watch
 
     with _knowledge(project) as kb:
@@ -369,9 +372,8 @@ def watch_command(
 
 
 def plan_command(
-    project: Annotated[
-        Path | None, typer.Argument(help="The project folder or its ragtune.yaml.")
-    ] = None,
+    project: ProjectArgument = None,
+    project_flag: ProjectFlag = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show what `ragtune build` would do now, and why; nothing is changed.
@@ -382,6 +384,7 @@ def plan_command(
     changed) with an estimated time, and warns when knowledge an adapter saw in training has
     been superseded since.
     """
+    project = either_project(project, project_flag)
     from ragtune.project import load_project
     from ragtune.runtime.plan import make_plan
 
@@ -437,9 +440,8 @@ def plan_command(
 
 
 def build_command(
-    project: Annotated[
-        Path | None, typer.Argument(help="The project folder or its ragtune.yaml.")
-    ] = None,
+    project: ProjectArgument = None,
+    project_flag: ProjectFlag = None,
     train: Annotated[
         bool,
         typer.Option("--train/--no-train", help="Train the adapters the plan lists (default)."),
@@ -452,6 +454,7 @@ def build_command(
     changed sections in seconds and never retrains an adapter; an adapter is trained when it
     does not exist yet or its examples, base model or `train:` settings changed.
     """
+    project = either_project(project, project_flag)
     from ragtune.runtime.plan import make_plan
 
     loaded = project_or_fail(project)

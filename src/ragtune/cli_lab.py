@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from ragtune.clikit import JsonOption, console, errors, fail, project_or_fail
+from ragtune.clikit import (
+    JsonOption,
+    ProjectArgument,
+    ProjectFlag,
+    console,
+    either_project,
+    errors,
+    fail,
+    project_or_fail,
+)
 from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
@@ -17,10 +26,8 @@ if TYPE_CHECKING:
 
 
 def lab_command(
-    project: Annotated[
-        Path | None,
-        typer.Argument(help="The project folder or its ragtune.yaml (default: current folder)."),
-    ] = None,
+    project: ProjectArgument = None,
+    project_flag: ProjectFlag = None,
     eval_paths: Annotated[
         list[Path] | None,
         typer.Option(
@@ -112,6 +119,7 @@ def lab_command(
 
     Example: `ragtune lab examples/contract-review --drift examples/contract-review/changes`
     """
+    project = either_project(project, project_flag)
     from ragtune.lab.evalset import default_eval_paths, load_eval, shown_path
     from ragtune.lab.report import write_reports
     from ragtune.lab.runner import LabSettings, run_lab

@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from ragtune.clikit import JsonOption, ProjectOption, console, errors, fail, project_or_fail
+from ragtune.clikit import (
+    JsonOption,
+    ProjectArgument,
+    ProjectFlag,
+    ProjectOption,
+    console,
+    either_project,
+    errors,
+    fail,
+    project_or_fail,
+)
 from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
@@ -141,10 +151,8 @@ def _warn_if_unsynced(runtime: Runtime) -> None:
 
 
 def serve_command(
-    project: Annotated[
-        Path | None,
-        typer.Argument(help="The project folder or its ragtune.yaml (default: current folder)."),
-    ] = None,
+    project: ProjectArgument = None,
+    project_flag: ProjectFlag = None,
     host: Annotated[
         str,
         typer.Option("--host", help="Address to bind; beyond loopback, API keys are required."),
@@ -187,6 +195,7 @@ def serve_command(
 
     Example: `RAGTUNE_API_KEYS=s3cret:write ragtune serve my-review --host 0.0.0.0`
     """
+    project = either_project(project, project_flag)
     from ragtune.server import ServerSettings, is_loopback, load_keys
 
     try:

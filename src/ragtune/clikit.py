@@ -25,6 +25,20 @@ ProjectOption = Annotated[
         "--project", "-p", help="The project folder or its ragtune.yaml (default: current folder)."
     ),
 ]
+ProjectArgument = Annotated[
+    Path | None,
+    typer.Argument(
+        help="The project folder or its ragtune.yaml (default: the current folder); "
+        "-p/--project works too.",
+        show_default=False,
+    ),
+]
+ProjectFlag = Annotated[
+    Path | None,
+    typer.Option(
+        "--project", "-p", help="The project, as an option, as the other commands take it."
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -34,6 +48,15 @@ def fail(exc: RagtuneError) -> NoReturn:
         raise exc
     errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
+
+
+def either_project(argument: Path | None, flag: Path | None) -> Path | None:
+    """The project a command was given as its argument or with -p/--project (not two)."""
+    if argument is not None and flag is not None and argument.resolve() != flag.resolve():
+        raise typer.BadParameter(
+            f"two projects given: {argument} and -p {flag}; name one", param_hint="PROJECT"
+        )
+    return argument if argument is not None else flag
 
 
 def project_or_fail(target: Path | None) -> Project:
