@@ -86,6 +86,35 @@ def test_train_list_show_rm(project: Path) -> None:
     assert removed.exit_code == 0 and not folder.exists()
 
 
+@pytest.mark.slow
+def test_training_runs_under_accelerate_launch(project: Path) -> None:
+    """The same `ragtune adapter train` under `accelerate launch` with two processes (gloo on
+    this CPU-only machine): each process trains on its half of every batch, the gradients are
+    averaged, and only the first process evaluates, saves and reports."""
+    import subprocess
+    import sys
+
+    launcher = Path(sys.executable).with_name("accelerate")
+    command = [
+        str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "ragtune.cli", "adapter", "train", "clause_summary", "-p", str(project),
+        "--steps", "2", "--batch-size", "2", "--max-length", "128", "--eval-tokens", "8", "--json",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)  # one report: the second process printed nothing
+    assert summary["processes"] == 2 and summary["steps"] == 2
+    assert summary["base"]["examples"] == summary["adapter"]["examples"] >= 1
+    folder = Path(summary["path"])
+    manifest = json.loads((folder / "ragtune.json").read_text())
+    assert manifest["training"]["processes"] == 2 and manifest["training"]["device"].startswith("cpu")
+    assert (folder / "adapter_model.safetensors").is_file()
+    leftovers = [p.name for p in folder.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], leftovers
+    runner.invoke(app, ["adapter", "rm", "clause_summary", "-p", str(project)])
+
+
 def _with(project: Path, old: str, new: str) -> str:
     config = project / "ragtune.yaml"
     original = config.read_text()

@@ -14,6 +14,7 @@ from ragtune.clikit import (
     console,
     fail,
     project_or_fail,
+    secondary_process,
     training_bar,
 )
 from ragtune.errors import RagtuneError
@@ -99,12 +100,15 @@ def train_command(
     except RagtuneError as exc:
         fail(exc)
     result = done.result
+    if secondary_process():  # under `accelerate launch`: the first process reports
+        return
     summary = {
         "capability": done.capability,
         "path": str(result.path),
         "steps": result.steps,
         "final_loss": result.final_loss,
         "seconds_per_step": round(result.seconds_per_step, 3),
+        "processes": result.manifest["training"].get("processes", 1),
         "size_bytes": result.size_bytes,
         "base": None if result.base is None else result.base.__dict__,
         "adapter": None if result.adapter is None else result.adapter.__dict__,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,6 +70,12 @@ def project_or_fail(target: Path | None) -> Project:
         fail(exc)
 
 
+def secondary_process() -> bool:
+    """True in every process but the first of a multi-process launch (`accelerate launch`,
+    torchrun: RANK above 0); those train their share and leave the output to the first."""
+    return os.environ.get("RANK", "0") not in ("", "0")
+
+
 @contextmanager
 def training_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int, int, float], None]]:
     """A Rich progress bar with the loss and the time left, on stderr; yields the trainer's
@@ -79,7 +86,7 @@ def training_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int, int, flo
         bars.TextColumn(f"[bold]{label}[/]"), bars.BarColumn(), bars.MofNCompleteColumn(),
         bars.TextColumn("loss {task.fields[loss]}"), bars.TimeElapsedColumn(),
         bars.TextColumn("left"), bars.TimeRemainingColumn(),
-        console=errors, transient=True, disable=quiet,
+        console=errors, transient=True, disable=quiet or secondary_process(),
     ) as bar:  # fmt: skip
         task = bar.add_task("", total=None, loss="-")
 

@@ -479,37 +479,59 @@ def train_adapter(
         step = 0
         if resume:
             step = _load_checkpoint(ckpt_dir, peft_model, optimizer, identity)
+        # One process, or one of several under `accelerate launch`: each takes its share of
+        # every batch and the gradients are averaged, so a step is the same step either way.
+        accelerator = _accelerator(next(model.parameters()).device)
+        trained, optimizer = accelerator.prepare(peft_model, optimizer)
+        rank, world, main = (
+            accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+        )  # fmt: skip
 
         # -- loop ------------------------------------------------------------------------------
         losses: list[float] = []
         tokens = 0
-        peft_model.train()
-        device = next(peft_model.parameters()).device
+        trained.train()
         loop_started = time.perf_counter()
         while step < total:
             lr = get_lr(step, total, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = collate(
-                [encoded[i] for i in batch_indices(len(encoded), step, config)],
-                tokenizer.pad_token_id,
-            )
-            tokens += int(batch["attention_mask"].sum())
-            out = peft_model(**{k: v.to(device) for k, v in batch.items()})
-            out.loss.backward()
+            indices = batch_indices(len(encoded), step, config)
+            mine = indices[rank::world] or indices[:1]  # a short last batch: no rank goes empty
+            batch = collate([encoded[i] for i in mine], tokenizer.pad_token_id)
+            counted = batch["attention_mask"].sum().to(accelerator.device)
+            out = trained(**{k: v.to(accelerator.device) for k, v in batch.items()})
+            accelerator.backward(out.loss)
             if config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                accelerator.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss = float(out.loss.detach())
+            loss = float(accelerator.reduce(out.loss.detach(), "mean"))
+            tokens += int(accelerator.reduce(counted, "sum"))
             losses.append(loss)
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
+            due = config.checkpoint_every and step % config.checkpoint_every == 0 and step < total
+            if due and main:
                 _save_checkpoint(ckpt_dir, peft_model, optimizer, step, identity)
-            if progress is not None:
+            if progress is not None and main:
                 progress(step, total, loss)
         train_seconds = time.perf_counter() - loop_started
         peft_model.eval()
+        if not main:  # the main process evaluates and saves; the others wait for the adapter
+            accelerator.wait_for_everyone()
+            manifest = json.loads((out_dir / MANIFEST).read_text("utf-8"))
+            return TrainResult(
+                path=out_dir,
+                steps=step,
+                losses=losses,
+                base=None,
+                adapter=None,
+                seconds=time.perf_counter() - started,
+                seconds_per_step=train_seconds / max(len(losses), 1),
+                peak_rss_mb=_peak_rss_mb(),
+                size_bytes=sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file()),
+                manifest=manifest,
+            )
 
         # -- evaluate --------------------------------------------------------------------------
         base_metrics = adapter_metrics = None
@@ -555,6 +577,8 @@ def train_adapter(
                 "seconds_per_step": round(train_seconds / taken, 4) if taken else None,
                 "tokens_per_second": round(tokens / train_seconds, 1) if taken else None,
                 "peak_rss_mb": round(_peak_rss_mb(), 1),
+                "device": str(accelerator.device),
+                "processes": world,
             },
             "metrics": {
                 "base": base_metrics.to_dict() if base_metrics else None,
@@ -569,6 +593,7 @@ def train_adapter(
                 raise TrainError(f"{stage_dir}: saving the adapter wrote no {required}")
         _swap_into_place(stage_dir, out_dir)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+        accelerator.wait_for_everyone()
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
         # Give the caller's model back as it came: LoRA layers out, its grad flags restored.
@@ -745,6 +770,15 @@ def _swap_into_place(stage: Path, target: Path) -> None:
         target.rename(old)
     stage.rename(target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _accelerator(device: Any) -> Any:
+    """An ``accelerate.Accelerator`` for a model on ``device``: a single process normally, or
+    this process's place among several under ``accelerate launch`` (gloo on CPU, NCCL on GPUs).
+    A model on the CPU keeps training there even when a GPU is present."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=device.type == "cpu")
 
 
 def _peak_rss_mb() -> float:

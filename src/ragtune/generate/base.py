@@ -182,7 +182,8 @@ def _dequantise(spec: BaseModelSpec, target: Path, sha: str) -> None:
     model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = target.with_name(f".{target.name}.tmp")
+    # Per process: under `accelerate launch` every process may find the cache empty at once.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(str(tmp), safe_serialization=True)
@@ -192,5 +193,8 @@ def _dequantise(spec: BaseModelSpec, target: Path, sha: str) -> None:
             {"source": spec.describe(), "sha256": sha, "ragtune_version": __version__}, indent=2
         )
     )
+    if (target / "ragtune.json").is_file():  # another process finished the same work first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
