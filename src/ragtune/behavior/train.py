@@ -517,83 +517,71 @@ def train_adapter(
                 progress(step, total, loss)
         train_seconds = time.perf_counter() - loop_started
         peft_model.eval()
-        if not main:  # the main process evaluates and saves; the others wait for the adapter
-            accelerator.wait_for_everyone()
-            manifest = json.loads((out_dir / MANIFEST).read_text("utf-8"))
-            return TrainResult(
-                path=out_dir,
-                steps=step,
-                losses=losses,
-                base=None,
-                adapter=None,
-                seconds=time.perf_counter() - started,
-                seconds_per_step=train_seconds / max(len(losses), 1),
-                peak_rss_mb=_peak_rss_mb(),
-                size_bytes=sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file()),
-                manifest=manifest,
-            )
-
-        # -- evaluate --------------------------------------------------------------------------
         base_metrics = adapter_metrics = None
-        if config.eval_max_new_tokens > 0:
-            with peft_model.disable_adapter():
-                base_metrics = _evaluate(peft_model, tokenizer, held, config, contract)
-            adapter_metrics = _evaluate(peft_model, tokenizer, held, config, contract)
-
-        # -- save ------------------------------------------------------------------------------
-        shutil.rmtree(stage_dir, ignore_errors=True)
-        stage_dir.parent.mkdir(parents=True, exist_ok=True)
-        peft_model.save_pretrained(str(stage_dir), safe_serialization=True)
-        _refuse_pickles(stage_dir)
-        seconds = time.perf_counter() - started
         taken = len(losses)
-        manifest = {
-            "format": 1,
-            "ragtune_version": __version__,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "base_model": {"name": loaded.spec.name, "sha256": loaded.sha256},
-            "dataset": {
-                "path": examples.path,
-                "sha256": identity["dataset_sha256"],
-                "file_sha256": examples.sha256,
-                "examples": len(examples),
-                "train": len(train_set),
-                "held_out": len(held),
-                "truncated": sum(e.truncated for e in encoded),
-            },
-            "knowledge_snapshot": (
-                knowledge_snapshot
-                if knowledge_snapshot is not None or context is None
-                else str(context.snapshot)
-            ),
-            "context": context.to_dict() if context is not None else None,
-            "contract": contract.source if contract is not None else None,
-            "config": identity["config"],
-            "training": {
-                "steps": step,
-                "resumed": resume and taken < step,
-                "final_loss": losses[-1] if losses else None,
-                "seconds": round(seconds, 3),
-                "seconds_per_step": round(train_seconds / taken, 4) if taken else None,
-                "tokens_per_second": round(tokens / train_seconds, 1) if taken else None,
-                "peak_rss_mb": round(_peak_rss_mb(), 1),
-                "device": str(accelerator.device),
-                "processes": world,
-            },
-            "metrics": {
-                "base": base_metrics.to_dict() if base_metrics else None,
-                "adapter": adapter_metrics.to_dict() if adapter_metrics else None,
-            },
-        }
-        (stage_dir / MANIFEST).write_text(
-            json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        for required in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, MANIFEST):
-            if not (stage_dir / required).is_file():
-                raise TrainError(f"{stage_dir}: saving the adapter wrote no {required}")
-        _swap_into_place(stage_dir, out_dir)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if main:  # one process evaluates and saves; under `accelerate launch` the others wait
+            # -- evaluate ----------------------------------------------------------------------
+            if config.eval_max_new_tokens > 0:
+                with peft_model.disable_adapter():
+                    base_metrics = _evaluate(peft_model, tokenizer, held, config, contract)
+                adapter_metrics = _evaluate(peft_model, tokenizer, held, config, contract)
+
+            # -- save --------------------------------------------------------------------------
+            shutil.rmtree(stage_dir, ignore_errors=True)
+            stage_dir.parent.mkdir(parents=True, exist_ok=True)
+            peft_model.save_pretrained(str(stage_dir), safe_serialization=True)
+            _refuse_pickles(stage_dir)
+            seconds = time.perf_counter() - started
+            manifest = {
+                "format": 1,
+                "ragtune_version": __version__,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "base_model": {"name": loaded.spec.name, "sha256": loaded.sha256},
+                "dataset": {
+                    "path": examples.path,
+                    "sha256": identity["dataset_sha256"],
+                    "file_sha256": examples.sha256,
+                    "examples": len(examples),
+                    "train": len(train_set),
+                    "held_out": len(held),
+                    "truncated": sum(e.truncated for e in encoded),
+                },
+                "knowledge_snapshot": (
+                    knowledge_snapshot
+                    if knowledge_snapshot is not None or context is None
+                    else str(context.snapshot)
+                ),
+                "context": context.to_dict() if context is not None else None,
+                "contract": contract.source if contract is not None else None,
+                "config": identity["config"],
+                "training": {
+                    "steps": step,
+                    "resumed": resume and taken < step,
+                    "final_loss": losses[-1] if losses else None,
+                    "seconds": round(seconds, 3),
+                    "seconds_per_step": round(train_seconds / taken, 4) if taken else None,
+                    "tokens_per_second": round(tokens / train_seconds, 1) if taken else None,
+                    "peak_rss_mb": round(_peak_rss_mb(), 1),
+                    "device": str(accelerator.device),
+                    "processes": world,
+                },
+                "metrics": {
+                    "base": base_metrics.to_dict() if base_metrics else None,
+                    "adapter": adapter_metrics.to_dict() if adapter_metrics else None,
+                },
+            }
+            (stage_dir / MANIFEST).write_text(
+                json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+            for required in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, MANIFEST):
+                if not (stage_dir / required).is_file():
+                    raise TrainError(f"{stage_dir}: saving the adapter wrote no {required}")
+            _swap_into_place(stage_dir, out_dir)
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
         accelerator.wait_for_everyone()
+        if not main:
+            manifest = json.loads((out_dir / MANIFEST).read_text("utf-8"))
+            seconds = time.perf_counter() - started
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
         # Give the caller's model back as it came: LoRA layers out, its grad flags restored.
