@@ -41,6 +41,9 @@ CHARS_PER_TOKEN = 3.7
 """Characters per token of English contract text and JSON in SmolLM2's tokenizer (measured on
 the example); the plan reads no tokenizer."""
 
+PASSAGE_HEADER_CHARS = 40
+"""Characters of the line that numbers and names each retrieved passage in a prompt."""
+
 TEMPLATE_TOKENS = 30
 """Tokens the chat template adds to each example (role markers, the end-of-turn tokens)."""
 
@@ -186,8 +189,8 @@ def estimate_seconds(
             return steps * float(per_step)
         rate = CPU_TOKENS_PER_SECOND
     rows = examples.examples
-    context = (
-        config.context_passages * (config.context_chars + 40)
+    context = (  # each passage: its text and a "[n] document > section (version v)" line
+        config.context_passages * (config.context_chars + PASSAGE_HEADER_CHARS)
         if capability.context_from and config.context_passages
         else 0
     )
