@@ -22,3 +22,12 @@ def write_project(tmp_path: Path) -> Callable[[str], Path]:
         return tmp_path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def base_model(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
+    """The packaged base model, loaded once per session; its de-quantised weights are kept in
+    pytest's cache across runs (20 s the first time, about 1 s after)."""
+    from ragtune.generate.base import load_base_model
+
+    return load_base_model(cache_root=pytestconfig.cache.mkdir("ragtune-models"))

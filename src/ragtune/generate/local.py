@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragtune.behavior.adapters import AdapterError, adapter_path, load_manifest
+from ragtune.context import defuse_tokens
 from ragtune.generate.backend import (
     BackendError,
     FinishReason,
@@ -103,6 +104,7 @@ class LocalBackend:
         if eos is None:
             eos = loaded.tokenizer.eos_token_id
         self._eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self._specials = special_tokens(loaded.tokenizer)
 
     # -- the Backend interface -----------------------------------------------------------------
 
@@ -166,6 +168,20 @@ class LocalBackend:
         """
         request = self._prepare(messages, adapter, max_tokens, temperature, stop, schema)
         return Stream(self._pieces(request, adapter, time.perf_counter()))
+
+    def render_prompt(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text the model reads: the chat template over ``messages``, ending with the
+        assistant's turn, to be tokenised as it is (the template wrote every special token).
+
+        The rendered text is tokenised whole, so a special token written inside a message would
+        become a real one (a forged turn, a forged end of the system prompt): every special
+        token of the tokenizer inside a message is broken first; only the template writes them.
+        """
+        messages = [{**m, "content": defuse_tokens(m["content"], self._specials)} for m in messages]
+        prompt = self.loaded.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        return str(prompt)
 
     def count_tokens(self, text: str) -> int:
         """Tokens in ``text`` by the base model's tokenizer (no special tokens added)."""
@@ -276,9 +292,9 @@ class LocalBackend:
         if adapter is not None and adapter not in self._adapters:
             self._check_adapter(adapter)
         tokenizer = self.loaded.tokenizer
-        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        # The template already wrote every special token the model expects.
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        inputs = tokenizer(
+            self.render_prompt(messages), return_tensors="pt", add_special_tokens=False
+        )
         inputs = {k: v.to(self.loaded.model.device) for k, v in inputs.items()}
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_tokens,
@@ -393,3 +409,13 @@ def _cancelled(event: threading.Event) -> Any:
             )
 
     return Cancelled()
+
+
+def special_tokens(tokenizer: Any) -> frozenset[str]:
+    """Every token the tokenizer treats as special: its named ones and the added ones marked
+    special (the chat template's role markers among them)."""
+    tokens = set(tokenizer.all_special_tokens)
+    for added in getattr(tokenizer, "added_tokens_decoder", {}).values():
+        if getattr(added, "special", False):
+            tokens.add(str(added.content))
+    return frozenset(tokens)

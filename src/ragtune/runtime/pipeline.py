@@ -39,7 +39,7 @@ from ragtune.behavior.contract import (
 )
 from ragtune.behavior.examples import Example, load_examples
 from ragtune.behavior.fewshot import DEFAULT_K, build_messages
-from ragtune.context import Passage, format_context, text_sha1
+from ragtune.context import Passage, defuse, format_context, text_sha1
 from ragtune.errors import RagtuneError, closest
 from ragtune.project import Capability, Project
 
@@ -470,13 +470,17 @@ def build_prompt(
     shots: Sequence[Example],
 ) -> list[dict[str, str]]:
     """Chat messages: the system prompt, the shots, the history, then the question with the
-    passages marked as data and numbered for citation (the layout adapters are trained on)."""
+    passages marked as data and numbered for citation (the layout adapters are trained on).
+
+    What the client sent (the history and the question) is defused like retrieved text
+    (:func:`ragtune.context.defuse`): whatever the backend, it cannot open a chat turn."""
     context = format_context(passages, runtime.passage_chars(route)) if passages else None
-    messages = build_messages(system_prompt(runtime, route), shots, request.question, context)
+    question = defuse(request.question)
+    messages = build_messages(system_prompt(runtime, route), shots, question, context)
     if request.history:
         head = 1 if messages and messages[0]["role"] == "system" else 0
         head += 2 * len(shots)
-        messages[head:head] = [dict(m) for m in request.history]
+        messages[head:head] = [{**m, "content": defuse(m["content"])} for m in request.history]
     return messages
 
 
