@@ -108,7 +108,9 @@ def test_training_runs_under_accelerate_launch(project: Path) -> None:
     assert summary["base"]["examples"] == summary["adapter"]["examples"] >= 1
     folder = Path(summary["path"])
     manifest = json.loads((folder / "ragtune.json").read_text())
-    assert manifest["training"]["processes"] == 2 and manifest["training"]["device"].startswith("cpu")
+    assert manifest["training"]["processes"] == 2 and manifest["training"]["device"].startswith(
+        "cpu"
+    )
     assert (folder / "adapter_model.safetensors").is_file()
     leftovers = [p.name for p in folder.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == [], leftovers

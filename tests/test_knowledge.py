@@ -630,3 +630,44 @@ def test_a_store_from_an_older_schema_is_migrated_in_place(project_dir: Path) ->
     indexes = {r[1] for r in kb.store.db.execute("PRAGMA index_list('chunks')")}
     assert "chunks_visibility" in indexes
     assert kb.search("sick leave", k=1)[0].document == "docs/leave.md"
+
+
+def test_sync_does_not_follow_links_out_of_the_project(
+    project_dir: Path, embedder: HashingEmbedder, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.md").write_text("# Secret\n\nThe server's private notes: do not serve.\n")
+    (outside / "more").mkdir()
+    (outside / "more" / "keys.md").write_text("# Keys\n\nsk-live-1234\n")
+    docs = project_dir / "docs"
+    (docs / "secret.md").symlink_to(outside / "secret.md")
+    (docs / "more").symlink_to(outside / "more", target_is_directory=True)
+    (project_dir / "shared").mkdir()
+    (project_dir / "shared" / "inside.md").write_text("# Inside\n\nShared inside the project.\n")
+    (docs / "alias.md").symlink_to(project_dir / "shared" / "inside.md")  # stays inside: used
+    config = (project_dir / "ragtune.yaml").read_text()
+    (project_dir / "ragtune.yaml").write_text(
+        config.replace("sources: [docs/]", f"sources: [docs/, docs/more, {outside}/secret.md]")
+    )
+
+    kb = open_kb(project_dir, embedder)
+    result = kb.sync()
+    documents = kb.store.current_documents()
+    assert set(documents) == {
+        "docs/alias.md",
+        "docs/expenses.md",
+        "docs/leave.md",
+        "tables/fees.csv",
+    }
+    hits = kb.search("private notes do not serve sk-live-1234", k=10)
+    assert not any("private notes" in h.text or "sk-live" in h.text for h in hits)
+    skipped = dict(result.skipped)
+    assert "symbolic link to" in skipped["docs/secret.md"]
+    assert "outside the project" in skipped["docs/secret.md"]
+    assert "outside the project" in skipped["docs/more/keys.md"]
+    assert not any(path.startswith("/") for path in skipped)  # names as the project sees them
+    kb.close()
+
+    shown = CliRunner().invoke(app, ["knowledge", "sync", str(project_dir)])
+    assert shown.exit_code == 0, shown.output
+    assert "docs/secret.md" in shown.output and "outside the project" in shown.output

@@ -191,7 +191,10 @@ def discover(root: Path, refs: list[str]) -> Discovered:
     A reference is a folder (searched recursively), a file or a glob (``**`` allowed), relative
     to ``root`` unless absolute; ``table.csv#column`` names a table and its key column. Hidden
     files and folders (a name starting with ``.``) are skipped inside folders and globs, but a
-    hidden file named explicitly is used. Symlinked folders are not followed.
+    hidden file named explicitly is used. Symlinked folders are not followed, and a file whose
+    real path lies outside the project (a symbolic link out of it, an absolute path or ``..``
+    elsewhere) is skipped with the reason: knowledge is what the project folder holds, and a
+    server would otherwise index and serve any file the link reaches.
 
     Args:
         root: The project root (the folder holding ``ragtune.yaml``).
@@ -205,6 +208,7 @@ def discover(root: Path, refs: list[str]) -> Discovered:
         SourceError: Two references name different key columns for the same table.
     """
     root = Path(os.path.abspath(root))
+    real_root = Path(os.path.realpath(root))
     found: dict[Path, None] = {}
     skipped: dict[Path, str] = {}
     key_columns: dict[Path, str] = {}
@@ -229,7 +233,10 @@ def discover(root: Path, refs: list[str]) -> Discovered:
             skipped.setdefault(target, f"the source {ref!r} names no file or folder")
 
         for path in map(Path, map(os.path.normpath, matched)):
-            if path.suffix.lower() in SUPPORTED_SUFFIXES:
+            outside = _outside(path, real_root)
+            if outside is not None:
+                skipped.setdefault(path, outside)
+            elif path.suffix.lower() in SUPPORTED_SUFFIXES:
                 found[path] = None
             else:
                 skipped.setdefault(path, _unsupported_reason(path))
@@ -259,6 +266,20 @@ def _walk(folder: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         paths.extend(Path(current) / f for f in sorted(files) if not f.startswith("."))
     return paths
+
+
+def _outside(path: Path, real_root: Path) -> str | None:
+    """Why ``path`` is not knowledge of the project at ``real_root`` (its real path lies outside
+    it), or None when it lies inside."""
+    real = Path(os.path.realpath(path))
+    if real.is_relative_to(real_root):
+        return None
+    if os.path.islink(path) or real != Path(os.path.abspath(path)):
+        return (
+            f"a symbolic link to {real}, outside the project: not followed; copy the file into "
+            "the project to use it"
+        )
+    return "outside the project folder: not used; copy the file into the project to use it"
 
 
 def _is_hidden(path: Path, root: Path) -> bool:

@@ -33,6 +33,7 @@ from ragtune.knowledge.sources import (
     discover,
     load_table,
     parse_document,
+    relative_posix,
 )
 from ragtune.knowledge.store import DocumentRow, NewChunk
 from ragtune.knowledge.store.sqlite import SQLiteStore
@@ -142,19 +143,14 @@ def source_files(project: Project) -> tuple[list[SourceFile], list[tuple[str, st
         for path in found.files:
             capabilities.setdefault(path, set()).add(capability.name)
         keys.update(found.key_columns)
-        skipped.extend((_rel(root, p), why) for p, why in found.skipped)
+        skipped.extend((relative_posix(p, root), why) for p, why in found.skipped)
     files = [
-        SourceFile(path, _rel(root, path), frozenset(caps), keys.get(path))
-        for path, caps in sorted(capabilities.items(), key=lambda item: _rel(root, item[0]))
+        SourceFile(path, relative_posix(path, root), frozenset(caps), keys.get(path))
+        for path, caps in sorted(
+            capabilities.items(), key=lambda item: relative_posix(item[0], root)
+        )
     ]
     return files, list(dict.fromkeys(skipped))
-
-
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def _sha256(path: Path) -> str:
