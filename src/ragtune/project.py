@@ -86,6 +86,12 @@ class Capability(BaseModel):
         "with retrieved context (RAFT).",
     )
 
+    @property
+    def answers_from_sources(self) -> bool:
+        """Whether the capability is served from its documents alone: it has sources and no
+        examples (a knowledge capability, whatever the audit decides for the rest)."""
+        return bool(self.sources) and not self.examples
+
     @field_validator("description")
     @classmethod
     def _strip(cls, value: str) -> str:

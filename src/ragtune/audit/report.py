@@ -155,7 +155,7 @@ def _cell(value: object) -> str:
     return " ".join(str(value).split()).replace("|", "\\|")
 
 
-def _md_table(headers: Sequence[str], rows: Sequence[Sequence[object]], numeric: int = 0) -> str:
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]], numeric: int = 0) -> str:
     """A Markdown table; the last ``numeric`` columns are right-aligned."""
     align = ["---"] * (len(headers) - numeric) + ["---:"] * numeric
     lines = [
@@ -180,7 +180,7 @@ def _md_cost(cost: CostProjection) -> list[str]:
         for r in _cost_rows(cost)
     ]
     return [
-        _md_table(COST_HEADERS, rows, numeric=5),
+        md_table(COST_HEADERS, rows, numeric=5),
         "",
         f"- {_break_even_sentence(cost)}",
         f"- Retraining saved against fine-tuning everything: {_retraining_saved(cost)}.",
@@ -222,7 +222,7 @@ def render_markdown(report: AuditReport) -> str:
         ]
     )
     out += [
-        _md_table(
+        md_table(
             ["capability", "decision", "kind", "current approach", "warnings", *STRATEGIES],
             rows,
             numeric=4,
@@ -249,7 +249,7 @@ def render_markdown(report: AuditReport) -> str:
         "",
         "### Cumulative cost by month",
         "",
-        _md_table(
+        md_table(
             ["month", *STRATEGIES],
             [[m, *values] for m, values in _cumulative_rows(p)],
             numeric=3,
@@ -271,7 +271,7 @@ def _md_capability(c: CapabilityAudit) -> list[str]:
         "",
         "Path through the decision tree:",
         "",
-        _md_table(
+        md_table(
             ["question", "answer", "source", "confidence", "reason"],
             [(s.question, s.answer, s.source, f"{s.confidence:.2f}", s.reason) for s in c.path],
         ),

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.audit.report import DECISION_COLOURS, _md_table, figure_svg
+from ragtune.audit.report import DECISION_COLOURS, figure_svg, md_table
 from ragtune.project import write_atomic
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class _Table:
         return len(self.headers) - self.numeric
 
     def markdown(self) -> str:
-        return _md_table(self.headers, self.rows, numeric=self.numeric)
+        return md_table(self.headers, self.rows, numeric=self.numeric)
 
 
 def _arms_table(data: dict[str, Any]) -> _Table:

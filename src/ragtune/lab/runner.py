@@ -403,14 +403,9 @@ def apply_change_set(work: Project, changes: Sequence[tuple[Path, str]]) -> list
 # -- the arms ----------------------------------------------------------------------------------
 
 
-def _is_knowledge(runtime: Runtime, cap: Capability) -> bool:
-    return bool(cap.sources) and not cap.examples
-
-
 def _plan(lab: _Lab, cap: Capability, arm: str) -> ArmPlan:
-    runtime = lab.runtime
     name = cap.name
-    if _is_knowledge(runtime, cap):
+    if cap.answers_from_sources:
         if arm == "zero-shot":
             return ArmPlan(arm, name, Route(name, "prompt"), None, "base model, no context")
         if arm == "few-shot":
@@ -560,7 +555,7 @@ def _train(lab: _Lab, job: AdapterJob, *, revised: bool) -> tuple[float, int]:
     steps_cap = lab.settings.train_steps
     system = _system_prompt(runtime, Route(cap.name, "lora", (), job.name))
     context = None
-    if _is_knowledge(runtime, cap):
+    if cap.answers_from_sources:
         examples = _reference_examples(lab, cap.name, revised=revised)
         config = TrainConfig(
             r=16,
@@ -813,7 +808,7 @@ def _drift(
         for p in lab.plans.values()
         if p.arm == "LoRA"
         and p.route.adapter
-        and _is_knowledge(lab.runtime, lab.runtime.capability(p.capability))
+        and lab.runtime.capability(p.capability).answers_from_sources
         and any(i.capability == p.capability for i in changed)
     ]
     if lab.settings.retrain and lora_knowledge:
@@ -901,7 +896,7 @@ def _verdicts(
     for name in dict.fromkeys(i.capability for i in lab.items):
         cap = lab.runtime.capability(name)
         decision = lab.runtime.decisions.get(name, "prompt")
-        knowledge = _is_knowledge(lab.runtime, cap)
+        knowledge = cap.answers_from_sources
         after_drift = bool(
             knowledge
             and drift is not None

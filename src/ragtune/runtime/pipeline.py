@@ -417,7 +417,7 @@ def route(runtime: Runtime, request: Request) -> Route:
         how = "routed"
     cap = runtime.capability(name)
     decision = runtime.decisions.get(name, "retrieval" if cap.sources else "prompt")
-    if decision == "retrieval" or (cap.sources and not cap.examples):
+    if decision == "retrieval" or cap.answers_from_sources:
         return Route(name, "retrieval", (name,), None, how, score)
     knowledge = tuple(cap.context_from)
     if decision == "lora":
