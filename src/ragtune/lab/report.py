@@ -623,175 +623,18 @@ def _cost_chart(data: dict[str, Any]) -> str:
 
 # -- HTML -----------------------------------------------------------------------------------------
 
-_TEMPLATE = """\
-{#- The lab as one self-contained page: inline CSS and SVG charts, nothing loaded from outside. -#}
-{%- macro num(i, t) -%}{% if i >= t.first_numeric %} class="num"{% endif %}{%- endmacro -%}
-{%- macro table(t, cls="") -%}
-<div class="table-wrap">
-<table{% if cls %} class="{{ cls }}"{% endif %}>
-  <thead><tr>
-  {% for h in t.headers %}
-    <th{{ num(loop.index0, t) }}>{{ h }}</th>
-  {% endfor %}
-  </tr></thead>
-  <tbody>
-  {% for row in t.rows %}
-    <tr>{% for v in row %}<td{{ num(loop.index0, t) }}>{{ v }}</td>{% endfor %}</tr>
-  {% endfor %}
-  </tbody>
-</table>
-</div>
-{%- endmacro -%}
-<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="ragtune {{ version }}">
-<title>ragtune lab: {{ project }}</title>
-<style>
-  :root { --ink: #111827; --muted: #6b7280; --line: #e5e7eb; --soft: #f9fafb; --page: #f3f4f6; }
-  * { box-sizing: border-box; }
-  body {
-    margin: 0; background: var(--page); color: var(--ink);
-    font: 15px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
-  }
-  main { max-width: 1180px; margin: 0 auto; padding: 32px 24px 64px; }
-  header.top h1 { margin: 0 0 4px; font-size: 28px; }
-  .meta { color: var(--muted); font-size: 13px; margin: 0 0 24px; }
-  .card {
-    background: #fff; border: 1px solid var(--line); border-radius: 10px;
-    padding: 20px 24px; margin: 0 0 20px; box-shadow: 0 1px 2px rgba(0, 0, 0, 0.04);
-  }
-  h2 { font-size: 20px; margin: 0 0 12px; }
-  h3 { font-size: 15px; margin: 20px 0 8px; color: #374151; }
-  .table-wrap { overflow-x: auto; }
-  table { border-collapse: collapse; width: 100%; font-size: 14px; }
-  th, td {
-    text-align: left; padding: 7px 10px; border-bottom: 1px solid var(--line);
-    vertical-align: top;
-  }
-  thead th {
-    background: var(--soft); color: #374151; font-weight: 600; font-size: 12px;
-    text-transform: uppercase; letter-spacing: 0.03em; border-bottom: 2px solid var(--line);
-  }
-  tbody tr:hover { background: var(--soft); }
-  td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-  table.calls { font-size: 12px; }
-  table.calls td:nth-child(5), table.calls td:nth-child(6) { min-width: 240px; }
-  ul.verdicts { list-style: none; padding: 0; margin: 0; }
-  ul.verdicts li { padding: 6px 0; border-bottom: 1px solid var(--line); }
-  .badge {
-    display: inline-block; padding: 1px 10px; border-radius: 999px; font-size: 12px;
-    font-weight: 650; margin-right: 8px; background: #f3f4f6; color: #374151;
-  }
-  .badge.agrees { background: #dcfce7; color: #166534; }
-  .badge.disagrees { background: #fee2e2; color: #991b1b; }
-  dl.facts { display: flex; flex-wrap: wrap; gap: 8px 28px; margin: 0 0 12px; font-size: 14px; }
-  dl.facts dt { color: var(--muted); font-size: 12px; }
-  dl.facts dd { margin: 0; font-weight: 600; }
-  figure.chart { margin: 16px 0 0; }
-  figure.chart svg { width: 100%; height: auto; display: block; }
-  details summary { cursor: pointer; font-weight: 600; }
-  .none { color: var(--muted); margin: 0; }
-  @media print { body { background: #fff; } .card { box-shadow: none; } }
-</style>
-</head>
-<body>
-<main>
-<header class="top">
-  <h1>ragtune lab: {{ project }}</h1>
-  <p class="meta">
-    base model {{ base_model }} · knowledge snapshot {{ snapshot }} ·
-    ragtune {{ version }} · generated {{ created_at }}
-  </p>
-</header>
-
-<section class="card" id="summary">
-  <h2>Summary</h2>
-  <p>{{ summary }}</p>
-</section>
-
-<section class="card" id="verdicts">
-  <h2>Verdicts</h2>
-  {% if verdicts %}
-  <ul class="verdicts">
-    {% for text, word in verdicts %}
-    <li><span class="badge {{ word }}">{{ word }}</span>{{ text }}</li>
-    {% endfor %}
-  </ul>
-  {% else %}
-  <p class="none">No verdicts.</p>
-  {% endif %}
-</section>
-
-<section class="card" id="arms">
-  <h2>Arms</h2>
-  {{ table(arms) }}
-  <figure class="chart accuracy">{{ accuracy_chart }}</figure>
-  <figure class="chart cost">{{ cost_chart }}</figure>
-</section>
-
-<section class="card" id="capabilities">
-  <h2>By capability</h2>
-  <p class="none">Fact accuracy / contract compliance of each arm on each capability.</p>
-  {{ table(capabilities) }}
-  {% if setup %}
-  <h3>How each arm served each capability</h3>
-  {{ table(setup) }}
-  {% endif %}
-</section>
-
-{% if drift %}
-<section class="card" id="drift">
-  <h2>Drift</h2>
-  <dl class="facts">
-    {% for label, value in drift.facts %}
-    <div><dt>{{ label }}</dt><dd>{{ value }}</dd></div>
-    {% endfor %}
-  </dl>
-  {{ table(drift.table) }}
-  {% if drift.retrained %}<p>{{ drift.retrained }}</p>{% endif %}
-</section>
-{% endif %}
-
-<section class="card" id="adapters">
-  <h2>Adapters</h2>
-  {% if adapters %}{{ table(adapters) }}{% else %}<p class="none">No adapters.</p>{% endif %}
-</section>
-
-<section class="card" id="settings">
-  <h2>Settings</h2>
-  <dl class="facts">
-    {% for label, value in settings %}
-    <div><dt>{{ label }}</dt><dd>{{ value }}</dd></div>
-    {% endfor %}
-  </dl>
-</section>
-
-<section class="card" id="calls">
-  <details>
-    <summary>Every call ({{ calls.rows | length }})</summary>
-    {{ table(calls, "calls") }}
-  </details>
-</section>
-</main>
-</body>
-</html>
-"""
-
 
 @lru_cache(maxsize=1)
-def _template() -> jinja2.Template:
+def _environment() -> jinja2.Environment:
     import jinja2
 
-    environment = jinja2.Environment(
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("ragtune.lab", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return environment.from_string(_TEMPLATE)
 
 
 def _calls_table(data: dict[str, Any]) -> _Table:
@@ -829,7 +672,8 @@ def render_html(data: dict[str, Any]) -> str:
     from markupsafe import Markup
 
     drift = data.get("drift")
-    return _template().render(
+    template = _environment().get_template("lab.html.j2")
+    return template.render(
         project=data.get("project") or NA,
         version=data.get("ragtune_version") or NA,
         created_at=data.get("created_at") or NA,
