@@ -126,6 +126,40 @@ def test_volatile_content_in_sources_is_measured(write_project: Callable[..., Pa
     assert "money" in reason and "percentage" in reason
 
 
+TABLE_PROJECT = PROJECT.replace("sources: [docs/]", "sources: [tables/fees.csv#matter]")
+
+
+def test_a_keyed_table_source_has_change_history(repo: Path) -> None:
+    """``tables/fees.csv#matter`` names the table: its commits are evidence, as for any file."""
+    (repo / "ragtune.yaml").write_text(TABLE_PROJECT)
+    commit(repo, "tables/fees.csv", "matter,fee\nreview,standard\n", days_ago=500)
+    commit(repo, "tables/fees.csv", "matter,fee\nreview,reduced\n", days_ago=40)
+    assert evidence.source_files(repo, ["tables/fees.csv#matter"]) == [repo / "tables" / "fees.csv"]
+    value, source, reason = _changes_answer(repo)
+    assert (value, source) == (True, "measured")
+    assert "1 commits changed the 1 source files" in reason
+
+
+def test_a_keyed_table_source_has_content_evidence(write_project: Callable[..., Path]) -> None:
+    folder = write_project(TABLE_PROJECT)
+    (folder / "tables").mkdir()
+    (folder / "tables" / "fees.csv").write_text(
+        "matter,fee,as_of\nreview,$450,2026-07-01\nrush,$900 (+25%),2026-07-01\n"
+    )
+    value, source, reason = _changes_answer(folder)
+    assert (value, source) == (True, "measured")
+    assert "money" in reason and "date" in reason
+
+
+def test_sources_are_the_files_the_knowledge_sync_uses(tmp_path: Path) -> None:
+    """Hidden folders, unsupported files and tools: skipped by the audit as by the sync."""
+    for rel in ("docs/a.md", "docs/.cache/b.md", "docs/notes.docx", "docs/sub/c.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("text")
+    files = evidence.source_files(tmp_path, ["docs", "docs/*.md", "tool:tools/x.py:lookup"])
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == ["docs/a.md", "docs/sub/c.txt"]
+
+
 def test_prose_without_volatile_facts_falls_back_to_the_description(
     write_project: Callable[..., Path],
 ) -> None:

@@ -68,7 +68,15 @@ def test_discover_folders_files_and_globs(tmp_path: Path) -> None:
 
     found = discover(
         tmp_path,
-        ["docs", "docs/a.md", "papers/*.pdf", "tables/rates.csv#v", "missing/", "none/*.md"],
+        [
+            "docs",
+            "docs/a.md",
+            "papers/*.pdf",
+            "tables/rates.csv#v",
+            "missing/",
+            "none/*.md",
+            "tool:tools/lookup.py:rate",
+        ],
     )
 
     rel = [p.relative_to(tmp_path).as_posix() for p in found.files]

@@ -19,20 +19,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from ragtune.behavior.leak import inspect_example
+from ragtune.knowledge.sources import DOCUMENT_SUFFIXES, TABLE_SUFFIXES, discover
 
-TEXT_SUFFIXES = {
-    ".md",
-    ".markdown",
-    ".txt",
-    ".html",
-    ".htm",
-    ".csv",
-    ".tsv",
-    ".json",
-    ".yaml",
-    ".yml",
-    ".rst",
-}
+# The text formats among the knowledge sources (a PDF's text needs its parser: not scanned).
+TEXT_SUFFIXES = frozenset(s for s, kind in DOCUMENT_SUFFIXES.items() if kind != "pdf") | (
+    TABLE_SUFFIXES
+)
 MAX_FILES = 2000
 MAX_BYTES_PER_FILE = 2_000_000
 MAX_EXAMPLES = 5000
@@ -101,18 +93,16 @@ class ExamplesScan:
 
 
 def source_files(root: Path, sources: list[str]) -> list[Path]:
-    """The files a capability's sources name: files, folders (recursively) and globs."""
-    out: list[Path] = []
-    for ref in sources:
-        if any(ch in ref for ch in "*?["):
-            matches = sorted(root.glob(ref))
-        else:
-            target = root / ref
-            matches = sorted(target.rglob("*")) if target.is_dir() else [target]
-        out.extend(p for p in matches if p.is_file() and not p.name.startswith("."))
-        if len(out) >= MAX_FILES:
-            break
-    return list(dict.fromkeys(out))[:MAX_FILES]
+    """The files a capability's sources name, found as the knowledge sync finds them.
+
+    Folders, files, globs and ``table.csv#column`` references resolve through
+    :func:`ragtune.knowledge.sources.discover`, so the audit measures the files the capability
+    actually draws on; at most :data:`MAX_FILES` of them.
+
+    Raises:
+        SourceError: Two references name different key columns for the same table.
+    """
+    return discover(root, sources).files[:MAX_FILES]
 
 
 @lru_cache(maxsize=1)

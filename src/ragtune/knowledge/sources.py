@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ragtune.errors import RagtuneError
+from ragtune.knowledge.tools import is_tool_ref
 
 if TYPE_CHECKING:
     from bs4 import Tag
@@ -189,7 +190,8 @@ def discover(root: Path, refs: list[str]) -> Discovered:
     """Find the files that a capability's ``sources:`` references name.
 
     A reference is a folder (searched recursively), a file or a glob (``**`` allowed), relative
-    to ``root`` unless absolute; ``table.csv#column`` names a table and its key column. Hidden
+    to ``root`` unless absolute; ``table.csv#column`` names a table and its key column; a
+    ``tool:`` reference names no file and is passed over. Hidden
     files and folders (a name starting with ``.``) are skipped inside folders and globs, but a
     hidden file named explicitly is used. Symlinked folders are not followed, and a file whose
     real path lies outside the project (a symbolic link out of it, an absolute path or ``..``
@@ -214,6 +216,8 @@ def discover(root: Path, refs: list[str]) -> Discovered:
     key_columns: dict[Path, str] = {}
 
     for ref in refs:
+        if is_tool_ref(ref):
+            continue  # called at query time, never indexed
         part, key_column = split_ref(ref)
         target = root / part
         matched: list[Path] = []
