@@ -11,7 +11,9 @@ from ragtune.errors import RagtuneError
 from ragtune.knowledge.sources import (
     Block,
     SourceError,
+    covers,
     discover,
+    glob_match,
     load_table,
     parse_document,
     split_ref,
@@ -122,6 +124,45 @@ def test_split_ref() -> None:
     assert split_ref("tables/rates.csv#matter_type") == ("tables/rates.csv", "matter_type")
     assert split_ref("tables/rates.csv") == ("tables/rates.csv", None)
     assert split_ref("docs/c#sharp.md") == ("docs/c#sharp.md", None)
+
+
+def test_covers_folders_files_keyed_tables_and_globs(tmp_path: Path) -> None:
+    write(tmp_path / "docs" / "a.md", "a")
+    write(tmp_path / "tables" / "rates.csv", "k,v\na,1\n")
+    assert covers(tmp_path, "docs", "docs/a.md")
+    assert covers(tmp_path, "docs", "docs/new/b.md")  # not written yet: still the folder's
+    assert not covers(tmp_path, "docs", "docs")
+    assert not covers(tmp_path, "docs", "docsx/a.md")
+    assert covers(tmp_path, "drafts/", "drafts/a.md")  # a folder before it exists
+    assert not covers(tmp_path, "drafts", "drafts/a.md")  # without the slash: a file
+    assert covers(tmp_path, "./docs/a.md", "docs/a.md")
+    assert not covers(tmp_path, "docs/a.md", "docs/b.md")
+    assert covers(tmp_path, "tables/rates.csv#v", "tables/rates.csv")
+    assert covers(tmp_path, "k/**/*.md", "k/x/y/a.md")
+    assert not covers(tmp_path, "k/**/*.md", "k/a.txt")
+    assert not covers(tmp_path, "/k/*.md", "k/a.md")  # an absolute glob
+    assert not covers(tmp_path, "tool:docs/a.md", "docs/a.md")
+
+
+def test_glob_match_name_by_name() -> None:
+    assert glob_match("docs/a.md", "docs/**/*.md")
+    assert glob_match("docs/x/y/a.md", "docs/**/*.md")
+    assert glob_match("docs/a.md", "./docs/*.md")
+    assert not glob_match("docs/x/a.md", "docs/*.md")  # * stays within one name
+    assert not glob_match("docs/A.MD", "docs/*.md")  # case-sensitive
+    assert glob_match("docs/a1.md", "docs/a[0-9].md") and glob_match("docs/ab.md", "docs/a?.md")
+    assert glob_match("a/b/c", "**") and not glob_match("a/b", "a")
+
+
+def test_every_file_discover_finds_is_covered_by_its_reference(tmp_path: Path) -> None:
+    for rel in ("docs/a.md", "docs/sub/b.txt", "k/one/c.md", "k/d.md", "tables/rates.csv"):
+        write(tmp_path / rel, "k,v\na,1\n")
+    refs = ["docs", "docs/", "k/**/*.md", "k/*.md", "tables/rates.csv#k", "docs/sub/b.txt"]
+    for ref in refs:
+        found = discover(tmp_path, [ref]).files
+        assert found, ref
+        for path in found:
+            assert covers(tmp_path, ref, path.relative_to(tmp_path).as_posix()), (ref, path)
 
 
 # --- documents ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ report the file, skip it and go on with the rest.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
 import hashlib
 import io
@@ -20,7 +21,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
 from ragtune.errors import RagtuneError
@@ -296,6 +297,58 @@ def _unsupported_reason(path: Path) -> str:
     suffix = path.suffix.lower()
     kind = f"file type {suffix!r}" if suffix else "file without a suffix"
     return f"unsupported {kind}; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
+
+
+def covers(root: Path, ref: str, rel: str) -> bool:
+    """Whether a source reference covers a document path, whether or not the file exists yet.
+
+    What the server asks before it writes a document: a folder covers every path below it (a
+    reference ending in ``/`` is a folder even before it exists), a file covers itself (a
+    ``table.csv#column`` reference its table), a glob covers the paths it matches name by name
+    (``**`` standing for any number of folders, none included). An absolute glob and a
+    ``tool:`` reference cover nothing.
+
+    Args:
+        root: The project root.
+        ref: One entry of a capability's ``sources:``.
+        rel: The document's POSIX path relative to ``root``.
+
+    Returns:
+        True when the reference covers the path.
+    """
+    if is_tool_ref(ref):
+        return False
+    part, _ = split_ref(ref)
+    if _GLOB_CHARS.search(part):
+        return not PurePosixPath(part).is_absolute() and glob_match(rel, part)
+    path = (root / rel).resolve()
+    source = (root / part).resolve()
+    if source.is_dir() or part.endswith("/"):
+        return path.is_relative_to(source) and path != source
+    return path == source
+
+
+def glob_match(rel: str, pattern: str) -> bool:
+    """Whether a relative POSIX path matches a glob, one name against one part of the pattern.
+
+    ``*``, ``?`` and ``[...]`` match within one name (case-sensitive, as ``fnmatchcase``);
+    ``**`` matches any number of folders, none included, so ``docs/**/*.md`` matches
+    ``docs/a.md`` and ``docs/x/y/a.md``.
+    """
+    return _match_names(_names(rel), _names(pattern))
+
+
+def _names(path: str) -> list[str]:
+    return [name for name in path.split("/") if name not in ("", ".")]
+
+
+def _match_names(names: list[str], pattern: list[str]) -> bool:
+    if not pattern:
+        return not names
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_match_names(names[i:], rest) for i in range(len(names) + 1))
+    return bool(names) and fnmatch.fnmatchcase(names[0], head) and _match_names(names[1:], rest)
 
 
 # --- documents ------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ PDF or CSV) is put back as it was, and the error says why.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 from ragtune.errors import RagtuneError
-from ragtune.knowledge.sources import DOCUMENT_SUFFIXES, SUPPORTED_SUFFIXES, split_ref
+from ragtune.knowledge.sources import DOCUMENT_SUFFIXES, SUPPORTED_SUFFIXES, covers
 from ragtune.knowledge.tools import is_tool_ref
 
 if TYPE_CHECKING:
@@ -45,7 +44,6 @@ __all__ = [
     "upsert_document",
 ]
 
-_GLOB_CHARS = frozenset("*?[")
 _TEXT_SUFFIXES = frozenset(s for s, kind in DOCUMENT_SUFFIXES.items() if kind != "pdf") | {".csv"}
 
 
@@ -156,7 +154,9 @@ def resolve_document(project: Project, raw: str, capability: str | None = None) 
                 "capability",
             )
         capabilities = [c for c in capabilities if c.name == capability]
-    covering = tuple(c.name for c in capabilities if _covered(root, rel, path, c.sources))
+    covering = tuple(
+        c.name for c in capabilities if any(covers(root, ref, rel) for ref in c.sources)
+    )
     if not covering:
         raise DocumentError(
             f"document path {rel!r} is outside the sources of "
@@ -203,40 +203,6 @@ def _clean(raw: str) -> str:
             f"{', '.join(sorted(SUPPORTED_SUFFIXES))}."
         )
     return rel
-
-
-def _covered(root: Path, rel: str, path: Path, sources: list[str]) -> bool:
-    """Whether one of these ``sources:`` references covers the document."""
-    for ref in sources:
-        if is_tool_ref(ref):
-            continue
-        part, _ = split_ref(ref)
-        if _GLOB_CHARS.intersection(part):
-            pattern = PurePosixPath(part)
-            if not pattern.is_absolute() and _glob_match(rel.split("/"), _parts(part)):
-                return True
-            continue
-        source = (root / part).resolve()
-        if source.is_dir() or part.endswith("/"):
-            if path.is_relative_to(source) and path != source:
-                return True
-        elif path == source:
-            return True
-    return False
-
-
-def _parts(pattern: str) -> list[str]:
-    return [p for p in pattern.split("/") if p not in ("", ".")]
-
-
-def _glob_match(parts: list[str], pattern: list[str]) -> bool:
-    """Whether path segments match glob segments, ``**`` standing for any number of folders."""
-    if not pattern:
-        return not parts
-    head, rest = pattern[0], pattern[1:]
-    if head == "**":
-        return any(_glob_match(parts[i:], rest) for i in range(len(parts) + 1))
-    return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _glob_match(parts[1:], rest)
 
 
 def _describe_sources(capabilities: list[Any]) -> str:
