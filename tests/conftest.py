@@ -31,3 +31,41 @@ def base_model(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
     from ragtune.generate.base import load_base_model
 
     return load_base_model(cache_root=pytestconfig.cache.mkdir("ragtune-models"))
+
+
+@pytest.fixture(scope="session")
+def example_project(pytestconfig: pytest.Config) -> Callable[..., Path]:
+    """Copy the contract-review example (without its state) into a folder; return the folder.
+
+    ``embedder`` replaces the example's embedder (``hashing`` where a test is about logic, not
+    semantics); ``sync`` indexes its knowledge; ``shared_models`` links its model cache to
+    pytest's, the one :func:`base_model` fills (20 s the first time, about 1 s after).
+    """
+    from ragtune.examples import copy_example
+    from ragtune.knowledge.base import KnowledgeBase
+    from ragtune.project import load_project
+
+    def copy(
+        dest: Path,
+        *,
+        embedder: str | None = None,
+        sync: bool = False,
+        shared_models: bool = False,
+    ) -> Path:
+        folder = copy_example("contract-review", dest)
+        if embedder is not None:
+            config = folder / "ragtune.yaml"
+            config.write_text(config.read_text() + f"knowledge:\n  embedder: {embedder}\n")
+        if sync:
+            kb = KnowledgeBase(load_project(folder))
+            try:
+                kb.sync()
+            finally:
+                kb.close()
+        if shared_models:
+            models = folder / ".ragtune" / "models"
+            models.parent.mkdir(exist_ok=True)
+            models.symlink_to(pytestconfig.cache.mkdir("ragtune-models"), target_is_directory=True)
+        return folder
+
+    return copy

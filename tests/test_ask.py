@@ -3,36 +3,30 @@
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from ragtune.cli import app
-from ragtune.examples import example_path
-from ragtune.knowledge.base import KnowledgeBase
-from ragtune.project import load_project
+from ragtune.examples import copy_example
 
 runner = CliRunner()
 BREACH = "Within how many hours must Provider notify Customer of a Personal Data Breach?"
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
+def hashed(tmp_path_factory: pytest.TempPathFactory, example_project: Callable[..., Path]) -> Path:
+    """The example synced with the hashing embedder: for the checks made before any retrieval."""
+    return example_project(tmp_path_factory.mktemp("ask") / "cr", embedder="hashing", sync=True)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, example_project: Callable[..., Path]) -> Path:
+    """The example synced with its own embedder, sharing the base model's cache."""
     folder = tmp_path_factory.mktemp("ask") / "cr"
-    shutil.copytree(
-        example_path("contract-review"), folder, ignore=shutil.ignore_patterns(".ragtune")
-    )
-    kb = KnowledgeBase(load_project(folder))
-    try:
-        kb.sync()
-    finally:
-        kb.close()
-    # The base model's de-quantised weights, shared across test runs: 20 s once, 1 s after.
-    (folder / ".ragtune" / "models").symlink_to(pytestconfig.cache.mkdir("ragtune-models"))
-    return folder
+    return example_project(folder, sync=True, shared_models=True)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +40,8 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def test_an_unknown_capability_exits_2_with_the_list(project: Path) -> None:
-    result = runner.invoke(app, ["ask", BREACH, "-p", str(project), "--capability", "template"])
+def test_an_unknown_capability_exits_2_with_the_list(hashed: Path) -> None:
+    result = runner.invoke(app, ["ask", BREACH, "-p", str(hashed), "--capability", "template"])
     assert result.exit_code == 2
     assert "no capability 'template'" in result.output and "Did you mean 'templates'?" in (
         result.output
@@ -55,16 +49,13 @@ def test_an_unknown_capability_exits_2_with_the_list(project: Path) -> None:
     assert "clause_summary" in result.output and "counterparties" in result.output
 
 
-def test_an_empty_question_exits_2(project: Path) -> None:
-    result = runner.invoke(app, ["ask", "   ", "-p", str(project), "-c", "templates"])
+def test_an_empty_question_exits_2(hashed: Path) -> None:
+    result = runner.invoke(app, ["ask", "   ", "-p", str(hashed), "-c", "templates"])
     assert result.exit_code == 2 and "ask a question" in result.output
 
 
 def test_an_unsynced_project_is_warned_about(tmp_path: Path) -> None:
-    folder = tmp_path / "cr"
-    shutil.copytree(
-        example_path("contract-review"), folder, ignore=shutil.ignore_patterns(".ragtune")
-    )
+    folder = copy_example("contract-review", tmp_path / "cr")
     result = runner.invoke(app, ["ask", " ", "-p", str(folder)])
     assert result.exit_code == 2
     assert "knowledge store is empty" in result.output and "ragtune knowledge sync" in (
