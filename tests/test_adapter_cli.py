@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from ragtune.cli import app
-from ragtune.examples import example_path
+from ragtune.examples import copy_example
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("adapters") / "cr"
-    shutil.copytree(
-        example_path("contract-review"), folder, ignore=shutil.ignore_patterns(".ragtune")
-    )
-    return folder
+    return copy_example("contract-review", tmp_path_factory.mktemp("adapters") / "cr")
 
 
 def test_unknown_capability_and_missing_examples_exit_2(project: Path) -> None:
