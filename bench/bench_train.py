@@ -49,11 +49,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ragtune.behavior.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST
+from ragtune.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST, TrainConfig
 from ragtune.behavior.examples import ExampleSet, load_examples, split
 from ragtune.behavior.fewshot import example_text, index_examples, select_examples
 from ragtune.behavior.train import (
-    TrainConfig,
     TrainResult,
     batch_indices,
     collate,

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from ragtune.adapters import TrainConfig
 from ragtune.behavior.examples import Example, ExampleSet, load_examples
-from ragtune.behavior.train import TrainConfig, train_adapter
+from ragtune.behavior.train import train_adapter
 from ragtune.generate.backend import (
     Backend,
     BackendError,
@@ -72,22 +73,20 @@ def test_bad_requests_name_the_argument_and_value(args: tuple, match: str) -> No
 # -- fixtures: one model, three real adapters --------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """The two cores are shared with other work; two torch threads fighting it for them decode
+    several times slower than one thread that does not."""
     import torch
 
-    from ragtune.generate.base import load_base_model
-
-    # The two cores are shared with other work; two torch threads fighting it for them decode
-    # several times slower than one thread that does not.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield load_base_model(cache_root=tmp_path_factory.mktemp("models"))
+    yield
     torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def trained(base, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+def trained(base_model, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     """``flags`` and ``terse`` (two behaviours), and ``flags`` retrained, under one folder."""
     full = load_examples(RISK_FLAGS)
     flags = ExampleSet(full.path, full.examples[::9][:12], full.sha256)
@@ -95,26 +94,33 @@ def trained(base, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ig
         "terse.jsonl", [Example(input=e.input, output="NO.") for e in flags.examples], "x"
     )
     root = tmp_path_factory.mktemp("trained")
-    train_adapter(base, flags, root / "flags", TrainConfig(**FAST, learning_rate=1e-2, seed=1))
-    train_adapter(base, terse, root / "terse", TrainConfig(**FAST, learning_rate=1e-2, seed=2))
     train_adapter(
-        base, flags, root / "retrained" / "flags", TrainConfig(**FAST, learning_rate=3e-2, seed=5)
+        base_model, flags, root / "flags", TrainConfig(**FAST, learning_rate=1e-2, seed=1)
+    )
+    train_adapter(
+        base_model, terse, root / "terse", TrainConfig(**FAST, learning_rate=1e-2, seed=2)
+    )
+    train_adapter(
+        base_model,
+        flags,
+        root / "retrained" / "flags",
+        TrainConfig(**FAST, learning_rate=3e-2, seed=5),
     )
     return root
 
 
 @pytest.fixture
-def backend(base, trained: Path, tmp_path: Path) -> Iterator:  # type: ignore[no-untyped-def,type-arg]
+def backend(base_model, trained: Path, tmp_path: Path) -> Iterator:  # type: ignore[no-untyped-def,type-arg]
     """A backend over a fresh copy of the adapters; its LoRA layers are removed afterwards."""
     from ragtune.generate.local import LocalBackend
 
     root = tmp_path / "adapters"
     for name in ("flags", "terse"):
         shutil.copytree(trained / name, root / name)
-    local = LocalBackend(base, root)
+    local = LocalBackend(base_model, root)
     yield local
     local.close()
-    assert not any("lora" in name for name, _ in base.model.named_modules())
+    assert not any("lora" in name for name, _ in base_model.model.named_modules())
 
 
 # -- the base model ----------------------------------------------------------------------------

@@ -28,17 +28,10 @@ def test_enum_fields_reads_the_top_level_string_enums() -> None:
     assert enum_fields(True) == {}
 
 
-@pytest.fixture(scope="module")
-def base(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
-    from ragtune.generate.base import load_base_model
-
-    return load_base_model(cache_root=pytestconfig.cache.mkdir("ragtune-models"))
-
-
 @pytest.mark.slow
-def test_allowed_tokens_continue_or_close_a_value(base) -> None:  # type: ignore[no-untyped-def]
-    guide = EnumGuide(base.tokenizer, enum_fields(SCHEMA), prompt_length=0)
-    decode = base.tokenizer.decode
+def test_allowed_tokens_continue_or_close_a_value(base_model) -> None:  # type: ignore[no-untyped-def]
+    guide = EnumGuide(base_model.tokenizer, enum_fields(SCHEMA), prompt_length=0)
+    decode = base_model.tokenizer.decode
     allowed = guide.allowed("category", "Cap on L")
     assert allowed, "the value can go on"
     for token_id in allowed:
@@ -53,7 +46,7 @@ def test_allowed_tokens_continue_or_close_a_value(base) -> None:  # type: ignore
 
 
 @pytest.mark.slow
-def test_guided_answers_only_use_values_of_the_enum(base, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_guided_answers_only_use_values_of_the_enum(base_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The base model shown two JSON flags writes JSON and copies a category from the shots.
     With a schema that allows only two other categories, unguided it leaves the enum; guided
     every category it writes is one of the two."""
@@ -65,7 +58,7 @@ def test_guided_answers_only_use_values_of_the_enum(base, tmp_path: Path) -> Non
     narrow["properties"]["category"]["enum"] = ["Cap on Liability", "Governing Law"]
     flags = load_examples(EXAMPLE / "behavior" / "risk_flags.jsonl").examples
     clauses = [json.loads(line)["input"] for line in (EXAMPLE / "eval" / "clauses.jsonl").open()]
-    backend = LocalBackend(base, tmp_path)
+    backend = LocalBackend(base_model, tmp_path)
     system = default_instructions("Flag the contract clause.", contract)
     written_free: list[str] = []
     written_guided: list[str] = []

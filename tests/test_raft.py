@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from ragtune.adapters import TrainConfig, TrainingRecord
 from ragtune.behavior.build import BuildError, training_context
 from ragtune.behavior.examples import Example, ExampleSet, load_examples
 from ragtune.behavior.raft import ContextSettings, add_context
-from ragtune.behavior.train import TrainConfig
 from ragtune.context import Passage, clip, format_context
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.embed import HashingEmbedder
@@ -129,7 +129,7 @@ def test_each_example_gets_numbered_passages_and_the_record_names_them(project: 
     assert record.with_oracle == len(CLAUSES)
     live = kb.store.live_hashes([q["chunk_id"] for q in record.quoted])
     assert record.quoted and all(live[q["chunk_id"]] == q["text_hash"] for q in record.quoted)
-    assert record.to_dict()["from"] == ["templates"]
+    assert record.to_record().to_dict()["from"] == ["templates"]
 
 
 def test_same_seed_same_contexts_and_the_oracle_share_is_honoured(project: Project) -> None:
@@ -225,10 +225,11 @@ def test_training_estimate_counts_the_tokens_a_step_trains(project: Project) -> 
     )
     capped = estimate_seconds(flags, plain, long_rows, steps=10)
     assert capped == pytest.approx(10 * 2 * plain.max_length / CPU_TOKENS_PER_SECOND)
-    twice = {"tokens_per_second": 2 * CPU_TOKENS_PER_SECOND}
+    twice = TrainingRecord(tokens_per_second=2 * CPU_TOKENS_PER_SECOND)
     measured = estimate_seconds(flags, plain, long_rows, 10, twice)
     assert measured == pytest.approx(capped / 2)
-    assert estimate_seconds(flags, plain, examples, 10, {"seconds_per_step": 1.5}) == 15.0
+    old = TrainingRecord(seconds_per_step=1.5)  # a manifest from before the rate was recorded
+    assert estimate_seconds(flags, plain, examples, 10, old) == 15.0
 
 
 @pytest.mark.slow
@@ -249,7 +250,7 @@ def test_plan_says_which_adapters_retrain_and_why(write_project: Callable[..., P
 
     capability = project.config.capabilities[1]
     done = train_capability(project, "flags", train_config_for(project, capability))
-    assert done.context is not None and done.result.manifest["context"]["quoted"]
+    assert done.context is not None and done.result.manifest.context.quoted
     settled = make_plan(project)
     assert [(a.action, a.warnings) for a in settled.adapters] == [("none", [])]
     assert "no training needed" in settled.summary()
@@ -273,7 +274,7 @@ def test_plan_says_which_adapters_retrain_and_why(write_project: Callable[..., P
     )
     retrain = make_plan(project).adapters[0]
     assert retrain.action == "retrain" and "examples changed" in retrain.reasons[0]
-    rate = done.result.manifest["training"]["tokens_per_second"]
+    rate = done.result.manifest.training.tokens_per_second
     assert rate > 0 and retrain.estimate_s > 0
     config = project.path.read_text().replace("max_steps: 2", "max_steps: 3")
     project.path.write_text(config)

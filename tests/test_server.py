@@ -765,8 +765,9 @@ def test_ragtune_serve_as_its_own_process_behind_keys(
 def test_a_retrained_adapter_is_served_after_a_reload_without_a_restart(
     tmp_path: Path, pytestconfig: pytest.Config, base_model: Any
 ) -> None:
+    from ragtune.adapters import TrainConfig
     from ragtune.behavior.examples import load_examples
-    from ragtune.behavior.train import TrainConfig, train_adapter
+    from ragtune.behavior.train import train_adapter
     from ragtune.generate.base import load_base_model
     from ragtune.generate.local import LocalBackend
 
@@ -781,7 +782,7 @@ def test_a_retrained_adapter_is_served_after_a_reload_without_a_restart(
             learning_rate=1e-2, checkpoint_every=0,
         )  # fmt: skip
         made = train_adapter(loaded, examples, adapters / "risk_flags", config)
-        return str(made.manifest["created_at"])
+        return str(made.manifest.created_at)
 
     first = train(0, base_model)
     runtime = Runtime(load_project(folder), backend=LocalBackend(base_model, adapters))

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ragtune.behavior.adapters import (
+from ragtune.adapters import (
     AdapterError,
+    TrainConfig,
+    TrainError,
     checkpoint_path,
     list_adapters,
     load_manifest,
@@ -21,8 +23,6 @@ from ragtune.behavior.contract import load_contract
 from ragtune.behavior.examples import Example, ExampleSet, dataset_hash, load_examples
 from ragtune.behavior.train import (
     IGNORE_INDEX,
-    TrainConfig,
-    TrainError,
     collate,
     encode_example,
     get_lr,
@@ -35,13 +35,6 @@ RISK_SCHEMA = REPO / "examples/contract-review/schemas/risk_flag.schema.json"
 
 # Small enough for two CPU cores: about a second a step at batch 2 on these short clauses.
 FAST = {"batch_size": 2, "max_length": 192, "eval_max_new_tokens": 0}
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from ragtune.generate.base import load_base_model
-
-    return load_base_model(cache_root=tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +116,8 @@ def test_collate_pads_right_and_ignores_padding() -> None:
 
 
 @pytest.mark.slow
-def test_loss_is_on_the_completion_only(base, risk_flags: ExampleSet) -> None:  # type: ignore[no-untyped-def]
-    tokenizer = base.tokenizer
+def test_loss_is_on_the_completion_only(base_model, risk_flags: ExampleSet) -> None:  # type: ignore[no-untyped-def]
+    tokenizer = base_model.tokenizer
     example = risk_flags.examples[0]
     encoded = encode_example(tokenizer, example, TrainConfig(system_prompt="Flag the risk."))
     kept = [t for t in encoded.labels if t != IGNORE_INDEX]
@@ -142,8 +135,8 @@ def test_loss_is_on_the_completion_only(base, risk_flags: ExampleSet) -> None:  
 
 
 @pytest.mark.slow
-def test_truncation_keeps_the_answer(base) -> None:  # type: ignore[no-untyped-def]
-    tokenizer = base.tokenizer
+def test_truncation_keeps_the_answer(base_model) -> None:  # type: ignore[no-untyped-def]
+    tokenizer = base_model.tokenizer
     long = Example(input="word " * 400, output='{"risk":"low"}')
     encoded = encode_example(tokenizer, long, TrainConfig(max_length=64))
     assert encoded.truncated and len(encoded.input_ids) == 64
@@ -159,7 +152,7 @@ def test_truncation_keeps_the_answer(base) -> None:  # type: ignore[no-untyped-d
 
 @pytest.mark.slow
 def test_short_run_learns_and_saves_a_safetensors_adapter(  # type: ignore[no-untyped-def]
-    base, risk_flags: ExampleSet, tmp_path: Path
+    base_model, risk_flags: ExampleSet, tmp_path: Path
 ) -> None:
     seen: list[tuple[int, int, float]] = []
     config = TrainConfig(
@@ -167,7 +160,7 @@ def test_short_run_learns_and_saves_a_safetensors_adapter(  # type: ignore[no-un
     )
     out = tmp_path / "adapters" / "risk_flags"
     result = train_adapter(
-        base,
+        base_model,
         risk_flags,
         out,
         config,
@@ -184,7 +177,7 @@ def test_short_run_learns_and_saves_a_safetensors_adapter(  # type: ignore[no-un
     assert {"adapter_model.safetensors", "adapter_config.json", "ragtune.json"} <= names
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
     manifest = json.loads((out / "ragtune.json").read_text())
-    assert manifest["base_model"]["sha256"] == base.sha256
+    assert manifest["base_model"]["sha256"] == base_model.sha256
     assert manifest["dataset"]["sha256"] == dataset_hash(risk_flags)
     assert manifest["dataset"]["train"] + manifest["dataset"]["held_out"] == 24
     assert manifest["knowledge_snapshot"] == "snap-1"
@@ -197,10 +190,10 @@ def test_short_run_learns_and_saves_a_safetensors_adapter(  # type: ignore[no-un
         assert 0.0 <= metrics["guided_compliance"] <= 1.0
     # No checkpoint or staging folder is left, and the caller's model is plain again.
     assert not checkpoint_path(out).exists() and not staging_path(out).exists()
-    assert not any("lora" in name for name, _ in base.model.named_modules())
+    assert not any("lora" in name for name, _ in base_model.model.named_modules())
     # The registry sees it.
     assert [a.name for a in list_adapters(tmp_path / "adapters")] == ["risk_flags"]
-    assert load_manifest(tmp_path / "adapters", "risk_flags")["dataset"] == manifest["dataset"]
+    assert load_manifest(tmp_path / "adapters", "risk_flags").to_dict() == manifest
     print(
         f"\n{result.seconds_per_step:.2f} s/step, peak RSS {result.peak_rss_mb:.0f} MiB, "
         f"adapter {result.size_bytes / 1e6:.1f} MB on disk, losses {[round(x, 2) for x in losses]}"
@@ -208,21 +201,21 @@ def test_short_run_learns_and_saves_a_safetensors_adapter(  # type: ignore[no-un
 
 
 @pytest.mark.slow
-def test_same_seed_same_losses(base, risk_flags: ExampleSet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_same_seed_same_losses(base_model, risk_flags: ExampleSet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config = TrainConfig(**FAST, max_steps=3, seed=7)
-    first = train_adapter(base, risk_flags, tmp_path / "a", config)
-    second = train_adapter(base, risk_flags, tmp_path / "b", config)
+    first = train_adapter(base_model, risk_flags, tmp_path / "a", config)
+    second = train_adapter(base_model, risk_flags, tmp_path / "b", config)
     assert first.losses == second.losses
-    other = train_adapter(base, risk_flags, tmp_path / "c", TrainConfig(**FAST, max_steps=1))
+    other = train_adapter(base_model, risk_flags, tmp_path / "c", TrainConfig(**FAST, max_steps=1))
     assert other.losses[0] != first.losses[0]
 
 
 @pytest.mark.slow
 def test_interrupted_run_keeps_the_previous_adapter_and_resumes(  # type: ignore[no-untyped-def]
-    base, risk_flags: ExampleSet, tmp_path: Path
+    base_model, risk_flags: ExampleSet, tmp_path: Path
 ) -> None:
     out = tmp_path / "risk_flags"
-    train_adapter(base, risk_flags, out, TrainConfig(**FAST, max_steps=1))
+    train_adapter(base_model, risk_flags, out, TrainConfig(**FAST, max_steps=1))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     config = TrainConfig(**FAST, max_steps=4, checkpoint_every=2, learning_rate=1e-3)
@@ -234,24 +227,24 @@ def test_interrupted_run_keeps_the_previous_adapter_and_resumes(  # type: ignore
 
     interrupted: list[float] = []
     with pytest.raises(Stop):
-        train_adapter(base, risk_flags, out, config, progress=stop_at_3)
+        train_adapter(base_model, risk_flags, out, config, progress=stop_at_3)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not staging_path(out).exists()
     assert json.loads((checkpoint_path(out) / "checkpoint.json").read_text())["step"] == 2
-    assert not any("lora" in name for name, _ in base.model.named_modules())
+    assert not any("lora" in name for name, _ in base_model.model.named_modules())
 
     # A first run that is interrupted leaves no adapter folder at all.
     fresh = tmp_path / "fresh"
     with pytest.raises(Stop):
-        train_adapter(base, risk_flags, fresh, config, progress=stop_at_3)
+        train_adapter(base_model, risk_flags, fresh, config, progress=stop_at_3)
     assert not fresh.exists() and not staging_path(fresh).exists()
 
     # Resuming with other settings is refused; with the same ones it continues at step 3.
     with pytest.raises(TrainError, match="other settings"):
-        train_adapter(base, risk_flags, out, TrainConfig(**FAST, max_steps=5), resume=True)
+        train_adapter(base_model, risk_flags, out, TrainConfig(**FAST, max_steps=5), resume=True)
     resumed_steps: list[int] = []
     resumed = train_adapter(
-        base,
+        base_model,
         risk_flags,
         out,
         config,
@@ -263,22 +256,22 @@ def test_interrupted_run_keeps_the_previous_adapter_and_resumes(  # type: ignore
     assert not checkpoint_path(out).exists()
 
     # And it lands where an uninterrupted run lands: same optimiser state, same dropout draws.
-    straight = train_adapter(base, risk_flags, tmp_path / "straight", config)
+    straight = train_adapter(base_model, risk_flags, tmp_path / "straight", config)
     assert resumed.losses == pytest.approx(straight.losses[2:], rel=1e-5)
     assert interrupted[:2] == pytest.approx(straight.losses[:2], rel=1e-5)
 
 
 @pytest.mark.slow
 def test_resume_without_a_checkpoint_is_explained(  # type: ignore[no-untyped-def]
-    base, risk_flags: ExampleSet, tmp_path: Path
+    base_model, risk_flags: ExampleSet, tmp_path: Path
 ) -> None:
     with pytest.raises(TrainError, match="nothing to resume"):
-        train_adapter(base, risk_flags, tmp_path / "x", TrainConfig(**FAST), resume=True)
+        train_adapter(base_model, risk_flags, tmp_path / "x", TrainConfig(**FAST), resume=True)
     with pytest.raises(TrainError, match="target_modules"):
         train_adapter(
-            base, risk_flags, tmp_path / "x", TrainConfig(**FAST, target_modules=("nope",))
+            base_model, risk_flags, tmp_path / "x", TrainConfig(**FAST, target_modules=("nope",))
         )
-    assert not any("lora" in name for name, _ in base.model.named_modules())
+    assert not any("lora" in name for name, _ in base_model.model.named_modules())
 
 
 # -- the registry -----------------------------------------------------------------------------
@@ -302,7 +295,7 @@ def test_registry_lists_shows_and_removes(tmp_path: Path) -> None:
     listed = list_adapters(root)
     assert [a.name for a in listed] == ["risk_flags", "summaries"]
     assert listed[0].size_bytes > 10
-    assert load_manifest(root, "summaries")["name"] == "summaries"
+    assert load_manifest(root, "summaries").extra["name"] == "summaries"  # kept as read
 
     with pytest.raises(AdapterError, match=r"no adapter named 'risk_flag'.*'risk_flags'"):
         load_manifest(root, "risk_flag")
@@ -316,6 +309,41 @@ def test_registry_lists_shows_and_removes(tmp_path: Path) -> None:
         remove_adapter(root, "risk_flags")
 
 
+def test_the_manifest_reads_back_as_written_and_old_ones_read_with_defaults(
+    tmp_path: Path,
+) -> None:
+    from ragtune.adapters import (
+        AdapterManifest,
+        BaseModelRecord,
+        ContextRecord,
+        ScoreRecord,
+        TrainingRecord,
+    )
+
+    made = AdapterManifest(
+        base_model=BaseModelRecord("smol", "ab" * 32),
+        config=TrainConfig().to_dict(),
+        training=TrainingRecord(steps=7, tokens_per_second=140.5, processes=2),
+        adapter_metrics=ScoreRecord(4, 0.5, 0.75, 1.0, ["{}"]),
+        context=ContextRecord(["templates"], 3, 2, 0.8, 360, 5, [{"chunk_id": "c"}]),
+        created_at="2026-11-28T12:00:00+00:00",
+    )
+    made.write(tmp_path)
+    written = json.loads((tmp_path / "ragtune.json").read_text())
+    assert list(written)[:4] == ["format", "ragtune_version", "created_at", "base_model"]
+    assert written["context"]["from"] == ["templates"] and written["metrics"]["base"] is None
+    assert AdapterManifest.read(tmp_path) == made
+
+    # An older or hand-written manifest: what it lacks takes the defaults, the rest is kept.
+    (tmp_path / "ragtune.json").write_text(
+        json.dumps({"training": {"seconds_per_step": 2.0}, "time": "x"})
+    )
+    old = AdapterManifest.read(tmp_path)
+    assert old.training.seconds_per_step == 2.0 and old.training.tokens_per_second is None
+    assert old.base_model.sha256 == "" and old.context is None and old.extra == {"time": "x"}
+    assert old.to_dict()["time"] == "x"
+
+
 def test_a_broken_manifest_is_named(tmp_path: Path) -> None:
     folder = _fake_adapter(tmp_path, "bad")
     (folder / "ragtune.json").write_text("{not json")
@@ -326,7 +354,7 @@ def test_a_broken_manifest_is_named(tmp_path: Path) -> None:
 def test_a_swap_interrupted_between_its_renames_is_recovered(tmp_path: Path) -> None:
     import json as _json
 
-    from ragtune.behavior.adapters import list_adapters, recover_interrupted_swaps
+    from ragtune.adapters import list_adapters, recover_interrupted_swaps
 
     old = tmp_path / ".flags.old"
     old.mkdir()

@@ -78,9 +78,9 @@ def train_command(
     Example: `ragtune adapter train risk_flags -p my-review --steps 200`
     """
 
+    from ragtune.adapters import TrainConfig
     from ragtune.behavior.build import capability_of, train_capability
     from ragtune.behavior.staleness import train_config_for
-    from ragtune.behavior.train import TrainConfig
 
     loaded = project_or_fail(project)
     try:
@@ -102,21 +102,8 @@ def train_command(
     result = done.result
     if secondary_process():  # under `accelerate launch`: the first process reports
         return
-    summary = {
-        "capability": done.capability,
-        "path": str(result.path),
-        "steps": result.steps,
-        "final_loss": result.final_loss,
-        "seconds_per_step": round(result.seconds_per_step, 3),
-        "processes": result.manifest["training"].get("processes", 1),
-        "size_bytes": result.size_bytes,
-        "base": None if result.base is None else result.base.__dict__,
-        "adapter": None if result.adapter is None else result.adapter.__dict__,
-        "leak_share": done.leak.share,
-        "context": None if done.context is None else done.context.to_dict(),
-    }
     if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(done.summary(), indent=2, default=str) + "\n")
         return
     console.print(
         f"adapter {done.capability}: {result.steps} steps, loss {result.final_loss:.3f}, "
@@ -146,7 +133,7 @@ def train_command(
 @adapter_app.command("list")
 def list_command(project: ProjectOption = None, as_json: JsonOption = False) -> None:
     """List the trained adapters with their base model, data and metrics."""
-    from ragtune.behavior.adapters import list_adapters
+    from ragtune.adapters import list_adapters
     from ragtune.behavior.build import adapters_root
 
     loaded = project_or_fail(project)
@@ -161,7 +148,7 @@ def list_command(project: ProjectOption = None, as_json: JsonOption = False) -> 
     if not adapters:
         console.print("no adapters yet: `ragtune adapter train CAPABILITY`")
     for a in adapters:
-        trained = a.manifest.get("created_at") or a.manifest.get("time") or ""
+        trained = a.manifest.created_at or str(a.manifest.extra.get("time") or "")
         console.print(
             f"[bold]{a.name}[/]  {a.size_bytes / 1e6:.1f} MB  {trained}  [dim]{a.path}[/]"
         )
@@ -170,7 +157,7 @@ def list_command(project: ProjectOption = None, as_json: JsonOption = False) -> 
 @adapter_app.command("show")
 def show_command(name: str, project: ProjectOption = None) -> None:
     """Print an adapter's manifest (ragtune.json): what it was made from and how it scored."""
-    from ragtune.behavior.adapters import load_manifest
+    from ragtune.adapters import load_manifest
     from ragtune.behavior.build import adapters_root
 
     loaded = project_or_fail(project)
@@ -178,13 +165,13 @@ def show_command(name: str, project: ProjectOption = None) -> None:
         manifest = load_manifest(adapters_root(loaded), name)
     except RagtuneError as exc:
         fail(exc)
-    sys.stdout.write(json.dumps(manifest, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(manifest.to_dict(), indent=2, default=str) + "\n")
 
 
 @adapter_app.command("rm")
 def rm_command(name: str, project: ProjectOption = None) -> None:
     """Remove an adapter (and any checkpoint of an unfinished run)."""
-    from ragtune.behavior.adapters import remove_adapter
+    from ragtune.adapters import remove_adapter
     from ragtune.behavior.build import adapters_root
 
     loaded = project_or_fail(project)

@@ -498,14 +498,6 @@ def _train_for_build(loaded: Project, name: str, *, quiet: bool) -> dict[str, ob
     except RagtuneError as exc:
         fail(exc)
     result = done.result
-    summary: dict[str, object] = {
-        "capability": name,
-        "path": str(result.path),
-        "steps": result.steps,
-        "final_loss": result.final_loss,
-        "adapter": None if result.adapter is None else result.adapter.to_dict(),
-        "base": None if result.base is None else result.base.to_dict(),
-    }
     if not quiet:
         scores = ""
         if result.adapter is not None and result.adapter.compliance is not None:
@@ -514,4 +506,4 @@ def _train_for_build(loaded: Project, name: str, *, quiet: bool) -> dict[str, ob
                 f" (base {base:.0%})" if base is not None else ""
             )
         console.print(f"adapter {name}: {result.steps} steps at {result.path}{scores}")
-    return summary
+    return done.summary()

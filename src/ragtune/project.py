@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ragtune.adapters import TrainConfig
 from ragtune.errors import ProjectError, RagtuneError, closest
 from ragtune.prices import Prices
 
@@ -100,8 +101,6 @@ class Capability(BaseModel):
     @field_validator("train")
     @classmethod
     def _train_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from ragtune.behavior.train import TrainConfig
-
         known = list(TrainConfig.help())
         for key in value:
             if key not in known:

@@ -8,14 +8,16 @@ model from the cache, trains, and leaves the adapter under ``.ragtune/adapters/<
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from ragtune.adapters import TrainConfig
 from ragtune.behavior.contract import load_contract
 from ragtune.behavior.examples import ExampleSet, load_examples, split
 from ragtune.behavior.leak import DEFAULT_THRESHOLD, LeakReport, scan_examples
 from ragtune.behavior.raft import TrainingContext
-from ragtune.behavior.train import ProgressCallback, TrainConfig, TrainResult
+from ragtune.behavior.train import ProgressCallback, TrainResult
 from ragtune.context import Passage
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.store.sqlite import SQLiteStore
@@ -35,6 +37,24 @@ class CapabilityTraining:
     leak: LeakReport
     result: TrainResult
     context: TrainingContext | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What the run made, as JSON values: where, how long, how well (held-out scores with a
+        few sample answers), the knowledge-leak share and the retrieved context trained with."""
+        result = self.result
+        return {
+            "capability": self.capability,
+            "path": str(result.path),
+            "steps": result.steps,
+            "final_loss": result.final_loss,
+            "seconds_per_step": round(result.seconds_per_step, 3),
+            "processes": result.manifest.training.processes,
+            "size_bytes": result.size_bytes,
+            "base": None if result.base is None else asdict(result.base.to_record()),
+            "adapter": None if result.adapter is None else asdict(result.adapter.to_record()),
+            "leak_share": self.leak.share,
+            "context": None if self.context is None else self.context.to_record().to_dict(),
+        }
 
 
 def adapters_root(project: Project) -> Path:

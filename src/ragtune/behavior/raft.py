@@ -23,8 +23,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
+from ragtune.adapters import ContextRecord
 from ragtune.behavior.examples import Example, ExampleSet
 from ragtune.context import Passage, format_context, text_sha1
 
@@ -81,17 +81,17 @@ class TrainingContext:
     quoted: list[dict[str, str]] = field(default_factory=list)
     with_oracle: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_record(self) -> ContextRecord:
         """The manifest's ``context`` entry."""
-        return {
-            "from": self.capabilities,
-            "snapshot": self.snapshot,
-            "passages": self.settings.passages,
-            "oracle_share": self.settings.oracle_share,
-            "chars": self.settings.chars,
-            "with_oracle": self.with_oracle,
-            "quoted": self.quoted,
-        }
+        return ContextRecord(
+            capabilities=list(self.capabilities),
+            snapshot=self.snapshot,
+            passages=self.settings.passages,
+            oracle_share=self.settings.oracle_share,
+            chars=self.settings.chars,
+            with_oracle=self.with_oracle,
+            quoted=list(self.quoted),
+        )
 
 
 def add_context(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ragtune.behavior.adapters import AdapterError, list_adapters
+from ragtune.adapters import AdapterError, AdapterManifest, TrainingRecord, list_adapters
 from ragtune.behavior.examples import ExampleSet
 from ragtune.errors import RagtuneError
 from ragtune.project import Capability, Project
@@ -86,7 +86,7 @@ def train_config_for(project: Project, capability: Capability) -> Any:
     """The capability's :class:`~ragtune.behavior.train.TrainConfig`: ``train:`` in
     ragtune.yaml over the documented defaults, with the system prompt it is served with (its
     ``instructions``, or :func:`~ragtune.behavior.contract.default_instructions`)."""
-    from ragtune.behavior.train import TrainConfig
+    from ragtune.adapters import TrainConfig
 
     settings = dict(capability.train)
     if "system_prompt" not in settings:
@@ -140,7 +140,7 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
         steps = total_steps(max(n_train, 1), config)
         manifest = existing.get(capability.name)
         estimate = estimate_seconds(
-            capability, config, examples, steps, (manifest or {}).get("training") or {}
+            capability, config, examples, steps, manifest.training if manifest else None
         )
         if manifest is None:
             plans.append(
@@ -172,7 +172,7 @@ def estimate_seconds(
     config: Any,
     examples: ExampleSet,
     steps: int,
-    measured: dict[str, Any] | None = None,
+    measured: TrainingRecord | None = None,
 ) -> float:
     """Estimated training seconds of ``steps`` optimiser steps on ``examples``.
 
@@ -182,10 +182,10 @@ def estimate_seconds(
     (``measured``: its manifest's ``training``), or by :data:`CPU_TOKENS_PER_SECOND` before any
     run. A manifest from before the rate was recorded gives its seconds per step.
     """
-    rate = measured.get("tokens_per_second") if measured else None
-    if not isinstance(rate, int | float) or rate <= 0:
-        per_step = measured.get("seconds_per_step") if measured else None
-        if isinstance(per_step, int | float) and per_step > 0:
+    rate = measured.tokens_per_second if measured else None
+    if not rate or rate <= 0:
+        per_step = measured.seconds_per_step if measured else None
+        if per_step and per_step > 0:
             return steps * float(per_step)
         rate = CPU_TOKENS_PER_SECOND
     rows = examples.examples
@@ -209,7 +209,7 @@ def estimate_seconds(
 def _behaviour_changes(
     project: Project,
     capability: Capability,
-    manifest: dict[str, Any],
+    manifest: AdapterManifest,
     examples_sha256: str,
     config: Any,
 ) -> list[str]:
@@ -217,20 +217,19 @@ def _behaviour_changes(
     from ragtune.generate.base import model_sha256, resolve_base_model
 
     reasons = []
-    dataset = manifest.get("dataset") or {}
-    if dataset.get("file_sha256") != examples_sha256:
+    if manifest.dataset.file_sha256 != examples_sha256:
         reasons.append(f"examples changed: {capability.examples} differs from the trained copy")
-    base = manifest.get("base_model") or {}
+    base = manifest.base_model
     try:
         current = model_sha256(resolve_base_model(project.config.model.base_model))
     except RagtuneError as exc:
         reasons.append(f"base model cannot be checked: {exc}")
     else:
-        if base.get("sha256") != current:
-            was = f"{base.get('name')} ({str(base.get('sha256'))[:12]})"
+        if base.sha256 != current:
+            was = f"{base.name or None} ({(base.sha256 or 'None')[:12]})"
             now = f"{project.config.model.base_model} ({current[:12]})"
             reasons.append(f"base model changed: trained on {was}, the project now uses {now}")
-    trained = manifest.get("config") or {}
+    trained = manifest.config
     wanted = config.to_dict()
     changed = sorted(k for k in wanted if trained.get(k) != wanted[k])
     if changed:
@@ -240,11 +239,11 @@ def _behaviour_changes(
     return reasons
 
 
-def _superseded(project: Project, manifest: dict[str, Any]) -> list[str]:
+def _superseded(project: Project, manifest: AdapterManifest) -> list[str]:
     """A warning when chunks quoted in the adapter's training context are no longer live."""
-    context = manifest.get("context") or {}
-    quoted = context.get("quoted") or []
-    if not quoted:
+    context = manifest.context
+    quoted = context.quoted if context is not None else []
+    if context is None or not quoted:
         return []
     from ragtune.knowledge.store.sqlite import SQLiteStore
     from ragtune.knowledge.sync import knowledge_db
@@ -263,7 +262,7 @@ def _superseded(project: Project, manifest: dict[str, Any]) -> list[str]:
     documents = sorted({q["document"] for q in stale})
     return [
         f"{len(stale)} of {len(quoted)} knowledge chunks quoted in this adapter's training "
-        f"context (snapshot {context.get('snapshot')}) have changed or gone since "
+        f"context (snapshot {context.snapshot}) have changed or gone since "
         f"({', '.join(documents)}): the adapter has superseded text baked in. It still reads "
         "the current text at run time; retrain when convenient so it never echoes the old."
     ]

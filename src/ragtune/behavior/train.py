@@ -23,23 +23,29 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ragtune import __version__
-from ragtune.behavior.adapters import (
+from ragtune.adapters import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     MANIFEST,
+    AdapterManifest,
+    BaseModelRecord,
+    DatasetRecord,
+    ScoreRecord,
+    TrainConfig,
+    TrainError,
+    TrainingRecord,
     checkpoint_path,
     staging_path,
 )
 from ragtune.behavior.contract import OutputContract, compliance
 from ragtune.behavior.examples import Example, ExampleSet, dataset_hash, split
 from ragtune.behavior.fewshot import format_user
-from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
     from ragtune.behavior.raft import TrainingContext
@@ -49,8 +55,6 @@ __all__ = [
     "IGNORE_INDEX",
     "EncodedExample",
     "EvalMetrics",
-    "TrainConfig",
-    "TrainError",
     "TrainResult",
     "chat_messages",
     "collate",
@@ -66,150 +70,6 @@ IGNORE_INDEX = -100
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 ProgressCallback = Callable[[int, int, float], None]
-
-
-class TrainError(RagtuneError):
-    """Training cannot start or resume: a bad setting, or a checkpoint from another run."""
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one LoRA training run; the defaults suit a small model on a CPU.
-
-    Every field is recorded in the adapter's manifest, and a change to any of them means the
-    adapter is stale.
-    """
-
-    r: int = field(default=8, metadata=_help("LoRA rank: size of the low-rank update."))
-    alpha: int = field(default=16, metadata=_help("LoRA alpha; the update is scaled by alpha / r."))
-    dropout: float = field(default=0.05, metadata=_help("Dropout on the LoRA input, in [0, 1)."))
-    target_modules: tuple[str, ...] = field(
-        default=("q_proj", "k_proj", "v_proj", "o_proj"),
-        metadata=_help("Names of the linear layers that get an adapter (attention by default)."),
-    )
-    learning_rate: float = field(default=2e-4, metadata=_help("Peak AdamW learning rate."))
-    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay."))
-    warmup_steps: int = field(default=0, metadata=_help("Steps of linear warmup to the peak."))
-    max_grad_norm: float = field(
-        default=1.0, metadata=_help("Clip the gradient norm to this; 0 turns clipping off.")
-    )
-    epochs: int = field(default=1, metadata=_help("Passes over the training split."))
-    max_steps: int | None = field(
-        default=None, metadata=_help("Stop after this many steps; overrides epochs when set.")
-    )
-    batch_size: int = field(default=4, metadata=_help("Examples per optimiser step."))
-    max_length: int = field(
-        default=384, metadata=_help("Tokens per example; longer prompts are cut, not answers.")
-    )
-    held_out: float = field(
-        default=0.1,
-        metadata=_help(
-            "Share of the examples kept out of training for evaluation; 0 trains on all of "
-            "them (only with eval_max_new_tokens 0)."
-        ),
-    )
-    seed: int = field(default=0, metadata=_help("Seeds the split, the LoRA init and dropout."))
-    checkpoint_every: int = field(
-        default=50, metadata=_help("Save a resumable checkpoint every N steps; 0 never.")
-    )
-    eval_max_new_tokens: int = field(
-        default=96,
-        metadata=_help("Token budget of each greedy answer in evaluation; 0 skips evaluation."),
-    )
-    system_prompt: str | None = field(
-        default=None,
-        metadata=_help("System message of every training prompt; None keeps the template's."),
-    )
-    context_passages: int = field(
-        default=2,
-        metadata=_help(
-            "Retrieved passages in each example's prompt when the capability is served with "
-            "retrieval (context_from): the relevant one and distractors (RAFT); 0 turns "
-            "context-aware training off."
-        ),
-    )
-    context_oracle_share: float = field(
-        default=0.8,
-        metadata=_help("Share of examples whose context holds the relevant passage (RAFT's P)."),
-    )
-    context_chars: int = field(
-        default=360, metadata=_help("Each retrieved passage is clipped to this many characters.")
-    )
-
-    def __post_init__(self) -> None:
-        self.target_modules = tuple(self.target_modules)
-        positive = ("r", "alpha", "epochs", "batch_size", "max_length")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise TrainError(f"TrainConfig.{name} must be a whole number >= 1, got {value!r}")
-        for name in (
-            "warmup_steps", "checkpoint_every", "eval_max_new_tokens", "seed", "context_passages"
-        ):  # fmt: skip
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise TrainError(f"TrainConfig.{name} must be a whole number >= 0, got {value!r}")
-        if self.max_steps is not None and (
-            isinstance(self.max_steps, bool)
-            or not isinstance(self.max_steps, int)
-            or self.max_steps < 1
-        ):
-            raise TrainError(
-                f"TrainConfig.max_steps must be None or a whole number >= 1, got {self.max_steps!r}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise TrainError(f"TrainConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise TrainError(
-                f"TrainConfig.learning_rate must be a positive number, got {self.learning_rate!r}"
-            )
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            bad = "weight_decay" if self.weight_decay < 0 else "max_grad_norm"
-            raise TrainError(f"TrainConfig.{bad} must be >= 0, got {getattr(self, bad)!r}")
-        if not 0.0 <= self.held_out < 1.0:
-            raise TrainError(
-                f"TrainConfig.held_out must be at least 0 and below 1, got {self.held_out!r}"
-            )
-        if self.held_out == 0 and self.eval_max_new_tokens:
-            raise TrainError(
-                "TrainConfig.held_out is 0, so nothing is left to evaluate on: give a share "
-                "above 0, or set eval_max_new_tokens to 0 to train on every example"
-            )
-        if not self.target_modules or not all(
-            isinstance(m, str) and m for m in self.target_modules
-        ):
-            raise TrainError(
-                "TrainConfig.target_modules must name at least one layer (e.g. 'q_proj'), got "
-                f"{self.target_modules!r}"
-            )
-        if not 0.0 <= self.context_oracle_share <= 1.0:
-            raise TrainError(
-                "TrainConfig.context_oracle_share must be between 0 and 1, got "
-                f"{self.context_oracle_share!r}"
-            )
-        if isinstance(self.context_chars, bool) or self.context_chars < 40:
-            raise TrainError(
-                f"TrainConfig.context_chars must be at least 40, got {self.context_chars!r}"
-            )
-        if self.max_length < 16:
-            raise TrainError(
-                f"TrainConfig.max_length must be at least 16 tokens, got {self.max_length!r}"
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-ready values (``target_modules`` as a list)."""
-        data = asdict(self)
-        data["target_modules"] = list(self.target_modules)
-        return data
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        """Each field's one-line description, for ``--help`` texts and docs."""
-        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
 
 
 @dataclass(frozen=True)
@@ -241,15 +101,15 @@ class EvalMetrics:
     outputs: list[str]
     guided_compliance: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_record(self) -> ScoreRecord:
         """Scores for the manifest, with the first few answers to look at."""
-        return {
-            "examples": self.examples,
-            "exact_match": self.exact_match,
-            "compliance": self.compliance,
-            "guided_compliance": self.guided_compliance,
-            "sample_outputs": self.outputs[:3],
-        }
+        return ScoreRecord(
+            examples=self.examples,
+            exact_match=self.exact_match,
+            compliance=self.compliance,
+            guided_compliance=self.guided_compliance,
+            sample_outputs=self.outputs[:3],
+        )
 
 
 @dataclass(frozen=True)
@@ -266,7 +126,7 @@ class TrainResult:
         seconds_per_step: Mean training time of a step in this call (evaluation excluded).
         peak_rss_mb: Peak resident memory of the process so far, in MiB.
         size_bytes: Bytes on disk of the adapter folder.
-        manifest: The ``ragtune.json`` written.
+        manifest: The manifest written (``ragtune.json``).
     """
 
     path: Path
@@ -278,7 +138,7 @@ class TrainResult:
     seconds_per_step: float
     peak_rss_mb: float
     size_bytes: int
-    manifest: dict[str, Any]
+    manifest: AdapterManifest
 
     @property
     def final_loss(self) -> float:
@@ -432,10 +292,6 @@ def train_adapter(
             the model does not have.
         ExamplesError: Too few examples for a held-out split.
     """
-    import numpy as np
-    import torch
-    from peft import LoraConfig, get_peft_model
-
     started = time.perf_counter()
     out_dir = Path(out_dir)
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -447,79 +303,23 @@ def train_adapter(
     else:
         train_set, held = list(examples.examples), []
     encoded = [encode_example(tokenizer, ex, config) for ex in train_set]
-    total = total_steps(len(encoded), config)
-    identity = {
+    identity: dict[str, Any] = {
         "config": config.to_dict(),
         "dataset_sha256": dataset_hash(examples),
         "base_model_sha256": loaded.sha256,
     }
 
     # -- model ---------------------------------------------------------------------------------
-    random.seed(config.seed)
-    np.random.seed(config.seed % 2**32)
-    torch.manual_seed(config.seed)  # the LoRA A matrices are drawn from it
-    lora = LoraConfig(
-        r=config.r,
-        lora_alpha=config.alpha,
-        lora_dropout=config.dropout,
-        target_modules=list(config.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
     grad_flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    peft_model = _lora_model(model, config)
     try:
-        peft_model = get_peft_model(model, lora)
-    except ValueError as exc:
-        raise TrainError(f"TrainConfig.target_modules {config.target_modules!r}: {exc}") from exc
-    try:
-        params = [p for p in peft_model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-        step = 0
-        if resume:
-            step = _load_checkpoint(ckpt_dir, peft_model, optimizer, identity)
-        # One process, or one of several under `accelerate launch`: each takes its share of
-        # every batch and the gradients are averaged, so a step is the same step either way.
-        accelerator = _accelerator(next(model.parameters()).device)
-        trained, optimizer = accelerator.prepare(peft_model, optimizer)
-        rank, world, main = (
-            accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-        )  # fmt: skip
-
         # -- loop ------------------------------------------------------------------------------
-        losses: list[float] = []
-        tokens = 0
-        trained.train()
-        loop_started = time.perf_counter()
-        while step < total:
-            lr = get_lr(step, total, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            indices = batch_indices(len(encoded), step, config)
-            mine = indices[rank::world] or indices[:1]  # a short last batch: no rank goes empty
-            batch = collate([encoded[i] for i in mine], tokenizer.pad_token_id)
-            counted = batch["attention_mask"].sum().to(accelerator.device)
-            out = trained(**{k: v.to(accelerator.device) for k, v in batch.items()})
-            accelerator.backward(out.loss)
-            if config.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            loss = float(accelerator.reduce(out.loss.detach(), "mean"))
-            tokens += int(accelerator.reduce(counted, "sum"))
-            losses.append(loss)
-            due = config.checkpoint_every and step % config.checkpoint_every == 0 and step < total
-            if due and main:
-                _save_checkpoint(ckpt_dir, peft_model, optimizer, step, identity)
-            if progress is not None and main:
-                progress(step, total, loss)
-        train_seconds = time.perf_counter() - loop_started
+        run = _train_loop(
+            peft_model, tokenizer, encoded, config, identity, ckpt_dir, resume, progress
+        )
         peft_model.eval()
         base_metrics = adapter_metrics = None
-        taken = len(losses)
-        if main:  # one process evaluates and saves; under `accelerate launch` the others wait
+        if run.main:  # one process evaluates and saves; under `accelerate launch` the others wait
             # -- evaluate ----------------------------------------------------------------------
             if config.eval_max_new_tokens > 0:
                 with peft_model.disable_adapter():
@@ -531,57 +331,40 @@ def train_adapter(
             stage_dir.parent.mkdir(parents=True, exist_ok=True)
             peft_model.save_pretrained(str(stage_dir), safe_serialization=True)
             _refuse_pickles(stage_dir)
-            seconds = time.perf_counter() - started
-            manifest = {
-                "format": 1,
-                "ragtune_version": __version__,
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "base_model": {"name": loaded.spec.name, "sha256": loaded.sha256},
-                "dataset": {
-                    "path": examples.path,
-                    "sha256": identity["dataset_sha256"],
-                    "file_sha256": examples.sha256,
-                    "examples": len(examples),
-                    "train": len(train_set),
-                    "held_out": len(held),
-                    "truncated": sum(e.truncated for e in encoded),
-                },
-                "knowledge_snapshot": (
+            manifest = AdapterManifest(
+                base_model=BaseModelRecord(loaded.spec.name, loaded.sha256),
+                dataset=DatasetRecord(
+                    path=examples.path,
+                    sha256=identity["dataset_sha256"],
+                    file_sha256=examples.sha256,
+                    examples=len(examples),
+                    train=len(train_set),
+                    held_out=len(held),
+                    truncated=sum(e.truncated for e in encoded),
+                ),
+                config=identity["config"],
+                training=run.record(resume, time.perf_counter() - started),
+                base_metrics=base_metrics.to_record() if base_metrics else None,
+                adapter_metrics=adapter_metrics.to_record() if adapter_metrics else None,
+                knowledge_snapshot=(
                     knowledge_snapshot
                     if knowledge_snapshot is not None or context is None
                     else str(context.snapshot)
                 ),
-                "context": context.to_dict() if context is not None else None,
-                "contract": contract.source if contract is not None else None,
-                "config": identity["config"],
-                "training": {
-                    "steps": step,
-                    "resumed": resume and taken < step,
-                    "final_loss": losses[-1] if losses else None,
-                    "seconds": round(seconds, 3),
-                    "seconds_per_step": round(train_seconds / taken, 4) if taken else None,
-                    "tokens_per_second": round(tokens / train_seconds, 1) if taken else None,
-                    "peak_rss_mb": round(_peak_rss_mb(), 1),
-                    "device": str(accelerator.device),
-                    "processes": world,
-                },
-                "metrics": {
-                    "base": base_metrics.to_dict() if base_metrics else None,
-                    "adapter": adapter_metrics.to_dict() if adapter_metrics else None,
-                },
-            }
-            (stage_dir / MANIFEST).write_text(
-                json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+                context=context.to_record() if context is not None else None,
+                contract=contract.source if contract is not None else None,
+                created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                ragtune_version=__version__,
             )
+            manifest.write(stage_dir)
             for required in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, MANIFEST):
                 if not (stage_dir / required).is_file():
                     raise TrainError(f"{stage_dir}: saving the adapter wrote no {required}")
             _swap_into_place(stage_dir, out_dir)
             shutil.rmtree(ckpt_dir, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        if not main:
-            manifest = json.loads((out_dir / MANIFEST).read_text("utf-8"))
-            seconds = time.perf_counter() - started
+        run.accelerator.wait_for_everyone()
+        if not run.main:
+            manifest = AdapterManifest.read(out_dir)
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
         # Give the caller's model back as it came: LoRA layers out, its grad flags restored.
@@ -592,16 +375,124 @@ def train_adapter(
 
     return TrainResult(
         path=out_dir,
-        steps=step,
-        losses=losses,
+        steps=run.step,
+        losses=run.losses,
         base=base_metrics,
         adapter=adapter_metrics,
-        seconds=seconds,
-        seconds_per_step=train_seconds / taken if taken else math.nan,
+        seconds=time.perf_counter() - started,
+        seconds_per_step=run.seconds / len(run.losses) if run.losses else math.nan,
         peak_rss_mb=_peak_rss_mb(),
         size_bytes=sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file()),
         manifest=manifest,
     )
+
+
+def _lora_model(model: Any, config: TrainConfig) -> Any:
+    """The base model with fresh LoRA layers, seeded: the LoRA A matrices are drawn from it."""
+    import numpy as np
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    random.seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    torch.manual_seed(config.seed)
+    lora = LoraConfig(
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise TrainError(f"TrainConfig.target_modules {config.target_modules!r}: {exc}") from exc
+
+
+@dataclass
+class _Run:
+    """What the loop did: the steps, their losses, the tokens trained and the loop's time, and
+    the process it ran in (one of several under ``accelerate launch``)."""
+
+    accelerator: Any
+    step: int
+    losses: list[float]
+    tokens: int
+    seconds: float
+
+    @property
+    def main(self) -> bool:
+        return bool(self.accelerator.is_main_process)
+
+    def record(self, resume: bool, seconds: float) -> TrainingRecord:
+        """The manifest's ``training`` entry; ``seconds`` is the whole call's wall time."""
+        taken = len(self.losses)
+        return TrainingRecord(
+            steps=self.step,
+            resumed=resume and taken < self.step,
+            final_loss=self.losses[-1] if self.losses else None,
+            seconds=round(seconds, 3),
+            seconds_per_step=round(self.seconds / taken, 4) if taken else None,
+            tokens_per_second=round(self.tokens / self.seconds, 1) if taken else None,
+            peak_rss_mb=round(_peak_rss_mb(), 1),
+            device=str(self.accelerator.device),
+            processes=int(self.accelerator.num_processes),
+        )
+
+
+def _train_loop(
+    peft_model: Any,
+    tokenizer: Any,
+    encoded: list[EncodedExample],
+    config: TrainConfig,
+    identity: dict[str, Any],
+    ckpt_dir: Path,
+    resume: bool,
+    progress: ProgressCallback | None,
+) -> _Run:
+    """AdamW over the encoded examples to ``total_steps``, from the checkpoint when resuming;
+    a checkpoint every ``checkpoint_every`` steps."""
+    import torch
+
+    total = total_steps(len(encoded), config)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    step = _load_checkpoint(ckpt_dir, peft_model, optimizer, identity) if resume else 0
+    # One process, or one of several under `accelerate launch`: each takes its share of every
+    # batch and the gradients are averaged, so a step is the same step either way.
+    accelerator = _accelerator(next(peft_model.parameters()).device)
+    trained, optimizer = accelerator.prepare(peft_model, optimizer)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    main = accelerator.is_main_process
+    losses: list[float] = []
+    tokens = 0
+    trained.train()
+    started = time.perf_counter()
+    while step < total:
+        lr = get_lr(step, total, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        indices = batch_indices(len(encoded), step, config)
+        mine = indices[rank::world] or indices[:1]  # a short last batch: no rank goes empty
+        batch = collate([encoded[i] for i in mine], tokenizer.pad_token_id)
+        counted = batch["attention_mask"].sum().to(accelerator.device)
+        out = trained(**{k: v.to(accelerator.device) for k, v in batch.items()})
+        accelerator.backward(out.loss)
+        if config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        loss = float(accelerator.reduce(out.loss.detach(), "mean"))
+        tokens += int(accelerator.reduce(counted, "sum"))
+        losses.append(loss)
+        due = config.checkpoint_every and step % config.checkpoint_every == 0 and step < total
+        if due and main:
+            _save_checkpoint(ckpt_dir, peft_model, optimizer, step, identity)
+        if progress is not None and main:
+            progress(step, total, loss)
+    return _Run(accelerator, step, losses, tokens, time.perf_counter() - started)
 
 
 def _evaluate(

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.behavior.adapters import AdapterError, adapter_path, load_manifest
+from ragtune.adapters import AdapterError, AdapterManifest, adapter_path, load_manifest
 from ragtune.context import defuse_tokens
 from ragtune.generate.backend import (
     BackendError,
@@ -69,7 +69,7 @@ class LoadedAdapter:
     name: str
     path: Path
     created_at: str | None
-    manifest: dict[str, Any]
+    manifest: AdapterManifest
 
 
 @dataclass(frozen=True)
@@ -226,14 +226,14 @@ class LocalBackend:
             self._adapters.clear()
             self.loaded.model.eval()
 
-    def _check_adapter(self, name: str) -> tuple[Path, dict[str, Any]]:
+    def _check_adapter(self, name: str) -> tuple[Path, AdapterManifest]:
         """The adapter's folder and manifest, when it exists and was trained on this base."""
         try:
             folder = adapter_path(self.adapters_root, name)
             manifest = load_manifest(self.adapters_root, name)
         except AdapterError as exc:
             raise BackendError(str(exc)) from exc
-        trained_on = (manifest.get("base_model") or {}).get("sha256")
+        trained_on = manifest.base_model.sha256
         if trained_on != self.loaded.sha256:
             raise BackendError(
                 f"adapter {name!r} ({folder}) was trained on another base model: its manifest "
@@ -243,7 +243,7 @@ class LocalBackend:
             )
         return folder, manifest
 
-    def _load(self, name: str, folder: Path, manifest: dict[str, Any]) -> LoadedAdapter:
+    def _load(self, name: str, folder: Path, manifest: AdapterManifest) -> LoadedAdapter:
         """Put the adapter's LoRA weights on the model; the caller holds the lock."""
         from peft import PeftModel
 
@@ -257,7 +257,7 @@ class LocalBackend:
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise BackendError(f"adapter {name!r}: PEFT cannot load {folder}: {exc}") from exc
         self._peft.eval()
-        info = LoadedAdapter(name, folder, manifest.get("created_at"), manifest)
+        info = LoadedAdapter(name, folder, manifest.created_at or None, manifest)
         self._adapters[name] = info
         return info
 

@@ -545,8 +545,9 @@ def _reference_examples(lab: _Lab, capability: str, *, revised: bool) -> Example
 
 def _train(lab: _Lab, job: AdapterJob, *, revised: bool) -> tuple[float, int]:
     """Train one lab adapter into the workspace; returns (seconds, steps)."""
+    from ragtune.adapters import TrainConfig
     from ragtune.behavior.staleness import train_config_for
-    from ragtune.behavior.train import TrainConfig, train_adapter
+    from ragtune.behavior.train import train_adapter
     from ragtune.generate.base import load_base_model
 
     started = time.perf_counter()

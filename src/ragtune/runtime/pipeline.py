@@ -298,7 +298,7 @@ class Runtime:
 
     def adapter_for(self, capability: str) -> str | None:
         """The trained adapter of a capability, or None when there is none."""
-        from ragtune.behavior.adapters import MANIFEST
+        from ragtune.adapters import MANIFEST
 
         return capability if (self.adapters_root / capability / MANIFEST).is_file() else None
 
@@ -307,10 +307,10 @@ class Runtime:
         (context-aware training clips passages), else :data:`PASSAGE_CHARS`."""
         if route.adapter is None:
             return PASSAGE_CHARS
-        from ragtune.behavior.adapters import AdapterError, load_manifest
+        from ragtune.adapters import AdapterError, load_manifest
 
         try:
-            config = load_manifest(self.adapters_root, route.adapter).get("config") or {}
+            config = load_manifest(self.adapters_root, route.adapter).config
         except AdapterError:
             return PASSAGE_CHARS
         chars = config.get("context_chars")

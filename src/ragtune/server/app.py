@@ -453,7 +453,7 @@ async def _stream(
 
 
 async def _reload(runtime: Runtime, name: str) -> dict[str, Any]:
-    from ragtune.behavior.adapters import AdapterError, check_name, list_adapters
+    from ragtune.adapters import AdapterError, check_name, list_adapters
 
     try:
         check_name(name)

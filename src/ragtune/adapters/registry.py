@@ -1,4 +1,4 @@
-"""The adapter registry: trained LoRA adapters kept under ``.ragtune/adapters/<name>/``.
+"""Where adapters are kept: the registry of ``.ragtune/adapters/<name>/``.
 
 Each adapter is one folder written whole by :func:`ragtune.behavior.train.train_adapter`::
 
@@ -9,45 +9,37 @@ Each adapter is one folder written whole by :func:`ragtune.behavior.train.train_
 
 Folders whose name starts with a dot are work in progress (``.<name>.tmp`` while a run writes,
 ``.<name>.checkpoint`` while a run can still be resumed) and are never listed as adapters.
-
-This module imports no torch: ``ragtune adapter list`` reads JSON only.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ragtune.errors import RagtuneError, closest
+from ragtune.adapters.manifest import MANIFEST, AdapterError, AdapterManifest
+from ragtune.errors import closest
 
 __all__ = [
     "ADAPTER_CONFIG",
     "ADAPTER_WEIGHTS",
-    "MANIFEST",
-    "AdapterError",
     "AdapterInfo",
     "adapter_path",
+    "check_name",
     "checkpoint_path",
     "list_adapters",
     "load_manifest",
+    "recover_interrupted_swaps",
     "remove_adapter",
     "staging_path",
 ]
 
-MANIFEST = "ragtune.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
 # A name becomes a folder name: no separators, no leading dot (those are work in progress).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-
-
-class AdapterError(RagtuneError):
-    """An adapter cannot be found, read or removed; names the adapter and what exists."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +55,7 @@ class AdapterInfo:
 
     name: str
     path: Path
-    manifest: dict[str, Any]
+    manifest: AdapterManifest
     size_bytes: int
 
 
@@ -133,22 +125,21 @@ def list_adapters(root: Path) -> list[AdapterInfo]:
             AdapterInfo(
                 name=folder.name,
                 path=folder,
-                manifest=_read_manifest(folder / MANIFEST),
+                manifest=AdapterManifest.read(folder),
                 size_bytes=sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()),
             )
         )
     return found
 
 
-def load_manifest(root: Path, name: str) -> dict[str, Any]:
+def load_manifest(root: Path, name: str) -> AdapterManifest:
     """The ``ragtune.json`` of adapter ``name``.
 
     Raises:
         AdapterError: No adapter of that name (lists the known ones and the closest), or its
             manifest cannot be read.
     """
-    folder = _existing(root, name)
-    return _read_manifest(folder / MANIFEST)
+    return AdapterManifest.read(_existing(root, name))
 
 
 def remove_adapter(root: Path, name: str) -> Path:
@@ -177,14 +168,3 @@ def _existing(root: Path, name: str) -> Path:
     hint = f" Did you mean {close!r}?" if close else ""
     listed = ", ".join(known) if known else "none (train one with `ragtune adapter train`)"
     raise AdapterError(f"no adapter named {name!r} in {root}.{hint} Adapters: {listed}.")
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    """A manifest as a dict; errors name the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"{path}: cannot read the adapter manifest: {exc}") from exc
-    if not isinstance(data, dict):
-        raise AdapterError(f"{path}: the adapter manifest is not a JSON object.")
-    return data
