@@ -43,8 +43,8 @@ from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.chunk import chunk_document, default_tokenizer_json, token_counter
 from ragtune.knowledge.embed import load_embedder
 from ragtune.knowledge.index import VectorIndex
+from ragtune.knowledge.parse import parse_document
 from ragtune.knowledge.search import HNSW_FROM, POOL, search
-from ragtune.knowledge.sources import parse_document
 from ragtune.knowledge.store import DocumentRow, NewChunk
 from ragtune.knowledge.store.sqlite import SQLiteStore, fts_query
 from ragtune.knowledge.sync import EMBED_BATCH, source_files

@@ -24,7 +24,8 @@ from ragtune.knowledge.chunk import (
     default_tokenizer_json,
     token_counter,
 )
-from ragtune.knowledge.sources import load_table, parse_document
+from ragtune.knowledge.parse import parse_document
+from ragtune.knowledge.tables import load_table
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "contract-review"
 
@@ -377,7 +378,7 @@ def test_chunking_imports_no_torch() -> None:
         "from pathlib import Path\n"
         "from ragtune.knowledge.chunk import chunk_document, default_tokenizer_json\n"
         "from ragtune.knowledge.chunk import token_counter\n"
-        "from ragtune.knowledge.sources import parse_document\n"
+        "from ragtune.knowledge.parse import parse_document\n"
         f"root = Path({str(EXAMPLE)!r})\n"
         "doc = parse_document(root / 'knowledge' / 'msa.md', root)\n"
         "path = default_tokenizer_json()\n"

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ragtune.errors import RagtuneError
-from ragtune.knowledge.sources import (
-    Block,
-    SourceError,
-    covers,
-    discover,
-    glob_match,
-    load_table,
-    parse_document,
-    split_ref,
-)
+from ragtune.knowledge.parse import Block, parse_document
+from ragtune.knowledge.sources import SourceError, covers, discover, glob_match, split_ref
+from ragtune.knowledge.tables import load_table
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "contract-review"
 
@@ -163,6 +158,16 @@ def test_every_file_discover_finds_is_covered_by_its_reference(tmp_path: Path) -
         assert found, ref
         for path in found:
             assert covers(tmp_path, ref, path.relative_to(tmp_path).as_posix()), (ref, path)
+
+
+def test_finding_and_reading_sources_imports_parsers_only_when_used() -> None:
+    code = (
+        "import sys\n"
+        "import ragtune.audit.evidence, ragtune.knowledge.parse, ragtune.knowledge.tables\n"
+        "heavy = {'torch', 'markdown_it', 'bs4', 'pypdf'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # --- documents ------------------------------------------------------------------------------

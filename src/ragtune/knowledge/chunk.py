@@ -31,7 +31,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from ragtune.errors import RagtuneError
-from ragtune.knowledge.sources import ParsedDocument, Table
+from ragtune.knowledge.parse import ParsedDocument
+from ragtune.knowledge.tables import Table
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

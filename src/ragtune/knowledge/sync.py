@@ -27,16 +27,11 @@ from ragtune.knowledge.chunk import (
     default_tokenizer_json,
     token_counter,
 )
-from ragtune.knowledge.sources import (
-    ParsedDocument,
-    SourceError,
-    discover,
-    load_table,
-    parse_document,
-    relative_posix,
-)
+from ragtune.knowledge.parse import ParsedDocument, parse_document
+from ragtune.knowledge.sources import SourceError, discover, relative_posix
 from ragtune.knowledge.store import DocumentRow, NewChunk
 from ragtune.knowledge.store.sqlite import SQLiteStore
+from ragtune.knowledge.tables import load_table
 from ragtune.knowledge.tools import is_tool_ref
 from ragtune.project import Project
 
