@@ -11,7 +11,14 @@ import pytest
 
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.parse import Block, parse_document
-from ragtune.knowledge.sources import SourceError, covers, discover, glob_match, split_ref
+from ragtune.knowledge.sources import (
+    SourceError,
+    covers,
+    discover,
+    glob_match,
+    source_folder,
+    split_ref,
+)
 from ragtune.knowledge.tables import load_table
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "contract-review"
@@ -158,6 +165,20 @@ def test_every_file_discover_finds_is_covered_by_its_reference(tmp_path: Path) -
         assert found, ref
         for path in found:
             assert covers(tmp_path, ref, path.relative_to(tmp_path).as_posix()), (ref, path)
+
+
+def test_source_folder_holds_every_file_a_reference_can_name(tmp_path: Path) -> None:
+    write(tmp_path / "docs" / "a.md", "a")
+    write(tmp_path / "docs" / "sub" / "b.md", "b")
+    root = tmp_path.resolve()
+    assert source_folder(tmp_path, "docs") == root / "docs"
+    assert source_folder(tmp_path, "docs/a.md") == root / "docs"
+    assert source_folder(tmp_path, "docs/c#sharp.md") == root / "docs"
+    assert source_folder(tmp_path, "tables/rates.csv#key") == root / "tables"
+    assert source_folder(tmp_path, "docs/**/*.md") == root / "docs"
+    assert source_folder(tmp_path, "docs/sub*/*.md") == root / "docs"  # docs/subway/ too
+    assert source_folder(tmp_path, "*.md") == root
+    assert source_folder(tmp_path, "tool:tools/x.py:f") is None
 
 
 def test_finding_and_reading_sources_imports_parsers_only_when_used() -> None:

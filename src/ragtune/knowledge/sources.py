@@ -2,10 +2,14 @@
 
 A reference is a folder, a file or a glob relative to the project root; ``table.csv#column``
 names a table and its key column; ``tool:...`` names a function called at query time, never a
-file. :func:`discover` finds the files the references name (the sync, the audit and the watcher
-use it); :func:`covers` says whether a reference covers a document path that may not exist yet
-(the server asks before it writes one). Reading a file is the business of ``parse.py``
-(documents) and ``tables.py`` (CSV tables).
+file. Every part of ragtune that reads a reference asks this module:
+
+- :func:`discover`: the files the references name (the sync and the audit);
+- :func:`covers`: whether a reference covers a document path that may not exist yet (the
+  server, before it writes one);
+- :func:`source_folder`: the folder in which a reference's files can change (the watcher).
+
+Reading a file is the business of ``parse.py`` (documents) and ``tables.py`` (CSV tables).
 
 Problems with one file raise :class:`SourceError` naming the file and the reason, so a sync can
 report the file, skip it and go on with the rest. This module imports no parser.
@@ -238,6 +242,30 @@ def covers(root: Path, ref: str, rel: str) -> bool:
     if source.is_dir() or part.endswith("/"):
         return path.is_relative_to(source) and path != source
     return path == source
+
+
+def source_folder(root: Path, ref: str) -> Path | None:
+    """The folder that holds every file a reference can name: where to watch it for changes.
+
+    A folder is its own; a file's (a table's) is the folder it is in; a glob's is made of its
+    names before the first that holds a glob character (``docs`` for ``docs/sub*/*.md``).
+
+    Args:
+        root: The project root.
+        ref: One entry of a capability's ``sources:``.
+
+    Returns:
+        The resolved folder, or None for a ``tool:`` reference, which names no file.
+    """
+    if is_tool_ref(ref):
+        return None
+    part, _ = split_ref(ref)
+    if _GLOB_CHARS.search(part):
+        names = part.split("/")
+        fixed = next(i for i, name in enumerate(names) if _GLOB_CHARS.search(name))
+        return (root / "/".join(names[:fixed])).resolve()
+    path = (root / part).resolve()
+    return path if path.is_dir() else path.parent
 
 
 def glob_match(rel: str, pattern: str) -> bool:

@@ -7,23 +7,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ragtune.knowledge.base import KnowledgeBase
+from ragtune.knowledge.sources import source_folder
 from ragtune.knowledge.sync import SyncResult
-from ragtune.knowledge.tools import is_tool_ref
 
 DEBOUNCE_MS = 150  # changes closer than this are one sync: an editor's save is several events
 
 
 def watched_roots(kb: KnowledgeBase) -> list[Path]:
-    """The folders to watch: each source folder, or the folder of each source file or glob."""
+    """The folders to watch: the outermost of the folders holding each source's files."""
     roots: set[Path] = set()
     for capability in kb.project.config.capabilities:
         for ref in capability.sources:
-            if is_tool_ref(ref):
-                continue  # called at query time, nothing to watch
-            base = ref.split("#", 1)[0]
-            head = base.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]
-            path = (kb.project.root / head).resolve()
-            roots.add(path if path.is_dir() else path.parent)
+            folder = source_folder(kb.project.root, ref)
+            if folder is not None:  # a tool is called at query time: nothing to watch
+                roots.add(folder)
     # Watch the outermost folders only: a nested folder is covered by its parent.
     ordered = sorted(roots, key=lambda p: len(p.parts))
     kept: list[Path] = []
