@@ -153,30 +153,7 @@ def _parse(
     answer = value.get("answer")
     if answer is not None and not isinstance(answer, str):
         problems.append(f"{where}: field 'answer' must be a string, got {answer!r}")
-    after = None
-    if "after" in value:
-        raw = value["after"]
-        if not isinstance(raw, dict) or "expected" not in raw:
-            problems.append(
-                f"{where}: field 'after' must be an object with 'expected' (and 'answer'), "
-                f"got {raw!r}"
-            )
-        else:
-            extra = [k for k in raw if k not in ("expected", "answer")]
-            if extra:
-                problems.append(f"{where}: field 'after' has unknown keys {extra!r}")
-            new = _facts(raw["expected"], where, "after.expected", problems)
-            if not new:
-                problems.append(f"{where}: field 'after.expected' must list at least one fact")
-            new_answer = raw.get("answer")
-            if new_answer is not None and not isinstance(new_answer, str):
-                problems.append(f"{where}: field 'after.answer' must be a string")
-            after = Revision(new, new_answer if isinstance(new_answer, str) else None)
-            if not expected:
-                problems.append(
-                    f"{where}: a line with 'after' needs 'expected' (the facts before the "
-                    "change, which become the stale ones)"
-                )
+    after = _after(value["after"], where, expected, problems) if "after" in value else None
     cap = capabilities.get(capability) if isinstance(capability, str) else None
     if cap is not None and not expected and not getattr(cap, "output_contract", None):
         problems.append(
@@ -196,6 +173,32 @@ def _parse(
         ),
         [],
     )
+
+
+def _after(
+    raw: object, where: str, expected: tuple[str, ...], problems: list[str]
+) -> Revision | None:
+    """A line's ``after`` field; its problems go to ``problems``."""
+    if not isinstance(raw, dict) or "expected" not in raw:
+        problems.append(
+            f"{where}: field 'after' must be an object with 'expected' (and 'answer'), got {raw!r}"
+        )
+        return None
+    extra = [k for k in raw if k not in ("expected", "answer")]
+    if extra:
+        problems.append(f"{where}: field 'after' has unknown keys {extra!r}")
+    new = _facts(raw["expected"], where, "after.expected", problems)
+    if not new:
+        problems.append(f"{where}: field 'after.expected' must list at least one fact")
+    new_answer = raw.get("answer")
+    if new_answer is not None and not isinstance(new_answer, str):
+        problems.append(f"{where}: field 'after.answer' must be a string")
+    if not expected:
+        problems.append(
+            f"{where}: a line with 'after' needs 'expected' (the facts before the "
+            "change, which become the stale ones)"
+        )
+    return Revision(new, new_answer if isinstance(new_answer, str) else None)
 
 
 def _facts(raw: object, where: str, name: str, problems: list[str]) -> tuple[str, ...]:
