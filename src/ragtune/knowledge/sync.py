@@ -216,18 +216,26 @@ def _diff(chunks: list[Chunk], live: dict[tuple[str, str], int]) -> tuple[list[C
     return add, retire
 
 
-def _prepare(
-    project: Project, store: SQLiteStore
-) -> tuple[list[_Work], list[DocumentChange], list[tuple[str, str]], list[str]]:
+@dataclass
+class _Prepared:
+    """What a sync found before embedding anything: from one walk of the sources."""
+
+    files: list[SourceFile]
+    work: list[_Work]
+    changes: list[DocumentChange]
+    skipped: list[tuple[str, str]]
+    deleted: list[str]
+
+
+def _prepare(project: Project, store: SQLiteStore) -> _Prepared:
+    """Walk the sources once; hash each file, then parse, chunk and diff the changed ones."""
     settings = project.config.knowledge
     files, skipped = source_files(project)
     count = _counter(settings.embedder)
     current = store.current_documents()
     work: list[_Work] = []
     changes: list[DocumentChange] = []
-    seen: set[str] = set()
     for source in files:
-        seen.add(source.rel)
         old = current.get(source.rel)
         try:
             sha = _sha256(source.path)
@@ -254,10 +262,11 @@ def _prepare(
         )
         version = (old.version + 1) if old is not None else 1
         work.append(_Work(source, kind, title, sha, text, add, retire, version))
+    seen = {source.rel for source in files}
     deleted = [path for path in current if path not in seen]
     for path in deleted:
         changes.append(DocumentChange(path, "deleted", chunks_to_retire=current[path].chunks))
-    return work, changes, skipped, deleted
+    return _Prepared(files, work, changes, skipped, deleted)
 
 
 def _counter(embedder_spec: str) -> Callable[[str], int]:
@@ -286,8 +295,8 @@ def plan_sync(project: Project, store: SQLiteStore) -> SyncPlan:
 
     name = embedder_name(project.config.knowledge.embedder)
     reembed = _needs_reembed(store, name)
-    _, changes, skipped, _ = _prepare(project, store)
-    return SyncPlan(changes, skipped, _embed_rate(store), name, reembed)
+    prepared = _prepare(project, store)
+    return SyncPlan(prepared.changes, prepared.skipped, _embed_rate(store), name, reembed)
 
 
 def sync(
@@ -298,94 +307,116 @@ def sync(
     progress: Progress | None = None,
 ) -> SyncResult:
     """Bring the store up to date with the project's sources; see the module docstring."""
-    import numpy as np
-
     started = time.perf_counter()
     reembed = _needs_reembed(store, embedder.name)
     if reembed:
         reembed_store(store, embedder, progress=progress)
-    work, changes, skipped, deleted = _prepare(project, store)
-    plan = SyncPlan(changes, skipped, _embed_rate(store), embedder.name, reembed)
+    prepared = _prepare(project, store)
+    plan = SyncPlan(prepared.changes, prepared.skipped, _embed_rate(store), embedder.name, reembed)
     open_before = any(s.status == "open" for s in store.snapshots())
     snapshot = store.begin_snapshot()
     store.set_meta("embedder", embedder.name)
     store.set_meta("dim", str(embedder.dim))
 
-    total = sum(len(w.add) for w in work)
-    known = store.vectors_by_hash(embed_key(c) for w in work for c in w.add)
-    embedded = reused = 0
-    embed_seconds = 0.0
-    pending: list[_Work] = []
-    vectors: dict[str, bytes] = dict(known)
+    known = store.vectors_by_hash(embed_key(c) for w in prepared.work for c in w.add)
+    writer = _Writer(store, snapshot, embedder, dict(known), progress, total=plan.chunks_to_embed)
+    for item in prepared.work:
+        writer.add(item)
+    writer.flush()
 
-    def flush() -> None:
-        nonlocal embedded, embed_seconds
-        texts: dict[str, str] = {}
-        for item in pending:
-            for chunk in item.add:
-                if embed_key(chunk) not in vectors:
-                    texts.setdefault(embed_key(chunk), chunk.search_text)
-        if texts:
-            t0 = time.perf_counter()
-            matrix = np.asarray(embedder.embed(list(texts.values())), dtype=np.float32)
-            embed_seconds += time.perf_counter() - t0
-            if matrix.shape != (len(texts), embedder.dim):
-                from ragtune.knowledge.embed import EmbedderError
-
-                raise EmbedderError(
-                    f"embedder {embedder.name} returned vectors of shape {matrix.shape} for "
-                    f"{len(texts)} texts of dimension {embedder.dim}"
-                )
-            for key, row in zip(texts, matrix, strict=True):
-                vectors[key] = row.tobytes()
-            embedded += len(texts)
-        for item in pending:
-            _apply(store, snapshot, item, vectors)
-            if progress is not None:
-                progress(embedded, total, item.source.rel)
-        pending.clear()
-
-    batch = 0
-    for item in work:
-        pending.append(item)
-        batch += sum(1 for c in item.add if embed_key(c) not in vectors)
-        reused += sum(1 for c in item.add if embed_key(c) in known)
-        if batch >= EMBED_BATCH:
-            flush()
-            batch = 0
-    flush()
-
-    for path in deleted:
-        store.retire_document(snapshot, path)
-    members: dict[str, set[str]] = {}
-    files, _ = source_files(project)
-    for source in files:
-        members[source.rel] = set(source.capabilities)
-    store.set_capabilities(members)
-    counts = {
-        "docs_added": len(plan.of("added")),
-        "docs_changed": len(plan.of("changed")),
-        "docs_deleted": len(deleted),
-        "chunks_embedded": embedded,
-        "embed_seconds": embed_seconds,
-    }
-    store.finish_snapshot(snapshot, counts)
-    if work or deleted:
-        store.optimize()
-    if not work and not deleted and not open_before:
-        store.discard_empty_snapshot(snapshot)
-    if embedded >= 20 and embed_seconds > 0:
-        store.set_meta("embed_rate", f"{embedded / embed_seconds:.1f}")
+    _finish(store, snapshot, prepared, writer, resumed=open_before)
     return SyncResult(
         snapshot=store.latest_snapshot(),
         plan=plan,
-        embedded=embedded,
-        reused_vectors=reused,
+        embedded=writer.embedded,
+        reused_vectors=sum(1 for w in prepared.work for c in w.add if embed_key(c) in known),
         seconds=time.perf_counter() - started,
-        embed_seconds=embed_seconds,
+        embed_seconds=writer.embed_seconds,
         resumed=open_before,
-        skipped=skipped,
+        skipped=prepared.skipped,
     )
+
+
+@dataclass
+class _Writer:
+    """Embeds the new texts of documents in large batches, then writes each document."""
+
+    store: SQLiteStore
+    snapshot: int
+    embedder: Embedder
+    vectors: dict[str, bytes]  # by embed key: those stored before, then those computed here
+    progress: Progress | None
+    total: int  # chunks to embed in this sync, for progress
+    embedded: int = 0
+    embed_seconds: float = 0.0
+    pending: list[_Work] = field(default_factory=list)
+    batch: int = 0  # chunks of the pending documents without a vector
+
+    def add(self, item: _Work) -> None:
+        """Queue a document; embed and write the queue once it holds a batch of new texts."""
+        self.pending.append(item)
+        self.batch += sum(1 for c in item.add if embed_key(c) not in self.vectors)
+        if self.batch >= EMBED_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Embed the queued documents' new texts in one call, then write each document."""
+        texts: dict[str, str] = {}
+        for item in self.pending:
+            for chunk in item.add:
+                if embed_key(chunk) not in self.vectors:
+                    texts.setdefault(embed_key(chunk), chunk.search_text)
+        if texts:
+            self._embed(texts)
+        for item in self.pending:
+            _apply(self.store, self.snapshot, item, self.vectors)
+            if self.progress is not None:
+                self.progress(self.embedded, self.total, item.source.rel)
+        self.pending.clear()
+        self.batch = 0
+
+    def _embed(self, texts: dict[str, str]) -> None:
+        import numpy as np
+
+        t0 = time.perf_counter()
+        matrix = np.asarray(self.embedder.embed(list(texts.values())), dtype=np.float32)
+        self.embed_seconds += time.perf_counter() - t0
+        if matrix.shape != (len(texts), self.embedder.dim):
+            from ragtune.knowledge.embed import EmbedderError
+
+            raise EmbedderError(
+                f"embedder {self.embedder.name} returned vectors of shape {matrix.shape} for "
+                f"{len(texts)} texts of dimension {self.embedder.dim}"
+            )
+        for key, row in zip(texts, matrix, strict=True):
+            self.vectors[key] = row.tobytes()
+        self.embedded += len(texts)
+
+
+def _finish(
+    store: SQLiteStore, snapshot: int, prepared: _Prepared, writer: _Writer, *, resumed: bool
+) -> None:
+    """Retire deleted documents, record who uses what and close the snapshot."""
+    for path in prepared.deleted:
+        store.retire_document(snapshot, path)
+    store.set_capabilities({source.rel: set(source.capabilities) for source in prepared.files})
+    changed = prepared.work or prepared.deleted
+    store.finish_snapshot(
+        snapshot,
+        {
+            "docs_added": sum(1 for c in prepared.changes if c.status == "added"),
+            "docs_changed": sum(1 for c in prepared.changes if c.status == "changed"),
+            "docs_deleted": len(prepared.deleted),
+            "chunks_embedded": writer.embedded,
+            "embed_seconds": writer.embed_seconds,
+        },
+    )
+    if changed:
+        store.optimize()
+    elif not resumed:
+        store.discard_empty_snapshot(snapshot)
+    if writer.embedded >= 20 and writer.embed_seconds > 0:
+        store.set_meta("embed_rate", f"{writer.embedded / writer.embed_seconds:.1f}")
 
 
 def reembed_store(
