@@ -77,7 +77,7 @@ def server_load(rt: Runtime, clients: int, requests: int, tokens: int) -> dict[s
     import openai
     import uvicorn
 
-    from ragtune.server.app import ServerSettings, create_app
+    from ragtune.server import ServerSettings, create_app
 
     port = free_port()
     app = create_app(rt, ServerSettings(queue_depth=max(8, clients * 2)))

@@ -1,10 +1,12 @@
 """The HTTP server: an OpenAI-compatible API over the hybrid runtime (``ragtune serve``).
 
 - :mod:`ragtune.server.app`: the FastAPI app (:func:`create_app`) and its endpoints;
-- :mod:`ragtune.server.schemas`: the OpenAI request and answer shapes;
-- :mod:`ragtune.server.auth`: API keys with read or write scope;
-- :mod:`ragtune.server.limits`: the bounded generation queue;
+- :mod:`ragtune.server.settings`: the keys and limits it runs with (:class:`ServerSettings`);
 - :mod:`ragtune.server.documents`: knowledge documents written through the API, then synced;
+- :mod:`ragtune.server.schemas`: the OpenAI request and answer shapes;
+- :mod:`ragtune.server.errors`: every error answer, in OpenAI's shape;
+- :mod:`ragtune.server.auth`: API keys with read or write scope;
+- :mod:`ragtune.server.limits`: the body limit and the bounded generation queue;
 - :mod:`ragtune.server.metrics`: Prometheus metrics.
 
 Any OpenAI client talks to it; ``model`` names a capability::
@@ -22,8 +24,10 @@ Any OpenAI client talks to it; ``model`` names a capability::
 
 from __future__ import annotations
 
-from ragtune.server.app import ApiError, ServerSettings, create_app
+from ragtune.server.app import create_app
 from ragtune.server.auth import ApiKeys, AuthError, is_loopback, load_keys
+from ragtune.server.errors import ApiError
+from ragtune.server.settings import ServerSettings
 
 __all__ = [
     "ApiError",

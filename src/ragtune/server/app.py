@@ -35,33 +35,24 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
-from fastapi import Depends, FastAPI, Query
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request as HTTPRequest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ragtune import __version__
-from ragtune.errors import RagtuneError, closest
-from ragtune.generate.backend import BackendError
-from ragtune.runtime.pipeline import PipelineError, Request, Result, Runtime, route, run, stream
-from ragtune.server.auth import ApiKeys
-from ragtune.server.documents import (
-    DocumentError,
-    delete_document,
-    resolve_document,
-    upsert_document,
-)
-from ragtune.server.limits import GenerationQueue, LimitBody, QueueFull
-from ragtune.server.metrics import CONTENT_TYPE, Metrics
+from ragtune.errors import closest
+from ragtune.runtime.pipeline import Request, Result, Runtime, route, run, stream
+from ragtune.server.auth import require_scope
+from ragtune.server.documents import delete_document, resolve_document, upsert_document
+from ragtune.server.errors import ApiError, add_error_handlers, error_for, timeout_error, too_large
+from ragtune.server.limits import GenerationQueue, LimitBody
+from ragtune.server.metrics import CONTENT_TYPE, CountRequests, Metrics
 from ragtune.server.schemas import (
     ChatRequest,
     MessageError,
@@ -72,100 +63,12 @@ from ragtune.server.schemas import (
     to_request,
     usage,
 )
+from ragtune.server.settings import ServerSettings, ServerState
 
-__all__ = ["ApiError", "ServerSettings", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger("ragtune.server")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """How the server guards itself.
-
-    Attributes:
-        keys: The API keys; none means no authentication (``ragtune serve`` allows that only on
-            a loopback address).
-        queue_depth: Generation requests admitted at once (generating or waiting for the
-            model); the next one is answered 503 with ``Retry-After``.
-        max_tokens_limit: The most ``max_tokens`` a request may ask for.
-        default_max_tokens: ``max_tokens`` of a request that names none (capped by the limit).
-        timeout_s: Seconds a request may take before it is answered 504 (a stream is cut with
-            an error event).
-        max_body_bytes: The largest request body, in bytes (a document upload included).
-    """
-
-    keys: ApiKeys = field(default_factory=ApiKeys)
-    queue_depth: int = 8
-    max_tokens_limit: int = 1024
-    default_max_tokens: int = 256
-    timeout_s: float = 120.0
-    max_body_bytes: int = 1024 * 1024
-
-    def __post_init__(self) -> None:
-        for name in ("queue_depth", "max_tokens_limit", "default_max_tokens", "max_body_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise RagtuneError(
-                    f"ServerSettings.{name} must be a whole number >= 1, got {value!r}."
-                )
-        if not isinstance(self.timeout_s, int | float) or not self.timeout_s > 0:
-            raise RagtuneError(
-                f"ServerSettings.timeout_s must be a number of seconds > 0, got {self.timeout_s!r}."
-            )
-
-
-class ApiError(Exception):
-    """An error answer in OpenAI's shape.
-
-    Attributes:
-        status: The HTTP status.
-        message: What went wrong and what to do about it.
-        type: OpenAI's error type (``invalid_request_error``, ``authentication_error``, ...).
-        param: The request field at fault, if one is.
-        code: A short machine-readable code.
-        headers: Extra response headers (``Retry-After``, ``WWW-Authenticate``).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        """``{"error": {...}}``."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-    def response(self) -> JSONResponse:
-        """The JSON response carrying this error."""
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
-
-
-@dataclass
-class _State:
-    runtime: Runtime
-    settings: ServerSettings
-    queue: GenerationQueue
-    metrics: Metrics
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> FastAPI:
@@ -180,7 +83,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
     """
     settings = settings or ServerSettings()
     queue = GenerationQueue(settings.queue_depth)
-    state = _State(runtime, settings, queue, Metrics(queue))
+    state = ServerState(runtime, settings, queue, Metrics(queue))
     app = FastAPI(
         title="ragtune",
         version=__version__,
@@ -190,13 +93,13 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
     app.state.ragtune = state
 
     async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
-        await _too_large(settings).response()(scope, receive, send)
+        await too_large(settings).response()(scope, receive, send)
 
     # add_middleware puts each one outside the ones before: the count sees every refusal.
     app.add_middleware(LimitBody, max_bytes=settings.max_body_bytes, refuse=refuse)
-    app.add_middleware(_CountRequests, metrics=state.metrics)
-    _add_error_handlers(app, settings)
-    read, write = _auth(settings.keys, "read"), _auth(settings.keys, "write")
+    app.add_middleware(CountRequests, metrics=state.metrics)
+    add_error_handlers(app, state)
+    read, write = require_scope(settings.keys, "read"), require_scope(settings.keys, "write")
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -312,7 +215,7 @@ def _request_for(chat: ChatRequest, runtime: Runtime, settings: ServerSettings) 
     return request
 
 
-async def _generate(state: _State, work: Callable[[], T], deadline: float) -> T:
+async def _generate(state: ServerState, work: Callable[[], T], deadline: float) -> T:
     """Run blocking generation in a worker thread, inside the queue and the time limit.
 
     On the time limit the client is answered 504 at once; the worker cannot be interrupted
@@ -335,17 +238,7 @@ async def _generate(state: _State, work: Callable[[], T], deadline: float) -> T:
     except TimeoutError:
         if not began.is_set():  # never started: nothing will give the place back
             slot.release()
-        raise _timeout(state.settings) from None
-
-
-def _timeout(settings: ServerSettings) -> ApiError:
-    return ApiError(
-        504,
-        f"the request took longer than this server's limit of {settings.timeout_s:g} s. Ask for "
-        "fewer max_tokens, or retry when the server is less busy.",
-        type="timeout_error",
-        code="timeout",
-    )
+        raise timeout_error(state.settings) from None
 
 
 def _sse(data: dict[str, Any] | str) -> str:
@@ -354,7 +247,7 @@ def _sse(data: dict[str, Any] | str) -> str:
 
 
 async def _stream(
-    state: _State, request: Request, include_usage: bool, deadline: float
+    state: ServerState, request: Request, include_usage: bool, deadline: float
 ) -> StreamingResponse:
     """Answer with server-sent events: the role, the content deltas, a final chunk with the
     finish reason and ragtune's extras, the usage (when asked), then ``[DONE]``.
@@ -374,7 +267,7 @@ async def _stream(
             )
     except TimeoutError:
         slot.release()
-        raise _timeout(state.settings) from None
+        raise timeout_error(state.settings) from None
     except BaseException:
         slot.release()
         raise
@@ -417,7 +310,7 @@ async def _stream(
                 with anyio.move_on_after(max(0.0, deadline - anyio.current_time())) as waited:
                     kind, value = await inbox.get()
                 if waited.cancelled_caught:
-                    yield _sse(_timeout(state.settings).body())
+                    yield _sse(timeout_error(state.settings).body())
                     failed = True
                     break
                 if kind == "piece":
@@ -433,7 +326,7 @@ async def _stream(
                     if include_usage:
                         yield _sse(completion_chunk(ident, created, model, usage=usage(result)))
                 elif kind == "error":
-                    yield _sse(_error_for(value, runtime).body())
+                    yield _sse(error_for(value, runtime).body())
                     failed = True
                 else:  # "end"
                     break
@@ -484,226 +377,3 @@ async def _reload(runtime: Runtime, name: str) -> dict[str, Any]:
     except ValueError:
         where = str(info.path)
     return {"adapter": info.name, "path": where, "created_at": info.created_at, "reloaded": True}
-
-
-# -- access -------------------------------------------------------------------------------------
-
-_bearer = HTTPBearer(auto_error=False, description="An API key with read or write scope.")
-
-
-def _auth(keys: ApiKeys, needed: str) -> Any:
-    """A dependency that lets a request through when its key has the ``needed`` scope."""
-
-    async def check(
-        request: HTTPRequest,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        if not keys.enabled:
-            return
-        challenge = {"WWW-Authenticate": "Bearer"}
-        if credentials is None:
-            raise ApiError(
-                401,
-                "this server needs an API key: send it as 'Authorization: Bearer KEY' (the "
-                "openai client's api_key).",
-                type="authentication_error",
-                code="missing_api_key",
-                headers=challenge,
-            )
-        scope = keys.scope_of(credentials.credentials)
-        if scope is None:
-            raise ApiError(
-                401,
-                "the API key is not valid: check it against the keys the server was started with "
-                "(RAGTUNE_API_KEYS or its --keys-file).",
-                type="authentication_error",
-                code="invalid_api_key",
-                headers=challenge,
-            )
-        if needed == "write" and scope != "write":
-            raise ApiError(
-                403,
-                f"this key has read scope; {request.method} {request.url.path} changes the "
-                "server's state and needs a key with write scope.",
-                type="permission_error",
-                code="insufficient_scope",
-            )
-
-    return Depends(check)
-
-
-# -- errors and metrics ---------------------------------------------------------------------------
-
-
-def _error_for(exc: BaseException, runtime: Runtime | None = None) -> ApiError:
-    """The OpenAI-shaped error for an exception from the runtime."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, QueueFull):
-        return ApiError(
-            503,
-            f"the server is busy: {exc.depth} requests are already generating or waiting for "
-            f"the model. Retry in {exc.retry_after} s (Retry-After).",
-            type="server_error",
-            code="queue_full",
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-    if isinstance(exc, DocumentError):
-        codes = {403: "outside_sources", 404: "not_found", 422: "unreadable_document"}
-        return ApiError(exc.status, str(exc), param=exc.param, code=codes.get(exc.status))
-    if isinstance(exc, MessageError):
-        return ApiError(400, str(exc), param=exc.param, code="invalid_messages")
-    if isinstance(exc, PipelineError):
-        return ApiError(400, str(exc), param="messages", code="invalid_request")
-    if isinstance(exc, BackendError):
-        return ApiError(502 if _remote(runtime) else 500, str(exc), "server_error", None, "backend")
-    if isinstance(exc, RagtuneError):
-        return ApiError(500, str(exc), type="server_error", code="ragtune_error")
-    return ApiError(
-        500,
-        "the server failed to answer (an internal error, logged on the server); retry, and tell "
-        "the operator if it persists.",
-        type="server_error",
-        code="internal_error",
-    )
-
-
-def _remote(runtime: Runtime | None) -> bool:
-    backend = getattr(runtime, "_backend", None)
-    return bool(backend is not None and str(getattr(backend, "name", "")).startswith("remote:"))
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    """``messages[0].content`` from a pydantic location (the leading ``body`` dropped)."""
-    parts = list(loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
-
-
-def _validation_error(exc: RequestValidationError) -> ApiError:
-    """400 for a body that is not JSON, not an object, or lacks a required field; else 422."""
-    errors: list[dict[str, Any]] = [dict(e) for e in exc.errors()]
-    first: dict[str, Any] = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid"}
-    kind = first.get("type", "")
-    if kind == "json_invalid":
-        detail = (first.get("ctx") or {}).get("error", "")
-        return ApiError(
-            400,
-            f"the request body is not valid JSON ({detail} at character {first['loc'][-1]}): "
-            'send a JSON object such as {"model": "...", "messages": [...]}.',
-            code="invalid_json",
-        )
-    loc = tuple(first.get("loc", ()))
-    if len(loc) == 1 and loc[0] == "body":
-        return ApiError(
-            400,
-            "the request body must be a JSON object sent with 'Content-Type: application/json', "
-            'such as {"model": "...", "messages": [...]}.',
-            code="invalid_body",
-        )
-    missing = [e for e in errors if e.get("type") == "missing"]
-    if missing:
-        names = ", ".join(_field(tuple(e["loc"])) for e in missing)
-        return ApiError(
-            400,
-            f"missing required field{'s' if len(missing) > 1 else ''}: {names}.",
-            param=_field(tuple(missing[0]["loc"])),
-            code="missing_field",
-        )
-    described = "; ".join(
-        f"{_field(tuple(e['loc']))}: {e['msg']} (got {e.get('input')!r:.80})" for e in errors[:3]
-    )
-    return ApiError(422, described, param=_field(loc), code="invalid_value")
-
-
-def _too_large(settings: ServerSettings) -> ApiError:
-    return ApiError(
-        413,
-        f"the request body is larger than this server's limit of {settings.max_body_bytes} "
-        "bytes: send a smaller document (split it), or ask the operator to raise the limit "
-        "(`ragtune serve --max-body-bytes`).",
-        code="body_too_large",
-    )
-
-
-def _http_error(
-    exc: StarletteHTTPException, settings: ServerSettings, request: HTTPRequest
-) -> ApiError:
-    if exc.status_code == 413:
-        return _too_large(settings)
-    if exc.status_code == 404:
-        return ApiError(
-            404,
-            f"no endpoint {request.method} {request.url.path}. This server answers "
-            "/v1/chat/completions, /v1/models, /v1/knowledge/documents/{path}, "
-            "/v1/adapters/{name}/reload, /metrics and /healthz.",
-            code="not_found",
-        )
-    if exc.status_code == 405:
-        return ApiError(
-            405,
-            f"{request.method} is not allowed on {request.url.path}.",
-            code="method_not_allowed",
-            headers=dict(exc.headers or {}),
-        )
-    return ApiError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
-
-
-def _add_error_handlers(app: FastAPI, settings: ServerSettings) -> None:
-    def runtime_of(request: HTTPRequest) -> Runtime:
-        state: _State = request.app.state.ragtune
-        return state.runtime
-
-    async def on_error(request: HTTPRequest, exc: Exception) -> Response:
-        error = _error_for(exc, runtime_of(request))
-        if error.status >= 500 and isinstance(exc, RagtuneError):
-            # Unexpected exceptions are logged by uvicorn, which they reach after this answer.
-            log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return error.response()
-
-    async def on_validation(request: HTTPRequest, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        return _validation_error(exc).response()
-
-    async def on_http(request: HTTPRequest, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        return _http_error(exc, settings, request).response()
-
-    handlers: dict[Any, Callable[[HTTPRequest, Exception], Awaitable[Response]]] = {
-        ApiError: on_error,
-        QueueFull: on_error,
-        RagtuneError: on_error,
-        RequestValidationError: on_validation,
-        StarletteHTTPException: on_http,
-        Exception: on_error,
-    }
-    for kind, handler in handlers.items():
-        app.add_exception_handler(kind, handler)
-
-
-class _CountRequests:
-    """ASGI middleware counting answered requests by route template and status."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def counting(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, counting)
-        finally:
-            endpoint = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.request(endpoint, status)

@@ -12,7 +12,8 @@ keys add up. With no key at all the server is open, which ``ragtune serve`` allo
 loopback address.
 
 Presented keys are compared with :func:`hmac.compare_digest` against every configured key, so
-the time a check takes does not tell how much of a guess was right.
+the time a check takes does not tell how much of a guess was right. Each endpoint names the scope
+it needs with :func:`require_scope`.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import Request as HTTPRequest
 
 from ragtune.errors import RagtuneError
+from ragtune.server.errors import ApiError
 
 __all__ = [
     "KEYS_ENV",
@@ -37,6 +43,7 @@ __all__ = [
     "load_keys",
     "parse_keys_env",
     "parse_keys_file",
+    "require_scope",
 ]
 
 Scope = Literal["read", "write"]
@@ -163,3 +170,47 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key with read or write scope.")
+
+
+def require_scope(keys: ApiKeys, needed: Scope) -> Any:
+    """A dependency that lets a request through when its key has the ``needed`` scope."""
+
+    async def check(
+        request: HTTPRequest,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        if not keys.enabled:
+            return
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if credentials is None:
+            raise ApiError(
+                401,
+                "this server needs an API key: send it as 'Authorization: Bearer KEY' (the "
+                "openai client's api_key).",
+                type="authentication_error",
+                code="missing_api_key",
+                headers=challenge,
+            )
+        scope = keys.scope_of(credentials.credentials)
+        if scope is None:
+            raise ApiError(
+                401,
+                "the API key is not valid: check it against the keys the server was started with "
+                "(RAGTUNE_API_KEYS or its --keys-file).",
+                type="authentication_error",
+                code="invalid_api_key",
+                headers=challenge,
+            )
+        if needed == "write" and scope != "write":
+            raise ApiError(
+                403,
+                f"this key has read scope; {request.method} {request.url.path} changes the "
+                "server's state and needs a key with write scope.",
+                type="permission_error",
+                code="insufficient_scope",
+            )
+
+    return Depends(check)

@@ -10,18 +10,20 @@
 - ``ragtune_prompt_tokens_total`` / ``ragtune_completion_tokens_total{capability}``;
 - ``ragtune_queue_depth``: generation requests admitted now, beside ``ragtune_queue_limit``.
 
-A registry per app (not the process-wide default) lets tests build many apps in one process.
+A registry per app (not the process-wide default) lets tests build many apps in one process;
+:class:`CountRequests` is the middleware that counts the requests.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragtune.runtime.pipeline import Result
 from ragtune.server.limits import GenerationQueue
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "CountRequests", "Metrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 """The media type of the text format."""
@@ -92,3 +94,29 @@ class Metrics:
     def render(self) -> bytes:
         """The metrics in Prometheus' text format."""
         return generate_latest(self.registry)
+
+
+class CountRequests:
+    """ASGI middleware counting answered requests by route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def counting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.request(endpoint, status)
