@@ -1,8 +1,12 @@
 """The HTTP server: an OpenAI-compatible API over the hybrid runtime (``ragtune serve``).
 
-- :mod:`ragtune.server.app`: the FastAPI app (:func:`create_app`) and its endpoints;
+- :mod:`ragtune.server.app`: the FastAPI app (:func:`create_app`), put together from the routers;
 - :mod:`ragtune.server.settings`: the keys and limits it runs with (:class:`ServerSettings`);
-- :mod:`ragtune.server.documents`: knowledge documents written through the API, then synced;
+- :mod:`ragtune.server.chat`: ``/v1/models`` and ``/v1/chat/completions``, streamed or not;
+- :mod:`ragtune.server.knowledge`: the endpoints that write or remove knowledge documents;
+- :mod:`ragtune.server.documents`: which documents may be written, and the sync after a change;
+- :mod:`ragtune.server.adapters`: the endpoint that reloads a retrained adapter;
+- :mod:`ragtune.server.operations`: ``/healthz`` and ``/metrics``;
 - :mod:`ragtune.server.schemas`: the OpenAI request and answer shapes;
 - :mod:`ragtune.server.errors`: every error answer, in OpenAI's shape;
 - :mod:`ragtune.server.auth`: API keys with read or write scope;

@@ -1,0 +1,65 @@
+"""The adapters endpoint: serve an adapter as it is on disk now (after a retrain), without a
+restart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter
+
+from ragtune.runtime.pipeline import Runtime
+from ragtune.server.auth import require_scope
+from ragtune.server.errors import ApiError
+from ragtune.server.settings import ServerState
+
+__all__ = ["adapters_router"]
+
+
+def adapters_router(state: ServerState) -> APIRouter:
+    """``POST /v1/adapters/{name}/reload`` (write scope)."""
+    router = APIRouter(tags=["adapters"])
+
+    @router.post(
+        "/v1/adapters/{name}/reload", dependencies=[require_scope(state.settings.keys, "write")]
+    )
+    async def reload_adapter(name: str) -> dict[str, Any]:
+        """Serve an adapter as it is now on disk (after a retrain), without a restart."""
+        return await _reload(state.runtime, name)
+
+    return router
+
+
+async def _reload(runtime: Runtime, name: str) -> dict[str, Any]:
+    from ragtune.adapters import AdapterError, check_name, list_adapters
+
+    try:
+        check_name(name)
+    except AdapterError as exc:
+        raise ApiError(400, str(exc), param="name", code="invalid_adapter_name") from None
+    if runtime.adapter_for(name) is None:
+        trained = [a.name for a in list_adapters(runtime.adapters_root)]
+        raise ApiError(
+            404,
+            f"no trained adapter {name!r} in this project. Trained adapters: "
+            f"{', '.join(trained) or 'none'}; train one with `ragtune adapter train {name}`.",
+            param="name",
+            code="adapter_not_found",
+        )
+    backend = await anyio.to_thread.run_sync(lambda: runtime.backend)
+    reload: Callable[[str], Any] | None = getattr(backend, "reload_adapter", None)
+    if reload is None:
+        raise ApiError(
+            400,
+            f"the backend {backend.name} cannot reload adapters: it serves them itself, so "
+            "reload the adapter on that server (vLLM: restart it with the new --lora-modules).",
+            param="name",
+            code="reload_unsupported",
+        )
+    info = await anyio.to_thread.run_sync(reload, name)
+    try:
+        where = info.path.resolve().relative_to(runtime.project.root.resolve()).as_posix()
+    except ValueError:
+        where = str(info.path)
+    return {"adapter": info.name, "path": where, "created_at": info.created_at, "reloaded": True}
