@@ -20,10 +20,10 @@ from ragtune.knowledge.chunk import (
     chunk_document,
     chunk_id,
     chunk_table,
-    clause_heading,
     default_tokenizer_json,
     token_counter,
 )
+from ragtune.knowledge.clauses import clause_heading
 from ragtune.knowledge.parse import parse_document
 from ragtune.knowledge.tables import load_table
 

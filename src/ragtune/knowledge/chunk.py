@@ -1,13 +1,13 @@
 """Structure-aware chunking: documents and table rows into chunks with stable ids.
 
 A section starts at every Markdown or HTML heading and at every numbered clause that opens a
-paragraph ("7.", "7.1", "7.1.2 Title", "Section 7", "Article 3", "Clause 12"). A section's path
-is the stack of headings around it, with clauses nested by the depth of their number under the
-current heading: ``("Master Services Agreement", "12. Limitation of Liability", "12.2 Except as
-set out in Section")``. One section makes one chunk, because a clause is what a question asks
-about; a section under ``min_tokens`` (a bare heading, a one-line clause) is merged into the
-section after it, and a section over ``max_tokens`` is split at paragraphs, then sentences,
-into parts of about ``target_tokens``.
+paragraph ("7.", "7.1", "7.1.2 Title", "Section 7", "Article 3", "Clause 12": ``clauses.py``).
+A section's path is the stack of headings around it, with clauses nested by the depth of their
+number under the current heading: ``("Master Services Agreement", "12. Limitation of
+Liability", "12.2 Except as set out in Section")``. One section makes one chunk, because a
+clause is what a question asks about; a section under ``min_tokens`` (a bare heading, a
+one-line clause) is merged into the section after it, and a section over ``max_tokens`` is
+split at paragraphs, then sentences, into parts of about ``target_tokens`` (``split.py``).
 
 A chunk's id depends only on where it sits (document, section path, which occurrence of that
 path, which part), never on its text, so editing a clause keeps its id and changes its
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,7 +30,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from ragtune.errors import RagtuneError
+from ragtune.knowledge.clauses import clause_heading, split_clause_lines
 from ragtune.knowledge.parse import ParsedDocument
+from ragtune.knowledge.split import split_section
 from ragtune.knowledge.tables import Table
 
 if TYPE_CHECKING:
@@ -170,137 +171,6 @@ def default_tokenizer_json() -> Path | None:
     return None
 
 
-# --- clause headings ----------------------------------------------------------------------
-
-_NUMBER = re.compile(r"(\d{1,3}(?:\.\d{1,3})+\.?|\d{1,3}\.)(?=\s|\Z)")
-_KEYWORD = re.compile(
-    r"(Section|Article|Clause|SECTION|ARTICLE|CLAUSE)[ \t]+(\d{1,3}(?:\.\d{1,3})*|[IVXLC]{1,7})"
-    r"(?=[\s.:)\-–—]|\Z)"
-)
-_SEPARATOR = re.compile(r"[ \t]*[.:)\-–—]+[ \t]*")
-_BOLD_LEAD = re.compile(r"(\*\*|__)(.+?)\1")
-_LEAD_IN = re.compile(r"([^.:;,\n]{1,60}?)[.:]\s+\S")
-_DEFINITION = re.compile(
-    r"([\"“][^\"”\n]{1,60}[\"”])\s+(?:or\s+[\"“][^\"”\n]{1,40}[\"”]\s+)?"
-    r"(?:means|shall mean|has the meaning|includes)\b"
-)
-_SMALL_WORDS = frozenset(
-    {"a", "an", "and", "as", "at", "by", "for", "from", "in", "of", "on", "or", "the", "to",
-     "with", "without", "under", "upon", "via", "per"}
-)  # fmt: skip
-_TITLE_WORDS = 6
-_NUMERAL = re.compile(r"\(\d[\d,.%]*\)[,;:.]?")
-
-
-def clause_heading(text: str, *, allow_single: bool = True) -> tuple[int, str] | None:
-    """Whether a paragraph opens with a clause number, and if so its depth and title.
-
-    Args:
-        text: The paragraph.
-        allow_single: Accept a single-level number ("7. Title"); Markdown passes False, since
-            there "7. Text" is an ordered-list item, not a clause.
-
-    Returns:
-        ``(depth, title)`` (depth 1 for "7." or "Section 7", 2 for "7.1", ...) or None.
-        The title is the number with the clause's own heading ("5.3 Renewal" from "5.3
-        Renewal. This Agreement renews ...") or else its first words.
-    """
-    text = text.lstrip()
-    match = _NUMBER.match(text)
-    if match:
-        number = match.group(1)
-        rest = text[match.end() :].lstrip()
-        single = "." not in number.rstrip(".")
-        if single and not allow_single:
-            return None
-        first = rest[:1]
-        if first and not (first.isalpha() or first in "\"'“‘*_(["):
-            return None  # "1.5 2.5 3.5", "3.5 %": numbers, not a clause
-        if single and first.isalpha() and not first.isupper():
-            return None  # "7. and then": a sentence's list, not a clause
-        return number.rstrip(".").count(".") + 1, _title(number, rest)
-    match = _KEYWORD.match(text)
-    if match:
-        keyword, number = match.groups()
-        rest = text[match.end() :]
-        line = rest.split("\n", 1)[0]
-        separator = _SEPARATOR.match(rest)
-        if separator:
-            rest = rest[separator.end() :]
-        elif line.strip() and not line.strip()[0].isupper():
-            return None  # "Section 7 of this Agreement ...": a reference, not a heading
-        return number.count(".") + 1, _title(f"{keyword} {number}", rest.lstrip(" \t"))
-    return None
-
-
-def _title(label: str, rest: str) -> str:
-    """The section title of a clause: its number and its heading or first words."""
-    line = rest.split("\n", 1)[0].strip()
-    if not line:
-        return label
-    bold = _BOLD_LEAD.match(line)
-    if bold:
-        return f"{label} {bold.group(2).strip().rstrip('.:').strip()}"
-    whole = rest.strip()
-    if (
-        (line == whole or "\n" in whole)
-        and line[-1] not in ".;:,!?"
-        and len(line.split()) <= 10
-        and _title_like(line)
-    ):
-        return f"{label} {line}"
-    definition = _DEFINITION.match(line)
-    if definition:
-        return f"{label} {definition.group(1)}"  # 1.2 "Customer Data" means ...
-    lead = _LEAD_IN.match(line)
-    if lead and len(lead.group(1).split()) <= _TITLE_WORDS and _title_like(lead.group(1)):
-        return f"{label} {lead.group(1).strip()}"
-    words: list[str] = []
-    for word in rest.split():  # wrapped lines count: the first words, not the first line
-        if len(words) == _TITLE_WORDS:
-            break
-        if _NUMERAL.fullmatch(word):
-            continue  # "fifteen (15) days": the numerals repeat the words
-        if word.startswith("(") and words:
-            break
-        words.append(word.rstrip(",;:."))
-        if word[-1] in ",;:.":
-            break
-    return f"{label} {' '.join(words)}".strip()
-
-
-def _title_like(text: str) -> bool:
-    """Title Case or upper case: every word capitalised except small joining words."""
-    words = [w.strip("\"'“”‘’()") for w in text.split()]
-    return bool(words) and all(
-        not w or not w[0].isalpha() or w[0].isupper() or w.lower() in _SMALL_WORDS for w in words
-    )
-
-
-def _split_clause_lines(text: str, allow_single: bool) -> list[str]:
-    """Split a plain-text or PDF block where a line opens a clause after a finished line.
-
-    Text and PDF extraction often lose the blank line between "7. CONFIDENTIALITY" and
-    "7.1 Each party ...". A line opens a new unit when it starts with a clause number and the
-    line before ends a sentence or is itself a short heading; "as set out in" followed by
-    "Section 7.2 ..." on the next line stays one paragraph.
-    """
-    lines = text.split("\n")
-    units: list[list[str]] = [[]]
-    for line in lines:
-        previous = units[-1][-1].strip() if units[-1] else ""
-        if previous and clause_heading(line, allow_single=allow_single) is not None:
-            ends = previous[-1] in '.;:!?"”’)'
-            heading = len(previous.split()) <= 10 and (
-                clause_heading(previous, allow_single=allow_single) is not None
-                or _title_like(previous)
-            )
-            if ends or heading:
-                units.append([])
-        units[-1].append(line)
-    return ["\n".join(unit).strip("\n") for unit in units if any(s.strip() for s in unit)]
-
-
 # --- sections -----------------------------------------------------------------------------
 
 
@@ -333,7 +203,7 @@ def _sections(doc: ParsedDocument) -> list[_Section]:
             clauses.clear()
             sections.append(_Section(path(), [block.text]))
             continue
-        units = _split_clause_lines(block.text, allow_single) if line_structured else [block.text]
+        units = split_clause_lines(block.text, allow_single) if line_structured else [block.text]
         for unit in units:
             clause = clause_heading(unit, allow_single=allow_single)
             if clause is not None:
@@ -396,108 +266,6 @@ def _group_path(group: list[_Section]) -> tuple[str, ...]:
     return (*last[:shared], f"{start}-{end}" if start != end else last[shared])
 
 
-# --- splitting ----------------------------------------------------------------------------
-
-_SENTENCE_END = re.compile(r"[.!?][\"”’)\]]*\s+(?=[\"“‘(\[]?[A-Z0-9])")
-_ABBREVIATIONS = frozenset(
-    {"inc", "ltd", "co", "corp", "llc", "plc", "no", "nos", "mr", "mrs", "ms", "dr", "st", "vs",
-     "etc", "e.g", "i.e", "cf", "sec", "art", "jr", "sr", "u.s"}
-)  # fmt: skip
-
-
-def _sentences(paragraph: str) -> list[str]:
-    """Split prose at sentence ends, not after common abbreviations or initials."""
-    pieces: list[str] = []
-    start = 0
-    for match in _SENTENCE_END.finditer(paragraph):
-        before = paragraph[start : match.start()].split()
-        word = before[-1].lower().lstrip("(\"'“") if before else ""
-        if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
-            continue
-        end = match.start() + len(match.group(0).rstrip())
-        pieces.append(paragraph[start:end].strip())
-        start = match.end()
-    pieces.append(paragraph[start:].strip())
-    return [p for p in pieces if p]
-
-
-def _words(text: str, limit: int, count: TokenCounter) -> list[str]:
-    """Split text with no usable boundary into runs of words of at most ``limit`` tokens."""
-    runs: list[str] = []
-    current: list[str] = []
-    used = 0
-    for word in text.split():
-        n = max(count(word), 1)
-        if current and used + n > limit:
-            runs.append(" ".join(current))
-            current, used = [], 0
-        current.append(word)
-        used += n
-    if current:
-        runs.append(" ".join(current))
-    return runs
-
-
-def _units(piece: str, limit: int, count: TokenCounter) -> list[tuple[str, str]]:
-    """A paragraph as ``(separator, text)`` units of at most ``limit`` tokens."""
-    if count(piece) <= limit:
-        return [("\n\n", piece)]
-    units: list[tuple[str, str]] = []
-    for sentence in _sentences(piece):
-        if count(sentence) <= limit:
-            units.append((" ", sentence))
-            continue
-        for line in sentence.split("\n"):
-            if not line.strip():
-                continue
-            if count(line) <= limit:
-                units.append(("\n", line))
-            else:
-                units.extend((" ", run) for run in _words(line, limit, count))
-    if units:
-        units[0] = ("\n\n", units[0][1])
-    return units
-
-
-def _split(
-    pieces: list[str],
-    heading: str | None,
-    *,
-    target: int,
-    limit: int,
-    min_tokens: int,
-    count: TokenCounter,
-) -> list[str]:
-    """Pack paragraphs (long ones cut at sentences) into parts of about ``target`` tokens.
-
-    Every part after the first starts with "<heading> (continued)" so that it reads on its
-    own; a last part under ``min_tokens`` joins the one before if they fit in ``limit``.
-    """
-    prefix = f"{heading} (continued)" if heading else ""
-    budget_after_first = max(target - (count(prefix) if prefix else 0), 1)
-    units = [u for piece in pieces for u in _units(piece, limit, count)]
-    parts: list[list[tuple[str, str]]] = [[]]
-    used = 0
-    budget = target
-    for separator, text in units:
-        n = count(text)
-        if parts[-1] and used + n > budget:
-            parts.append([])
-            used, budget = 0, budget_after_first
-        parts[-1].append((separator, text))
-        used += n
-
-    def join(part: list[tuple[str, str]]) -> str:
-        return "".join(sep + text if i else text for i, (sep, text) in enumerate(part))
-
-    if len(parts) > 1:
-        last, before = join(parts[-1]), join(parts[-2])
-        if count(last) < min_tokens and count(before) + count(last) <= limit:
-            parts[-2].extend(parts.pop())
-    texts = [join(part) for part in parts]
-    return [texts[0]] + [f"{prefix}\n\n{t}" if prefix else t for t in texts[1:]]
-
-
 # --- chunking -----------------------------------------------------------------------------
 
 
@@ -552,33 +320,30 @@ def chunk_document(
         occurrence = occurrences.get(path, 0)
         occurrences[path] = occurrence + 1
         pieces = [piece for section in group for piece in section.pieces]
-        text = "\n\n".join(pieces)
-        if count(text) <= max_tokens:
-            texts = [text]
-        else:
-            heading = path[-1] if path else None
-            texts = _split(
-                pieces,
-                heading,
-                target=target_tokens,
-                limit=max_tokens,
-                min_tokens=min_tokens,
-                count=count,
-            )
-        for part, part_text in enumerate(texts):
+        texts = _fit(pieces, path, target_tokens, max_tokens, min_tokens, count)
+        for part, text in enumerate(texts):
             chunks.append(
-                Chunk(
-                    document=doc.path,
-                    chunk_id=chunk_id(doc.path, path, occurrence, part),
-                    ordinal=len(chunks),
-                    section_path=path,
-                    title=doc.title,
-                    text=part_text,
-                    text_hash=text_hash(part_text),
-                    tokens=count(part_text),
-                )
+                _make_chunk(doc.path, doc.title, path, text, len(chunks), (occurrence, part), count)
             )
     return chunks
+
+
+def _fit(
+    pieces: list[str],
+    path: tuple[str, ...],
+    target: int,
+    limit: int,
+    min_tokens: int,
+    count: TokenCounter,
+) -> list[str]:
+    """A group's text whole when it fits in ``limit`` tokens, else its parts."""
+    text = "\n\n".join(pieces)
+    if count(text) <= limit:
+        return [text]
+    heading = path[-1] if path else None
+    return split_section(
+        pieces, heading, target=target, limit=limit, min_tokens=min_tokens, count=count
+    )
 
 
 def chunk_table(table: Table, *, count_tokens: TokenCounter | None = None) -> list[Chunk]:
@@ -593,20 +358,32 @@ def chunk_table(table: Table, *, count_tokens: TokenCounter | None = None) -> li
     """
     count = count_tokens or approximate_tokens
     title = PurePosixPath(table.path).stem
-    chunks: list[Chunk] = []
-    for row in table.rows:
-        path = (row[table.key_column],)
-        text = table.row_text(row)
-        chunks.append(
-            Chunk(
-                document=table.path,
-                chunk_id=chunk_id(table.path, path, 0, 0),
-                ordinal=len(chunks),
-                section_path=path,
-                title=title,
-                text=text,
-                text_hash=text_hash(text),
-                tokens=count(text),
-            )
+    return [
+        _make_chunk(
+            table.path, title, (row[table.key_column],), table.row_text(row), i, (0, 0), count
         )
-    return chunks
+        for i, row in enumerate(table.rows)
+    ]
+
+
+def _make_chunk(
+    document: str,
+    title: str,
+    path: tuple[str, ...],
+    text: str,
+    ordinal: int,
+    place: tuple[int, int],
+    count: TokenCounter,
+) -> Chunk:
+    """A chunk with its id (from ``place``: occurrence of ``path``, part), hash and tokens."""
+    occurrence, part = place
+    return Chunk(
+        document=document,
+        chunk_id=chunk_id(document, path, occurrence, part),
+        ordinal=ordinal,
+        section_path=path,
+        title=title,
+        text=text,
+        text_hash=text_hash(text),
+        tokens=count(text),
+    )
