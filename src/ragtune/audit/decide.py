@@ -109,16 +109,30 @@ def decide(capability: Capability, answers: Answers, prices: Prices) -> Decision
 def _warnings(
     capability: Capability, answers: Answers, decision: DecisionName, prices: Prices
 ) -> list[AuditWarning]:
-    out: list[AuditWarning] = []
+    """The warnings one capability's answers raise, in the order the report lists them."""
     kind = answers.kind.value
-    changes = bool(answers.changes_within_6_months.value)
-    accurate = bool(answers.accurate_in_12_months.value)
-    calls = int(answers.calls_per_month.value)
-    rate = float(answers.changes_per_year.value)
-    into_weights = capability.current_approach == "fine-tune"
     run_usd = prices.finetune_run_usd()
+    if kind == "knowledge":
+        return _knowledge_warnings(capability, answers, run_usd)
+    if kind == "behavior":
+        found = [
+            _leak_warning(answers, decision),
+            _long_prompt_warning(answers, prices, run_usd),
+            _changing_behaviour_warning(answers, run_usd),
+        ]
+        return [w for w in found if w is not None]
+    return []
 
-    if kind == "knowledge" and into_weights and changes:
+
+def _knowledge_warnings(
+    capability: Capability, answers: Answers, run_usd: float
+) -> list[AuditWarning]:
+    """Knowledge headed for the weights that changes, or that fails the 12-month test."""
+    if capability.current_approach != "fine-tune":
+        return []
+    out: list[AuditWarning] = []
+    if answers.changes_within_6_months.value:
+        rate = float(answers.changes_per_year.value)
         out.append(
             AuditWarning(
                 "finetune-changing-knowledge",
@@ -128,7 +142,7 @@ def _warnings(
                 "between. Retrieve it instead; a knowledge change then needs no retraining.",
             )
         )
-    if kind == "knowledge" and into_weights and not accurate:
+    if not answers.accurate_in_12_months.value:
         out.append(
             AuditWarning(
                 "fails-12-month-test",
@@ -137,49 +151,59 @@ def _warnings(
                 "Keep it in the retrieval index.",
             )
         )
+    return out
+
+
+def _leak_warning(answers: Answers, decision: DecisionName) -> AuditWarning | None:
+    """Examples an adapter would train on carry facts: the leak guard would refuse them."""
     leak = float(answers.knowledge_in_examples.value)
-    if kind == "behavior" and decision == "lora" and leak > LEAK_THRESHOLD:
-        out.append(
-            AuditWarning(
-                "knowledge-in-examples",
-                f"{leak:.0%} of the training examples teach facts their inputs do not contain "
-                f"({answers.knowledge_in_examples.reason}), above the {LEAK_THRESHOLD:.0%} the "
-                "leak guard allows: `ragtune adapter train` will refuse them. Those facts would "
-                "be baked into the adapter and go stale: move them to retrieval and keep only "
-                "the behaviour in the examples.",
-            )
+    if decision == "lora" and leak > LEAK_THRESHOLD:
+        return AuditWarning(
+            "knowledge-in-examples",
+            f"{leak:.0%} of the training examples teach facts their inputs do not contain "
+            f"({answers.knowledge_in_examples.reason}), above the {LEAK_THRESHOLD:.0%} the "
+            "leak guard allows: `ragtune adapter train` will refuse them. Those facts would "
+            "be baked into the adapter and go stale: move them to retrieval and keep only "
+            "the behaviour in the examples.",
         )
+    return None
+
+
+def _long_prompt_warning(answers: Answers, prices: Prices, run_usd: float) -> AuditWarning | None:
+    """A long system prompt spent on a stable behaviour at volume: a LoRA candidate."""
     prompt_tokens = int(answers.system_prompt_tokens.value)
     if (
-        kind == "behavior"
-        and prompt_tokens >= prices.long_prompt_tokens
-        and bool(answers.high_volume.value)
-        and not changes
+        prompt_tokens < prices.long_prompt_tokens
+        or not answers.high_volume.value
+        or answers.changes_within_6_months.value
     ):
-        monthly = prices.input_usd(prompt_tokens) * calls
-        payback = run_usd / monthly if monthly else float("inf")
-        pays = (
-            f"a ${run_usd:,.0f} training run is repaid in {payback:.1f} months of saved tokens"
-            if payback < 120
-            else "the tokens saved alone do not repay a training run; consistency does"
-        )
-        out.append(
-            AuditWarning(
-                "long-system-prompt",
-                f"A {prompt_tokens:,}-token system prompt is spent on a behaviour that must hold "
-                f"across {calls:,} calls a month: {prompt_tokens * calls / 1e6:,.1f}M prompt "
-                f"tokens, about ${monthly:,.2f} a month, and a prompted format still drifts. A "
-                f"LoRA candidate: train the behaviour into a small adapter and drop the prompt "
-                f"({pays}).",
-            )
-        )
-    if kind == "behavior" and changes:
-        out.append(
-            AuditWarning(
-                "behaviour-changes-often",
-                f"The behaviour itself changes (about {rate:g} times a year): an adapter would be "
-                f"retrained at each change (about ${run_usd:,.0f} a run), so it goes to few-shot "
-                "examples, which are edited in minutes. Revisit when it settles.",
-            )
-        )
-    return out
+        return None
+    calls = int(answers.calls_per_month.value)
+    monthly = prices.input_usd(prompt_tokens) * calls
+    payback = run_usd / monthly if monthly else float("inf")
+    pays = (
+        f"a ${run_usd:,.0f} training run is repaid in {payback:.1f} months of saved tokens"
+        if payback < 120
+        else "the tokens saved alone do not repay a training run; consistency does"
+    )
+    return AuditWarning(
+        "long-system-prompt",
+        f"A {prompt_tokens:,}-token system prompt is spent on a behaviour that must hold "
+        f"across {calls:,} calls a month: {prompt_tokens * calls / 1e6:,.1f}M prompt "
+        f"tokens, about ${monthly:,.2f} a month, and a prompted format still drifts. A "
+        f"LoRA candidate: train the behaviour into a small adapter and drop the prompt "
+        f"({pays}).",
+    )
+
+
+def _changing_behaviour_warning(answers: Answers, run_usd: float) -> AuditWarning | None:
+    """A behaviour that changes goes to few-shot: say why, and when to revisit."""
+    if not answers.changes_within_6_months.value:
+        return None
+    rate = float(answers.changes_per_year.value)
+    return AuditWarning(
+        "behaviour-changes-often",
+        f"The behaviour itself changes (about {rate:g} times a year): an adapter would be "
+        f"retrained at each change (about ${run_usd:,.0f} a run), so it goes to few-shot "
+        "examples, which are edited in minutes. Revisit when it settles.",
+    )
