@@ -12,9 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtune.cli import app
+from ragtune.lab.drift import change_set
 from ragtune.lab.evalset import EvalError, EvalItem, Revision, default_eval_paths, load_eval
 from ragtune.lab.metrics import fact_score, facts_present, is_stale, normalise, percentile, spread
-from ragtune.lab.runner import ARMS, LabError, LabSettings, _change_set, _reduce
+from ragtune.lab.model import ARMS, LabError, LabSettings
+from ragtune.lab.runner import _reduce
 from ragtune.project import load_project
 
 REPO = Path(__file__).resolve().parents[1]
@@ -162,7 +164,7 @@ def test_reduction_keeps_the_changed_questions_first() -> None:
 
 
 def test_the_change_set_maps_onto_the_documents_by_name(tmp_path: Path, example) -> None:  # type: ignore[no-untyped-def]
-    pairs = _change_set(example, EXAMPLE / "changes")
+    pairs = change_set(example, EXAMPLE / "changes")
     assert [(p.name, rel) for p, rel in pairs] == [
         ("dpa.md", "knowledge/dpa.md"),
         ("msa.md", "knowledge/msa.md"),
@@ -170,9 +172,9 @@ def test_the_change_set_maps_onto_the_documents_by_name(tmp_path: Path, example)
     ]  # CHANGES.md, the change set's notes, is skipped
     (tmp_path / "sla.md").write_text("# SLA\n", encoding="utf-8")
     with pytest.raises(LabError, match=r"sla\.md matches no document.*nda\.md"):
-        _change_set(example, tmp_path)
+        change_set(example, tmp_path)
     with pytest.raises(LabError, match="no such folder"):
-        _change_set(example, tmp_path / "nope")
+        change_set(example, tmp_path / "nope")
 
 
 # --- the CLI's bad input ----------------------------------------------------------------------
@@ -261,12 +263,13 @@ def test_lab_end_to_end_rag_follows_the_drift_and_lora_stays_stale(
 def test_sampled_runs_report_the_spread_over_seeds(example) -> None:  # type: ignore[no-untyped-def]
     """With sampling, every arm runs once per seed; the summary gives the mean over all calls
     and the spread of the per-seed scores."""
-    from ragtune.lab.runner import ArmPlan, Call, _Lab, _summary
+    from ragtune.lab.metrics import arm_summary
+    from ragtune.lab.model import ArmPlan, Call, Lab
     from ragtune.runtime.pipeline import Route
 
     settings = LabSettings(temperature=0.7, seeds=(0, 1, 2))
     items = [EvalItem("templates", f"q{i}", ("72 hours",)) for i in range(2)]
-    lab = _Lab(example, example, None, settings, items, None, items)  # type: ignore[arg-type]
+    lab = Lab(example, example, None, settings, items, None, items)  # type: ignore[arg-type]
     lab.plans[("RAG", "templates")] = ArmPlan(
         "RAG", "templates", Route("templates", "retrieval"), None, "x"
     )
@@ -289,7 +292,7 @@ def test_sampled_runs_report_the_spread_over_seeds(example) -> None:  # type: ig
         for seed, texts in answers.items()
         for item, text in zip(items, texts, strict=True)
     ]
-    summary = _summary(lab, "RAG", calls)
+    summary = arm_summary(lab, "RAG", calls)
     assert summary["fact_accuracy"] == pytest.approx(0.5)
     assert summary["spread"]["fact_accuracy"] == pytest.approx(
         {"mean": 0.5, "std": 0.408248290463863, "min": 0.0, "max": 1.0}

@@ -22,7 +22,7 @@ from ragtune.clikit import (
 from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
-    from ragtune.lab.runner import LabSettings, Progress
+    from ragtune.lab.model import LabSettings, Progress
 
 
 def lab_command(
@@ -121,8 +121,9 @@ def lab_command(
     """
     project = either_project(project, project_flag)
     from ragtune.lab.evalset import default_eval_paths, load_eval, shown_path
+    from ragtune.lab.model import LabSettings
     from ragtune.lab.report import write_reports
-    from ragtune.lab.runner import LabSettings, run_lab
+    from ragtune.lab.runner import run_lab
 
     loaded = project_or_fail(project)
     try:
