@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +33,6 @@ from typer.testing import CliRunner
 from ragtune.cli import app as cli_app
 from ragtune.examples import example_path
 from ragtune.generate.backend import BackendError, Generation, Stream
-from ragtune.knowledge.base import KnowledgeBase
 from ragtune.project import load_project
 from ragtune.runtime.pipeline import Runtime
 from ragtune.server import ApiKeys, AuthError, ServerSettings, create_app, load_keys
@@ -47,25 +46,6 @@ BREACH = "Within how many hours must Provider notify Customer of a Personal Data
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def copy_example(dest: Path, embedder: str | None = None) -> Path:
-    """A copy of the contract-review example without its state; optionally another embedder."""
-    shutil.copytree(
-        example_path("contract-review"), dest, ignore=shutil.ignore_patterns(".ragtune")
-    )
-    if embedder is not None:
-        config = dest / "ragtune.yaml"
-        config.write_text(config.read_text() + f"knowledge:\n  embedder: {embedder}\n")
-    return dest
-
-
-def sync(folder: Path) -> None:
-    kb = KnowledgeBase(load_project(folder))
-    try:
-        kb.sync()
-    finally:
-        kb.close()
 
 
 @dataclass
@@ -180,10 +160,10 @@ class GatedBackend:
 
 
 @pytest.fixture(scope="module")
-def fast_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = copy_example(tmp_path_factory.mktemp("fast") / "cr", embedder="hashing")
-    sync(folder)
-    return folder
+def fast_project(
+    tmp_path_factory: pytest.TempPathFactory, example_project: Callable[..., Path]
+) -> Path:
+    return example_project(tmp_path_factory.mktemp("fast") / "cr", embedder="hashing", sync=True)
 
 
 @pytest.fixture(scope="module")
@@ -589,11 +569,14 @@ def base_model(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def slow(tmp_path_factory: pytest.TempPathFactory, base_model) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def slow(
+    tmp_path_factory: pytest.TempPathFactory,
+    example_project: Callable[..., Path],
+    base_model: Any,
+) -> Iterator[str]:
     from ragtune.generate.local import LocalBackend
 
-    folder = copy_example(tmp_path_factory.mktemp("slow") / "cr")
-    sync(folder)
+    folder = example_project(tmp_path_factory.mktemp("slow") / "cr", sync=True)
     project = load_project(folder)
     runtime = Runtime(project, backend=LocalBackend(base_model, folder / ".ragtune" / "adapters"))
     with serving(create_app(runtime, ServerSettings(keys=KEYS, max_tokens_limit=32))) as url:
@@ -712,7 +695,7 @@ def test_the_remote_backend_talks_to_this_server(slow: str) -> None:
 @pytest.mark.slow
 def test_ragtune_serve_as_its_own_process_behind_keys(
     tmp_path: Path,
-    pytestconfig: pytest.Config,
+    example_project: Callable[..., Path],
     base_model: object,  # the fixture fills the shared model cache the server loads from
 ) -> None:
     """`ragtune serve` started as a separate process (the way users run it) with a keys file:
@@ -724,9 +707,7 @@ def test_ragtune_serve_as_its_own_process_behind_keys(
 
     from ragtune.generate.remote import RemoteBackend
 
-    folder = copy_example(tmp_path / "cr", embedder="hashing")
-    sync(folder)
-    (folder / ".ragtune" / "models").symlink_to(pytestconfig.cache.mkdir("ragtune-models"))
+    folder = example_project(tmp_path / "cr", embedder="hashing", sync=True, shared_models=True)
     keys = tmp_path / "keys.txt"
     keys.write_text(f"# the team's keys\n{READ} read\n{WRITE} write\n")
     with socket.socket() as sock:
@@ -763,7 +744,10 @@ def test_ragtune_serve_as_its_own_process_behind_keys(
 
 @pytest.mark.slow
 def test_a_retrained_adapter_is_served_after_a_reload_without_a_restart(
-    tmp_path: Path, pytestconfig: pytest.Config, base_model: Any
+    tmp_path: Path,
+    pytestconfig: pytest.Config,
+    example_project: Callable[..., Path],
+    base_model: Any,
 ) -> None:
     from ragtune.adapters import TrainConfig
     from ragtune.behavior.examples import load_examples
@@ -771,8 +755,7 @@ def test_a_retrained_adapter_is_served_after_a_reload_without_a_restart(
     from ragtune.generate.base import load_base_model
     from ragtune.generate.local import LocalBackend
 
-    folder = copy_example(tmp_path / "cr", embedder="hashing")
-    sync(folder)
+    folder = example_project(tmp_path / "cr", embedder="hashing", sync=True)
     adapters = folder / ".ragtune" / "adapters"
     examples = load_examples(folder / "behavior" / "risk_flags.jsonl")
 
