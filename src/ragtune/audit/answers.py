@@ -28,7 +28,6 @@ def resolve_answers(
 ) -> Answers:
     """Answer every audit question for one capability, each with its source and reason."""
     prices = project.config.prices
-    text = capability.description
     files = evidence.source_files(project.root, capability.sources)
     churn = evidence.git_churn(files, now=now) if files else None
     content = evidence.scan_content(files) if files else None
@@ -40,75 +39,91 @@ def resolve_answers(
 
     kind = _kind(capability, examples)
     changes = _changes(capability, str(kind.value), churn, content)
-    rate = _rate(capability, changes, churn, prices)
-    if capability.accurate_in_12_months is not None:
-        accurate = _given(capability.accurate_in_12_months, "accurate_in_12_months")
-    else:
-        accurate = Answer(
-            not changes.value,
-            "inferred",
-            round(0.9 * changes.confidence, 2),
-            "follows from the 6-month answer: "
-            + (
-                "what changes within 6 months is stale within 12"
-                if changes.value
-                else "no change expected within the year"
-            ),
-        )
     volume, calls = _volume(
         capability, prices.default_calls_per_month, prices.high_volume_calls_per_month
     )
     shown = _shown(capability, examples, volume)
+    return Answers(
+        kind=kind,
+        changes_within_6_months=changes,
+        accurate_in_12_months=_accurate(capability, changes),
+        shown_by_examples=shown,
+        high_volume=_volume_unless_unshown(volume, shown),
+        calls_per_month=calls,
+        changes_per_year=_rate(capability, changes, churn, prices),
+        system_prompt_tokens=_prompt_tokens(capability),
+        prompt_knowledge_tokens=_knowledge_tokens(content, prices),
+        knowledge_in_examples=_leak(capability, examples),
+    )
+
+
+def _accurate(capability: Capability, changes: Answer) -> Answer:
+    """Accurate in 12 months: given, or what does not change within 6 months."""
+    if capability.accurate_in_12_months is not None:
+        return _given(capability.accurate_in_12_months, "accurate_in_12_months")
+    return Answer(
+        not changes.value,
+        "inferred",
+        round(0.9 * changes.confidence, 2),
+        "follows from the 6-month answer: "
+        + (
+            "what changes within 6 months is stale within 12"
+            if changes.value
+            else "no change expected within the year"
+        ),
+    )
+
+
+def _volume_unless_unshown(volume: Answer, shown: Answer) -> Answer:
+    """A behaviour that examples cannot show, with no sure volume, is taken to run at volume."""
     if shown.value is False and volume.source == "inferred" and volume.confidence < 0.5:
-        volume = Answer(
+        return Answer(
             True,
             "inferred",
             0.5,
             "no volume stated; a behaviour that examples cannot show is assumed to run in "
             "production, across many calls",
         )
+    return volume
+
+
+def _prompt_tokens(capability: Capability) -> Answer:
+    """The system prompt's length: given, or stated in the description."""
     if capability.system_prompt_tokens is not None:
-        prompt = _given(capability.system_prompt_tokens, "system_prompt_tokens")
-    elif (stated := infer.system_prompt_tokens(text)) is not None:
-        prompt = _inferred(stated)
-    else:
-        prompt = Answer(0, "inferred", 0.5, "no system prompt stated")
+        return _given(capability.system_prompt_tokens, "system_prompt_tokens")
+    if (stated := infer.system_prompt_tokens(capability.description)) is not None:
+        return _inferred(stated)
+    return Answer(0, "inferred", 0.5, "no system prompt stated")
+
+
+def _knowledge_tokens(content: evidence.ContentScan | None, prices: Prices) -> Answer:
+    """How many tokens the knowledge would take in the prompt: measured from the sources."""
     if content is not None and content.chars:
-        knowledge_tokens = Answer(
+        return Answer(
             max(1, content.chars // 4),
             "measured",
             0.9,
             f"{content.files} source files, {content.words:,} words (about 4 characters a token)",
         )
-    else:
-        knowledge_tokens = Answer(
-            prices.knowledge_prompt_tokens,
-            "inferred",
-            0.4,
-            "no readable sources; the documented default (prices.knowledge_prompt_tokens)",
-        )
-    if examples is not None:
-        leak = Answer(
-            round(examples.leak_share, 3),
-            "measured",
-            0.8,
-            f"{examples.leak_share:.0%} of {examples.count} examples in {capability.examples} "
-            "carry figures absent from their inputs"
-            + (f", e.g. {examples.leak_examples[0]}" if examples.leak_examples else ""),
-        )
-    else:
-        leak = Answer(0.0, "inferred", 0.5, "no examples to scan")
-    return Answers(
-        kind=kind,
-        changes_within_6_months=changes,
-        accurate_in_12_months=accurate,
-        shown_by_examples=shown,
-        high_volume=volume,
-        calls_per_month=calls,
-        changes_per_year=rate,
-        system_prompt_tokens=prompt,
-        prompt_knowledge_tokens=knowledge_tokens,
-        knowledge_in_examples=leak,
+    return Answer(
+        prices.knowledge_prompt_tokens,
+        "inferred",
+        0.4,
+        "no readable sources; the documented default (prices.knowledge_prompt_tokens)",
+    )
+
+
+def _leak(capability: Capability, examples: evidence.ExamplesScan | None) -> Answer:
+    """The share of examples whose outputs carry figures absent from their inputs."""
+    if examples is None:
+        return Answer(0.0, "inferred", 0.5, "no examples to scan")
+    return Answer(
+        round(examples.leak_share, 3),
+        "measured",
+        0.8,
+        f"{examples.leak_share:.0%} of {examples.count} examples in {capability.examples} "
+        "carry figures absent from their inputs"
+        + (f", e.g. {examples.leak_examples[0]}" if examples.leak_examples else ""),
     )
 
 
