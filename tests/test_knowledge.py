@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ragtune.build import NO_RETRAINING, make_plan
 from ragtune.cli import app
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.embed import HashingEmbedder, load_embedder
 from ragtune.knowledge.store import StoreError
 from ragtune.project import load_project
-from ragtune.runtime.plan import NO_RETRAINING, make_plan
 
 PROJECT = """
 version: 1

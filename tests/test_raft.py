@@ -238,7 +238,7 @@ def test_plan_says_which_adapters_retrain_and_why(write_project: Callable[..., P
     retrain with the reason; quoted knowledge changed -> a warning, not a retrain."""
     from ragtune.behavior.build import train_capability
     from ragtune.behavior.staleness import train_config_for
-    from ragtune.runtime.plan import make_plan
+    from ragtune.build import make_plan
 
     folder = write_raft_project(write_project, TRAINED_FLAGS)
     project = load_project(folder)

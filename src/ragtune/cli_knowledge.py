@@ -27,9 +27,11 @@ from ragtune.clikit import (
 from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
+    from ragtune.behavior.staleness import AdapterPlan
+    from ragtune.behavior.train import ProgressCallback
     from ragtune.knowledge.base import KnowledgeBase
+    from ragtune.knowledge.sync import Progress as SyncProgress
     from ragtune.knowledge.sync import SyncResult
-    from ragtune.project import Project
 
 knowledge_app = typer.Typer(
     help=(
@@ -60,10 +62,19 @@ def _knowledge(project: Path | None) -> Iterator[KnowledgeBase]:
 
 
 def _run_sync(kb: KnowledgeBase, quiet: bool) -> SyncResult:
+    with _sync_bar(quiet=quiet) as progress:
+        return kb.sync(progress)
+
+
+@contextmanager
+def _sync_bar(*, quiet: bool) -> Iterator[SyncProgress | None]:
+    """An embedding progress bar on stderr; yields the sync's progress callback (None when
+    quiet)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     if quiet:
-        return kb.sync()
+        yield None
+        return
     with Progress(
         TextColumn("[bold]embedding[/]"),
         BarColumn(),
@@ -78,7 +89,7 @@ def _run_sync(kb: KnowledgeBase, quiet: bool) -> SyncResult:
         def progress(done: int, total: int, document: str) -> None:
             bar.update(task, completed=done, total=max(total, 1), description=document)
 
-        return kb.sync(progress)
+        yield progress
 
 
 def _sync_summary(result: SyncResult) -> dict[str, object]:
@@ -385,8 +396,8 @@ def plan_command(
     been superseded since.
     """
     project = either_project(project, project_flag)
+    from ragtune.build import make_plan
     from ragtune.project import load_project
-    from ragtune.runtime.plan import make_plan
 
     try:
         plan = make_plan(load_project(project))
@@ -455,55 +466,44 @@ def build_command(
     does not exist yet or its examples, base model or `train:` settings changed.
     """
     project = either_project(project, project_flag)
-    from ragtune.runtime.plan import make_plan
+    from ragtune.build import build
 
     loaded = project_or_fail(project)
-    payload: dict[str, object] = {"project": loaded.config.project}
-    if any(c.sources for c in loaded.config.capabilities):
-        with _knowledge(loaded.path) as kb:
-            result = _run_sync(kb, quiet=as_json)
-            payload["knowledge"] = _sync_summary(result)
-            if not as_json:
-                _print_sync(result)
-    elif not as_json:
-        console.print("no capability declares knowledge sources: nothing to index")
-    try:
-        todo = [a for a in make_plan(loaded).adapters if a.action != "none"] if train else []
-    except RagtuneError as exc:
-        fail(exc)
-    trained = []
-    for adapter in todo:
+
+    @contextmanager
+    def announce(adapter: AdapterPlan) -> Iterator[ProgressCallback]:
         if not as_json:
             console.print(
                 f"training {adapter.capability} ({adapter.action}: {'; '.join(adapter.reasons)}),"
                 f" about {adapter.estimate_s / 60:.0f} min"
             )
-        trained.append(_train_for_build(loaded, adapter.capability, quiet=as_json))
-    payload["adapters"] = trained
-    if as_json:
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-    elif train and not todo:
-        console.print("adapters: nothing behavioural changed, no training needed")
-
-
-def _train_for_build(loaded: Project, name: str, *, quiet: bool) -> dict[str, object]:
-    """Train one capability's adapter with its `train:` settings, with a progress bar."""
-    from ragtune.behavior.build import capability_of, train_capability
-    from ragtune.behavior.staleness import train_config_for
+        with training_bar(adapter.capability, quiet=as_json) as progress:
+            yield progress
 
     try:
-        config = train_config_for(loaded, capability_of(loaded, name))
-        with training_bar(name, quiet=quiet) as progress:
-            done = train_capability(loaded, name, config, progress=progress)
+        with _sync_bar(quiet=as_json) as sync_progress:
+            built = build(loaded, train=train, sync_progress=sync_progress, training=announce)
     except RagtuneError as exc:
         fail(exc)
-    result = done.result
-    if not quiet:
-        scores = ""
+    if as_json:
+        payload = {
+            "project": built.project,
+            **({"knowledge": _sync_summary(built.knowledge)} if built.knowledge else {}),
+            "adapters": [done.summary() for done in built.adapters],
+        }
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        return
+    if built.knowledge is not None:
+        _print_sync(built.knowledge)
+    else:
+        console.print("no capability declares knowledge sources: nothing to index")
+    for done in built.adapters:
+        result, scores = done.result, ""
         if result.adapter is not None and result.adapter.compliance is not None:
             base = result.base.compliance if result.base is not None else None
             scores = f", contract compliance {result.adapter.compliance:.0%}" + (
                 f" (base {base:.0%})" if base is not None else ""
             )
-        console.print(f"adapter {name}: {result.steps} steps at {result.path}{scores}")
-    return done.summary()
+        console.print(f"adapter {done.capability}: {result.steps} steps at {result.path}{scores}")
+    if train and not built.adapters:
+        console.print("adapters: nothing behavioural changed, no training needed")

@@ -23,9 +23,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from ragtune.adapters import TrainConfig
 from ragtune.audit import AuditReport, run_audit
 from ragtune.examples import copy_example
-from ragtune.project import Project, load_project
+from ragtune.project import Capability, Project, load_project
 
 EXAMPLE = "contract-review"
 QUESTION = "How many hours do we have to notify the customer of a personal data breach?"
@@ -106,35 +107,31 @@ def run_demo(directory: Path, console: Console, options: DemoOptions | None = No
 def _build(project: Project, console: Console, options: DemoOptions) -> None:
     from dataclasses import replace
 
-    from ragtune.behavior.build import train_capability
-    from ragtune.behavior.staleness import train_config_for
-    from ragtune.knowledge.base import KnowledgeBase
-
-    console.rule("[bold]2. build[/]: sync the knowledge, train the risk-flag adapter")
-    kb = KnowledgeBase(project)
-    try:
-        synced = kb.sync()
-    finally:
-        kb.close()
-    console.print(
-        f"snapshot {synced.snapshot}: {synced.embedded} chunks embedded in {synced.seconds:.1f} s"
-    )
-    capability = next(c for c in project.config.capabilities if c.name == "risk_flags")
-    config = replace(
-        train_config_for(project, capability),
-        max_steps=options.train_steps,
-        batch_size=2,
-        eval_max_new_tokens=0,
-    )
+    from ragtune.build import build
     from ragtune.clikit import training_bar
 
-    with training_bar("train risk_flags", quiet=False) as progress:
-        done = train_capability(project, capability.name, config, progress=progress)
-    console.print(
-        f"adapter risk_flags: {done.result.steps} steps in {done.result.seconds:.0f} s "
-        f"({done.result.size_bytes / 1e6:.1f} MB, safetensors) - a demo budget; "
-        "`ragtune build` trains the full adapter (the README gives its figures)."
+    console.rule("[bold]2. build[/]: sync the knowledge, train the risk-flag adapter")
+
+    def budget(capability: Capability, config: TrainConfig) -> TrainConfig:
+        return replace(config, max_steps=options.train_steps, batch_size=2, eval_max_new_tokens=0)
+
+    built = build(
+        project,
+        configure=budget,
+        training=lambda adapter: training_bar(f"train {adapter.capability}", quiet=False),
     )
+    synced = built.knowledge
+    if synced is not None:
+        console.print(
+            f"snapshot {synced.snapshot}: {synced.embedded} chunks embedded in "
+            f"{synced.seconds:.1f} s"
+        )
+    for done in built.adapters:
+        console.print(
+            f"adapter {done.capability}: {done.result.steps} steps in {done.result.seconds:.0f} s "
+            f"({done.result.size_bytes / 1e6:.1f} MB, safetensors) - a demo budget; "
+            "`ragtune build` trains the full adapter (the README gives its figures)."
+        )
 
 
 def _ask(project: Project, console: Console, options: DemoOptions) -> None:

@@ -7,6 +7,7 @@ when a chart is drawn.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from ragtune import __version__
@@ -16,7 +17,7 @@ from ragtune.audit.decide import decide
 from ragtune.audit.model import AuditReport, CapabilityAudit
 from ragtune.project import Project
 
-__all__ = ["AuditReport", "run_audit"]
+__all__ = ["AuditReport", "decisions", "run_audit"]
 
 
 def run_audit(project: Project, *, now: float | None = None) -> AuditReport:
@@ -63,3 +64,25 @@ def run_audit(project: Project, *, now: float | None = None) -> AuditReport:
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         elapsed_s=time.perf_counter() - started,
     )
+
+
+def decisions(
+    project: Project, names: Iterable[str] | None = None, *, now: float | None = None
+) -> dict[str, str]:
+    """The decision per capability (``retrieval``, ``few-shot``, ``lora``, ...) and nothing
+    else: what the runtime routes by and ``plan`` trains for, without the cost projection and
+    the report of :func:`run_audit`.
+
+    Args:
+        project: a loaded project.
+        names: only these capabilities (default: all); evidence is gathered for them alone.
+        now: the time git churn is measured against (default: now).
+    """
+    wanted = None if names is None else set(names)
+    return {
+        capability.name: decide(
+            capability, resolve_answers(project, capability, now=now), project.config.prices
+        ).decision
+        for capability in project.config.capabilities
+        if wanted is None or capability.name in wanted
+    }

@@ -1,1 +1,2 @@
-"""The runtime: plan and build, and (later) the request pipeline."""
+"""The runtime: one request through route -> retrieve -> select -> prompt -> generate ->
+validate (:mod:`ragtune.runtime.pipeline`)."""

@@ -243,9 +243,9 @@ class Runtime:
         sync the knowledge beside a serving runtime."""
         self.capabilities = {c.name: c for c in project.config.capabilities}
         if decisions is None:
-            from ragtune.audit import run_audit
+            from ragtune.audit import decisions as decide_all
 
-            decisions = {c.name: c.decision for c in run_audit(project).capabilities}
+            decisions = decide_all(project)
         self.decisions = decisions
         self.contracts: dict[str, OutputContract] = {
             c.name: load_contract(project.resolve(c.output_contract), project.root)

@@ -1,0 +1,188 @@
+"""``ragtune plan`` and ``ragtune build``: what is stale and why, then sync and train.
+
+Knowledge and behaviour are planned apart on purpose: a knowledge change re-indexes a few chunks
+in seconds and never retrains an adapter; an adapter is retrained only when its examples, its
+base model or its training settings change (:mod:`ragtune.behavior.staleness`). :func:`build`
+carries the plan out: the knowledge sync first, then the adapters the plan lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ragtune.adapters import TrainConfig
+from ragtune.behavior.staleness import AdapterPlan, plan_adapters
+from ragtune.knowledge.store.sqlite import SQLiteStore
+from ragtune.knowledge.sync import SyncPlan, knowledge_db, plan_sync
+from ragtune.project import Capability, Project
+
+if TYPE_CHECKING:
+    from ragtune.behavior.build import CapabilityTraining
+    from ragtune.behavior.train import ProgressCallback
+    from ragtune.knowledge.sync import Progress, SyncResult
+
+__all__ = ["NO_RETRAINING", "BuildResult", "ProjectPlan", "build", "make_plan"]
+
+NO_RETRAINING = (
+    "A knowledge change needs no retraining: adapters hold behaviour, not facts, and the "
+    "retrieval index serves the new text on the next request."
+)
+
+
+@dataclass
+class ProjectPlan:
+    """The plan for a project: the knowledge sync and the adapters to (re)train."""
+
+    project: str
+    knowledge: SyncPlan | None  # None when no capability declares sources
+    adapters: list[AdapterPlan] = field(default_factory=list)
+
+    @property
+    def training_needed(self) -> bool:
+        """Whether any adapter must be trained or retrained."""
+        return any(a.action != "none" for a in self.adapters)
+
+    def summary(self) -> str:
+        """One paragraph in words a user understands."""
+        return " ".join(part for part in (self._knowledge(), self._training()) if part)
+
+    def _training(self) -> str:
+        if not self.adapters:
+            return ""
+        todo = [a for a in self.adapters if a.action != "none"]
+        if not todo:
+            names = ", ".join(a.capability for a in self.adapters)
+            return f"Adapters ({names}): nothing behavioural changed, no training needed."
+        minutes = sum(a.estimate_s for a in todo) / 60
+        listed = "; ".join(f"{a.capability} ({a.action}: {', '.join(a.reasons)})" for a in todo)
+        count = f"{len(todo)} adapter{'s' if len(todo) != 1 else ''}"
+        return f"Train {count}, about {minutes:.0f} min: {listed}."
+
+    def _knowledge(self) -> str:
+        plan = self.knowledge
+        if plan is None:
+            return "No capability declares knowledge sources: nothing to index."
+        if plan.reembed_all:
+            return (
+                f"The embedder changed to {plan.embedder}: every stored chunk will be embedded "
+                "again, history included, before the sync. " + NO_RETRAINING
+            )
+        if plan.up_to_date:
+            return "Knowledge is up to date: nothing to embed. " + NO_RETRAINING
+        parts = []
+        for status in ("added", "changed", "deleted"):
+            docs = plan.of(status)
+            if docs:
+                parts.append(f"{len(docs)} document{'s' if len(docs) != 1 else ''} {status}")
+        return (
+            f"{', '.join(parts)}: re-index {plan.chunks_to_embed} chunk"
+            f"{'s' if plan.chunks_to_embed != 1 else ''} (about {plan.estimate_s:.1f} s of "
+            f"embedding) and retire {plan.chunks_to_retire} (kept in history). " + NO_RETRAINING
+        )
+
+
+def make_plan(project: Project) -> ProjectPlan:
+    """Compute the plan without embedding, training or writing anything.
+
+    Only the capabilities that could have an adapter (those with examples) are audited, for
+    their decision alone: no cost projection, no report.
+    """
+    from ragtune.audit import decisions
+
+    candidates = [c.name for c in project.config.capabilities if c.examples]
+    lora = {name for name, d in decisions(project, candidates).items() if d == "lora"}
+    adapters = plan_adapters(project, lora)
+    if not any(c.sources for c in project.config.capabilities):
+        return ProjectPlan(project.config.project, None, adapters)
+    path = knowledge_db(project)
+    # Planning a project never synced must not create its store: plan against an empty one.
+    store = SQLiteStore(path if path.exists() else Path(":memory:"))
+    try:
+        return ProjectPlan(project.config.project, plan_sync(project, store), adapters)
+    finally:
+        store.close()
+
+
+@dataclass
+class BuildResult:
+    """What :func:`build` did.
+
+    Attributes:
+        project: The project's name.
+        knowledge: The sync; None when no capability declares sources.
+        adapters: One entry per adapter trained, in the plan's order.
+        planned: The adapters the plan listed (trained or not), with the reasons.
+    """
+
+    project: str
+    knowledge: SyncResult | None
+    adapters: list[CapabilityTraining] = field(default_factory=list)
+    planned: list[AdapterPlan] = field(default_factory=list)
+
+
+TrainingProgress = Callable[[AdapterPlan], AbstractContextManager["ProgressCallback | None"]]
+Configure = Callable[[Capability, TrainConfig], TrainConfig]
+
+
+def build(
+    project: Project,
+    *,
+    train: bool = True,
+    sync_progress: Progress | None = None,
+    training: TrainingProgress | None = None,
+    configure: Configure | None = None,
+) -> BuildResult:
+    """Carry out the plan: sync the knowledge, then train the adapters that need it.
+
+    Incremental: a knowledge change re-indexes the changed sections and never retrains an
+    adapter; an adapter is trained when it does not exist yet or its examples, base model or
+    ``train:`` settings changed. The plan is made after the sync, so a context-aware adapter
+    trains on the current text.
+
+    Args:
+        project: The loaded project.
+        train: False syncs the knowledge only.
+        sync_progress: Called as documents are embedded (``done, total, document``).
+        training: Gives, for each adapter about to train, a context manager that yields the
+            trainer's progress callback (a progress bar) or None.
+        configure: Adjusts each adapter's settings (``train:`` over the defaults) before it
+            trains: a budget for a demo, overrides from the command line.
+
+    Returns:
+        The sync and the adapters trained.
+
+    Raises:
+        RagtuneError: A source, store, example or training setting is bad; what finished
+            before it stays finished (each document and each adapter is written whole).
+    """
+    from ragtune.behavior.build import capability_of, train_capability
+    from ragtune.behavior.staleness import train_config_for
+    from ragtune.knowledge.base import KnowledgeBase
+
+    knowledge = None
+    if any(c.sources for c in project.config.capabilities):
+        kb = KnowledgeBase(project)
+        try:
+            knowledge = kb.sync(sync_progress)
+        finally:
+            kb.close()
+    result = BuildResult(project.config.project, knowledge)
+    if not train:
+        return result
+    result.planned = make_plan(project).adapters
+    for adapter in result.planned:
+        if adapter.action == "none":
+            continue
+        capability = capability_of(project, adapter.capability)
+        config = train_config_for(project, capability)
+        if configure is not None:
+            config = configure(capability, config)
+        with training(adapter) if training is not None else nullcontext(None) as progress:
+            result.adapters.append(
+                train_capability(project, adapter.capability, config, progress=progress)
+            )
+    return result
