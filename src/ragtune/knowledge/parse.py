@@ -257,7 +257,6 @@ _HTML_INLINE = frozenset(
 
 def _parse_html(data: bytes, rel: str) -> tuple[str | None, list[Block]]:
     from bs4 import BeautifulSoup
-    from bs4.element import Comment, NavigableString, Tag
 
     if b"\x00" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise SourceError(rel, "binary content (a NUL byte); expected HTML text")
@@ -267,63 +266,71 @@ def _parse_html(data: bytes, rel: str) -> tuple[str | None, list[Block]]:
     if not title:
         h1 = soup.find("h1")
         title = " ".join(h1.get_text(" ").split()) if h1 else ""
+    reader = _HtmlReader()
+    reader.walk(soup)
+    reader.flush()
+    return title or None, reader.blocks
 
-    blocks: list[Block] = []
-    pending: list[str] = []
 
-    def flush() -> None:
-        text = " ".join("".join(pending).split())
+class _HtmlReader:
+    """Walks an HTML tree into blocks; loose and inline text gathers until a block element."""
+
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self.pending: list[str] = []
+
+    def flush(self) -> None:
+        """The text gathered so far as one block, if there is any."""
+        text = " ".join("".join(self.pending).split())
         if text:
-            blocks.append(Block("text", 0, text))
-        pending.clear()
+            self.blocks.append(Block("text", 0, text))
+        self.pending.clear()
 
-    def walk(node: Tag) -> None:
+    def walk(self, node: Tag) -> None:
+        """Read the children of ``node`` in document order."""
+        from bs4.element import NavigableString, Tag
+
         for child in node.children:
-            if isinstance(child, Comment) or (
-                isinstance(child, NavigableString) and type(child) is not NavigableString
-            ):
-                continue  # comments, doctype, CDATA, processing instructions
             if isinstance(child, NavigableString):
-                pending.append(str(child))
-                continue
-            if not isinstance(child, Tag):
-                continue
-            name = child.name.lower()
-            if name in _HTML_DROP:
-                continue
-            if name in _HTML_HEADINGS:
-                flush()
-                text = " ".join(child.get_text(" ").split())
-                if text:
-                    blocks.append(Block("heading", int(name[1]), text))
-            elif name == "pre":
-                flush()
-                text = child.get_text().strip("\n")
-                if text.strip():
-                    blocks.append(Block("text", 0, text))
-            elif name == "tr":
-                flush()
-                cells = [" ".join(c.get_text(" ").split()) for c in child.find_all(["td", "th"])]
-                row = " | ".join(c for c in cells if c)
-                if row:
-                    blocks.append(Block("text", 0, row))
-            elif name in _HTML_TEXT:
-                flush()
-                text = " ".join(child.get_text(" ").split())
-                if text:
-                    blocks.append(Block("text", 0, text))
-            elif name == "br":
-                pending.append("\n")
-            elif name in _HTML_INLINE:
-                pending.append(child.get_text(" "))
-            else:
-                flush()
-                walk(child)
-                flush()
+                if type(child) is NavigableString:  # not a comment, doctype, CDATA or the like
+                    self.pending.append(str(child))
+            elif isinstance(child, Tag):
+                self._element(child)
 
-    walk(soup)
-    flush()
-    return title or None, blocks
+    def _element(self, tag: Tag) -> None:
+        name = tag.name.lower()
+        if name in _HTML_DROP:
+            return
+        if name == "br":
+            self.pending.append("\n")
+        elif name in _HTML_INLINE:
+            self.pending.append(tag.get_text(" "))
+        elif name in _HTML_HEADINGS or name in _HTML_TEXT or name in ("pre", "tr"):
+            self.flush()
+            block = _html_block(name, tag)
+            if block is not None:
+                self.blocks.append(block)
+        else:
+            self.flush()
+            self.walk(tag)
+            self.flush()
+
+
+def _html_block(name: str, tag: Tag) -> Block | None:
+    """The block a heading, ``pre``, table row or text element makes; None when it is empty."""
+    if name == "pre":
+        text = tag.get_text().strip("\n")
+        return Block("text", 0, text) if text.strip() else None
+    if name == "tr":
+        cells = [" ".join(c.get_text(" ").split()) for c in tag.find_all(["td", "th"])]
+        row = " | ".join(c for c in cells if c)
+        return Block("text", 0, row) if row else None
+    text = " ".join(tag.get_text(" ").split())
+    if not text:
+        return None
+    return (
+        Block("heading", int(name[1]), text) if name in _HTML_HEADINGS else Block("text", 0, text)
+    )
 
 
 # PDF --------------------------------------------------------------------------------------

@@ -135,22 +135,9 @@ def discover(root: Path, refs: list[str]) -> Discovered:
         if is_tool_ref(ref):
             continue  # called at query time, never indexed
         part, key_column = split_ref(ref)
-        target = root / part
-        matched: list[Path] = []
-        if _GLOB_CHARS.search(part):
-            matches = [Path(m) for m in sorted(glob.glob(str(target), recursive=True))]
-            if not matches:
-                skipped.setdefault(target, f"the source {ref!r} matches no files")
-            for match in matches:
-                if _is_hidden(match, root):
-                    continue
-                matched.extend(_walk(match) if match.is_dir() else [match])
-        elif target.is_dir():
-            matched.extend(_walk(target))
-        elif target.is_file():
-            matched.append(target)  # named explicitly: used even if hidden
-        else:
-            skipped.setdefault(target, f"the source {ref!r} names no file or folder")
+        matched, nothing = _named(root, part)
+        if nothing is not None:
+            skipped.setdefault(root / part, f"the source {ref!r} {nothing}")
 
         for path in map(Path, map(os.path.normpath, matched)):
             outside = _outside(path, real_root)
@@ -177,6 +164,23 @@ def discover(root: Path, refs: list[str]) -> Discovered:
         skipped=sorted(((p, r) for p, r in skipped.items() if p not in found), key=order),
         key_columns=key_columns,
     )
+
+
+def _named(root: Path, part: str) -> tuple[list[Path], str | None]:
+    """The files a reference's path names (folders walked), or why it names none."""
+    target = root / part
+    if _GLOB_CHARS.search(part):
+        matches = [Path(m) for m in sorted(glob.glob(str(target), recursive=True))]
+        files: list[Path] = []
+        for match in matches:
+            if not _is_hidden(match, root):
+                files.extend(_walk(match) if match.is_dir() else [match])
+        return files, None if matches else "matches no files"
+    if target.is_dir():
+        return _walk(target), None
+    if target.is_file():
+        return [target], None  # named explicitly: used even if hidden
+    return [], "names no file or folder"
 
 
 def _walk(folder: Path) -> list[Path]:

@@ -12,9 +12,13 @@ import io
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragtune.knowledge.parse import decode_text, read_bytes
 from ragtune.knowledge.sources import SourceError, relative_posix
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 
 @dataclass(frozen=True)
@@ -84,50 +88,10 @@ def load_table(path: Path, root: Path, key_column: str | None = None) -> Table:
     """
     rel = relative_posix(path, root)
     data = read_bytes(path, rel)
-    text = decode_text(data, rel)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(decode_text(data, rel), newline=""))
     try:
-        header = next((row for row in reader if row), None)
-        if header is None:
-            raise SourceError(rel, "empty table: no header row")
-        header_line = reader.line_num
-        columns = [name.strip() for name in header]
-        for n, name in enumerate(columns, start=1):
-            if not name:
-                raise SourceError(rel, f"line {header_line}: column {n} of the header is blank")
-        repeated = sorted({c for c in columns if columns.count(c) > 1})
-        if repeated:
-            raise SourceError(
-                rel, f"line {header_line}: repeated column name(s) {', '.join(repeated)}"
-            )
-        key = columns[0] if key_column is None else key_column.strip()
-        if key not in columns:
-            raise SourceError(rel, f"no key column {key!r}; the columns are: {', '.join(columns)}")
-
-        rows: list[dict[str, str]] = []
-        seen: dict[str, int] = {}
-        for record in reader:
-            if not any(cell.strip() for cell in record):
-                continue
-            line = reader.line_num
-            if len(record) != len(columns):
-                raise SourceError(
-                    rel,
-                    f"line {line}: {len(record)} field(s) where the header has "
-                    f"{len(columns)} ({', '.join(columns)})",
-                )
-            row = {c: cell.strip() for c, cell in zip(columns, record, strict=True)}
-            value = normalize_key(row[key])
-            if not value:
-                raise SourceError(rel, f"line {line}: the key column {key!r} is empty")
-            if value in seen:
-                raise SourceError(
-                    rel,
-                    f"line {line}: key {row[key]!r} repeats the key on line {seen[value]} "
-                    f"(keys in {key!r} must be unique, ignoring case)",
-                )
-            seen[value] = line
-            rows.append(row)
+        columns, key = _header(reader, rel, key_column)
+        rows = _rows(reader, rel, columns, key)
     except csv.Error as exc:
         raise SourceError(rel, f"line {reader.line_num}: not valid CSV ({exc})") from None
     if not rows:
@@ -139,3 +103,51 @@ def load_table(path: Path, root: Path, key_column: str | None = None) -> Table:
         rows=rows,
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def _header(reader: Reader, rel: str, key_column: str | None) -> tuple[list[str], str]:
+    """The column names from the first non-blank row, and the key column among them."""
+    header = next((row for row in reader if row), None)
+    if header is None:
+        raise SourceError(rel, "empty table: no header row")
+    line = reader.line_num
+    columns = [name.strip() for name in header]
+    for n, name in enumerate(columns, start=1):
+        if not name:
+            raise SourceError(rel, f"line {line}: column {n} of the header is blank")
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise SourceError(rel, f"line {line}: repeated column name(s) {', '.join(repeated)}")
+    key = columns[0] if key_column is None else key_column.strip()
+    if key not in columns:
+        raise SourceError(rel, f"no key column {key!r}; the columns are: {', '.join(columns)}")
+    return columns, key
+
+
+def _rows(reader: Reader, rel: str, columns: list[str], key: str) -> list[dict[str, str]]:
+    """The data rows, blank lines skipped; each has every column and a key no other row has."""
+    rows: list[dict[str, str]] = []
+    seen: dict[str, int] = {}
+    for record in reader:
+        if not any(cell.strip() for cell in record):
+            continue
+        line = reader.line_num
+        if len(record) != len(columns):
+            raise SourceError(
+                rel,
+                f"line {line}: {len(record)} field(s) where the header has "
+                f"{len(columns)} ({', '.join(columns)})",
+            )
+        row = {c: cell.strip() for c, cell in zip(columns, record, strict=True)}
+        value = normalize_key(row[key])
+        if not value:
+            raise SourceError(rel, f"line {line}: the key column {key!r} is empty")
+        if value in seen:
+            raise SourceError(
+                rel,
+                f"line {line}: key {row[key]!r} repeats the key on line {seen[value]} "
+                f"(keys in {key!r} must be unique, ignoring case)",
+            )
+        seen[value] = line
+        rows.append(row)
+    return rows
