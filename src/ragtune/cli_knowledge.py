@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from collections.abc import Iterator
@@ -242,65 +241,32 @@ def history_command(
 
     Without --diff the diff between the last two versions is shown.
     """
+    from ragtune.knowledge.history import document_history
+
     with _knowledge(project) as kb:
-        versions = kb.store.document_versions(document)
-        if not versions:
-            known = ", ".join(sorted(kb.store.current_documents())) or "none synced yet"
-            fail(RagtuneError(f"no document {document!r} in the store (documents: {known})."))
-        snapshots = {s.id: s for s in kb.store.snapshots()}
-        rows = [
-            {
-                "version": v.version,
-                "snapshot": v.valid_from,
-                "synced_at": snapshots[v.valid_from].started_at
-                if v.valid_from in snapshots
-                else None,
-                "retired_at_snapshot": v.valid_to,
-                "sha256": v.sha256,
-                "chunks": v.chunks,
-                "title": v.title,
-            }
-            for v in versions
-        ]
-        pair = diff or ((versions[-2].version, versions[-1].version) if len(versions) > 1 else None)
-        patch = ""
-        if pair is not None:
-            old, new = (kb.store.document_text(document, n) for n in pair)
-            if old is None or new is None:
-                numbers = ", ".join(str(v.version) for v in versions)
-                fail(RagtuneError(f"--diff {pair[0]} {pair[1]}: versions are {numbers}."))
-            patch = "".join(
-                difflib.unified_diff(
-                    old.splitlines(keepends=True),
-                    new.splitlines(keepends=True),
-                    fromfile=f"{document} v{pair[0]}",
-                    tofile=f"{document} v{pair[1]}",
-                )
-            )
+        history = document_history(kb.store, document, diff)
         if as_json:
-            sys.stdout.write(
-                json.dumps({"document": document, "versions": rows, "diff": patch}, indent=2) + "\n"
-            )
+            sys.stdout.write(json.dumps(history.to_dict(), indent=2) + "\n")
             return
         from rich.syntax import Syntax
         from rich.table import Table
 
-        table = Table(title=f"{document}: {len(rows)} version(s)")
+        table = Table(title=f"{document}: {len(history.versions)} version(s)")
         for column in ("version", "snapshot", "synced at", "retired at", "chunks", "sha256"):
             table.add_column(column)
-        for row in rows:
-            retired = row["retired_at_snapshot"]
+        for v in history.versions:
+            retired = v.retired_at_snapshot
             table.add_row(
-                str(row["version"]),
-                str(row["snapshot"]),
-                str(row["synced_at"] or "")[:19],
+                str(v.version),
+                str(v.snapshot),
+                str(v.synced_at or "")[:19],
                 "live" if retired is None else f"snapshot {retired}",
-                str(row["chunks"]),
-                str(row["sha256"])[:12],
+                str(v.chunks),
+                v.sha256[:12],
             )
         console.print(table)
-        if patch:
-            console.print(Syntax(patch, "diff", word_wrap=True))
+        if history.diff:
+            console.print(Syntax(history.diff, "diff", word_wrap=True))
 
 
 @knowledge_app.command("lookup")

@@ -120,6 +120,14 @@ class KnowledgeStore(Protocol):
         """The live chunks of one document."""
         ...
 
+    def document_versions(self, path: str) -> list[DocumentRow]:
+        """Every version of a document, oldest first."""
+        ...
+
+    def document_text(self, path: str, version: int) -> str | None:
+        """The text of one version of a document (None: no such version)."""
+        ...
+
     def vectors_by_hash(self, hashes: Iterable[str]) -> dict[str, bytes]:
         """Stored vectors for chunk texts already embedded (any version), by text hash."""
         ...
