@@ -225,6 +225,27 @@ def test_filters_by_capability_and_source(project_dir: Path, embedder: HashingEm
         kb.search("x", capability="nope")
 
 
+def test_a_sync_walks_the_sources_once(
+    project_dir: Path, embedder: HashingEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ragtune.knowledge.sync as sync_module
+    from ragtune.knowledge.sources import Discovered
+
+    walked: list[list[str]] = []
+    real = sync_module.discover
+
+    def discover(root: Path, refs: list[str]) -> Discovered:
+        walked.append(refs)
+        return real(root, refs)
+
+    monkeypatch.setattr(sync_module, "discover", discover)
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    assert walked == [["docs/"], ["tables/fees.csv#matter"]]  # once for each capability
+    assert kb.store.paths_of("fees") == {"tables/fees.csv"}
+    assert kb.store.paths_of("policies") == {"docs/expenses.md", "docs/leave.md"}
+
+
 def test_several_capabilities_at_once(project_dir: Path, embedder: HashingEmbedder) -> None:
     kb = open_kb(project_dir, embedder)
     kb.sync()
