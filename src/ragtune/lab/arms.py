@@ -40,46 +40,61 @@ from ragtune.runtime.pipeline import (
     retrieve,
 )
 
-__all__ = ["SHOTS", "plan_arm", "run_arms"]
+__all__ = ["SHOTS", "plan_arms", "run_arms"]
 
 SHOTS = 2
 
 
-def plan_arm(lab: Lab, cap: Capability, arm: str) -> ArmPlan:
-    name = cap.name
+def plan_arms(lab: Lab) -> None:
+    """How each arm serves each capability of the eval set, into ``lab.plans``."""
+    for name in dict.fromkeys(item.capability for item in lab.items):
+        for arm in ARMS:
+            lab.plans[(arm, name)] = _plan(lab.runtime.capability(name), arm)
+
+
+def _plan(cap: Capability, arm: str) -> ArmPlan:
+    """How one arm serves one capability (the table above)."""
     if cap.answers_from_sources:
-        if arm == "zero-shot":
-            return ArmPlan(arm, name, Route(name, "prompt"), None, "base model, no context")
-        if arm == "few-shot":
-            return ArmPlan(
-                arm,
-                name,
-                Route(name, "few-shot"),
-                "reference",
-                f"base model, {SHOTS} reference answers of similar eval questions",
-            )
-        if arm == "RAG":
-            return ArmPlan(
-                arm, name, Route(name, "retrieval", (name,)), None, "base model, retrieved passages"
-            )
-        if arm == "LoRA":
-            adapter = f"lab-{name}-lora"
-            return ArmPlan(
-                arm,
-                name,
-                Route(name, "lora", (), adapter),
-                None,
-                "adapter trained on the reference answers, no retrieval",
-            )
-        adapter = f"lab-{name}-rag-lora"
+        return _knowledge_plan(cap.name, arm)
+    return _behaviour_plan(cap, arm)
+
+
+def _knowledge_plan(name: str, arm: str) -> ArmPlan:
+    if arm == "zero-shot":
+        return ArmPlan(arm, name, Route(name, "prompt"), None, "base model, no context")
+    if arm == "few-shot":
         return ArmPlan(
             arm,
             name,
-            Route(name, "lora", (name,), adapter),
-            None,
-            "adapter trained on the reference answers with retrieved context (RAFT), "
-            "with retrieval",
+            Route(name, "few-shot"),
+            "reference",
+            f"base model, {SHOTS} reference answers of similar eval questions",
         )
+    if arm == "RAG":
+        return ArmPlan(
+            arm, name, Route(name, "retrieval", (name,)), None, "base model, retrieved passages"
+        )
+    if arm == "LoRA":
+        adapter = f"lab-{name}-lora"
+        return ArmPlan(
+            arm,
+            name,
+            Route(name, "lora", (), adapter),
+            None,
+            "adapter trained on the reference answers, no retrieval",
+        )
+    adapter = f"lab-{name}-rag-lora"
+    return ArmPlan(
+        arm,
+        name,
+        Route(name, "lora", (name,), adapter),
+        None,
+        "adapter trained on the reference answers with retrieved context (RAFT), with retrieval",
+    )
+
+
+def _behaviour_plan(cap: Capability, arm: str) -> ArmPlan:
+    name = cap.name
     knowledge = tuple(cap.context_from)
     if arm == "zero-shot":
         return ArmPlan(arm, name, Route(name, "prompt"), None, "base model, instructions only")
@@ -143,6 +158,7 @@ def _shots(lab: Lab, plan: ArmPlan, item: EvalItem) -> list[Example]:
 def run_arms(
     lab: Lab, items: Sequence[EvalItem], phase: str, arms: Sequence[str] = ARMS
 ) -> list[Call]:
+    """Each of ``arms`` answers every item, once per seed; ``phase`` is "before" or "after"."""
     calls: list[Call] = []
     total = len(items) * len(arms) * len(lab.settings.run_seeds)
     done = 0

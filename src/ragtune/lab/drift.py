@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.lab.arms import run_arms
+from ragtune.lab.evalset import EvalItem
 from ragtune.lab.metrics import call_metrics, mean, rate
 from ragtune.lab.model import ARMS, AdapterJob, Call, Lab, LabError
 from ragtune.lab.train import train_lab_adapter
@@ -78,8 +79,14 @@ def apply_change_set(work: Project, changes: Sequence[tuple[Path, str]]) -> list
 def drift_test(
     lab: Lab, changes: Sequence[tuple[Path, str]], before: Sequence[Call]
 ) -> tuple[dict[str, Any], list[Call]]:
+    """Apply the change set to the lab's copy, re-sync its knowledge and ask the changed
+    questions again with every arm; returns the drift section of the result and the calls
+    made after the change.
+
+    Raises:
+        LabError: No eval item says how the change set revises its answer (``after``).
+    """
     changed = [i for i in lab.items if i.after is not None]
-    rows: list[dict[str, Any]] = []
     if not changed:
         raise LabError(
             "--drift needs eval items whose answers the change set revises: lines with 'after' "
@@ -89,9 +96,32 @@ def drift_test(
     with lab.runtime.lock:
         resync = lab.runtime.knowledge.sync()
     after = run_arms(lab, changed, "after")
-    ids = {id(i) for i in changed}
-    retrain_seconds = None
-    retrained = None
+    retrain_seconds, retrained, again = _retrain_lora(lab, changed)
+    after = after + again
+    lab.after_calls = after
+    rows = _arm_rows(lab, changed, before, after, resync.seconds, retrain_seconds)
+    folder = lab.settings.drift
+    return (
+        {
+            "change_set": str(folder) if folder is not None else None,
+            "documents": documents,
+            "questions": len(changed),
+            "resync_seconds": round(resync.seconds, 3),
+            "reembedded": resync.embedded,
+            "retrain_seconds": None if retrain_seconds is None else round(retrain_seconds, 3),
+            "arms": rows,
+            "retrained": retrained,
+        },
+        after,
+    )
+
+
+def _retrain_lora(
+    lab: Lab, changed: Sequence[EvalItem]
+) -> tuple[float | None, dict[str, Any] | None, list[Call]]:
+    """Retrain the LoRA arm's knowledge adapters on the revised answers and ask the changed
+    questions again: the seconds it took, the retrained arm's figures and its calls (none of
+    them when ``--no-retrain`` or no knowledge capability changed)."""
     lora_knowledge = [
         p
         for p in lab.plans.values()
@@ -100,32 +130,47 @@ def drift_test(
         and lab.runtime.capability(p.capability).answers_from_sources
         and any(i.capability == p.capability for i in changed)
     ]
-    if lab.settings.retrain and lora_knowledge:
-        retrain_seconds = 0.0
-        for plan in lora_knowledge:
-            job = AdapterJob(plan.route.adapter or "", plan.capability, "LoRA", False, "lab")
-            seconds, _ = train_lab_adapter(lab, job, revised=True)
-            retrain_seconds += seconds
-            reload = getattr(lab.runtime.backend, "reload_adapter", None)
-            if reload is not None:
-                reload(job.name)
-        again = run_arms(lab, changed, "after", ["LoRA"])
-        for call in again:
-            call.arm = "LoRA (retrained)"
-        retrained = {
-            "name": "LoRA (retrained)",
-            "fact_accuracy": mean([c.fact_score for c in again]),
-            "stale_share": rate([c.stale for c in again]),
-            "seconds": round(retrain_seconds, 3),
-        }
-        after = after + again
-    lab.after_calls = after
+    if not (lab.settings.retrain and lora_knowledge):
+        return None, None, []
+    retrain_seconds = 0.0
+    for plan in lora_knowledge:
+        job = AdapterJob(plan.route.adapter or "", plan.capability, "LoRA", False, "lab")
+        seconds, _ = train_lab_adapter(lab, job, revised=True)
+        retrain_seconds += seconds
+        reload = getattr(lab.runtime.backend, "reload_adapter", None)
+        if reload is not None:
+            reload(job.name)
+    again = run_arms(lab, changed, "after", ["LoRA"])
+    for call in again:
+        call.arm = "LoRA (retrained)"
+    retrained = {
+        "name": "LoRA (retrained)",
+        "fact_accuracy": mean([c.fact_score for c in again]),
+        "stale_share": rate([c.stale for c in again]),
+        "seconds": round(retrain_seconds, 3),
+    }
+    return retrain_seconds, retrained, again
+
+
+def _arm_rows(
+    lab: Lab,
+    changed: Sequence[EvalItem],
+    before: Sequence[Call],
+    after: Sequence[Call],
+    resync_seconds: float,
+    retrain_seconds: float | None,
+) -> list[dict[str, Any]]:
+    """Per arm, on the changed questions: fact accuracy before and after the change, the share
+    of stale answers and the time to correct (the re-sync for retrieval, the retraining for
+    the LoRA arm)."""
+    ids = {id(i) for i in changed}
+    rows: list[dict[str, Any]] = []
     for arm in ARMS:
         old = [c for c in before if c.arm == arm and id(c.item) in ids]
         new = [c for c in after if c.arm == arm]
         metrics = call_metrics(lab, new)
         if arm in ("RAG", "RAG+LoRA"):
-            to_correct: float | None = resync.seconds
+            to_correct: float | None = resync_seconds
         elif arm == "LoRA":
             to_correct = retrain_seconds
         else:
@@ -142,17 +187,4 @@ def drift_test(
                 "time_to_correct_s": None if to_correct is None else round(to_correct, 3),
             }
         )
-    folder = lab.settings.drift
-    return (
-        {
-            "change_set": str(folder) if folder is not None else None,
-            "documents": documents,
-            "questions": len(changed),
-            "resync_seconds": round(resync.seconds, 3),
-            "reembedded": resync.embedded,
-            "retrain_seconds": None if retrain_seconds is None else round(retrain_seconds, 3),
-            "arms": rows,
-            "retrained": retrained,
-        },
-        after,
-    )
+    return rows

@@ -95,11 +95,13 @@ def spread(values: Sequence[float]) -> dict[str, float] | None:
 
 
 def mean(values: Sequence[float | None]) -> float | None:
+    """The mean of the values that are not None; None when there are none."""
     kept = [v for v in values if v is not None]
     return statistics.fmean(kept) if kept else None
 
 
 def rate(values: Sequence[bool | None]) -> float | None:
+    """The share of True among the flags that are not None; None when there are none."""
     kept = [v for v in values if v is not None]
     return sum(kept) / len(kept) if kept else None
 
@@ -117,6 +119,7 @@ def _cost_per_1k(lab: Lab, calls: Sequence[Call]) -> float | None:
 
 
 def call_metrics(lab: Lab, calls: Sequence[Call]) -> dict[str, Any]:
+    """Fact accuracy, contract compliance, p50 latency, tokens and cost of a set of calls."""
     latency = percentile([c.seconds for c in calls], 50)
     return {
         "fact_accuracy": mean([c.fact_score for c in calls]),
@@ -132,6 +135,8 @@ def call_metrics(lab: Lab, calls: Sequence[Call]) -> dict[str, Any]:
 
 
 def arm_summary(lab: Lab, arm: str, calls: Sequence[Call]) -> dict[str, Any]:
+    """One arm's figures over its calls: overall, spread over seeds, per capability, and how
+    it served each capability."""
     summary: dict[str, Any] = {"name": arm, **call_metrics(lab, calls)}
     seeds = lab.settings.run_seeds
     if len(seeds) > 1:

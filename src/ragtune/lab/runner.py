@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ragtune import __version__
-from ragtune.lab.arms import plan_arm, run_arms
+from ragtune.lab.arms import plan_arms, run_arms
 from ragtune.lab.drift import change_set, drift_test
 from ragtune.lab.evalset import EvalItem
 from ragtune.lab.metrics import arm_summary
@@ -68,9 +68,7 @@ def run_lab(
     snapshot = runtime.knowledge.store.latest_snapshot()
     lab = Lab(project, work, runtime, settings, chosen, progress, list(items))
     try:
-        for name in dict.fromkeys(item.capability for item in chosen):
-            for arm in ARMS:
-                lab.plans[(arm, name)] = plan_arm(lab, runtime.capability(name), arm)
+        plan_arms(lab)
         train_adapters(lab)
         if backend_factory is not None:
             runtime._backend = backend_factory(work)
@@ -82,30 +80,9 @@ def run_lab(
             drift, after_calls = drift_test(lab, changes, calls)
             calls += after_calls
         verdicts = audit_verdicts(lab, arms, drift)
-        backend = runtime.backend
-        loaded = getattr(backend, "loaded", None)
+        made_from = _made_from(lab, eval_files, round(first_sync.seconds, 3), snapshot)
         return {
-            "project": project.config.project,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "ragtune_version": __version__,
-            "base_model": {
-                "name": project.config.model.base_model,
-                "sha256": getattr(loaded, "sha256", None),
-            },
-            "knowledge_snapshot": snapshot,
-            "eval": {
-                "files": list(eval_files),
-                "items": len(chosen),
-                "by_capability": _count_by_capability(chosen),
-            },
-            "settings": {
-                "max_tokens": settings.max_tokens,
-                "temperature": settings.temperature,
-                "seeds": [s for s in settings.run_seeds if s is not None],
-                "train_steps": settings.train_steps,
-                "max_items": settings.max_items,
-                "first_sync_seconds": round(first_sync.seconds, 3),
-            },
+            **made_from,
             "arms": arms,
             "adapters": lab.adapters,
             "drift": drift,
@@ -114,6 +91,38 @@ def run_lab(
         }
     finally:
         runtime.close(backend=True)
+
+
+def _made_from(
+    lab: Lab, eval_files: Sequence[str], first_sync_seconds: float, snapshot: int
+) -> dict[str, Any]:
+    """What the result was made from: the project, the base model (with its hash once the
+    backend loaded it), the knowledge snapshot, the eval set and the settings."""
+    project, settings, chosen = lab.project, lab.settings, lab.items
+    loaded = getattr(lab.runtime.backend, "loaded", None)
+    return {
+        "project": project.config.project,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ragtune_version": __version__,
+        "base_model": {
+            "name": project.config.model.base_model,
+            "sha256": getattr(loaded, "sha256", None),
+        },
+        "knowledge_snapshot": snapshot,
+        "eval": {
+            "files": list(eval_files),
+            "items": len(chosen),
+            "by_capability": _count_by_capability(chosen),
+        },
+        "settings": {
+            "max_tokens": settings.max_tokens,
+            "temperature": settings.temperature,
+            "seeds": [s for s in settings.run_seeds if s is not None],
+            "train_steps": settings.train_steps,
+            "max_items": settings.max_items,
+            "first_sync_seconds": first_sync_seconds,
+        },
+    }
 
 
 def _reduce(items: list[EvalItem], limit: int | None) -> list[EvalItem]:

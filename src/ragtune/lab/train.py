@@ -8,11 +8,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ragtune.behavior.examples import Example, ExampleSet, load_examples
 from ragtune.context import Passage
 from ragtune.lab.model import AdapterJob, Lab, LabError
+from ragtune.project import Capability
 from ragtune.runtime.pipeline import Route, Runtime
+
+if TYPE_CHECKING:
+    from ragtune.adapters import TrainConfig
 
 __all__ = ["KNOWLEDGE_EPOCHS", "train_adapters", "train_lab_adapter"]
 
@@ -91,45 +96,18 @@ def _reference_examples(lab: Lab, capability: str, *, revised: bool) -> ExampleS
 
 def train_lab_adapter(lab: Lab, job: AdapterJob, *, revised: bool) -> tuple[float, int]:
     """Train one lab adapter into the workspace; returns (seconds, steps)."""
-    from ragtune.adapters import TrainConfig
-    from ragtune.behavior.staleness import train_config_for
     from ragtune.behavior.train import train_adapter
     from ragtune.generate.base import load_base_model
 
     started = time.perf_counter()
     runtime = lab.runtime
     cap = runtime.capability(job.capability)
-    steps_cap = lab.settings.train_steps
-    system = _system_prompt(runtime, Route(cap.name, "lora", (), job.name))
     context = None
     if cap.answers_from_sources:
-        examples = _reference_examples(lab, cap.name, revised=revised)
-        config = TrainConfig(
-            r=16,
-            alpha=32,
-            learning_rate=1e-3,
-            epochs=KNOWLEDGE_EPOCHS,
-            max_steps=lab.settings.knowledge_steps,
-            batch_size=4,
-            max_length=768,
-            held_out=0.0,
-            eval_max_new_tokens=0,
-            checkpoint_every=0,
-            system_prompt=system,
-            context_passages=2 if job.context else 0,
-        )
+        examples, config = _knowledge_training(lab, cap, job, revised=revised)
         knowledge: tuple[str, ...] = (cap.name,)
     else:
-        examples = load_examples(lab.work.resolve(cap.examples or ""), lab.work.root)
-        config = replace(
-            train_config_for(lab.work, cap),
-            max_steps=steps_cap,
-            eval_max_new_tokens=0,
-            held_out=0.0,
-            checkpoint_every=0,
-        )
-        if not job.context:
-            config = replace(config, context_passages=0)
+        examples, config = _behaviour_training(lab, cap, job)
         knowledge = tuple(cap.context_from)
     if job.context and config.context_passages:
         from ragtune.behavior.raft import ContextSettings, add_context
@@ -173,6 +151,53 @@ def train_lab_adapter(lab: Lab, job: AdapterJob, *, revised: bool) -> tuple[floa
         context=context,
     )
     return time.perf_counter() - started, result.steps
+
+
+def _knowledge_training(
+    lab: Lab, cap: Capability, job: AdapterJob, *, revised: bool
+) -> tuple[ExampleSet, TrainConfig]:
+    """A knowledge adapter's examples (the reference answers) and its settings:
+    :data:`KNOWLEDGE_EPOCHS` passes, with retrieved context when the job asks for it."""
+    from ragtune.adapters import TrainConfig
+
+    system = _system_prompt(lab.runtime, Route(cap.name, "lora", (), job.name))
+    examples = _reference_examples(lab, cap.name, revised=revised)
+    config = TrainConfig(
+        r=16,
+        alpha=32,
+        learning_rate=1e-3,
+        epochs=KNOWLEDGE_EPOCHS,
+        max_steps=lab.settings.knowledge_steps,
+        batch_size=4,
+        max_length=768,
+        held_out=0.0,
+        eval_max_new_tokens=0,
+        checkpoint_every=0,
+        system_prompt=system,
+        context_passages=2 if job.context else 0,
+    )
+    return examples, config
+
+
+def _behaviour_training(
+    lab: Lab, cap: Capability, job: AdapterJob
+) -> tuple[ExampleSet, TrainConfig]:
+    """A behaviour adapter's examples (its examples file) and the capability's ``train:``
+    settings, capped at ``--train-steps``, with no held-out evaluation or checkpoints."""
+    from ragtune.behavior.staleness import train_config_for
+
+    steps_cap = lab.settings.train_steps
+    examples = load_examples(lab.work.resolve(cap.examples or ""), lab.work.root)
+    config = replace(
+        train_config_for(lab.work, cap),
+        max_steps=steps_cap,
+        eval_max_new_tokens=0,
+        held_out=0.0,
+        checkpoint_every=0,
+    )
+    if not job.context:
+        config = replace(config, context_passages=0)
+    return examples, config
 
 
 def _system_prompt(runtime: Runtime, route: Route) -> str | None:

@@ -39,67 +39,82 @@ def audit_verdicts(
     behaviour on contract compliance."""
     verdicts = []
     for name in dict.fromkeys(i.capability for i in lab.items):
-        cap = lab.runtime.capability(name)
-        decision = lab.runtime.decisions.get(name, "prompt")
-        knowledge = cap.answers_from_sources
-        after_drift = bool(
-            knowledge
-            and drift is not None
-            and any(i.capability == name and i.after for i in lab.items)
-        )
-        if after_drift:
-            scores = _drift_scores(lab, name)
-            metric = "fact accuracy after the change"
-        elif knowledge:
-            scores = {a["name"]: a["by_capability"][name]["fact_accuracy"] for a in arms}
-            metric = "fact accuracy"
-        else:
-            scores = {a["name"]: a["by_capability"][name]["contract_compliance"] for a in arms}
-            metric = "contract compliance"
-        known = {k: v for k, v in scores.items() if v is not None}
-        candidates = [a for a in _chosen_arms(cap, decision) if a in known]
-        if not known or not candidates:
-            continue
-        chosen = max(candidates, key=lambda a: known[a])
-        best = max(known, key=lambda k: known[k])
-        agrees = known[chosen] >= known[best] - AGREE_MARGIN
-        head = f"the audit chose {decision} for `{name}`"
-        siblings = [a for a in candidates if a != chosen]
-        also = "".join(f" ({a} {known[a]:.2f})" for a in siblings)
-        if agrees:
-            rival = _rival(chosen, decision, known)
-            against = f" against {rival} {known[rival]:.2f}" if rival else ""
-            when = " after the change" if after_drift else ""
-            text = f"{head}; the lab agrees: {chosen} {known[chosen]:.2f}{also}{against}{when}"
-            if after_drift and "LoRA" in known and rival == "LoRA":
-                stale = next(
-                    (
-                        r["stale_share"]
-                        for r in (drift or {}).get("arms", [])
-                        if r["name"] == "LoRA"
-                    ),
-                    None,
-                )
-                if stale is not None:
-                    text += f", where {stale:.0%} of the LoRA arm's answers are stale"
-        else:
-            text = (
-                f"{head}; the lab disagrees: {best} scores {known[best]:.2f} against "
-                f"{chosen} {known[chosen]:.2f}{also} on {metric}. " + _why(lab, name, chosen, best)
-            )
-        verdicts.append(
-            {
-                "capability": name,
-                "decision": decision,
-                "arm": chosen,
-                "best": best,
-                "metric": metric,
-                "scores": known,
-                "agrees": agrees,
-                "text": text,
-            }
-        )
+        verdict = _verdict(lab, name, arms, drift)
+        if verdict is not None:
+            verdicts.append(verdict)
     return verdicts
+
+
+def _scores(
+    lab: Lab, name: str, arms: Sequence[dict[str, Any]], drift: dict[str, Any] | None
+) -> tuple[dict[str, float | None], str, bool]:
+    """Each arm's score on a capability, the metric it is, and whether it was taken after the
+    change."""
+    knowledge = lab.runtime.capability(name).answers_from_sources
+    after_drift = bool(
+        knowledge and drift is not None and any(i.capability == name and i.after for i in lab.items)
+    )
+    if after_drift:
+        scores = _drift_scores(lab, name)
+        metric = "fact accuracy after the change"
+    elif knowledge:
+        scores = {a["name"]: a["by_capability"][name]["fact_accuracy"] for a in arms}
+        metric = "fact accuracy"
+    else:
+        scores = {a["name"]: a["by_capability"][name]["contract_compliance"] for a in arms}
+        metric = "contract compliance"
+    return scores, metric, after_drift
+
+
+def _verdict(
+    lab: Lab, name: str, arms: Sequence[dict[str, Any]], drift: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """One capability's verdict; None when no arm that carries out the decision was scored."""
+    cap = lab.runtime.capability(name)
+    decision = lab.runtime.decisions.get(name, "prompt")
+    scores, metric, after_drift = _scores(lab, name, arms, drift)
+    known = {k: v for k, v in scores.items() if v is not None}
+    candidates = [a for a in _chosen_arms(cap, decision) if a in known]
+    if not known or not candidates:
+        return None
+    chosen = max(candidates, key=lambda a: known[a])
+    best = max(known, key=lambda k: known[k])
+    agrees = known[chosen] >= known[best] - AGREE_MARGIN
+    head = f"the audit chose {decision} for `{name}`"
+    siblings = [a for a in candidates if a != chosen]
+    also = "".join(f" ({a} {known[a]:.2f})" for a in siblings)
+    if agrees:
+        rival = _rival(chosen, decision, known)
+        against = f" against {rival} {known[rival]:.2f}" if rival else ""
+        when = " after the change" if after_drift else ""
+        text = f"{head}; the lab agrees: {chosen} {known[chosen]:.2f}{also}{against}{when}"
+        if after_drift and "LoRA" in known and rival == "LoRA":
+            stale = _lora_stale_share(drift)
+            if stale is not None:
+                text += f", where {stale:.0%} of the LoRA arm's answers are stale"
+    else:
+        text = (
+            f"{head}; the lab disagrees: {best} scores {known[best]:.2f} against "
+            f"{chosen} {known[chosen]:.2f}{also} on {metric}. " + _why(lab, name, chosen, best)
+        )
+    return {
+        "capability": name,
+        "decision": decision,
+        "arm": chosen,
+        "best": best,
+        "metric": metric,
+        "scores": known,
+        "agrees": agrees,
+        "text": text,
+    }
+
+
+def _lora_stale_share(drift: dict[str, Any] | None) -> float | None:
+    """The share of the LoRA arm's answers that are stale after the change."""
+    return next(
+        (r["stale_share"] for r in (drift or {}).get("arms", []) if r["name"] == "LoRA"),
+        None,
+    )
 
 
 def _drift_scores(lab: Lab, name: str) -> dict[str, float | None]:
