@@ -21,7 +21,8 @@ from ragtune.behavior.fewshot import (
     select_examples,
 )
 from ragtune.knowledge.embed import HashingEmbedder
-from ragtune.knowledge.store.sqlite import ExampleRow, SQLiteStore
+from ragtune.knowledge.store.examples import ExampleRow
+from ragtune.knowledge.store.sqlite import SQLiteStore
 
 REPO = Path(__file__).resolve().parents[1]
 BEHAVIOR = REPO / "examples" / "contract-review" / "behavior"

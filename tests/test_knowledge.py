@@ -633,18 +633,18 @@ def test_metadata_filters_on_kind_and_title(project_dir: Path) -> None:
 
 
 def test_a_store_from_an_older_schema_is_migrated_in_place(project_dir: Path) -> None:
-    from ragtune.knowledge.store import sqlite as store_module
+    from ragtune.knowledge.store import migrations
 
     # A store written before migration 2 existed: only m001 applied.
-    first_only = store_module.MIGRATIONS[:1]
-    saved = list(store_module.MIGRATIONS)
-    store_module.MIGRATIONS[:] = first_only
+    first_only = migrations.MIGRATIONS[:1]
+    saved = list(migrations.MIGRATIONS)
+    migrations.MIGRATIONS[:] = first_only
     try:
         kb = open_kb(project_dir, HashingEmbedder(64))
         kb.sync()
         kb.close()
     finally:
-        store_module.MIGRATIONS[:] = saved
+        migrations.MIGRATIONS[:] = saved
     kb = open_kb(project_dir, HashingEmbedder(64))
     names = [r[0] for r in kb.store.db.execute("SELECT name FROM migrations")]
     assert names == ["m001_initial", "m002_visibility_index", "m003_examples"]

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from ragtune.knowledge.embed import Embedder
-    from ragtune.knowledge.store.sqlite import ExampleRow
+    from ragtune.knowledge.store.examples import ExampleRow
 
 __all__ = [
     "DEFAULT_K",
@@ -161,7 +161,7 @@ def index_examples(
             )
         fresh = {h: row.tobytes() for h, row in zip(missing, vectors, strict=True)}
 
-    from ragtune.knowledge.store.sqlite import ExampleRow
+    from ragtune.knowledge.store.examples import ExampleRow
 
     rows = [
         ExampleRow(

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,131 +22,8 @@ from ragtune.knowledge.store import (
     Snapshot,
     StoreError,
 )
-
-Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: list[tuple[str, Migration]] = []
-
-
-def migration(fn: Migration) -> Migration:
-    """Register a schema migration; they run once each, in the order they are defined."""
-    MIGRATIONS.append((fn.__name__, fn))
-    return fn
-
-
-@migration
-def m001_initial(db: sqlite3.Connection) -> None:
-    """Documents, chunks with their history and vectors, snapshots, BM25 index."""
-    execute_script(
-        db,
-        """
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE snapshots (
-            id INTEGER PRIMARY KEY,
-            started_at TEXT NOT NULL,
-            finished_at TEXT,
-            status TEXT NOT NULL DEFAULT 'open',
-            docs_added INTEGER NOT NULL DEFAULT 0,
-            docs_changed INTEGER NOT NULL DEFAULT 0,
-            docs_deleted INTEGER NOT NULL DEFAULT 0,
-            chunks_added INTEGER NOT NULL DEFAULT 0,
-            chunks_retired INTEGER NOT NULL DEFAULT 0,
-            chunks_embedded INTEGER NOT NULL DEFAULT 0,
-            embed_seconds REAL NOT NULL DEFAULT 0
-        );
-        CREATE TABLE documents (
-            id INTEGER PRIMARY KEY,
-            path TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            kind TEXT NOT NULL,
-            title TEXT NOT NULL,
-            sha256 TEXT NOT NULL,
-            text TEXT NOT NULL,
-            valid_from INTEGER NOT NULL,
-            valid_to INTEGER,
-            UNIQUE (path, version)
-        );
-        CREATE INDEX documents_live ON documents (path) WHERE valid_to IS NULL;
-        CREATE TABLE chunks (
-            id INTEGER PRIMARY KEY,
-            chunk_id TEXT NOT NULL,
-            document TEXT NOT NULL,
-            doc_version INTEGER NOT NULL,
-            ordinal INTEGER NOT NULL,
-            section TEXT NOT NULL,
-            title TEXT NOT NULL,
-            text TEXT NOT NULL,
-            text_hash TEXT NOT NULL,
-            tokens INTEGER NOT NULL,
-            vector BLOB NOT NULL,
-            valid_from INTEGER NOT NULL,
-            valid_to INTEGER
-        );
-        CREATE INDEX chunks_live ON chunks (document) WHERE valid_to IS NULL;
-        CREATE INDEX chunks_hash ON chunks (text_hash);
-        CREATE INDEX chunks_from ON chunks (valid_from);
-        CREATE INDEX chunks_to ON chunks (valid_to);
-        CREATE VIRTUAL TABLE chunks_fts USING fts5 (
-            text, section, title,
-            content = 'chunks', content_rowid = 'id', tokenize = 'porter unicode61'
-        );
-        CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
-            INSERT INTO chunks_fts (rowid, text, section, title)
-            VALUES (new.id, new.text, new.section, new.title);
-        END;
-        CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
-            INSERT INTO chunks_fts (chunks_fts, rowid, text, section, title)
-            VALUES ('delete', old.id, old.text, old.section, old.title);
-        END;
-        CREATE TABLE doc_capabilities (
-            path TEXT NOT NULL,
-            capability TEXT NOT NULL,
-            PRIMARY KEY (path, capability)
-        );
-        """,
-    )
-
-
-@migration
-def m002_visibility_index(db: sqlite3.Connection) -> None:
-    """A covering index for "is this row visible": BM25 joins without reading whole rows."""
-    execute_script(
-        db,
-        """
-        CREATE INDEX chunks_visibility ON chunks (id, valid_from, valid_to, document);
-        """,
-    )
-
-
-@migration
-def m003_examples(db: sqlite3.Connection) -> None:
-    """Few-shot examples per capability, each with the vector of its text, for selection.
-
-    ``input_hash`` (sha1 of input and context) and ``embedder`` key the vector: re-indexing a
-    file copies the vectors of unchanged inputs instead of embedding them again. The rows of the
-    previous version of a capability's file stay (``valid = 0``) so that undoing an edit embeds
-    nothing either; older ones are dropped.
-    """
-    execute_script(
-        db,
-        """
-        CREATE TABLE examples (
-            id INTEGER PRIMARY KEY,
-            capability TEXT NOT NULL,
-            line INTEGER NOT NULL,
-            input TEXT NOT NULL,
-            output TEXT NOT NULL,
-            context TEXT,
-            input_hash TEXT NOT NULL,
-            embedder TEXT NOT NULL,
-            vector BLOB NOT NULL,
-            path TEXT NOT NULL,
-            dataset_sha256 TEXT NOT NULL,
-            valid INTEGER NOT NULL DEFAULT 1
-        );
-        CREATE INDEX examples_live ON examples (capability, line) WHERE valid = 1;
-        CREATE INDEX examples_hash ON examples (input_hash, embedder);
-        """,
-    )
+from ragtune.knowledge.store.examples import ExampleRows
+from ragtune.knowledge.store.migrations import migrate, transaction
 
 
 def _now() -> str:
@@ -191,8 +66,12 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
 
 
-class SQLiteStore:
-    """The knowledge store in one SQLite file (``.ragtune/knowledge.db``)."""
+class SQLiteStore(ExampleRows):
+    """The knowledge store in one SQLite file (``.ragtune/knowledge.db``).
+
+    Its schema is in ``migrations.py``; the few-shot example rows it also keeps, in
+    ``examples.py``.
+    """
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
@@ -210,20 +89,9 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: cannot open the knowledge store: {exc}") from exc
         self.db.row_factory = sqlite3.Row
-        self._migrate()
+        migrate(self.db)
 
     # -- schema ------------------------------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        db = self.db
-        db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-        done = {row[0] for row in db.execute("SELECT name FROM migrations")}
-        for name, fn in MIGRATIONS:
-            if name in done:
-                continue
-            with self._write() as db:
-                fn(db)
-                db.execute("INSERT INTO migrations VALUES (?, ?)", (name, _now()))
 
     def optimize(self) -> None:
         """Refresh the query planner's statistics (sampled: milliseconds even at 100k chunks).
@@ -234,17 +102,6 @@ class SQLiteStore:
         """
         self.db.execute("PRAGMA analysis_limit = 1000")
         self.db.execute("ANALYZE")
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: taken at once (no upgrade deadlock), whole or rolled back."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         """Close the connection."""
@@ -409,7 +266,7 @@ class SQLiteStore:
         retire: Sequence[int],
     ) -> None:
         """A document's new version, its new chunks and its retired ones: one transaction."""
-        with self._write() as db:
+        with transaction(self.db) as db:
             db.execute(
                 "UPDATE documents SET valid_to = ? WHERE path = ? AND valid_to IS NULL",
                 (snapshot, document.path),
@@ -460,7 +317,7 @@ class SQLiteStore:
 
     def replace_vectors(self, vectors: dict[str, bytes]) -> None:
         """Write new vectors for every row with these text hashes, in one transaction."""
-        with self._write() as db:
+        with transaction(self.db) as db:
             db.executemany(
                 "UPDATE chunks SET vector = ? WHERE text_hash = ?",
                 [(vector, key) for key, vector in vectors.items()],
@@ -468,7 +325,7 @@ class SQLiteStore:
 
     def retire_document(self, snapshot: int, path: str) -> int:
         """Retire a deleted document and all its live chunks, in one transaction."""
-        with self._write() as db:
+        with transaction(self.db) as db:
             db.execute(
                 "UPDATE documents SET valid_to = ? WHERE path = ? AND valid_to IS NULL",
                 (snapshot, path),
@@ -485,7 +342,7 @@ class SQLiteStore:
 
     def set_capabilities(self, members: dict[str, set[str]]) -> None:
         """Which capabilities each document serves."""
-        with self._write() as db:
+        with transaction(self.db) as db:
             db.execute("DELETE FROM doc_capabilities")
             db.executemany(
                 "INSERT INTO doc_capabilities (path, capability) VALUES (?, ?)",
@@ -591,107 +448,6 @@ class SQLiteStore:
             "(SELECT COUNT(*) FROM chunks WHERE valid_to IS NULL), (SELECT COUNT(*) FROM chunks)"
         ).fetchone()
         return {"documents": int(row[0]), "chunks": int(row[1]), "chunk_versions": int(row[2])}
-
-    # -- behaviour examples (few-shot selection; see ragtune.behavior.fewshot) ---------------------
-    # The rows of table `examples` (migration m003_examples); ExampleRow follows the class.
-
-    def examples_state(self, capability: str) -> tuple[str, str] | None:
-        """(dataset sha256, embedder) of a capability's live examples; None when it has none."""
-        row = self.db.execute(
-            "SELECT dataset_sha256, embedder FROM examples "
-            "WHERE capability = ? AND valid = 1 LIMIT 1",
-            (capability,),
-        ).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
-
-    def example_vectors_by_hash(self, hashes: Iterable[str], embedder: str) -> dict[str, bytes]:
-        """Vectors this embedder made for these example texts before (any capability, version)."""
-        wanted = list(dict.fromkeys(hashes))
-        out: dict[str, bytes] = {}
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
-            marks = ",".join("?" * len(part))
-            for row in self.db.execute(
-                f"SELECT input_hash, vector FROM examples WHERE embedder = ? "
-                f"AND input_hash IN ({marks})",
-                [embedder, *part],
-            ):
-                out.setdefault(row[0], bytes(row[1]))
-        return out
-
-    def replace_examples(
-        self,
-        capability: str,
-        rows: Sequence[ExampleRow],
-        *,
-        path: str,
-        dataset_sha256: str,
-        embedder: str,
-    ) -> None:
-        """Make ``rows`` the capability's live examples, in one transaction.
-
-        The live rows before become the previous version (``valid = 0``), kept for their
-        vectors; the version before that is deleted.
-        """
-        with self._write() as db:
-            db.execute("DELETE FROM examples WHERE capability = ? AND valid = 0", (capability,))
-            db.execute("UPDATE examples SET valid = 0 WHERE capability = ?", (capability,))
-            db.executemany(
-                "INSERT INTO examples (capability, line, input, output, context, input_hash, "
-                "embedder, vector, path, dataset_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        capability, r.line, r.input, r.output, r.context, r.input_hash,
-                        embedder, r.vector, path, dataset_sha256,
-                    )
-                    for r in rows
-                ],
-            )  # fmt: skip
-
-    def live_examples(self, capability: str) -> list[ExampleRow]:
-        """A capability's live examples with their vectors, in line order."""
-        rows = self.db.execute(
-            "SELECT line, input, output, context, input_hash, vector FROM examples "
-            "WHERE capability = ? AND valid = 1 ORDER BY line, id",
-            (capability,),
-        ).fetchall()
-        return [
-            ExampleRow(
-                line=int(r[0]),
-                input=r[1],
-                output=r[2],
-                context=r[3],
-                input_hash=r[4],
-                vector=bytes(r[5]),
-            )
-            for r in rows
-        ]
-
-
-@dataclass(frozen=True)
-class ExampleRow:
-    """One few-shot example as stored (``vector`` is float32 bytes of its embedded text)."""
-
-    line: int
-    input: str
-    output: str
-    context: str | None
-    input_hash: str
-    vector: bytes
-
-
-def execute_script(db: sqlite3.Connection, script: str) -> None:
-    """Run SQL statements one by one, inside the caller's transaction.
-
-    (``executescript`` would commit first: a migration must apply whole or not at all.)
-    """
-    current: list[str] = []
-    for line in script.splitlines():
-        current.append(line)
-        joined = "\n".join(current).strip()
-        if joined.endswith(";") and sqlite3.complete_statement(joined):
-            db.execute(joined)
-            current = []
 
 
 def _json_list(values: Iterable[str]) -> str:
