@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -205,17 +205,12 @@ def _tree_hash(folder: Path) -> str:
 
 @pytest.mark.slow
 def test_lab_end_to_end_rag_follows_the_drift_and_lora_stays_stale(
-    tmp_path: Path, pytestconfig: pytest.Config
+    tmp_path: Path, example_project: Callable[..., Path]
 ) -> None:
     """The reduced lab of CI: the 8 templates questions the change set revises, five arms, the
     drift test. RAG must beat the LoRA-only arm after the change, and the LoRA arm - trained on
     the old answers - must give stale answers."""
-    project_dir = tmp_path / "contract-review"
-    shutil.copytree(EXAMPLE, project_dir, ignore=shutil.ignore_patterns(".ragtune"))
-    (project_dir / ".ragtune").mkdir()
-    (project_dir / ".ragtune" / "models").symlink_to(
-        pytestconfig.cache.mkdir("ragtune-models"), target_is_directory=True
-    )
+    project_dir = example_project(tmp_path / "contract-review", shared_models=True)
     before = _tree_hash(project_dir)
     out = tmp_path / "report"
     result = runner.invoke(
