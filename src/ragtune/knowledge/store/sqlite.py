@@ -91,7 +91,7 @@ class SQLiteStore(ExampleRows):
         self.db.row_factory = sqlite3.Row
         migrate(self.db)
 
-    # -- schema ------------------------------------------------------------------------------------
+    # -- upkeep ------------------------------------------------------------------------------------
 
     def optimize(self) -> None:
         """Refresh the query planner's statistics (sampled: milliseconds even at 100k chunks).
