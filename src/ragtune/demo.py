@@ -169,8 +169,9 @@ def _lab(
 ) -> tuple[dict[str, Any], list[Path]]:
     from ragtune.cli_lab import LabProgress, print_lab
     from ragtune.lab.evalset import default_eval_paths, load_eval, shown_path
+    from ragtune.lab.model import LabSettings
     from ragtune.lab.report import write_reports
-    from ragtune.lab.runner import LabSettings, run_lab
+    from ragtune.lab.runner import run_lab
 
     console.rule("[bold]4. lab[/]: five arms on the eval sets, then the drift test")
     settings = LabSettings(
