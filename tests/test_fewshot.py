@@ -14,8 +14,6 @@ from ragtune.behavior.fewshot import (
     DEFAULT_K,
     FewShotError,
     IndexResult,
-    build_messages,
-    format_user,
     index_examples,
     input_hash,
     select_examples,
@@ -23,6 +21,7 @@ from ragtune.behavior.fewshot import (
 from ragtune.knowledge.embed import HashingEmbedder
 from ragtune.knowledge.store.examples import ExampleRow
 from ragtune.knowledge.store.sqlite import SQLiteStore
+from ragtune.prompt import chat_messages, format_user
 
 REPO = Path(__file__).resolve().parents[1]
 BEHAVIOR = REPO / "examples" / "contract-review" / "behavior"
@@ -280,7 +279,7 @@ def test_messages_alternate_user_and_assistant_after_the_system_prompt() -> None
         Example(input="clause one", output="flag one", line=1),
         Example(input="clause two", output="flag two", context="Template v3, clause 7.", line=2),
     ]
-    messages = build_messages("You flag risks.", shots, "clause three", context="Policy 12.")
+    messages = chat_messages("You flag risks.", shots, "clause three", context="Policy 12.")
     assert [m["role"] for m in messages] == [
         "system", "user", "assistant", "user", "assistant", "user",
     ]  # fmt: skip
@@ -299,8 +298,8 @@ def test_messages_alternate_user_and_assistant_after_the_system_prompt() -> None
 
 
 def test_messages_without_system_or_shots() -> None:
-    assert build_messages(None, [], "hello") == [{"role": "user", "content": "hello"}]
-    assert build_messages("  ", [], "hello") == [{"role": "user", "content": "hello"}]
+    assert chat_messages(None, [], "hello") == [{"role": "user", "content": "hello"}]
+    assert chat_messages("  ", [], "hello") == [{"role": "user", "content": "hello"}]
 
 
 def test_context_cannot_close_its_own_fence() -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from ragtune.behavior.contract import load_contract
 from ragtune.behavior.examples import load_examples
-from ragtune.behavior.fewshot import build_messages
 from ragtune.generate.guide import EnumGuide, enum_fields
+from ragtune.prompt import chat_messages
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "contract-review"
@@ -63,7 +63,7 @@ def test_guided_answers_only_use_values_of_the_enum(base_model, tmp_path: Path) 
     written_free: list[str] = []
     written_guided: list[str] = []
     for clause in clauses[:4]:
-        messages = build_messages(system, [flags[0], flags[40]], clause)
+        messages = chat_messages(system, [flags[0], flags[40]], clause)
         free = backend.generate(messages, max_tokens=40)
         guided = backend.generate(messages, max_tokens=40, schema=narrow)
         written_free += CATEGORY.findall(free.text)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ragtune.behavior.fewshot import format_user
 from ragtune.context import CONTROL_TOKEN, Passage, defuse, defuse_tokens, format_context
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.embed import HashingEmbedder
 from ragtune.project import load_project
+from ragtune.prompt import format_user
 from ragtune.runtime.pipeline import Request, Runtime, build_prompt, retrieve, route
 
 CLOSE_TAG = re.compile(r"<\s*/\s*context\s*>", re.IGNORECASE)

@@ -3,7 +3,7 @@
 One format for every place a model meets retrieved text - context-aware adapter training
 (:mod:`ragtune.behavior.raft`) and the runtime's prompt - so an adapter is trained on exactly the
 layout it is served with. The passages are placed in the user turn inside ``<context>`` tags by
-:func:`ragtune.behavior.fewshot.format_user`, which marks them as data, not instructions.
+:func:`ragtune.prompt.format_user`, which marks them as data, not instructions.
 
 Retrieved text is data, whatever it contains. :func:`defuse` breaks everything in it that a
 model or a chat template could read as structure: chat control tokens (``<|im_start|>``,

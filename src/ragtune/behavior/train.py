@@ -45,7 +45,7 @@ from ragtune.adapters import (
 )
 from ragtune.behavior.contract import OutputContract, compliance
 from ragtune.behavior.examples import Example, ExampleSet, dataset_hash, split
-from ragtune.behavior.fewshot import format_user
+from ragtune.prompt import training_messages
 
 if TYPE_CHECKING:
     from ragtune.behavior.raft import TrainingContext
@@ -56,7 +56,6 @@ __all__ = [
     "EncodedExample",
     "EvalMetrics",
     "TrainResult",
-    "chat_messages",
     "collate",
     "encode_example",
     "get_lr",
@@ -150,16 +149,6 @@ class TrainResult:
 # Data: chat messages -> token ids with the loss on the answer only.
 
 
-def chat_messages(example: Example, system: str | None = None) -> list[dict[str, str]]:
-    """The example as the chat the runtime would send, plus the answer as the assistant turn."""
-    messages = []
-    if system and system.strip():
-        messages.append({"role": "system", "content": system})
-    messages.append({"role": "user", "content": format_user(example.input, example.context)})
-    messages.append({"role": "assistant", "content": example.output})
-    return messages
-
-
 def encode_example(tokenizer: Any, example: Example, config: TrainConfig) -> EncodedExample:
     """Token ids of one example through the chat template, labels only on the answer.
 
@@ -169,7 +158,7 @@ def encode_example(tokenizer: Any, example: Example, config: TrainConfig) -> Enc
     longer than ``max_length`` loses tokens from the middle of the prompt first (the start, with
     the system prompt, and the assistant header at its end stay), and only then the answer's end.
     """
-    messages = chat_messages(example, config.system_prompt)
+    messages = training_messages(example, config.system_prompt)
     prompt_text = tokenizer.apply_chat_template(
         messages[:-1], add_generation_prompt=True, tokenize=False
     )
@@ -541,7 +530,7 @@ def _answers(
         prompts = [
             tokenizer(
                 tokenizer.apply_chat_template(
-                    chat_messages(ex, config.system_prompt)[:-1],
+                    training_messages(ex, config.system_prompt)[:-1],
                     add_generation_prompt=True,
                     tokenize=False,
                 ),

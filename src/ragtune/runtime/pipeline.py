@@ -38,10 +38,11 @@ from ragtune.behavior.contract import (
     load_contract,
 )
 from ragtune.behavior.examples import Example, load_examples
-from ragtune.behavior.fewshot import DEFAULT_K, build_messages
+from ragtune.behavior.fewshot import DEFAULT_K
 from ragtune.context import Passage, defuse, format_context, text_sha1
 from ragtune.errors import RagtuneError, closest
 from ragtune.project import Capability, Project
+from ragtune.prompt import chat_messages, repair_messages
 
 if TYPE_CHECKING:
     from ragtune.generate.backend import Backend, Generation, Stream
@@ -475,13 +476,10 @@ def build_prompt(
     What the client sent (the history and the question) is defused like retrieved text
     (:func:`ragtune.context.defuse`): whatever the backend, it cannot open a chat turn."""
     context = format_context(passages, runtime.passage_chars(route)) if passages else None
-    question = defuse(request.question)
-    messages = build_messages(system_prompt(runtime, route), shots, question, context)
-    if request.history:
-        head = 1 if messages and messages[0]["role"] == "system" else 0
-        head += 2 * len(shots)
-        messages[head:head] = [{**m, "content": defuse(m["content"])} for m in request.history]
-    return messages
+    history = [{**turn, "content": defuse(turn["content"])} for turn in request.history]
+    return chat_messages(
+        system_prompt(runtime, route), shots, defuse(request.question), context, history
+    )
 
 
 def generate(
@@ -525,16 +523,7 @@ def validate(
     checked = contract.validate(first.text)
     if checked.ok:
         return first, checked, [first]
-    repair = [
-        *messages,
-        {"role": "assistant", "content": first.text},
-        {
-            "role": "user",
-            "content": "That answer does not follow the required format ("
-            + "; ".join(checked.errors[:3])
-            + f"). Reply again with only {contract.describe()}.",
-        },
-    ]
+    repair = repair_messages(messages, first.text, checked.errors, contract.describe())
     second = generate(runtime, route, repair, request)
     again = contract.validate(second.text)
     if again.ok:
