@@ -50,16 +50,10 @@ from rich.console import Console
 from rich.table import Table
 
 from ragtune.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST, TrainConfig
+from ragtune.behavior.encode import batch_indices, collate, encode_example, total_steps
 from ragtune.behavior.examples import ExampleSet, load_examples, split
 from ragtune.behavior.fewshot import example_text, index_examples, select_examples
-from ragtune.behavior.train import (
-    TrainResult,
-    batch_indices,
-    collate,
-    encode_example,
-    total_steps,
-    train_adapter,
-)
+from ragtune.behavior.train import TrainResult, train_adapter
 from ragtune.examples import example_path
 from ragtune.generate.base import (
     DEFAULT_BASE_MODEL,

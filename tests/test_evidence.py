@@ -248,7 +248,7 @@ def test_legal_wording_of_figures_is_not_a_leak(tmp_path: Path) -> None:
 def test_audit_and_the_leak_guard_agree(write_project: Callable[..., Path]) -> None:
     """The audit's share and warning come from the guard's check: the same examples, the same
     verdict, at the same threshold (`adapter train` refuses what audit warns about)."""
-    from ragtune.behavior.build import check_leaks
+    from ragtune.behavior.capability import check_leaks
 
     folder = write_project(
         """

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ragtune.adapters import TrainConfig, TrainingRecord
-from ragtune.behavior.build import BuildError, training_context
+from ragtune.behavior.capability import BuildError, training_context
 from ragtune.behavior.examples import Example, ExampleSet, load_examples
 from ragtune.behavior.raft import ContextSettings, add_context
 from ragtune.context import Passage, clip, format_context
@@ -236,7 +236,7 @@ def test_training_estimate_counts_the_tokens_a_step_trains(project: Project) -> 
 def test_plan_says_which_adapters_retrain_and_why(write_project: Callable[..., Path]) -> None:
     """No adapter -> train; trained -> nothing to do; examples, settings or base model changed ->
     retrain with the reason; quoted knowledge changed -> a warning, not a retrain."""
-    from ragtune.behavior.build import train_capability
+    from ragtune.behavior.capability import train_capability
     from ragtune.behavior.staleness import train_config_for
     from ragtune.build import make_plan
 

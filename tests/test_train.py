@@ -20,14 +20,9 @@ from ragtune.adapters import (
     staging_path,
 )
 from ragtune.behavior.contract import load_contract
+from ragtune.behavior.encode import IGNORE_INDEX, collate, encode_example, get_lr
 from ragtune.behavior.examples import Example, ExampleSet, dataset_hash, load_examples
-from ragtune.behavior.train import (
-    IGNORE_INDEX,
-    collate,
-    encode_example,
-    get_lr,
-    train_adapter,
-)
+from ragtune.behavior.train import train_adapter
 
 REPO = Path(__file__).resolve().parents[1]
 RISK_FLAGS = REPO / "examples/contract-review/behavior/risk_flags.jsonl"
@@ -101,7 +96,7 @@ def test_learning_rate_warms_up_then_decays_to_a_tenth() -> None:
 
 
 def test_collate_pads_right_and_ignores_padding() -> None:
-    from ragtune.behavior.train import EncodedExample
+    from ragtune.behavior.encode import EncodedExample
 
     batch = collate(
         [EncodedExample([1, 2, 3], [IGNORE_INDEX, 2, 3], False), EncodedExample([4], [4], False)],

@@ -21,7 +21,7 @@ from ragtune.knowledge.sync import SyncPlan, knowledge_db, plan_sync
 from ragtune.project import Capability, Project
 
 if TYPE_CHECKING:
-    from ragtune.behavior.build import CapabilityTraining
+    from ragtune.behavior.capability import CapabilityTraining
     from ragtune.behavior.train import ProgressCallback
     from ragtune.knowledge.sync import Progress, SyncResult
 
@@ -159,7 +159,7 @@ def build(
         RagtuneError: A source, store, example or training setting is bad; what finished
             before it stays finished (each document and each adapter is written whole).
     """
-    from ragtune.behavior.build import capability_of, train_capability
+    from ragtune.behavior.capability import capability_of, train_capability
     from ragtune.behavior.staleness import train_config_for
     from ragtune.knowledge.base import KnowledgeBase
 

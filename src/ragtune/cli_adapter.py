@@ -79,7 +79,7 @@ def train_command(
     """
 
     from ragtune.adapters import TrainConfig
-    from ragtune.behavior.build import capability_of, train_capability
+    from ragtune.behavior.capability import capability_of, train_capability
     from ragtune.behavior.staleness import train_config_for
 
     loaded = project_or_fail(project)
@@ -134,7 +134,7 @@ def train_command(
 def list_command(project: ProjectOption = None, as_json: JsonOption = False) -> None:
     """List the trained adapters with their base model, data and metrics."""
     from ragtune.adapters import list_adapters
-    from ragtune.behavior.build import adapters_root
+    from ragtune.behavior.capability import adapters_root
 
     loaded = project_or_fail(project)
     try:
@@ -158,7 +158,7 @@ def list_command(project: ProjectOption = None, as_json: JsonOption = False) -> 
 def show_command(name: str, project: ProjectOption = None) -> None:
     """Print an adapter's manifest (ragtune.json): what it was made from and how it scored."""
     from ragtune.adapters import load_manifest
-    from ragtune.behavior.build import adapters_root
+    from ragtune.behavior.capability import adapters_root
 
     loaded = project_or_fail(project)
     try:
@@ -172,7 +172,7 @@ def show_command(name: str, project: ProjectOption = None) -> None:
 def rm_command(name: str, project: ProjectOption = None) -> None:
     """Remove an adapter (and any checkpoint of an unfinished run)."""
     from ragtune.adapters import remove_adapter
-    from ragtune.behavior.build import adapters_root
+    from ragtune.behavior.capability import adapters_root
 
     loaded = project_or_fail(project)
     try:

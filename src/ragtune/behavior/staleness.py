@@ -118,9 +118,9 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
         One :class:`AdapterPlan` per capability with examples that is in ``lora`` or already
         has an adapter, in the project's order.
     """
-    from ragtune.behavior.build import adapters_root
+    from ragtune.behavior.capability import adapters_root
+    from ragtune.behavior.encode import total_steps
     from ragtune.behavior.examples import load_examples
-    from ragtune.behavior.train import total_steps
 
     try:
         existing = {info.name: info.manifest for info in list_adapters(adapters_root(project))}

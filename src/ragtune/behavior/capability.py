@@ -1,6 +1,6 @@
 """Train a capability's adapter from the project: examples, contract, leak guard, base model.
 
-``ragtune adapter train CAPABILITY`` (and, later, ``ragtune build``) call
+``ragtune adapter train CAPABILITY`` and ``ragtune build`` (:mod:`ragtune.build`) call
 :func:`train_capability`: it reads the capability's examples and output contract, refuses to
 train when the examples teach knowledge (the leak guard) unless told otherwise, loads the base
 model from the cache, trains, and leaves the adapter under ``.ragtune/adapters/<capability>``.
