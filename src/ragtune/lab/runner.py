@@ -58,12 +58,11 @@ def run_lab(
     chosen = _reduce(list(items), settings.max_items)
     changes = change_set(project, settings.drift) if settings.drift is not None else None
     work = _workspace(project)
-    from ragtune.audit import run_audit
+    from ragtune.audit import decisions
 
-    decisions: dict[str, str] = {c.name: c.decision for c in run_audit(project).capabilities}
     if progress:
         progress("knowledge sync", 0, 1)
-    runtime = Runtime(work, backend=None, decisions=decisions)
+    runtime = Runtime(work, backend=None, decisions=decisions(project))
     first_sync = runtime.knowledge.sync()
     snapshot = runtime.knowledge.store.latest_snapshot()
     lab = Lab(project, work, runtime, settings, chosen, progress, list(items))

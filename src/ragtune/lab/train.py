@@ -5,11 +5,11 @@ arm), the one ``build`` trained is used as it is; the lab trains it only when it
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ragtune.adapters import load_manifest
 from ragtune.behavior.examples import Example, ExampleSet, load_examples
 from ragtune.context import Passage
 from ragtune.lab.model import AdapterJob, Lab, LabError
@@ -36,23 +36,20 @@ def train_adapters(lab: Lab) -> None:
         if adapter is None or adapter in jobs:
             continue
         context = bool(plan.route.knowledge)
-        exists = (lab.runtime.adapters_root / adapter / "ragtune.json").is_file()
+        exists = lab.runtime.adapter_for(adapter) is not None
         source = "project" if adapter == plan.capability and exists else "lab"
         jobs[adapter] = AdapterJob(adapter, plan.capability, plan.arm, context, source)
     for job in jobs.values():
         if job.source == "project":
-            manifest = json.loads(
-                (lab.runtime.adapters_root / job.name / "ragtune.json").read_text("utf-8")
-            )
-            training = manifest.get("training") or {}
+            training = load_manifest(lab.runtime.adapters_root, job.name).training
             lab.adapters.append(
                 {
                     "name": job.name,
                     "capability": job.capability,
                     "arm": job.arm,
                     "context": job.context,
-                    "steps": training.get("steps"),
-                    "seconds": training.get("seconds"),
+                    "steps": training.steps,
+                    "seconds": training.seconds,
                     "source": "project",
                 }
             )
