@@ -524,10 +524,10 @@ def test_the_queue_admits_depth_requests_and_no_more() -> None:
 def test_serve_refuses_a_public_host_without_keys(
     fast_project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import ragtune.cli_runtime
+    import ragtune.cli.runtime
 
     started: list[Any] = []
-    monkeypatch.setattr(ragtune.cli_runtime, "_serve", lambda *args: started.append(args))
+    monkeypatch.setattr(ragtune.cli.runtime, "_serve", lambda *args: started.append(args))
     monkeypatch.delenv("RAGTUNE_API_KEYS", raising=False)
     runner = CliRunner()
     refused = runner.invoke(cli_app, ["serve", str(fast_project), "--host", "0.0.0.0"])

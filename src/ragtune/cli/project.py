@@ -1,4 +1,5 @@
-"""The ``ragtune`` command line: each command parses, calls one library function, prints."""
+"""``ragtune init``, ``ragtune schema`` and ``ragtune audit``: the project file and the decision
+per capability."""
 
 from __future__ import annotations
 
@@ -10,37 +11,8 @@ from typing import Annotated
 
 import typer
 
-from ragtune import __version__
-from ragtune.cli_adapter import adapter_app
-from ragtune.cli_knowledge import build_command, knowledge_app, plan_command
-from ragtune.cli_lab import lab_command
-from ragtune.cli_runtime import ask_command, serve_command
-from ragtune.clikit import (
-    ProjectArgument,
-    ProjectFlag,
-    console,
-    either_project,
-    errors,
-    fail,
-    state,
-)
+from ragtune.cli.kit import ProjectArgument, ProjectFlag, console, either_project, errors, fail
 from ragtune.errors import RagtuneError
-
-app = typer.Typer(
-    name="ragtune",
-    help=(
-        "Knowledge in context, behaviour in weights.\n\n"
-        "ragtune decides, for each capability of an LLM application, between retrieval, "
-        "few-shot prompting and a LoRA adapter - from two questions (does it change within six "
-        "months? is it what the model knows or how it behaves?) and from evidence in your own "
-        "files - and shows why and what each choice costs.\n\n"
-        "Start with `ragtune init` (or `ragtune init --example contract-review DIR`), then "
-        "`ragtune audit DIR`."
-    ),
-    no_args_is_help=True,
-    rich_markup_mode="markdown",
-    pretty_exceptions_enable=False,
-)
 
 
 class Format(StrEnum):
@@ -52,28 +24,7 @@ class Format(StrEnum):
     json = "json"
 
 
-def _version(value: bool) -> None:
-    if value:
-        console.print(f"ragtune {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main_callback(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show the full traceback of an error.")
-    ] = False,
-) -> None:
-    """Knowledge in context, behaviour in weights."""
-    state["debug"] = debug
-
-
-@app.command()
-def audit(
+def audit_command(
     project: ProjectArgument = None,
     project_flag: ProjectFlag = None,
     fmt: Annotated[
@@ -155,8 +106,7 @@ def audit(
         raise typer.Exit(1)
 
 
-@app.command()
-def schema() -> None:
+def schema_command() -> None:
     """Print the JSON Schema of ragtune.yaml, for editors and linters.
 
     Save it and point your editor at it, e.g. with the YAML language server:
@@ -167,8 +117,7 @@ def schema() -> None:
     sys.stdout.write(json.dumps(project_json_schema(), indent=2) + "\n")
 
 
-@app.command()
-def init(
+def init_command(
     directory: Annotated[
         Path, typer.Argument(help="Where to write ragtune.yaml (default: the current folder).")
     ] = Path("."),
@@ -190,8 +139,8 @@ def init(
 
     `ragtune init --example contract-review DIR` copies the example project instead.
     """
+    from ragtune.cli.questionnaire import run_questionnaire
     from ragtune.project import PROJECT_FILE, dump_project, load_project, write_atomic
-    from ragtune.questionnaire import run_questionnaire
 
     try:
         if example is not None:
@@ -215,75 +164,3 @@ def init(
     except RagtuneError as exc:
         fail(exc)
     console.print(f"wrote {target}; next: ragtune audit {directory}")
-
-
-@app.command()
-def demo(
-    directory: Annotated[
-        Path, typer.Option("--dir", help="Where to put the demo project and its reports.")
-    ] = Path("ragtune-demo"),
-    train_steps: Annotated[
-        int,
-        typer.Option(
-            "--train-steps", min=1, help="Steps of each behaviour adapter the demo trains."
-        ),
-    ] = 8,
-    lab_items: Annotated[
-        int, typer.Option("--lab-items", min=1, help="Eval items per capability in the lab.")
-    ] = 4,
-    max_tokens: Annotated[
-        int, typer.Option("--max-tokens", min=1, help="Token budget of each answer.")
-    ] = 64,
-    no_lab: Annotated[
-        bool,
-        typer.Option("--no-lab", help="Audit and the knowledge story only (seconds, no models)."),
-    ] = False,
-    quick: Annotated[
-        bool,
-        typer.Option(
-            "--quick",
-            help="A smoke run of every step (2 training steps, 1 lab item per capability, short "
-            "answers): a few minutes; its figures mean nothing.",
-        ),
-    ] = False,
-) -> None:
-    """Run the contract-review example end to end, offline, on the embedded defaults.
-
-    Copies the example project to --dir, then: audit (Markdown, HTML, JSON reports) -> build
-    (sync the knowledge, train the risk-flag adapter on a demo budget) -> ask (a question with
-    citations, a clause flagged) -> lab (five arms, then the drift test) -> legal's revision
-    lands and one sync serves the new answer. Prints where each report is. About 10 minutes
-    on 2 CPU cores; --no-lab takes seconds.
-    """
-    from ragtune.demo import DemoOptions, run_demo
-
-    options = (
-        DemoOptions(train_steps=2, knowledge_steps=2, lab=not no_lab, lab_items=1, max_tokens=16)
-        if quick
-        else DemoOptions(
-            train_steps=train_steps, lab=not no_lab, lab_items=lab_items, max_tokens=max_tokens
-        )
-    )
-    try:
-        run_demo(directory, console, options)
-    except RagtuneError as exc:
-        fail(exc)
-
-
-# The knowledge commands live beside their stage; they join the app in the order of the loop.
-app.command("plan")(plan_command)
-app.command("build")(build_command)
-app.add_typer(knowledge_app, name="knowledge")
-app.add_typer(adapter_app, name="adapter")
-app.command("ask")(ask_command)
-app.command("serve")(serve_command)
-app.command("lab")(lab_command)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()

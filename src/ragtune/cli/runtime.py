@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from ragtune.clikit import (
+from ragtune.cli.kit import (
     JsonOption,
     ProjectArgument,
     ProjectFlag,

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ragtune.clikit import (
+from ragtune.cli.kit import (
     JsonOption,
     ProjectOption,
     console,

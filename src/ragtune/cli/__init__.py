@@ -1,0 +1,78 @@
+"""The ``ragtune`` command line: each command parses, calls one library function, prints.
+
+One module per part of the user's loop: :mod:`~ragtune.cli.project` (init, schema, audit),
+:mod:`~ragtune.cli.build` (plan, build), :mod:`~ragtune.cli.knowledge`,
+:mod:`~ragtune.cli.adapter`, :mod:`~ragtune.cli.runtime` (ask, serve), :mod:`~ragtune.cli.lab`
+and :mod:`~ragtune.cli.demo`; :mod:`~ragtune.cli.kit` holds what every command shares.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ragtune import __version__
+from ragtune.cli.adapter import adapter_app
+from ragtune.cli.build import build_command, plan_command
+from ragtune.cli.demo import demo_command
+from ragtune.cli.kit import console, state
+from ragtune.cli.knowledge import knowledge_app
+from ragtune.cli.lab import lab_command
+from ragtune.cli.project import audit_command, init_command, schema_command
+from ragtune.cli.runtime import ask_command, serve_command
+
+app = typer.Typer(
+    name="ragtune",
+    help=(
+        "Knowledge in context, behaviour in weights.\n\n"
+        "ragtune decides, for each capability of an LLM application, between retrieval, "
+        "few-shot prompting and a LoRA adapter - from two questions (does it change within six "
+        "months? is it what the model knows or how it behaves?) and from evidence in your own "
+        "files - and shows why and what each choice costs.\n\n"
+        "Start with `ragtune init` (or `ragtune init --example contract-review DIR`), then "
+        "`ragtune audit DIR`."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"ragtune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error.")
+    ] = False,
+) -> None:
+    """Knowledge in context, behaviour in weights."""
+    state["debug"] = debug
+
+
+# The commands join the app in the order of the user's loop.
+app.command("init")(init_command)
+app.command("schema")(schema_command)
+app.command("audit")(audit_command)
+app.command("plan")(plan_command)
+app.command("build")(build_command)
+app.add_typer(knowledge_app, name="knowledge")
+app.add_typer(adapter_app, name="adapter")
+app.command("ask")(ask_command)
+app.command("serve")(serve_command)
+app.command("lab")(lab_command)
+app.command("demo")(demo_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,5 @@
+"""``python -m ragtune.cli``: what ``accelerate launch -m ragtune.cli`` runs."""
+
+from ragtune.cli import main
+
+main()

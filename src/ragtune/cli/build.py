@@ -1,0 +1,156 @@
+"""``ragtune plan`` and ``ragtune build``: thin commands over :mod:`ragtune.build`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ragtune.cli.kit import (
+    JsonOption,
+    ProjectArgument,
+    ProjectFlag,
+    console,
+    either_project,
+    errors,
+    fail,
+    project_or_fail,
+    training_bar,
+)
+from ragtune.cli.knowledge import print_sync, sync_bar, sync_summary
+from ragtune.errors import RagtuneError
+
+if TYPE_CHECKING:
+    from ragtune.behavior.staleness import AdapterPlan
+    from ragtune.behavior.train import ProgressCallback
+
+
+def plan_command(
+    project: ProjectArgument = None,
+    project_flag: ProjectFlag = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show what `ragtune build` would do now, and why; nothing is changed.
+
+    Lists the documents added, changed and deleted since the last sync, the chunks to embed and
+    the seconds it will take, and says in words that a knowledge change needs no retraining.
+    Lists the adapters to train or retrain and why (examples, base model or training settings
+    changed) with an estimated time, and warns when knowledge an adapter saw in training has
+    been superseded since.
+    """
+    project = either_project(project, project_flag)
+    from ragtune.build import make_plan
+    from ragtune.project import load_project
+
+    try:
+        plan = make_plan(load_project(project))
+    except RagtuneError as exc:
+        fail(exc)
+    knowledge = plan.knowledge
+    if as_json:
+        payload: dict[str, object] = {"project": plan.project, "summary": plan.summary()}
+        if knowledge is not None:
+            payload["knowledge"] = {
+                "documents": [c.__dict__ for c in knowledge.changes],
+                "chunks_to_embed": knowledge.chunks_to_embed,
+                "chunks_to_retire": knowledge.chunks_to_retire,
+                "estimate_s": round(knowledge.estimate_s, 2),
+                "skipped": [{"path": p, "reason": r} for p, r in knowledge.skipped],
+                "retraining_needed": False,
+            }
+        payload["adapters"] = [a.to_dict() for a in plan.adapters]
+        payload["training_needed"] = plan.training_needed
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    if knowledge is not None and not knowledge.up_to_date:
+        from rich.table import Table
+
+        table = Table(title="knowledge")
+        for column in ("document", "change", "chunks to embed", "chunks to retire"):
+            table.add_column(column)
+        for change in knowledge.changes:
+            if change.status != "unchanged":
+                table.add_row(change.path, change.status, str(change.chunks_to_embed),
+                              str(change.chunks_to_retire))  # fmt: skip
+        console.print(table)
+    if plan.adapters:
+        from rich.table import Table
+
+        table = Table(title="adapters")
+        for column in ("adapter", "action", "why", "estimate"):
+            table.add_column(column)
+        for adapter in plan.adapters:
+            why = "\n".join(adapter.reasons) or "examples, base model and settings unchanged"
+            estimate = f"{adapter.estimate_s / 60:.0f} min" if adapter.action != "none" else "-"
+            table.add_row(adapter.capability, adapter.action, why, estimate)
+        console.print(table)
+        for adapter in plan.adapters:
+            for warning in adapter.warnings:
+                console.print(f"[yellow]warning[/] {adapter.capability}: {warning}")
+    console.print(plan.summary())
+    if knowledge is not None:
+        for path, reason in knowledge.skipped:
+            errors.print(f"[yellow]will skip[/] {path}: {reason}", highlight=False)
+
+
+def build_command(
+    project: ProjectArgument = None,
+    project_flag: ProjectFlag = None,
+    train: Annotated[
+        bool,
+        typer.Option("--train/--no-train", help="Train the adapters the plan lists (default)."),
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Carry out the plan: sync the knowledge, then train the adapters that need it.
+
+    Incremental: only what `ragtune plan` lists is done. A knowledge change re-indexes the
+    changed sections in seconds and never retrains an adapter; an adapter is trained when it
+    does not exist yet or its examples, base model or `train:` settings changed.
+    """
+    project = either_project(project, project_flag)
+    from ragtune.build import build
+
+    loaded = project_or_fail(project)
+
+    @contextmanager
+    def announce(adapter: AdapterPlan) -> Iterator[ProgressCallback]:
+        if not as_json:
+            console.print(
+                f"training {adapter.capability} ({adapter.action}: {'; '.join(adapter.reasons)}),"
+                f" about {adapter.estimate_s / 60:.0f} min"
+            )
+        with training_bar(adapter.capability, quiet=as_json) as progress:
+            yield progress
+
+    try:
+        with sync_bar(quiet=as_json) as sync_progress:
+            built = build(loaded, train=train, sync_progress=sync_progress, training=announce)
+    except RagtuneError as exc:
+        fail(exc)
+    if as_json:
+        payload = {
+            "project": built.project,
+            **({"knowledge": sync_summary(built.knowledge)} if built.knowledge else {}),
+            "adapters": [done.summary() for done in built.adapters],
+        }
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        return
+    if built.knowledge is not None:
+        print_sync(built.knowledge)
+    else:
+        console.print("no capability declares knowledge sources: nothing to index")
+    for done in built.adapters:
+        result, scores = done.result, ""
+        if result.adapter is not None and result.adapter.compliance is not None:
+            base = result.base.compliance if result.base is not None else None
+            scores = f", contract compliance {result.adapter.compliance:.0%}" + (
+                f" (base {base:.0%})" if base is not None else ""
+            )
+        console.print(f"adapter {done.capability}: {result.steps} steps at {result.path}{scores}")
+    if train and not built.adapters:
+        console.print("adapters: nothing behavioural changed, no training needed")
