@@ -33,7 +33,8 @@ from rich.table import Table
 from ragtune.examples import example_path
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.project import load_project
-from ragtune.runtime.pipeline import Request, Runtime, run
+from ragtune.runtime.pipeline import run
+from ragtune.runtime.runtime import Request, Runtime
 
 QUESTIONS = [
     "How long do we have to notify the client of a personal data breach under the DPA?",

@@ -15,7 +15,8 @@ from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.embed import HashingEmbedder
 from ragtune.project import load_project
 from ragtune.prompt import format_user
-from ragtune.runtime.pipeline import Request, Runtime, build_prompt, retrieve, route
+from ragtune.runtime.pipeline import build_prompt, retrieve, route
+from ragtune.runtime.runtime import Request, Runtime
 
 CLOSE_TAG = re.compile(r"<\s*/\s*context\s*>", re.IGNORECASE)
 OPEN_TAG = re.compile(r"<\s*context\s*>", re.IGNORECASE)

@@ -260,7 +260,7 @@ def test_sampled_runs_report_the_spread_over_seeds(example) -> None:  # type: ig
     and the spread of the per-seed scores."""
     from ragtune.lab.metrics import arm_summary
     from ragtune.lab.model import ArmPlan, Call, Lab
-    from ragtune.runtime.pipeline import Route
+    from ragtune.runtime.runtime import Route
 
     settings = LabSettings(temperature=0.7, seeds=(0, 1, 2))
     items = [EvalItem("templates", f"q{i}", ("72 hours",)) for i in range(2)]

@@ -13,10 +13,6 @@ from ragtune.knowledge.embed import HashingEmbedder
 from ragtune.project import Project, load_project
 from ragtune.runtime.pipeline import (
     KNOWLEDGE_SYSTEM,
-    PipelineError,
-    Request,
-    Route,
-    Runtime,
     build_prompt,
     cited,
     retrieve,
@@ -25,6 +21,7 @@ from ragtune.runtime.pipeline import (
     select_shots,
     stream,
 )
+from ragtune.runtime.runtime import PipelineError, Request, Route, Runtime
 
 PROJECT = """
 version: 1

@@ -34,7 +34,7 @@ from ragtune.cli import app as cli_app
 from ragtune.examples import example_path
 from ragtune.generate.backend import BackendError, Generation, Stream
 from ragtune.project import load_project
-from ragtune.runtime.pipeline import Runtime
+from ragtune.runtime.runtime import Runtime
 from ragtune.server import ApiKeys, AuthError, ServerSettings, create_app, load_keys
 from ragtune.server.auth import is_loopback, parse_keys_env, parse_keys_file
 from ragtune.server.limits import GenerationQueue, QueueFull

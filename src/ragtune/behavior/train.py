@@ -184,10 +184,6 @@ def train_adapter(
                 adapter_metrics = evaluate(peft_model, tokenizer, held, config, contract)
 
             # -- save --------------------------------------------------------------------------
-            shutil.rmtree(stage_dir, ignore_errors=True)
-            stage_dir.parent.mkdir(parents=True, exist_ok=True)
-            peft_model.save_pretrained(str(stage_dir), safe_serialization=True)
-            refuse_pickles(stage_dir)
             manifest = AdapterManifest(
                 base_model=BaseModelRecord(loaded.spec.name, loaded.sha256),
                 dataset=DatasetRecord(
@@ -213,12 +209,7 @@ def train_adapter(
                 created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 ragtune_version=__version__,
             )
-            manifest.write(stage_dir)
-            for required in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, MANIFEST):
-                if not (stage_dir / required).is_file():
-                    raise TrainError(f"{stage_dir}: saving the adapter wrote no {required}")
-            swap_into_place(stage_dir, out_dir)
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+            _save(peft_model, manifest, out_dir)
         run.accelerator.wait_for_everyone()
         if not run.main:
             manifest = AdapterManifest.read(out_dir)
@@ -242,6 +233,22 @@ def train_adapter(
         size_bytes=sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file()),
         manifest=manifest,
     )
+
+
+def _save(peft_model: Any, manifest: AdapterManifest, out_dir: Path) -> None:
+    """Write the adapter into its staging folder, check it holds what it must and no pickle,
+    then swap it into place; the checkpoint goes once the adapter is there."""
+    stage_dir = staging_path(out_dir)
+    shutil.rmtree(stage_dir, ignore_errors=True)
+    stage_dir.parent.mkdir(parents=True, exist_ok=True)
+    peft_model.save_pretrained(str(stage_dir), safe_serialization=True)
+    refuse_pickles(stage_dir)
+    manifest.write(stage_dir)
+    for required in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, MANIFEST):
+        if not (stage_dir / required).is_file():
+            raise TrainError(f"{stage_dir}: saving the adapter wrote no {required}")
+    swap_into_place(stage_dir, out_dir)
+    shutil.rmtree(checkpoint_path(out_dir), ignore_errors=True)
 
 
 def _lora_model(model: Any, config: TrainConfig) -> Any:

@@ -138,7 +138,8 @@ def _build(project: Project, console: Console, options: DemoOptions) -> None:
 
 
 def _ask(project: Project, console: Console, options: DemoOptions) -> None:
-    from ragtune.runtime.pipeline import Request, Runtime, run
+    from ragtune.runtime.pipeline import run
+    from ragtune.runtime.runtime import Request, Runtime
 
     console.rule("[bold]3. ask[/]: a question with citations, a clause flagged")
     clause = json.loads(

@@ -24,7 +24,7 @@ from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
     from ragtune.project import Project
-    from ragtune.runtime.pipeline import Result, Runtime
+    from ragtune.runtime.runtime import Result, Runtime
     from ragtune.server import ServerSettings
 
 
@@ -52,7 +52,8 @@ def ask_command(
 
     Example: `ragtune ask "How fast must a data breach be notified?" -c templates`
     """
-    from ragtune.runtime.pipeline import PipelineError, Request, Runtime, run
+    from ragtune.runtime.pipeline import run
+    from ragtune.runtime.runtime import PipelineError, Request, Runtime
 
     loaded = project_or_fail(project)
     runtime: Runtime | None = None
@@ -223,7 +224,7 @@ def _serve(loaded: Project, host: str, port: int, settings: ServerSettings) -> N
     """Build the runtime, load the model, and run the app under uvicorn until stopped."""
     import uvicorn
 
-    from ragtune.runtime.pipeline import Runtime
+    from ragtune.runtime.runtime import Runtime
     from ragtune.server import create_app
 
     runtime: Runtime | None = None

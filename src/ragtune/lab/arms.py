@@ -32,13 +32,8 @@ from ragtune.lab.evalset import EvalItem
 from ragtune.lab.metrics import fact_score, is_stale
 from ragtune.lab.model import ARMS, ArmPlan, Call, Lab
 from ragtune.project import Capability
-from ragtune.runtime.pipeline import (
-    Request,
-    Route,
-    build_prompt,
-    generate,
-    retrieve,
-)
+from ragtune.runtime.pipeline import build_prompt, generate, retrieve
+from ragtune.runtime.runtime import Request, Route
 
 __all__ = ["SHOTS", "plan_arms", "run_arms"]
 

@@ -12,7 +12,7 @@ from ragtune.behavior.examples import Example
 from ragtune.errors import RagtuneError
 from ragtune.lab.evalset import EvalItem
 from ragtune.project import Project
-from ragtune.runtime.pipeline import Route, Runtime
+from ragtune.runtime.runtime import Route, Runtime
 
 __all__ = ["ARMS", "AdapterJob", "ArmPlan", "Call", "Lab", "LabError", "LabSettings", "Progress"]
 

@@ -27,7 +27,7 @@ from ragtune.lab.model import ARMS, Lab, LabSettings, Progress
 from ragtune.lab.train import train_adapters
 from ragtune.lab.verdict import audit_verdicts
 from ragtune.project import Project, load_project
-from ragtune.runtime.pipeline import Runtime
+from ragtune.runtime.runtime import Runtime
 
 __all__ = ["run_lab"]
 

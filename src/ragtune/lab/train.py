@@ -14,7 +14,7 @@ from ragtune.behavior.examples import Example, ExampleSet, load_examples
 from ragtune.context import Passage
 from ragtune.lab.model import AdapterJob, Lab, LabError
 from ragtune.project import Capability
-from ragtune.runtime.pipeline import Route, Runtime
+from ragtune.runtime.runtime import Route, Runtime
 
 if TYPE_CHECKING:
     from ragtune.adapters import TrainConfig

@@ -9,7 +9,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter
 
-from ragtune.runtime.pipeline import Runtime
+from ragtune.runtime.runtime import Runtime
 from ragtune.server.auth import require_scope
 from ragtune.server.errors import ApiError
 from ragtune.server.settings import ServerState

@@ -25,7 +25,7 @@ answering health checks and refusals while the model works.
 Build the app with :func:`create_app` (tests do) or run it with ``ragtune serve``::
 
     from ragtune.project import load_project
-    from ragtune.runtime.pipeline import Runtime
+    from ragtune.runtime.runtime import Runtime
     from ragtune.server import ServerSettings, create_app
 
     app = create_app(Runtime(load_project("my-review")), ServerSettings(queue_depth=4))
@@ -37,7 +37,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from ragtune import __version__
-from ragtune.runtime.pipeline import Runtime
+from ragtune.runtime.runtime import Runtime
 from ragtune.server.adapters import adapters_router
 from ragtune.server.chat import chat_router
 from ragtune.server.errors import add_error_handlers, too_large

@@ -23,7 +23,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ragtune.errors import closest
 from ragtune.generate.backend import Stream
-from ragtune.runtime.pipeline import Request, Result, Runtime, route, run, stream
+from ragtune.runtime.pipeline import route, run, stream
+from ragtune.runtime.runtime import Request, Result, Runtime
 from ragtune.server.auth import require_scope
 from ragtune.server.errors import ApiError, error_for, timeout_error
 from ragtune.server.limits import Slot

@@ -33,7 +33,7 @@ from ragtune.knowledge.tools import is_tool_ref
 if TYPE_CHECKING:
     from ragtune.knowledge.sync import SyncResult
     from ragtune.project import Project
-    from ragtune.runtime.pipeline import Runtime
+    from ragtune.runtime.runtime import Runtime
 
 __all__ = [
     "DocumentError",

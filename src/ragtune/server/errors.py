@@ -20,7 +20,7 @@ from starlette.requests import Request as HTTPRequest
 
 from ragtune.errors import RagtuneError
 from ragtune.generate.backend import BackendError
-from ragtune.runtime.pipeline import PipelineError, Runtime
+from ragtune.runtime.runtime import PipelineError, Runtime
 from ragtune.server.documents import DocumentError
 from ragtune.server.limits import QueueFull
 from ragtune.server.schemas import MessageError

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ragtune.runtime.pipeline import Result
+from ragtune.runtime.runtime import Result
 from ragtune.server.limits import GenerationQueue
 
 __all__ = ["CONTENT_TYPE", "CountRequests", "Metrics"]

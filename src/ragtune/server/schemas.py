@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragtune.errors import RagtuneError
-from ragtune.runtime.pipeline import Request, Result
+from ragtune.runtime.runtime import Request, Result
 
 __all__ = [
     "ChatMessage",

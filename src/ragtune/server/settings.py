@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ragtune.errors import RagtuneError
-from ragtune.runtime.pipeline import Runtime
+from ragtune.runtime.runtime import Runtime
 from ragtune.server.auth import ApiKeys
 from ragtune.server.limits import GenerationQueue
 from ragtune.server.metrics import Metrics

@@ -1,0 +1,349 @@
+"""What one request through the runtime carries, and what every request shares.
+
+:class:`Request`, :class:`Route` and :class:`Result` are the dataclasses the steps of
+:mod:`ragtune.runtime.pipeline` pass along; :class:`Runtime` holds what the steps share - the
+project, its knowledge base, contracts, examples and the generation backend, each loaded on
+first use. The steps read it and change nothing in it, so one runtime serves many requests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ragtune.behavior.contract import OutputContract, load_contract
+from ragtune.behavior.examples import Example, load_examples
+from ragtune.behavior.fewshot import DEFAULT_K
+from ragtune.context import Passage, text_sha1
+from ragtune.errors import RagtuneError, closest
+from ragtune.project import Capability, Project
+
+if TYPE_CHECKING:
+    from ragtune.generate.backend import Backend
+    from ragtune.knowledge.base import KnowledgeBase
+    from ragtune.knowledge.embed import Embedder
+    from ragtune.knowledge.tools import Tool
+
+__all__ = ["PASSAGE_CHARS", "PipelineError", "Request", "Result", "Route", "Runtime", "Strategy"]
+
+Strategy = Literal["retrieval", "few-shot", "lora", "prompt"]
+
+PASSAGE_CHARS = 1200
+"""Each passage is clipped to this many characters in the prompt."""
+
+
+class PipelineError(RagtuneError):
+    """A request cannot be served: an unknown capability, an empty question, nothing to route."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request to the runtime.
+
+    Attributes:
+        question: The user's request (for the API: the last user message).
+        capability: The capability to serve it (``model`` in the API), or None to route.
+        history: Earlier chat turns (OpenAI messages) kept before the request, system
+            messages excluded.
+        max_tokens: Token budget of the answer.
+        temperature: 0 for greedy decoding.
+    """
+
+    question: str
+    capability: str | None = None
+    history: tuple[dict[str, str], ...] = ()
+    max_tokens: int = 256
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes and what serves it.
+
+    Attributes:
+        capability: The capability the request was routed to.
+        strategy: ``retrieval``, ``few-shot``, ``lora`` or ``prompt`` (a behaviour served by
+            its instructions alone, for instance a lora capability whose adapter is not
+            trained yet).
+        knowledge: Knowledge capabilities searched for context (empty: none).
+        adapter: The adapter applied, or None for the base model.
+        how: ``named`` when the request named the capability, ``routed`` when the router chose.
+        score: The router's similarity for a routed request.
+    """
+
+    capability: str
+    strategy: Strategy
+    knowledge: tuple[str, ...] = ()
+    adapter: str | None = None
+    how: Literal["named", "routed"] = "named"
+    score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of a route."""
+        return {
+            "capability": self.capability,
+            "strategy": self.strategy,
+            "knowledge": list(self.knowledge),
+            "adapter": self.adapter,
+            "how": self.how,
+            "score": None if self.score is None else round(self.score, 4),
+        }
+
+
+@dataclass
+class Result:
+    """The answer to one request, with everything needed to trust or debug it.
+
+    Attributes:
+        text: The answer.
+        route: Where the request went.
+        passages: The retrieved passages, numbered from 1 as in the prompt.
+        cited: Numbers of the passages the answer cites (``[n]``).
+        contract_ok: Whether the answer honours the capability's contract; None without one.
+        contract_violation: True when it does not, even after the repair attempt.
+        contract_errors: What is wrong with it, when something is.
+        repaired: Whether the answer comes from the repair attempt.
+        prompt_tokens: Prompt tokens over every generation of the request.
+        completion_tokens: Generated tokens over every generation of the request.
+        finish_reason: ``stop`` or ``length`` of the last generation.
+        model: What generated the answer (``base``, an adapter, a remote model).
+        timings: Seconds spent in each step, by step name, and ``total``.
+        shots: The few-shot examples placed in the prompt.
+        messages: The chat messages sent to the model (the first attempt).
+    """
+
+    text: str
+    route: Route
+    passages: list[Passage] = field(default_factory=list)
+    cited: list[int] = field(default_factory=list)
+    contract_ok: bool | None = None
+    contract_violation: bool = False
+    contract_errors: list[str] = field(default_factory=list)
+    repaired: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    model: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    shots: list[Example] = field(default_factory=list)
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+    def citations(self) -> list[dict[str, object]]:
+        """The passages as citations: number, document, section, version, snapshot, whether the
+        answer cites it, and the text."""
+        return [
+            {"number": n, **p.citation(), "cited": n in self.cited, "text": p.text}
+            for n, p in enumerate(self.passages, start=1)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of a result (``ragtune ask --json``)."""
+        return {
+            "answer": self.text,
+            "route": self.route.to_dict(),
+            "citations": self.citations(),
+            "contract": {
+                "ok": self.contract_ok,
+                "contract_violation": self.contract_violation,
+                "errors": self.contract_errors,
+                "repaired": self.repaired,
+            },
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+            },
+            "finish_reason": self.finish_reason,
+            "model": self.model,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+
+class Runtime:
+    """What the steps share: the project, its knowledge, contracts, examples and the backend.
+
+    Args:
+        project: The loaded project.
+        backend: The generation backend; default: the local one, loaded on first generation.
+        embedder: The embedder for retrieval, few-shot and routing; default: the project's.
+        decisions: Strategy per capability; default: the audit's decisions.
+        guided: Enum-guided decoding for capabilities with a JSON Schema contract (default).
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        backend: Backend | None = None,
+        *,
+        embedder: Embedder | None = None,
+        decisions: dict[str, str] | None = None,
+        guided: bool = True,
+    ) -> None:
+        self.project = project
+        self.guided = guided
+        """Keep a JSON Schema contract's string enums to their values while decoding (local
+        backend, :mod:`ragtune.generate.guide`); False lets the model answer freely."""
+        self._backend = backend
+        self._embedder = embedder
+        self.lock = threading.RLock()
+        """Held while the store is read or written and while shared parts load: take it to
+        sync the knowledge beside a serving runtime."""
+        self.capabilities = {c.name: c for c in project.config.capabilities}
+        if decisions is None:
+            from ragtune.audit import decisions as decide_all
+
+            decisions = decide_all(project)
+        self.decisions = decisions
+        self.contracts: dict[str, OutputContract] = {
+            c.name: load_contract(project.resolve(c.output_contract), project.root)
+            for c in project.config.capabilities
+            if c.output_contract
+        }
+        self._kb: KnowledgeBase | None = None
+        self._indexed: set[str] = set()
+        self._router: Any = None
+        self._tools: dict[str, list[Tool]] = {}  # per capability, imported once
+
+    # -- shared parts, loaded on first use ---------------------------------------------------
+
+    @property
+    def knowledge(self) -> KnowledgeBase:
+        """The project's knowledge base (``.ragtune/knowledge.db``)."""
+        with self.lock:
+            if self._kb is None:
+                from ragtune.knowledge.base import KnowledgeBase
+
+                self._kb = KnowledgeBase(self.project, embedder=self._embedder)
+            return self._kb
+
+    @property
+    def embedder(self) -> Embedder:
+        """The project's embedder, shared by retrieval, few-shot selection and routing."""
+        return self.knowledge.embedder
+
+    @property
+    def backend(self) -> Backend:
+        """The generation backend (the local base model unless one was given)."""
+        with self.lock:
+            if self._backend is None:
+                from ragtune.generate.base import load_base_model
+                from ragtune.generate.local import LocalBackend
+
+                settings = self.project.config.model
+                loaded = load_base_model(
+                    settings.base_model,
+                    cache_root=self.project.state_dir / "models",
+                    device=settings.device,
+                )
+                self._backend = LocalBackend(loaded, self.adapters_root)
+            return self._backend
+
+    @property
+    def adapters_root(self) -> Path:
+        """``.ragtune/adapters``."""
+        return self.project.state_dir / "adapters"
+
+    def adapter_for(self, capability: str) -> str | None:
+        """The trained adapter of a capability, or None when there is none."""
+        from ragtune.adapters import MANIFEST
+
+        return capability if (self.adapters_root / capability / MANIFEST).is_file() else None
+
+    def passage_chars(self, route: Route) -> int:
+        """Characters per passage in the prompt: what the route's adapter was trained with
+        (context-aware training clips passages), else :data:`PASSAGE_CHARS`."""
+        if route.adapter is None:
+            return PASSAGE_CHARS
+        from ragtune.adapters import AdapterError, load_manifest
+
+        try:
+            config = load_manifest(self.adapters_root, route.adapter).config
+        except AdapterError:
+            return PASSAGE_CHARS
+        chars = config.get("context_chars")
+        return chars if isinstance(chars, int) and chars > 0 else PASSAGE_CHARS
+
+    def capability(self, name: str) -> Capability:
+        """A capability by name; the error lists the known ones."""
+        try:
+            return self.capabilities[name]
+        except KeyError:
+            close = closest(name, self.capabilities)
+            hint = f" Did you mean {close!r}?" if close else ""
+            raise PipelineError(
+                f"no capability {name!r} in {self.project.path}.{hint} Capabilities: "
+                f"{', '.join(self.capabilities)}."
+            ) from None
+
+    def shots_for(self, capability: str, query: str, k: int = DEFAULT_K) -> list[Example]:
+        """The ``k`` examples of a capability most like the query (indexed on first use)."""
+        from ragtune.behavior.fewshot import index_examples, select_examples
+
+        cap = self.capability(capability)
+        if not cap.examples:
+            return []
+        with self.lock:
+            kb = self.knowledge
+            if capability not in self._indexed:
+                examples = load_examples(self.project.resolve(cap.examples), self.project.root)
+                index_examples(kb.store, capability, examples, kb.embedder)
+                self._indexed.add(capability)
+            return select_examples(kb.store, capability, query, kb.embedder, k)
+
+    def search(self, query: str, capabilities: Sequence[str], k: int) -> list[Passage]:
+        """Hybrid search of these capabilities' documents, plus their tools' answers."""
+        documents = [n for n in capabilities if _has_documents(self.capability(n))]
+        passages: list[Passage] = []
+        with self.lock:
+            kb = self.knowledge
+            if documents and kb.store.latest_snapshot() > 0:
+                passages = [h.passage() for h in kb.search(query, k=k, capability=documents)]
+            for name in capabilities:
+                if name not in self._tools:
+                    self._tools[name] = kb.tools(name)
+                for found in self._tools[name]:
+                    for text in found(query):
+                        passages.append(
+                            Passage(text, found.ref, found.name, found.ref, text_sha1(text))
+                        )
+        return passages
+
+    def route_by_similarity(self, question: str) -> tuple[str, float]:
+        """The capability whose description is most like the question (cosine similarity).
+
+        Descriptions say what a capability is for in the team's words; example inputs are
+        left out on purpose - a behaviour's inputs (contract clauses) look like every question
+        about contracts and would pull knowledge questions to it.
+        """
+        import numpy as np
+
+        with self.lock:
+            if self._router is None:
+                caps = self.project.config.capabilities
+                matrix = np.asarray(
+                    self.embedder.embed([c.description for c in caps]), dtype=np.float32
+                )
+                self._router = ([c.name for c in caps], matrix)
+            names, matrix = self._router
+        query = np.asarray(self.embedder.embed([question]), dtype=np.float32)[0]
+        scores = matrix @ query
+        best = int(np.argmax(scores))
+        return names[best], float(scores[best])
+
+    def close(self, *, backend: bool = False) -> None:
+        """Close the knowledge store; with ``backend``, the generation backend too (once
+        loaded), for a runtime that owns its backend."""
+        if self._kb is not None:
+            self._kb.close()
+        closer = getattr(self._backend, "close", None) if backend else None
+        if closer is not None:
+            closer()
+
+
+def _has_documents(capability: Capability) -> bool:
+    from ragtune.knowledge.tools import is_tool_ref
+
+    return any(not is_tool_ref(ref) for ref in capability.sources)
