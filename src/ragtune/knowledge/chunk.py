@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.util import find_spec
@@ -32,13 +31,12 @@ from typing import TYPE_CHECKING
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.clauses import clause_heading, split_clause_lines
 from ragtune.knowledge.parse import ParsedDocument
-from ragtune.knowledge.split import split_section
+from ragtune.knowledge.split import TokenCounter, split_section
 from ragtune.knowledge.tables import Table
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-TokenCounter = Callable[[str], int]
 
 MIN_SECTION_TOKENS = 20
 TOKENS_PER_WORD = 1.3  # WordPiece on English prose: about 1.3 tokens a whitespace word

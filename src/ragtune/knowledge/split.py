@@ -7,10 +7,10 @@ is cut inside unless it alone is longer than the limit.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-if TYPE_CHECKING:
-    from ragtune.knowledge.chunk import TokenCounter
+TokenCounter = Callable[[str], int]
+"""Counts the tokens of a text (the embedder's tokenizer, or a word count without one)."""
 
 _SENTENCE_END = re.compile(r"[.!?][\"”’)\]]*\s+(?=[\"“‘(\[]?[A-Z0-9])")
 _ABBREVIATIONS = frozenset(

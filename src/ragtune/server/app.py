@@ -40,7 +40,8 @@ from ragtune import __version__
 from ragtune.runtime.runtime import Runtime
 from ragtune.server.adapters import adapters_router
 from ragtune.server.chat import chat_router
-from ragtune.server.errors import add_error_handlers, too_large
+from ragtune.server.errors import too_large
+from ragtune.server.handlers import add_error_handlers
 from ragtune.server.knowledge import knowledge_router
 from ragtune.server.limits import GenerationQueue, LimitBody
 from ragtune.server.metrics import CountRequests, Metrics
@@ -81,7 +82,7 @@ def _add_guards(app: FastAPI, state: ServerState) -> None:
     """The body limit, and the request count outside it (so the count sees every refusal)."""
 
     async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
-        await too_large(state.settings).response()(scope, receive, send)
+        await too_large(state.settings.max_body_bytes).response()(scope, receive, send)
 
     # add_middleware puts each one outside the ones before.
     app.add_middleware(LimitBody, max_bytes=state.settings.max_body_bytes, refuse=refuse)

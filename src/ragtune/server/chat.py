@@ -151,7 +151,7 @@ async def _generate(state: ServerState, work: Callable[[], T], deadline: float) 
     except TimeoutError:
         if not began.is_set():  # never started: nothing will give the place back
             slot.release()
-        raise timeout_error(state.settings) from None
+        raise timeout_error(state.settings.timeout_s) from None
 
 
 # -- streaming ----------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ async def _start_stream(
             )
     except TimeoutError:
         slot.release()
-        raise timeout_error(state.settings) from None
+        raise timeout_error(state.settings.timeout_s) from None
     except BaseException:
         slot.release()
         raise
@@ -266,7 +266,7 @@ async def _events(
             with anyio.move_on_after(_left(deadline)) as waited:
                 kind, value = await relay.inbox.get()
             if waited.cancelled_caught:
-                yield _sse(timeout_error(state.settings).body())
+                yield _sse(timeout_error(state.settings.timeout_s).body())
                 failed = True
                 break
             if kind == "end":
