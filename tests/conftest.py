@@ -69,3 +69,15 @@ def example_project(pytestconfig: pytest.Config) -> Callable[..., Path]:
         return folder
 
     return copy
+
+
+@pytest.fixture(scope="module")
+def one_thread():  # type: ignore[no-untyped-def]
+    """Generation with one torch thread for the module: two threads fighting other work for
+    the two cores decode several times slower than one that does not."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,17 +27,6 @@ def project(tmp_path_factory: pytest.TempPathFactory, example_project: Callable[
     """The example synced with its own embedder, sharing the base model's cache."""
     folder = tmp_path_factory.mktemp("ask") / "cr"
     return example_project(folder, sync=True, shared_models=True)
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    """Generation with one torch thread: two fight other work for the two cores and lose."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_an_unknown_capability_exits_2_with_the_list(hashed: Path) -> None:

@@ -35,6 +35,7 @@ ASK = [
         "Agreement at any time without notice.",
     }
 ]
+pytestmark = pytest.mark.usefixtures("one_thread")
 N = 12  # new tokens per request: short, so the module runs in well under a minute
 
 
@@ -71,18 +72,6 @@ def test_bad_requests_name_the_argument_and_value(args: tuple, match: str) -> No
 
 
 # -- fixtures: one model, three real adapters --------------------------------------------------
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The two cores are shared with other work; two torch threads fighting it for them decode
-    several times slower than one thread that does not."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

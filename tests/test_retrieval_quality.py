@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from ragtune.examples import example_path
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.embed import load_embedder
 from ragtune.project import load_project
@@ -41,11 +41,10 @@ def _found(hits: list, row: dict[str, str]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def knowledge(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
-    folder = tmp_path_factory.mktemp("cr") / "contract-review"
-    shutil.copytree(
-        example_path("contract-review"), folder, ignore=shutil.ignore_patterns(".ragtune")
-    )
+def knowledge(
+    tmp_path_factory: pytest.TempPathFactory, example_project: Callable[..., Path]
+) -> KnowledgeBase:
+    folder = example_project(tmp_path_factory.mktemp("cr") / "contract-review")
     kb = KnowledgeBase(load_project(folder), embedder=load_embedder())
     kb.sync()
     return kb

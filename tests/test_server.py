@@ -555,24 +555,11 @@ def test_serve_refuses_a_public_host_without_keys(
 
 
 @pytest.fixture(scope="module")
-def base_model(pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
-    import torch
-
-    from ragtune.generate.base import load_base_model
-
-    # Two torch threads fighting other work for two cores decode slower than one that does not.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    # The de-quantised weights are cached across test runs (20 s the first time, 1 s after).
-    yield load_base_model(cache_root=pytestconfig.cache.mkdir("ragtune-models"))
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def slow(
     tmp_path_factory: pytest.TempPathFactory,
     example_project: Callable[..., Path],
     base_model: Any,
+    one_thread: None,
 ) -> Iterator[str]:
     from ragtune.generate.local import LocalBackend
 
