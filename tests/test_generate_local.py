@@ -18,7 +18,8 @@ from ragtune.generate.backend import (
     Backend,
     BackendError,
     Generation,
-    check_request,
+    GenerationParams,
+    check_messages,
     cut_at_stop,
     partial_stop,
 )
@@ -56,19 +57,37 @@ def test_partial_stop_holds_back_what_could_begin_a_stop_string() -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "match"),
+    ("settings", "match"),
     [
-        (([], 5, 0.0, None), "messages must be a non-empty list"),
-        (([{"role": "user"}], 5, 0.0, None), r"messages\[0\] must be a dict"),
-        ((ASK, 0, 0.0, None), "max_tokens must be a whole number >= 1, got 0"),
-        ((ASK, 5, -1.0, None), "temperature must be a number from 0 to 2, got -1.0"),
-        ((ASK, 5, 0.0, "\n"), r"stop must be a list of non-empty strings, got '\\n'"),
-        ((ASK, 5, 0.0, [""]), "stop must be a list of non-empty strings"),
+        ({"max_tokens": 0}, "max_tokens must be a whole number >= 1, got 0"),
+        ({"max_tokens": True}, "max_tokens must be a whole number >= 1, got True"),
+        ({"temperature": -1.0}, "temperature must be a number from 0 to 2, got -1.0"),
+        ({"temperature": float("nan")}, "temperature must be a number from 0 to 2, got nan"),
+        ({"stop": "\n"}, r"stop must be a list of non-empty strings, got '\\n'"),
+        ({"stop": [""]}, "stop must be a list of non-empty strings"),
+        ({"adapter": ""}, "adapter must be a name or None"),
+        ({"schema": "{}"}, "schema must be a JSON Schema object"),
     ],
 )
-def test_bad_requests_name_the_argument_and_value(args: tuple, match: str) -> None:  # type: ignore[type-arg]
+def test_bad_settings_name_the_field_and_value(settings: dict, match: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(BackendError, match=match):
-        check_request(*args)
+        GenerationParams(**settings)
+
+
+def test_settings_are_one_frozen_value() -> None:
+    params = GenerationParams(adapter="flags", stop=["\n"])
+    assert params.stop == ("\n",) and params == GenerationParams(adapter="flags", stop=("\n",))
+    with pytest.raises(AttributeError):
+        params.max_tokens = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("messages", "match"),
+    [([], "messages must be a non-empty list"), ([{"role": "user"}], r"messages\[0\] must be")],
+)
+def test_bad_messages_are_named(messages: list, match: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(BackendError, match=match):
+        check_messages(messages)
 
 
 # -- fixtures: one model, three real adapters --------------------------------------------------
@@ -118,8 +137,8 @@ def backend(base_model, trained: Path, tmp_path: Path) -> Iterator:  # type: ign
 @pytest.mark.slow
 def test_greedy_is_deterministic_and_bounded(backend) -> None:  # type: ignore[no-untyped-def]
     assert isinstance(backend, Backend)
-    first = backend.generate(ASK, max_tokens=N)
-    second = backend.generate(ASK, max_tokens=N)
+    first = backend.generate(ASK, GenerationParams(max_tokens=N))
+    second = backend.generate(ASK, GenerationParams(max_tokens=N))
     assert isinstance(first, Generation) and first.text == second.text and first.text
     assert first.finish_reason == "length" and first.completion_tokens == N
     assert first.model == "base" and first.seconds > 0
@@ -128,22 +147,24 @@ def test_greedy_is_deterministic_and_bounded(backend) -> None:  # type: ignore[n
     )
     assert first.prompt_tokens == backend.count_tokens(prompt)
     # Above temperature 0 it samples: still bounded, still an answer.
-    sampled = backend.generate(ASK, max_tokens=N, temperature=0.9)
+    sampled = backend.generate(ASK, GenerationParams(max_tokens=N, temperature=0.9))
     assert sampled.text and sampled.completion_tokens <= N
     # A model that ends its turn early says "stop".
-    short = backend.generate([{"role": "user", "content": "Say just: yes"}], max_tokens=40)
+    short = backend.generate(
+        [{"role": "user", "content": "Say just: yes"}], GenerationParams(max_tokens=40)
+    )
     assert short.finish_reason == "stop" and short.completion_tokens < 40
 
 
 @pytest.mark.slow
 def test_stop_strings_cut_the_text(backend) -> None:  # type: ignore[no-untyped-def]
-    full = backend.generate(ASK, max_tokens=N).text
+    full = backend.generate(ASK, GenerationParams(max_tokens=N)).text
     stop = full[8:11]  # some characters from the middle of the greedy answer
-    cut = backend.generate(ASK, max_tokens=N, stop=["never-produced", stop])
+    cut = backend.generate(ASK, GenerationParams(max_tokens=N, stop=["never-produced", stop]))
     assert cut.text == full[: full.index(stop)]
     assert cut.finish_reason == "stop" and cut.completion_tokens < N
     # Streaming the same request passes on exactly the same text, stop string withheld.
-    stream = backend.stream(ASK, max_tokens=N, stop=["never-produced", stop])
+    stream = backend.stream(ASK, GenerationParams(max_tokens=N, stop=["never-produced", stop]))
     assert "".join(stream) == cut.text
     assert stream.result is not None and stream.result.finish_reason == "stop"
 
@@ -153,40 +174,41 @@ def test_stop_strings_cut_the_text(backend) -> None:  # type: ignore[no-untyped-
 
 @pytest.mark.slow
 def test_adapters_switch_per_request_and_base_stays_base(backend) -> None:  # type: ignore[no-untyped-def]
-    base_before = backend.generate(ASK, max_tokens=N).text
+    base_before = backend.generate(ASK, GenerationParams(max_tokens=N)).text
     assert backend.loaded_adapters() == []  # nothing is loaded until asked for
-    flags = backend.generate(ASK, adapter="flags", max_tokens=N)
-    terse = backend.generate(ASK, adapter="terse", max_tokens=N)
+    flags = backend.generate(ASK, GenerationParams(adapter="flags", max_tokens=N))
+    terse = backend.generate(ASK, GenerationParams(adapter="terse", max_tokens=N))
     assert backend.loaded_adapters() == ["flags", "terse"]
     assert (flags.model, terse.model) == ("flags", "terse")
     assert len({base_before, flags.text, terse.text}) == 3, (base_before, flags.text, terse.text)
     # Back and forth: each adapter answers as before, and the base model is the base model.
-    assert backend.generate(ASK, adapter="flags", max_tokens=N).text == flags.text
-    assert backend.generate(ASK, max_tokens=N).text == base_before
-    assert backend.generate(ASK, adapter="terse", max_tokens=N).text == terse.text
+    assert backend.generate(ASK, GenerationParams(adapter="flags", max_tokens=N)).text == flags.text
+    assert backend.generate(ASK, GenerationParams(max_tokens=N)).text == base_before
+    assert backend.generate(ASK, GenerationParams(adapter="terse", max_tokens=N)).text == terse.text
 
 
 @pytest.mark.slow
 def test_reload_picks_up_a_retrained_adapter(backend, trained: Path) -> None:  # type: ignore[no-untyped-def]
-    base_text = backend.generate(ASK, max_tokens=N).text
-    old = backend.generate(ASK, adapter="flags", max_tokens=N).text
+    base_text = backend.generate(ASK, GenerationParams(max_tokens=N)).text
+    old = backend.generate(ASK, GenerationParams(adapter="flags", max_tokens=N)).text
     # The retrain lands in the folder (as `ragtune build` swaps a new run into place).
     folder = backend.adapters_root / "flags"
     shutil.rmtree(folder)
     shutil.copytree(trained / "retrained" / "flags", folder)
-    assert backend.generate(ASK, adapter="flags", max_tokens=N).text == old  # until reloaded
-    info = backend.reload_adapter("flags")  # the only adapter loaded: PEFT is left with none
-    assert info.name == "flags" and info.path == folder
-    assert info.created_at == json.loads((folder / "ragtune.json").read_text())["created_at"]
-    new = backend.generate(ASK, adapter="flags", max_tokens=N).text
+    assert (
+        backend.generate(ASK, GenerationParams(adapter="flags", max_tokens=N)).text == old
+    )  # until reloaded
+    created = backend.reload_adapter("flags")  # the only adapter loaded: PEFT is left with none
+    assert created == json.loads((folder / "ragtune.json").read_text())["created_at"]
+    new = backend.generate(ASK, GenerationParams(adapter="flags", max_tokens=N)).text
     assert new != old
-    assert backend.generate(ASK, max_tokens=N).text == base_text
+    assert backend.generate(ASK, GenerationParams(max_tokens=N)).text == base_text
     # Reloading beside another adapter, and reloading one never loaded, work too.
-    backend.generate(ASK, adapter="terse", max_tokens=N)
+    backend.generate(ASK, GenerationParams(adapter="terse", max_tokens=N))
     backend.reload_adapter("flags")
-    assert backend.generate(ASK, adapter="flags", max_tokens=N).text == new
+    assert backend.generate(ASK, GenerationParams(adapter="flags", max_tokens=N)).text == new
     backend.close()
-    assert backend.reload_adapter("terse").name == "terse"
+    assert backend.reload_adapter("terse") is not None
     assert backend.loaded_adapters() == ["terse"]
 
 
@@ -202,15 +224,15 @@ def test_foreign_and_unknown_adapters_are_refused(backend) -> None:  # type: ign
         rf"adapter 'foreign' .*trained on another base model.*{'0' * 64}.*{backend.loaded.sha256}"
     )
     with pytest.raises(BackendError, match=message):
-        backend.generate(ASK, adapter="foreign", max_tokens=2)
+        backend.generate(ASK, GenerationParams(adapter="foreign", max_tokens=2))
     with pytest.raises(BackendError, match=message):
-        backend.stream(ASK, adapter="foreign", max_tokens=2)
+        backend.stream(ASK, GenerationParams(adapter="foreign", max_tokens=2))
     with pytest.raises(BackendError, match="another base model"):
         backend.reload_adapter("foreign")
     with pytest.raises(BackendError, match=r"no adapter named 'flag'.*'flags'.*Adapters: "):
-        backend.generate(ASK, adapter="flag", max_tokens=2)
+        backend.generate(ASK, GenerationParams(adapter="flag", max_tokens=2))
     with pytest.raises(BackendError, match="cannot be a folder name"):
-        backend.generate(ASK, adapter="../flags", max_tokens=2)
+        backend.generate(ASK, GenerationParams(adapter="../flags", max_tokens=2))
     assert backend.loaded_adapters() == []
 
 
@@ -220,8 +242,8 @@ def test_foreign_and_unknown_adapters_are_refused(backend) -> None:  # type: ign
 @pytest.mark.slow
 def test_stream_pieces_join_to_the_greedy_text(backend) -> None:  # type: ignore[no-untyped-def]
     for adapter in (None, "flags"):
-        whole = backend.generate(ASK, adapter=adapter, max_tokens=N)
-        stream = backend.stream(ASK, adapter=adapter, max_tokens=N)
+        whole = backend.generate(ASK, GenerationParams(adapter=adapter, max_tokens=N))
+        stream = backend.stream(ASK, GenerationParams(adapter=adapter, max_tokens=N))
         pieces = list(stream)
         assert len(pieces) > 1 and "".join(pieces) == whole.text
         result = stream.result
@@ -235,12 +257,13 @@ def test_stream_pieces_join_to_the_greedy_text(backend) -> None:  # type: ignore
 
 @pytest.mark.slow
 def test_a_closed_stream_stops_and_frees_the_model(backend) -> None:  # type: ignore[no-untyped-def]
-    stream = backend.stream(ASK, max_tokens=200)
+    stream = backend.stream(ASK, GenerationParams(max_tokens=200))
     next(stream)
     stream.close()  # would otherwise hold the model for 200 tokens
     done = threading.Event()
     worker = threading.Thread(
-        target=lambda: (backend.generate(ASK, max_tokens=2), done.set()), daemon=True
+        target=lambda: (backend.generate(ASK, GenerationParams(max_tokens=2)), done.set()),
+        daemon=True,
     )
     worker.start()
     assert done.wait(timeout=30), "the closed stream kept the lock"
@@ -248,13 +271,20 @@ def test_a_closed_stream_stops_and_frees_the_model(backend) -> None:  # type: ig
 
 @pytest.mark.slow
 def test_concurrent_requests_get_their_own_adapter(backend) -> None:  # type: ignore[no-untyped-def]
-    expected = {a: backend.generate(ASK, adapter=a, max_tokens=N).text for a in ("flags", "terse")}
-    expected[None] = backend.generate(ASK, max_tokens=N).text  # type: ignore[index]
+    expected = {
+        a: backend.generate(ASK, GenerationParams(adapter=a, max_tokens=N)).text
+        for a in ("flags", "terse")
+    }
+    expected[None] = backend.generate(ASK, GenerationParams(max_tokens=N)).text  # type: ignore[index]
     got: dict[str | None, list[str]] = {a: [] for a in expected}
 
     def ask(adapter: str | None) -> None:
-        got[adapter].append(backend.generate(ASK, adapter=adapter, max_tokens=N).text)
-        got[adapter].append("".join(backend.stream(ASK, adapter=adapter, max_tokens=N)))
+        got[adapter].append(
+            backend.generate(ASK, GenerationParams(adapter=adapter, max_tokens=N)).text
+        )
+        got[adapter].append(
+            "".join(backend.stream(ASK, GenerationParams(adapter=adapter, max_tokens=N)))
+        )
 
     threads = [threading.Thread(target=ask, args=(a,)) for a in expected]
     for thread in threads:

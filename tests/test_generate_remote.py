@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ragtune.generate.backend import Backend, BackendError
+from ragtune.generate.backend import Backend, BackendError, GenerationParams
 from ragtune.generate.remote import RemoteBackend, resolve_model
 
 ASK = [{"role": "user", "content": "Hello?"}]
@@ -66,19 +66,19 @@ def test_connection_refused_names_the_url_and_model(closed_port: int) -> None:
     )
     started = time.perf_counter()
     with pytest.raises(BackendError) as caught:
-        backend.generate(ASK, adapter="risk_flags", max_tokens=4)
+        backend.generate(ASK, GenerationParams(adapter="risk_flags", max_tokens=4))
     message = str(caught.value)
     assert f"cannot connect to {url} (model 'rf-v3')" in message
     assert "server is running" in message and "/v1" in message
     # A stream sends its request at once, so the same error comes from the call itself.
     with pytest.raises(BackendError, match=rf"cannot connect to {url} \(model 'base-lm'\)"):
-        backend.stream(ASK, max_tokens=4)
+        backend.stream(ASK, GenerationParams(max_tokens=4))
     assert time.perf_counter() - started < 10  # refused at once, not waited out
 
 
 def test_bad_requests_fail_before_the_network(closed_port: int) -> None:
     backend = RemoteBackend(f"http://127.0.0.1:{closed_port}/v1", None, max_retries=0)
     with pytest.raises(BackendError, match="max_tokens must be a whole number >= 1, got 0"):
-        backend.generate(ASK, adapter="x", max_tokens=0)
+        backend.generate(ASK, GenerationParams(adapter="x", max_tokens=0))
     with pytest.raises(BackendError, match="default_model"):
         backend.stream(ASK)

@@ -11,6 +11,7 @@ import pytest
 
 from ragtune.behavior.contract import load_contract
 from ragtune.behavior.examples import load_examples
+from ragtune.generate.backend import GenerationParams
 from ragtune.generate.guide import EnumGuide, enum_fields
 from ragtune.prompt import chat_messages
 
@@ -64,8 +65,8 @@ def test_guided_answers_only_use_values_of_the_enum(base_model, tmp_path: Path) 
     written_guided: list[str] = []
     for clause in clauses[:4]:
         messages = chat_messages(system, [flags[0], flags[40]], clause)
-        free = backend.generate(messages, max_tokens=40)
-        guided = backend.generate(messages, max_tokens=40, schema=narrow)
+        free = backend.generate(messages, GenerationParams(max_tokens=40))
+        guided = backend.generate(messages, GenerationParams(max_tokens=40, schema=narrow))
         written_free += CATEGORY.findall(free.text)
         written_guided += CATEGORY.findall(guided.text)
     assert written_free and written_guided, "the model wrote JSON flags"

@@ -32,7 +32,13 @@ from typer.testing import CliRunner
 
 from ragtune.cli import app as cli_app
 from ragtune.examples import example_path
-from ragtune.generate.backend import BackendError, Generation, Stream
+from ragtune.generate.backend import (
+    DEFAULT_PARAMS,
+    BackendError,
+    Generation,
+    GenerationParams,
+    Stream,
+)
 from ragtune.project import load_project
 from ragtune.runtime.runtime import Runtime
 from ragtune.server import ApiKeys, AuthError, ServerSettings, create_app, load_keys
@@ -119,6 +125,8 @@ class GatedBackend:
     """A stand-in backend: a fixed answer citing passage 1, held while ``gate`` is closed."""
 
     name = "test:gated"
+    is_remote = False
+    model_sha256 = None
 
     def __init__(self) -> None:
         self.gate = threading.Event()
@@ -132,12 +140,16 @@ class GatedBackend:
         self.entered.set()
         assert self.gate.wait(timeout=60)
 
-    def generate(self, messages: list[dict[str, str]], **_: Any) -> Generation:
+    def generate(
+        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
+    ) -> Generation:
         self._wait()
         self.finished.set()
         return Generation("See [1].", 42, 3, "stop", "base", 0.0)
 
-    def stream(self, messages: list[dict[str, str]], **_: Any) -> Stream:
+    def stream(
+        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
+    ) -> Stream:
         def pieces() -> Any:
             self._wait()
             try:
@@ -154,6 +166,12 @@ class GatedBackend:
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
+
+    def reload_adapter(self, name: str) -> str | None:
+        raise BackendError(f"the backend {self.name} cannot reload adapters")
+
+    def close(self) -> None:
+        pass
 
 
 # -- the fast server ---------------------------------------------------------------------------
@@ -663,17 +681,17 @@ def test_the_remote_backend_talks_to_this_server(slow: str) -> None:
         max_retries=0,
     )
     messages = [{"role": "user", "content": BREACH}]
-    made = backend.generate(messages, max_tokens=3)
+    made = backend.generate(messages, GenerationParams(max_tokens=3))
     assert made.model == "templates" and made.prompt_tokens > 100
     assert 1 <= made.completion_tokens <= 3 and made.finish_reason in ("stop", "length")
 
-    stream = backend.stream(messages, max_tokens=3)
+    stream = backend.stream(messages, GenerationParams(max_tokens=3))
     pieces = list(stream)
     assert stream.result is not None and "".join(pieces) == stream.result.text
     assert stream.result.text and 1 <= stream.result.completion_tokens <= 3
 
     with pytest.raises(BackendError) as caught:
-        backend.generate(messages, adapter="summaries", max_tokens=3)
+        backend.generate(messages, GenerationParams(adapter="summaries", max_tokens=3))
     message = str(caught.value)
     assert "not found (404)" in message and "'no-such-capability'" in message
     assert "The server lists: templates, rates" in message
@@ -722,7 +740,9 @@ def test_ragtune_serve_as_its_own_process_behind_keys(
             time.sleep(0.5)
         assert call("GET", f"{url}/v1/models", key=None).status == 401
         backend = RemoteBackend(base_url=f"{url}/v1", api_key=READ, default_model="templates")
-        made = backend.generate([{"role": "user", "content": BREACH}], max_tokens=2)
+        made = backend.generate(
+            [{"role": "user", "content": BREACH}], GenerationParams(max_tokens=2)
+        )
         assert made.model == "templates" and 1 <= made.completion_tokens <= 2
     finally:
         process.terminate()

@@ -156,6 +156,39 @@ class ModelSettings(BaseModel):
         "Hugging Face model folder, a .gguf file, or a hub id where the hub is reachable.",
     )
     device: str = Field("cpu", description="cpu (default) or a torch device such as cuda.")
+    backend: str | None = Field(
+        None,
+        description="What generates: llama.cpp (the GGUF as shipped, adapters as GGUF LoRA; "
+        "the default where llama-cpp-python is installed), transformers (PyTorch + PEFT), or "
+        "openai (any OpenAI-compatible server: vLLM, llama.cpp's server, Ollama; set "
+        "base_url).",
+    )
+    threads: int | None = Field(
+        None, ge=1, le=512, description="CPU threads of the llama.cpp backend (default: the cores)."
+    )
+    context_tokens: int = Field(
+        4096,
+        ge=256,
+        le=1_048_576,
+        description="Context window of the llama.cpp backend (prompt and answer), in tokens.",
+    )
+    base_url: str | None = Field(
+        None, description="openai backend: the server's API root, e.g. http://127.0.0.1:8000/v1."
+    )
+    api_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="openai backend: the environment variable holding the server's key (the "
+        "key itself never goes in this file).",
+    )
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="openai backend: capability or adapter name -> the server's model name "
+        "(vLLM --lora-modules names); the base model is the entry 'base'.",
+    )
+    timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="openai backend: seconds to wait for the server."
+    )
 
 
 class ProjectConfig(BaseModel):
@@ -228,6 +261,11 @@ class Project:
     def state_dir(self) -> Path:
         """``.ragtune/`` beside the project file."""
         return self.root / STATE_DIR
+
+    @property
+    def adapters_dir(self) -> Path:
+        """``.ragtune/adapters``: one folder per trained adapter."""
+        return self.state_dir / "adapters"
 
     def resolve(self, relative: str) -> Path:
         """A path from the project file, made absolute against the project folder."""

@@ -139,7 +139,7 @@ class ContextRecord:
 # The manifest's top-level entries, in the order they are written.
 _MANIFEST_KEYS = (
     "format", "ragtune_version", "created_at", "base_model", "dataset", "knowledge_snapshot",
-    "context", "contract", "config", "training", "metrics",
+    "context", "contract", "gguf_lora", "config", "training", "metrics",
 )  # fmt: skip
 
 
@@ -163,6 +163,8 @@ class AdapterManifest:
         knowledge_snapshot: The knowledge snapshot the examples reflect, when known.
         context: The retrieved context trained with (context-aware adapters only).
         contract: The output contract's source, when the capability has one.
+        gguf_lora: SHA-256 of ``adapter.gguf``, the adapter written as a GGUF LoRA for the
+            llama.cpp backend; None when it has none (a base model that is not a GGUF).
         created_at: ISO time of the save.
         ragtune_version: The ragtune that trained it.
         format: The manifest's format version.
@@ -178,6 +180,7 @@ class AdapterManifest:
     knowledge_snapshot: str | None = None
     context: ContextRecord | None = None
     contract: str | None = None
+    gguf_lora: str | None = None
     created_at: str = ""
     ragtune_version: str = ""
     format: int = 1
@@ -194,6 +197,7 @@ class AdapterManifest:
             "knowledge_snapshot": self.knowledge_snapshot,
             "context": self.context.to_dict() if self.context is not None else None,
             "contract": self.contract,
+            "gguf_lora": self.gguf_lora,
             "config": dict(self.config),
             "training": asdict(self.training),
             "metrics": {
@@ -226,6 +230,7 @@ class AdapterManifest:
             knowledge_snapshot=None if snapshot is None else str(snapshot),
             context=ContextRecord.from_dict(context) if isinstance(context, dict) else None,
             contract=data.get("contract"),
+            gguf_lora=data.get("gguf_lora"),
             created_at=str(data.get("created_at") or ""),
             ragtune_version=str(data.get("ragtune_version") or ""),
             format=int(data.get("format") or 1),

@@ -9,7 +9,6 @@ model from the cache, trains, and leaves the adapter under ``.ragtune/adapters/<
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from ragtune.adapters import TrainConfig
@@ -55,11 +54,6 @@ class CapabilityTraining:
             "leak_share": self.leak.share,
             "context": None if self.context is None else self.context.to_record().to_dict(),
         }
-
-
-def adapters_root(project: Project) -> Path:
-    """``.ragtune/adapters`` beside the project file."""
-    return project.state_dir / "adapters"
 
 
 def capability_of(project: Project, name: str) -> Capability:
@@ -205,7 +199,7 @@ def train_capability(
     result = train_adapter(
         loaded,
         examples,
-        adapters_root(project) / capability.name,
+        project.adapters_dir / capability.name,
         config,
         contract,
         progress=progress,

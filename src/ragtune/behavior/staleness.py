@@ -118,12 +118,11 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
         One :class:`AdapterPlan` per capability with examples that is in ``lora`` or already
         has an adapter, in the project's order.
     """
-    from ragtune.behavior.capability import adapters_root
     from ragtune.behavior.encode import total_steps
     from ragtune.behavior.examples import load_examples
 
     try:
-        existing = {info.name: info.manifest for info in list_adapters(adapters_root(project))}
+        existing = {info.name: info.manifest for info in list_adapters(project.adapters_dir)}
     except AdapterError as exc:
         raise RagtuneError(str(exc)) from exc
     plans = []

@@ -23,7 +23,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,7 +209,7 @@ def train_adapter(
                 created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 ragtune_version=__version__,
             )
-            _save(peft_model, manifest, out_dir)
+            _save(peft_model, manifest, out_dir, loaded)
         run.accelerator.wait_for_everyone()
         if not run.main:
             manifest = AdapterManifest.read(out_dir)
@@ -235,14 +235,20 @@ def train_adapter(
     )
 
 
-def _save(peft_model: Any, manifest: AdapterManifest, out_dir: Path) -> None:
-    """Write the adapter into its staging folder, check it holds what it must and no pickle,
-    then swap it into place; the checkpoint goes once the adapter is there."""
+def _save(peft_model: Any, manifest: AdapterManifest, out_dir: Path, loaded: LoadedModel) -> None:
+    """Write the adapter into its staging folder - with a GGUF LoRA beside the PEFT weights
+    when the base model is a GGUF, for the llama.cpp backend - check it holds what it must and
+    no pickle, then swap it into place; the checkpoint goes once the adapter is there."""
     stage_dir = staging_path(out_dir)
     shutil.rmtree(stage_dir, ignore_errors=True)
     stage_dir.parent.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(str(stage_dir), safe_serialization=True)
     refuse_pickles(stage_dir)
+    if loaded.spec.gguf_path is not None:
+        from ragtune.generate.gguf_lora import base_shape, write_gguf_lora
+
+        shape = base_shape(loaded.spec.gguf_path)
+        manifest = replace(manifest, gguf_lora=write_gguf_lora(stage_dir, shape))
     manifest.write(stage_dir)
     for required in (ADAPTER_WEIGHTS, ADAPTER_CONFIG, MANIFEST):
         if not (stage_dir / required).is_file():

@@ -134,11 +134,10 @@ def train_command(
 def list_command(project: ProjectOption = None, as_json: JsonOption = False) -> None:
     """List the trained adapters with their base model, data and metrics."""
     from ragtune.adapters import list_adapters
-    from ragtune.behavior.capability import adapters_root
 
     loaded = project_or_fail(project)
     try:
-        adapters = list_adapters(adapters_root(loaded))
+        adapters = list_adapters(loaded.adapters_dir)
     except RagtuneError as exc:
         fail(exc)
     if as_json:
@@ -158,11 +157,10 @@ def list_command(project: ProjectOption = None, as_json: JsonOption = False) -> 
 def show_command(name: str, project: ProjectOption = None) -> None:
     """Print an adapter's manifest (ragtune.json): what it was made from and how it scored."""
     from ragtune.adapters import load_manifest
-    from ragtune.behavior.capability import adapters_root
 
     loaded = project_or_fail(project)
     try:
-        manifest = load_manifest(adapters_root(loaded), name)
+        manifest = load_manifest(loaded.adapters_dir, name)
     except RagtuneError as exc:
         fail(exc)
     sys.stdout.write(json.dumps(manifest.to_dict(), indent=2, default=str) + "\n")
@@ -172,11 +170,10 @@ def show_command(name: str, project: ProjectOption = None) -> None:
 def rm_command(name: str, project: ProjectOption = None) -> None:
     """Remove an adapter (and any checkpoint of an unfinished run)."""
     from ragtune.adapters import remove_adapter
-    from ragtune.behavior.capability import adapters_root
 
     loaded = project_or_fail(project)
     try:
-        path = remove_adapter(adapters_root(loaded), name)
+        path = remove_adapter(loaded.adapters_dir, name)
     except RagtuneError as exc:
         fail(exc)
     console.print(f"removed {path}")

@@ -1,15 +1,20 @@
-"""The generation interface: every backend takes chat messages and returns a :class:`Generation`.
+"""The generation contract: every backend takes chat messages and :class:`GenerationParams` and
+returns a :class:`Generation`.
 
-Two backends implement it:
+The built-in backends register themselves the way a plugin would (:func:`register_backend`),
+and ``model.backend`` in ragtune.yaml picks one (:func:`open_backend`):
 
-- :class:`ragtune.generate.local.LocalBackend` runs the base model with transformers on this
-  machine, with any number of LoRA adapters on the one loaded model, switched per request.
-- :class:`ragtune.generate.remote.RemoteBackend` talks to any OpenAI-compatible server (vLLM
-  with LoRA adapters, llama.cpp's server, Ollama) through the ``openai`` client.
+- ``transformers`` (:class:`ragtune.generate.local.LocalBackend`) runs the base model with
+  transformers on this machine, with any number of PEFT LoRA adapters on the one loaded model,
+  switched per request.
+- ``openai`` (:class:`ragtune.generate.remote.RemoteBackend`) talks to any OpenAI-compatible
+  server (vLLM with LoRA adapters, llama.cpp's server, Ollama) through the ``openai`` client.
 
 A request names an *adapter* (normally the capability it was trained for) or ``None`` for the
-base model; each backend maps that to what it runs. Both answer with the same
+base model; each backend maps that to what it runs. All answer with the same
 :class:`Generation`, so the runtime, the server and the lab never ask which backend they hold.
+A package adds a backend with an entry point in the ``ragtune.backends`` group naming a module
+that calls :func:`register_backend`.
 
 Streaming returns a :class:`Stream`: iterate it for the text pieces as they are produced, then
 read :attr:`Stream.result` for the whole :class:`Generation` (text, token counts, finish reason)::
@@ -24,22 +29,37 @@ This module imports neither torch nor openai.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+import importlib
+import math
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from ragtune.errors import RagtuneError
+from ragtune.adapters import AdapterError, AdapterManifest, adapter_path, load_manifest
+from ragtune.errors import RagtuneError, closest
+
+if TYPE_CHECKING:
+    from ragtune.project import Project
 
 __all__ = [
+    "DEFAULT_PARAMS",
     "Backend",
     "BackendError",
+    "BackendFactory",
     "FinishReason",
     "Generation",
+    "GenerationParams",
     "Stream",
-    "check_request",
+    "backend_names",
+    "check_messages",
     "cut_at_stop",
+    "open_backend",
     "partial_stop",
+    "register_backend",
+    "trained_adapter",
 ]
 
 FinishReason = Literal["stop", "length"]
@@ -48,6 +68,58 @@ FinishReason = Literal["stop", "length"]
 
 class BackendError(RagtuneError):
     """A generation cannot be made: a bad request, an unknown or foreign adapter, a server error."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """How to answer one request, for every backend.
+
+    Attributes:
+        adapter: The adapter (capability) to answer with; None for the base model.
+        max_tokens: At most this many tokens are generated.
+        temperature: 0 is greedy (the same answer every time); above 0 samples.
+        stop: Strings that end the answer; the text is cut before the first one found.
+        schema: The JSON Schema the answer must follow; a backend that can guide its decoding
+            by it does (the local ones), a remote one leaves it to the runtime's validation.
+
+    Raises:
+        BackendError: A setting out of range, naming it and the bad value.
+    """
+
+    adapter: str | None = None
+    max_tokens: int = 256
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+    schema: dict[str, Any] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.adapter is not None and (not isinstance(self.adapter, str) or not self.adapter):
+            raise BackendError(f"adapter must be a name or None, got {self.adapter!r}")
+        tokens = self.max_tokens
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise BackendError(f"max_tokens must be a whole number >= 1, got {tokens!r}")
+        heat = self.temperature
+        if (
+            isinstance(heat, bool)
+            or not isinstance(heat, int | float)
+            or not math.isfinite(heat)
+            or not 0 <= heat <= 2
+        ):
+            raise BackendError(f"temperature must be a number from 0 to 2, got {heat!r}")
+        stop = self.stop
+        if (
+            isinstance(stop, str)
+            or not isinstance(stop, Sequence)
+            or not all(isinstance(s, str) and s for s in stop)
+        ):
+            raise BackendError(f"stop must be a list of non-empty strings, got {stop!r}")
+        object.__setattr__(self, "stop", tuple(stop))
+        if self.schema is not None and not isinstance(self.schema, dict):
+            raise BackendError(f"schema must be a JSON Schema object, got {self.schema!r:.200}")
+
+
+DEFAULT_PARAMS = GenerationParams()
+"""Greedy, 256 tokens, the base model: what a request that gives no settings gets."""
 
 
 @dataclass(frozen=True)
@@ -124,35 +196,26 @@ class Stream(Iterator[str]):
 
 @runtime_checkable
 class Backend(Protocol):
-    """What the runtime needs from a generator of text.
+    """What the runtime, the server and the lab need from a generator of text.
 
     Attributes:
-        name: Names the backend in logs and reports (``local:<model>``, ``remote:<url>``).
+        name: Names the backend in logs and reports (``llama.cpp:<model>``,
+            ``transformers:<model>``, ``remote:<url>``).
+        is_remote: True when another server runs the model and serves the adapters itself
+            (adapters cannot be reloaded from here; prompt tokens are counted there).
+        model_sha256: The hash of the base model's files (what adapters record they were
+            trained on); None for a remote server.
     """
 
     name: str
+    is_remote: bool
+    model_sha256: str | None
 
     def generate(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        adapter: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
-        schema: dict[str, Any] | None = None,
+        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
     ) -> Generation:
-        """Answer the chat ``messages`` (``{"role": ..., "content": ...}`` dicts).
-
-        Args:
-            messages: The conversation, system message first when there is one.
-            adapter: The adapter (capability) to answer with; None for the base model.
-            max_tokens: At most this many tokens are generated.
-            temperature: 0 is greedy (the same answer every time); above 0 samples.
-            stop: Strings that end the answer; the text is cut before the first one found.
-            schema: The JSON Schema the answer must follow. A local backend keeps its string
-                enums to their values while decoding (:mod:`ragtune.generate.guide`); a remote
-                one leaves the answer to the runtime's validation.
+        """Answer the chat ``messages`` (``{"role": ..., "content": ...}`` dicts, system message
+        first when there is one).
 
         Raises:
             BackendError: A bad request, an unknown adapter, or a failure of the backend.
@@ -160,14 +223,7 @@ class Backend(Protocol):
         ...
 
     def stream(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        adapter: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
-        schema: dict[str, Any] | None = None,
+        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
     ) -> Stream:
         """Like :meth:`generate`, piece by piece; the joined pieces equal ``result.text``."""
         ...
@@ -176,14 +232,128 @@ class Backend(Protocol):
         """Tokens in ``text`` by this backend's model (or an estimate, where it says so)."""
         ...
 
+    def reload_adapter(self, name: str) -> str | None:
+        """Serve adapter ``name`` as it is on disk now (after a retrain), without a restart;
+        returns when the served version was trained (None if not recorded).
 
-def check_request(
-    messages: object, max_tokens: object, temperature: object, stop: object
-) -> list[str]:
-    """Check a request's arguments before any work; return the stop strings (empty when none).
+        Raises:
+            BackendError: Unknown adapter, one of another base model, or a remote backend
+                (its server loads adapters itself).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds (models, adapters, connections)."""
+        ...
+
+
+BackendFactory = Callable[["Project"], Backend]
+"""Makes a backend for a project, from its ``model:`` settings."""
+
+_BACKENDS: dict[str, BackendFactory] = {}
+_AVAILABLE: dict[str, Callable[[], bool]] = {}
+# The built-in backends register in these modules, the way a plugin's module would.
+_BUILTIN = ("ragtune.generate.llamacpp", "ragtune.generate.local", "ragtune.generate.remote")
+_DEFAULT_ORDER = ("llama.cpp", "transformers")
+
+
+def register_backend(
+    name: str, *, available: Callable[[], bool] = lambda: True
+) -> Callable[[BackendFactory], BackendFactory]:
+    """Register a backend factory under ``name`` (what ``model.backend`` names).
+
+    Args:
+        name: The name in ragtune.yaml.
+        available: Whether the backend can run here (its engine is installed); the default
+            backend is the first of llama.cpp and transformers that can.
+    """
+
+    def register(factory: BackendFactory) -> BackendFactory:
+        _BACKENDS[name] = factory
+        _AVAILABLE[name] = available
+        return factory
+
+    return register
+
+
+def _load_plugins() -> None:
+    for module in _BUILTIN:
+        importlib.import_module(module)
+    for entry in entry_points(group="ragtune.backends"):
+        entry.load()
+
+
+def backend_names() -> list[str]:
+    """The registered backends' names, sorted."""
+    _load_plugins()
+    return sorted(_BACKENDS)
+
+
+def default_backend() -> str:
+    """The backend used when ``model.backend`` is not set: llama.cpp where it is installed,
+    else transformers."""
+    _load_plugins()
+    return next(name for name in _DEFAULT_ORDER if _AVAILABLE[name]())
+
+
+def open_backend(project: Project) -> Backend:
+    """The backend ``model.backend`` names (default: :func:`default_backend`), made for the
+    project.
 
     Raises:
-        BackendError: Naming the argument and the bad value.
+        BackendError: An unknown name (lists the known ones), an engine that is not installed,
+            or settings the backend cannot work with (each names the setting).
+    """
+    _load_plugins()
+    name = project.config.model.backend or default_backend()
+    if name not in _BACKENDS:
+        close = closest(name, _BACKENDS)
+        hint = f" Did you mean {close!r}?" if close else ""
+        raise BackendError(
+            f"model.backend {name!r} is not a backend.{hint} "
+            f"Backends: {', '.join(sorted(_BACKENDS))}."
+        )
+    if not _AVAILABLE[name]():
+        raise BackendError(
+            f"model.backend {name!r} is not installed here; install it (see the README), or "
+            f"choose another: {', '.join(n for n in sorted(_BACKENDS) if _AVAILABLE[n]())}."
+        )
+    return _BACKENDS[name](project)
+
+
+def trained_adapter(
+    adapters_root: Path, name: str, model_sha256: str, model: str
+) -> tuple[Path, AdapterManifest]:
+    """An adapter's folder and manifest, when it exists and was trained on this base model.
+
+    LoRA weights learned on one model are noise on another and nothing else would notice, so
+    an adapter whose manifest names another ``base_model.sha256`` is refused.
+
+    Raises:
+        BackendError: No such adapter (lists the known ones), or one of another base model
+            (names both hashes).
+    """
+    try:
+        folder = adapter_path(adapters_root, name)
+        manifest = load_manifest(adapters_root, name)
+    except AdapterError as exc:
+        raise BackendError(str(exc)) from exc
+    trained_on = manifest.base_model.sha256
+    if trained_on != model_sha256:
+        raise BackendError(
+            f"adapter {name!r} ({folder}) was trained on another base model: its manifest "
+            f"says base_model.sha256 {trained_on or 'not recorded'}, the loaded model "
+            f"{model} is {model_sha256}. Retrain it on this model (`ragtune build`) or load "
+            "the model it was trained on."
+        )
+    return folder, manifest
+
+
+def check_messages(messages: object) -> None:
+    """Check a request's messages before any work.
+
+    Raises:
+        BackendError: Naming the message and what is wrong with it.
     """
     if not isinstance(messages, list) or not messages:
         raise BackendError(
@@ -200,23 +370,6 @@ def check_request(
                 f"messages[{i}] must be a dict with string 'role' and 'content', "
                 f"got {message!r:.200}"
             )
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise BackendError(f"max_tokens must be a whole number >= 1, got {max_tokens!r}")
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, int | float)
-        or not 0 <= temperature <= 2
-    ):
-        raise BackendError(f"temperature must be a number from 0 to 2, got {temperature!r}")
-    if stop is None:
-        return []
-    if (
-        isinstance(stop, str)
-        or not isinstance(stop, Sequence)
-        or not all(isinstance(s, str) and s for s in stop)
-    ):
-        raise BackendError(f"stop must be a list of non-empty strings, got {stop!r}")
-    return list(stop)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

@@ -43,6 +43,11 @@ class BaseModelSpec:
     gguf_file: str | None  # the GGUF file in the folder, when the model is one
     hub_id: str | None = None
 
+    @property
+    def gguf_path(self) -> Path | None:
+        """The GGUF file, when the model is one (what the llama.cpp backend loads)."""
+        return self.folder / self.gguf_file if self.folder and self.gguf_file else None
+
     def describe(self) -> str:
         """Where the model is read from, for messages."""
         if self.gguf_file and self.folder:

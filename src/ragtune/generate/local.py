@@ -31,23 +31,29 @@ import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.adapters import AdapterError, AdapterManifest, adapter_path, load_manifest
+from ragtune.adapters import AdapterManifest
 from ragtune.context import defuse_tokens
 from ragtune.generate.backend import (
+    DEFAULT_PARAMS,
     BackendError,
     FinishReason,
     Generation,
+    GenerationParams,
     Stream,
-    check_request,
+    check_messages,
     cut_at_stop,
     partial_stop,
+    register_backend,
+    trained_adapter,
 )
 
 if TYPE_CHECKING:
     from ragtune.generate.base import LoadedModel
+    from ragtune.project import Project
 
 __all__ = ["LoadedAdapter", "LocalBackend"]
 
@@ -96,7 +102,9 @@ class LocalBackend:
     def __init__(self, loaded: LoadedModel, adapters_root: Path) -> None:
         self.loaded = loaded
         self.adapters_root = Path(adapters_root)
-        self.name = f"local:{loaded.spec.name}"
+        self.name = f"transformers:{loaded.spec.name}"
+        self.is_remote = False
+        self.model_sha256: str | None = loaded.sha256
         self._lock = threading.Lock()
         self._peft: Any = None  # the PeftModel, once the first adapter is loaded
         self._adapters: dict[str, LoadedAdapter] = {}
@@ -109,35 +117,26 @@ class LocalBackend:
     # -- the Backend interface -----------------------------------------------------------------
 
     def generate(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        adapter: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
-        schema: dict[str, Any] | None = None,
+        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
     ) -> Generation:
         """Answer the chat ``messages`` with the base model or one adapter.
 
         Args:
             messages: ``{"role": ..., "content": ...}`` dicts; the model's chat template lays
                 them out, ending with the assistant's turn.
-            adapter: An adapter under ``adapters_root``; None for the base model.
-            max_tokens: At most this many new tokens.
-            temperature: 0 decodes greedily (deterministic); above 0 samples.
-            stop: Strings that end the answer early; the text is cut before the first one.
-            schema: A JSON Schema for the answer: while the answer is inside the value of one
-                of its string-enum properties, only tokens that continue an allowed value are
-                let through (:class:`ragtune.generate.guide.EnumGuide`).
+            params: The adapter (one under ``adapters_root``, or None for the base model), the
+                token budget, temperature (0 greedy) and stop strings. With a ``schema``, while
+                the answer is inside the value of one of its string-enum properties, only
+                tokens that continue an allowed value are let through
+                (:class:`ragtune.generate.guide.EnumGuide`).
 
         Raises:
             BackendError: A bad argument; an unknown adapter (lists the known ones); an adapter
                 trained on another base model (names both hashes); PEFT cannot load it.
         """
         started = time.perf_counter()
-        request = self._prepare(messages, adapter, max_tokens, temperature, stop, schema)
-        with self._lock, self._using(adapter) as model:
+        request = self._prepare(messages, params)
+        with self._lock, self._using(params.adapter) as model:
             output = model.generate(**request.inputs, **request.kwargs)
         text, completion_tokens, finish = self._finish(output, request)
         return Generation(
@@ -150,14 +149,7 @@ class LocalBackend:
         )
 
     def stream(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        adapter: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
-        schema: dict[str, Any] | None = None,
+        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
     ) -> Stream:
         """Like :meth:`generate`, yielding text pieces as the model produces them.
 
@@ -166,8 +158,8 @@ class LocalBackend:
         stream is closed. Generation runs in a thread feeding a ``TextIteratorStreamer``;
         characters that could begin a stop string are held back until it is clear they do not.
         """
-        request = self._prepare(messages, adapter, max_tokens, temperature, stop, schema)
-        return Stream(self._pieces(request, adapter, time.perf_counter()))
+        request = self._prepare(messages, params)
+        return Stream(self._pieces(request, params.adapter, time.perf_counter()))
 
     def render_prompt(self, messages: list[dict[str, str]]) -> str:
         """The prompt text the model reads: the chat template over ``messages``, ending with the
@@ -193,7 +185,7 @@ class LocalBackend:
         """Names of the adapters loaded so far, sorted."""
         return sorted(self._adapters)
 
-    def reload_adapter(self, name: str) -> LoadedAdapter:
+    def reload_adapter(self, name: str) -> str | None:
         """Read adapter ``name`` from disk again (after a retrain), without a restart.
 
         Waits for the request in progress, then serves the new weights to every request after
@@ -201,7 +193,7 @@ class LocalBackend:
         base model), the loaded version stays in service.
 
         Returns:
-            The adapter as now loaded; its ``created_at`` tells which training run it is.
+            When the adapter now served was trained (its manifest's ``created_at``).
 
         Raises:
             BackendError: Unknown adapter, trained on another base model, or PEFT cannot load it.
@@ -211,7 +203,7 @@ class LocalBackend:
             if name in self._adapters:
                 self._peft.delete_adapter(name)
                 del self._adapters[name]
-            return self._load(name, folder, manifest)
+            return self._load(name, folder, manifest).created_at
 
     def close(self) -> None:
         """Unload every adapter and give the base model back as it came (no LoRA layers).
@@ -228,20 +220,7 @@ class LocalBackend:
 
     def _check_adapter(self, name: str) -> tuple[Path, AdapterManifest]:
         """The adapter's folder and manifest, when it exists and was trained on this base."""
-        try:
-            folder = adapter_path(self.adapters_root, name)
-            manifest = load_manifest(self.adapters_root, name)
-        except AdapterError as exc:
-            raise BackendError(str(exc)) from exc
-        trained_on = manifest.base_model.sha256
-        if trained_on != self.loaded.sha256:
-            raise BackendError(
-                f"adapter {name!r} ({folder}) was trained on another base model: its manifest "
-                f"says base_model.sha256 {trained_on or 'not recorded'}, the loaded model "
-                f"{self.loaded.spec.name} is {self.loaded.sha256}. Retrain it on this model "
-                "(`ragtune build`) or load the model it was trained on."
-            )
-        return folder, manifest
+        return trained_adapter(self.adapters_root, name, self.loaded.sha256, self.loaded.spec.name)
 
     def _load(self, name: str, folder: Path, manifest: AdapterManifest) -> LoadedAdapter:
         """Put the adapter's LoRA weights on the model; the caller holds the lock."""
@@ -278,17 +257,11 @@ class LocalBackend:
 
     # -- one request ---------------------------------------------------------------------------
 
-    def _prepare(
-        self,
-        messages: list[dict[str, str]],
-        adapter: str | None,
-        max_tokens: int,
-        temperature: float,
-        stop: list[str] | None,
-        schema: dict[str, Any] | None = None,
-    ) -> _Prepared:
+    def _prepare(self, messages: list[dict[str, str]], params: GenerationParams) -> _Prepared:
         """Check the request and tokenise its prompt; an unknown adapter fails here."""
-        stops = check_request(messages, max_tokens, temperature, stop)
+        check_messages(messages)
+        adapter, max_tokens, temperature = params.adapter, params.max_tokens, params.temperature
+        stops, schema = list(params.stop), params.schema
         if adapter is not None and adapter not in self._adapters:
             self._check_adapter(adapter)
         tokenizer = self.loaded.tokenizer
@@ -419,3 +392,16 @@ def special_tokens(tokenizer: Any) -> frozenset[str]:
         if getattr(added, "special", False):
             tokens.add(str(added.content))
     return frozenset(tokens)
+
+
+@register_backend("transformers", available=lambda: find_spec("torch") is not None)
+def open_transformers(project: Project) -> LocalBackend:
+    """The transformers backend for a project: its base model (de-quantised once into
+    ``.ragtune/models``) on ``model.device``, its adapters from ``.ragtune/adapters``."""
+    from ragtune.generate.base import load_base_model
+
+    settings = project.config.model
+    loaded = load_base_model(
+        settings.base_model, cache_root=project.state_dir / "models", device=settings.device
+    )
+    return LocalBackend(loaded, project.adapters_dir)

@@ -21,18 +21,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Mapping
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any, cast
 
 from ragtune.generate.backend import (
+    DEFAULT_PARAMS,
     BackendError,
     FinishReason,
     Generation,
+    GenerationParams,
     Stream,
-    check_request,
+    check_messages,
+    register_backend,
 )
 
 if TYPE_CHECKING:
     import openai
+
+    from ragtune.project import Project
 
 __all__ = ["CHARS_PER_TOKEN", "RemoteBackend", "resolve_model"]
 
@@ -103,6 +109,8 @@ class RemoteBackend:
         self.default_model = default_model
         self.timeout = float(timeout)
         self.name = f"remote:{self.base_url}"
+        self.is_remote = True
+        self.model_sha256: str | None = None
         # Local servers accept any key; the client insists on one, so a placeholder stands in.
         self.client = openai.OpenAI(
             base_url=self.base_url,
@@ -112,26 +120,20 @@ class RemoteBackend:
         )
 
     def generate(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        adapter: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
-        schema: dict[str, Any] | None = None,  # validated by the runtime, not guided here
+        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
     ) -> Generation:
-        """Answer the chat ``messages`` with the server model for ``adapter``.
+        """Answer the chat ``messages`` with the server model for ``params.adapter``; a schema is
+        left to the runtime's validation.
 
         Raises:
             BackendError: A bad argument, no model for the request, or the server failed
                 (names the URL, the model and what to check).
         """
         model, started = (
-            resolve_model(adapter, self.models, self.default_model),
+            resolve_model(params.adapter, self.models, self.default_model),
             time.perf_counter(),
         )
-        response = self._create(model, messages, max_tokens, temperature, stop)
+        response = self._create(model, messages, params)
         if not response.choices:
             raise BackendError(f"{self.base_url}: model {model!r} answered with no choices.")
         choice = response.choices[0]
@@ -147,14 +149,7 @@ class RemoteBackend:
         )
 
     def stream(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        adapter: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        stop: list[str] | None = None,
-        schema: dict[str, Any] | None = None,  # validated by the runtime, not guided here
+        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
     ) -> Stream:
         """Like :meth:`generate`, piece by piece.
 
@@ -164,39 +159,47 @@ class RemoteBackend:
         a piece) and its prompt tokens estimated.
         """
         model, started = (
-            resolve_model(adapter, self.models, self.default_model),
+            resolve_model(params.adapter, self.models, self.default_model),
             time.perf_counter(),
         )
         response = self._create(
-            model, messages, max_tokens, temperature, stop,
-            stream=True, stream_options={"include_usage": True},
-        )  # fmt: skip
+            model, messages, params, stream=True, stream_options={"include_usage": True}
+        )
         return Stream(self._pieces(response, model, messages, started))
 
     def _create(
-        self,
-        model: str,
-        messages: list[dict[str, str]],
-        max_tokens: int,
-        temperature: float,
-        stop: list[str] | None,
-        **extra: Any,
+        self, model: str, messages: list[dict[str, str]], params: GenerationParams, **extra: Any
     ) -> Any:
         """One chat-completions call, the request checked first and errors explained."""
         import openai
 
-        stops = check_request(messages, max_tokens, temperature, stop)
+        check_messages(messages)
         try:
             return self.client.chat.completions.create(
                 model=model,
                 messages=cast(Any, messages),
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stop=stops or openai.omit,
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                stop=list(params.stop) or openai.omit,
                 **extra,
             )
         except openai.OpenAIError as exc:
             raise self._explain(exc, model) from exc
+
+    def reload_adapter(self, name: str) -> str | None:
+        """Refused: the server loads its adapters itself.
+
+        Raises:
+            BackendError: Always, saying where to reload it.
+        """
+        raise BackendError(
+            f"the backend {self.name} cannot reload adapter {name!r}: the server serves its "
+            "adapters itself, so reload it there (vLLM: restart it with the new --lora-modules)."
+        )
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
 
     def count_tokens(self, text: str) -> int:
         """An estimate: characters / 4, rounded up. The server's tokenizer is not available here."""
@@ -288,3 +291,34 @@ class RemoteBackend:
 def _finish_reason(reason: str | None) -> FinishReason:
     """The server's finish reason in our two words: ``length`` when cut short, else ``stop``."""
     return "length" if reason == "length" else "stop"
+
+
+@register_backend("openai", available=lambda: find_spec("openai") is not None)
+def open_remote(project: Project) -> RemoteBackend:
+    """The openai backend for a project: ``model.base_url``, the key from the environment
+    variable ``model.api_key_env`` names, ``model.models`` as the adapter -> server model names
+    (its ``base`` entry names the base model).
+
+    Raises:
+        BackendError: No base_url, or the key's variable is named but not set.
+    """
+    import os
+
+    settings = project.config.model
+    if not settings.base_url:
+        raise BackendError(
+            "model.backend is openai but model.base_url is not set: give the server's API root, "
+            "e.g. base_url: http://127.0.0.1:8000/v1 (vLLM), :8080/v1 (llama.cpp), :11434/v1 "
+            "(Ollama)."
+        )
+    key = None
+    if settings.api_key_env:
+        key = os.environ.get(settings.api_key_env)
+        if not key:
+            raise BackendError(
+                f"model.api_key_env names {settings.api_key_env}, which is not set in this "
+                "environment: export it with the server's key."
+            )
+    models = dict(settings.models)
+    default_model = models.pop("base", None)
+    return RemoteBackend(settings.base_url, key, models, default_model, timeout=settings.timeout_s)

@@ -137,9 +137,8 @@ def _retrain_lora(
         job = AdapterJob(plan.route.adapter or "", plan.capability, "LoRA", False, "lab")
         seconds, _ = train_lab_adapter(lab, job, revised=True)
         retrain_seconds += seconds
-        reload = getattr(lab.runtime.backend, "reload_adapter", None)
-        if reload is not None:
-            reload(job.name)
+        if not lab.runtime.backend.is_remote:
+            lab.runtime.backend.reload_adapter(job.name)
     again = run_arms(lab, changed, "after", ["LoRA"])
     for call in again:
         call.arm = "LoRA (retrained)"

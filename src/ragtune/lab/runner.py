@@ -14,11 +14,12 @@ applied there, and the lab's own adapters live there. The project itself is neve
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from ragtune import __version__
+from ragtune.generate.backend import BackendFactory
 from ragtune.lab.arms import plan_arms, run_arms
 from ragtune.lab.drift import change_set, drift_test
 from ragtune.lab.evalset import EvalItem
@@ -39,7 +40,7 @@ def run_lab(
     *,
     eval_files: Sequence[str] = (),
     progress: Progress | None = None,
-    backend_factory: Callable[[Project], Any] | None = None,
+    backend_factory: BackendFactory | None = None,
 ) -> dict[str, Any]:
     """Run the five arms (and the drift test) and return the report's data (JSON-ready).
 
@@ -49,8 +50,9 @@ def run_lab(
         settings: How to run.
         eval_files: The eval files, as shown in the report.
         progress: Called while arms run and adapters train.
-        backend_factory: Makes the generation backend for the lab's copy of the project;
-            default: the local base model with the copy's adapters.
+        backend_factory: Makes the generation backend for the lab's copy of the project, when
+            the first arm generates; default: the one ``model.backend`` names, with the copy's
+            adapters.
 
     Raises:
         LabError: A bad change set, or an eval set without a capability the lab can serve.
@@ -62,15 +64,13 @@ def run_lab(
 
     if progress:
         progress("knowledge sync", 0, 1)
-    runtime = Runtime(work, backend=None, decisions=decisions(project))
+    runtime = Runtime(work, backend=backend_factory, decisions=decisions(project))
     first_sync = runtime.knowledge.sync()
     snapshot = runtime.knowledge.store.latest_snapshot()
     lab = Lab(project, work, runtime, settings, chosen, progress, list(items))
     try:
         plan_arms(lab)
         train_adapters(lab)
-        if backend_factory is not None:
-            runtime._backend = backend_factory(work)
 
         calls = run_arms(lab, chosen, "before")
         arms = [arm_summary(lab, arm, [c for c in calls if c.arm == arm]) for arm in ARMS]
@@ -98,14 +98,13 @@ def _made_from(
     """What the result was made from: the project, the base model (with its hash once the
     backend loaded it), the knowledge snapshot, the eval set and the settings."""
     project, settings, chosen = lab.project, lab.settings, lab.items
-    loaded = getattr(lab.runtime.backend, "loaded", None)
     return {
         "project": project.config.project,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "ragtune_version": __version__,
         "base_model": {
             "name": project.config.model.base_model,
-            "sha256": getattr(loaded, "sha256", None),
+            "sha256": lab.runtime.backend.model_sha256,
         },
         "knowledge_snapshot": snapshot,
         "eval": {

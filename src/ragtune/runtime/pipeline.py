@@ -34,6 +34,7 @@ from ragtune.behavior.contract import (
 )
 from ragtune.behavior.examples import Example
 from ragtune.context import Passage, defuse, format_context
+from ragtune.generate.backend import GenerationParams
 from ragtune.prompt import chat_messages, repair_messages
 from ragtune.runtime.runtime import (
     PipelineError,
@@ -160,8 +161,13 @@ def generate(
 ) -> Generation:
     """One generation with the route's adapter (or the base model), enum-guided when the
     capability's contract is a JSON Schema and the runtime is ``guided``."""
-    return runtime.backend.generate(
-        messages,
+    return runtime.backend.generate(messages, generation_params(runtime, route, request))
+
+
+def generation_params(runtime: Runtime, route: Route, request: Request) -> GenerationParams:
+    """The route's adapter, the request's budget and temperature, and the schema that guides
+    the decoding (:func:`guide_schema`)."""
+    return GenerationParams(
         adapter=route.adapter,
         max_tokens=request.max_tokens,
         temperature=request.temperature,
@@ -262,11 +268,7 @@ def stream(runtime: Runtime, request: Request) -> tuple[Result, Stream, Iterator
     result, timings = _prepare(runtime, request)
     clock = time.perf_counter()
     pieces = runtime.backend.stream(
-        result.messages,
-        adapter=result.route.adapter,
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        schema=guide_schema(runtime, result.route),
+        result.messages, generation_params(runtime, result.route, request)
     )
 
     def finish() -> Iterator[Result]:

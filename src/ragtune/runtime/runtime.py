@@ -19,10 +19,11 @@ from ragtune.behavior.examples import Example, load_examples
 from ragtune.behavior.fewshot import DEFAULT_K
 from ragtune.context import Passage, text_sha1
 from ragtune.errors import RagtuneError, closest
+from ragtune.generate.backend import Backend
 from ragtune.project import Capability, Project
 
 if TYPE_CHECKING:
-    from ragtune.generate.backend import Backend
+    from ragtune.generate.backend import BackendFactory
     from ragtune.knowledge.base import KnowledgeBase
     from ragtune.knowledge.embed import Embedder
     from ragtune.knowledge.tools import Tool
@@ -167,7 +168,9 @@ class Runtime:
 
     Args:
         project: The loaded project.
-        backend: The generation backend; default: the local one, loaded on first generation.
+        backend: The generation backend, or a factory that makes one for the project when the
+            first request needs it; default: the one ``model.backend`` names
+            (:func:`ragtune.generate.backend.open_backend`).
         embedder: The embedder for retrieval, few-shot and routing; default: the project's.
         decisions: Strategy per capability; default: the audit's decisions.
         guided: Enum-guided decoding for capabilities with a JSON Schema contract (default).
@@ -176,7 +179,7 @@ class Runtime:
     def __init__(
         self,
         project: Project,
-        backend: Backend | None = None,
+        backend: Backend | BackendFactory | None = None,
         *,
         embedder: Embedder | None = None,
         decisions: dict[str, str] | None = None,
@@ -186,7 +189,8 @@ class Runtime:
         self.guided = guided
         """Keep a JSON Schema contract's string enums to their values while decoding (local
         backend, :mod:`ragtune.generate.guide`); False lets the model answer freely."""
-        self._backend = backend
+        self._backend: Backend | None = backend if isinstance(backend, Backend) else None
+        self._factory: BackendFactory | None = None if isinstance(backend, Backend) else backend
         self._embedder = embedder
         self.lock = threading.RLock()
         """Held while the store is read or written and while shared parts load: take it to
@@ -226,25 +230,24 @@ class Runtime:
 
     @property
     def backend(self) -> Backend:
-        """The generation backend (the local base model unless one was given)."""
+        """The generation backend, made on first use (by the factory given, else by
+        :func:`ragtune.generate.backend.open_backend`)."""
         with self.lock:
             if self._backend is None:
-                from ragtune.generate.base import load_base_model
-                from ragtune.generate.local import LocalBackend
+                from ragtune.generate.backend import open_backend
 
-                settings = self.project.config.model
-                loaded = load_base_model(
-                    settings.base_model,
-                    cache_root=self.project.state_dir / "models",
-                    device=settings.device,
-                )
-                self._backend = LocalBackend(loaded, self.adapters_root)
+                self._backend = (self._factory or open_backend)(self.project)
             return self._backend
+
+    @property
+    def loaded_backend(self) -> Backend | None:
+        """The backend if it has been made, without making it."""
+        return self._backend
 
     @property
     def adapters_root(self) -> Path:
         """``.ragtune/adapters``."""
-        return self.project.state_dir / "adapters"
+        return self.project.adapters_dir
 
     def adapter_for(self, capability: str) -> str | None:
         """The trained adapter of a capability, or None when there is none."""
@@ -338,9 +341,8 @@ class Runtime:
         loaded), for a runtime that owns its backend."""
         if self._kb is not None:
             self._kb.close()
-        closer = getattr(self._backend, "close", None) if backend else None
-        if closer is not None:
-            closer()
+        if backend and self._backend is not None:
+            self._backend.close()
 
 
 def _has_documents(capability: Capability) -> bool:

@@ -3,12 +3,12 @@ restart."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter
 
+from ragtune.generate.backend import BackendError
 from ragtune.runtime.runtime import Runtime
 from ragtune.server.auth import require_scope
 from ragtune.server.errors import ApiError
@@ -48,8 +48,7 @@ async def _reload(runtime: Runtime, name: str) -> dict[str, Any]:
             code="adapter_not_found",
         )
     backend = await anyio.to_thread.run_sync(lambda: runtime.backend)
-    reload: Callable[[str], Any] | None = getattr(backend, "reload_adapter", None)
-    if reload is None:
+    if backend.is_remote:
         raise ApiError(
             400,
             f"the backend {backend.name} cannot reload adapters: it serves them itself, so "
@@ -57,9 +56,13 @@ async def _reload(runtime: Runtime, name: str) -> dict[str, Any]:
             param="name",
             code="reload_unsupported",
         )
-    info = await anyio.to_thread.run_sync(reload, name)
     try:
-        where = info.path.resolve().relative_to(runtime.project.root.resolve()).as_posix()
+        created_at = await anyio.to_thread.run_sync(backend.reload_adapter, name)
+    except BackendError as exc:  # the adapter on disk cannot be served: the old one stays
+        raise ApiError(400, str(exc), param="name", code="reload_failed") from None
+    folder = runtime.adapters_root / name
+    try:
+        where = folder.resolve().relative_to(runtime.project.root.resolve()).as_posix()
     except ValueError:
-        where = str(info.path)
-    return {"adapter": info.name, "path": where, "created_at": info.created_at, "reloaded": True}
+        where = str(folder)
+    return {"adapter": name, "path": where, "created_at": created_at, "reloaded": True}

@@ -123,5 +123,5 @@ def too_large(limit_bytes: int) -> ApiError:
 
 
 def _remote(runtime: Runtime | None) -> bool:
-    backend = getattr(runtime, "_backend", None)
-    return bool(backend is not None and str(getattr(backend, "name", "")).startswith("remote:"))
+    backend = runtime.loaded_backend if runtime is not None else None
+    return bool(backend is not None and backend.is_remote)
