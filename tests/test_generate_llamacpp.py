@@ -355,3 +355,73 @@ def test_an_adapter_is_reloaded_without_a_restart_and_refused_when_foreign(
             cpp.reload_adapter("flags")
     finally:
         cpp.close()
+
+
+# -- adapters trained elsewhere ----------------------------------------------------------------
+
+
+def _peft_folder(folder: Path, cols: int = 576, rank: int = 4, scale: float = 0.0) -> Path:
+    """A PEFT LoRA folder as another tool writes it: q and v projections of two blocks."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for block in (0, 1):
+        for proj, rows in (("q_proj", 576), ("v_proj", 192)):
+            key = f"base_model.model.model.layers.{block}.self_attn.{proj}"
+            tensors[f"{key}.lora_A.weight"] = rng.normal(size=(rank, cols)).astype(np.float32)
+            tensors[f"{key}.lora_B.weight"] = (scale * rng.normal(size=(rows, rank))).astype(
+                np.float32
+            )
+    folder.mkdir(parents=True)
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    config = {"peft_type": "LORA", "r": rank, "lora_alpha": 8, "base_model_name_or_path": "x"}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_an_adapter_trained_elsewhere_is_imported_checked_and_served(
+    write_project: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    project = _project(write_project, "model: {threads: 1, context_tokens: 512}")
+    (project.root / "notes").mkdir()
+    outside = tmp_path_factory.mktemp("elsewhere")
+    runner = CliRunner()
+    done = runner.invoke(
+        app, ["adapter", "import", str(_peft_folder(outside / "run")), "--name", "notes",
+              "-p", str(project.root), "--json"],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    made = json.loads(done.stdout)
+    assert made["layers"] == 4 and made["imported_from"] == str((outside / "run").resolve())
+    folder = project.adapters_dir / "notes"
+    manifest = AdapterManifest.read(folder)
+    assert manifest.base_model.sha256 == model_sha256(resolve_base_model())
+    assert manifest.gguf_lora and (folder / GGUF_LORA).is_file()
+    # A zero update: served by llama.cpp through the adapter, the answer is the base model's.
+    served = open_backend(project)
+    try:
+        params = GenerationParams(max_tokens=8)
+        plain = served.generate(ASK, params).text
+        assert served.generate(ASK, replace(params, adapter="notes")).text == plain
+    finally:
+        served.close()
+
+    again = runner.invoke(app, ["adapter", "import", str(outside / "run"), "--name", "notes",
+                                "-p", str(project.root)])  # fmt: skip
+    assert again.exit_code == 2 and "exists" in again.output and "--force" in again.output
+    other = _peft_folder(outside / "other", cols=768)
+    wrong = runner.invoke(app, ["adapter", "import", str(other), "--name", "other",
+                                "-p", str(project.root)])  # fmt: skip
+    assert wrong.exit_code == 2 and "is 4x768 but the base model's" in wrong.output
+    assert "576" in wrong.output and not (project.adapters_dir / "other").exists()
+    assert not any(p.name.startswith(".") for p in project.adapters_dir.iterdir())
+    (other / "adapter_model.safetensors").unlink()
+    missing = runner.invoke(app, ["adapter", "import", str(other), "--name", "other",
+                                  "-p", str(project.root)])  # fmt: skip
+    assert missing.exit_code == 2 and "no adapter_model.safetensors" in missing.output

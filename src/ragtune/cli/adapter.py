@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -177,3 +178,46 @@ def rm_command(name: str, project: ProjectOption = None) -> None:
     except RagtuneError as exc:
         fail(exc)
     console.print(f"removed {path}")
+
+
+@adapter_app.command("import")
+def import_command(
+    folder: Annotated[
+        Path,
+        typer.Argument(help="A PEFT LoRA folder (adapter_config.json, adapter_model.safetensors)."),
+    ],
+    name: Annotated[
+        str, typer.Option("--name", help="The adapter's name: the capability it serves.")
+    ],
+    project: ProjectOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an adapter of that name.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring in a PEFT LoRA adapter that ragtune did not train.
+
+    Each LoRA matrix is checked against the project's base model (an adapter of another model is
+    refused, naming the layer and both shapes); the adapter is written as a GGUF LoRA for the
+    llama.cpp backend too, and its manifest says where it came from.
+
+    Example: `ragtune adapter import ./my-peft-run --name risk_flags -p my-review`
+    """
+    from ragtune.behavior.adapter_import import import_adapter
+
+    loaded = project_or_fail(project)
+    try:
+        made = import_adapter(loaded, folder, name, force=force)
+    except RagtuneError as exc:
+        fail(exc)
+    if as_json:
+        payload = {
+            "name": name,
+            "path": str(made.path),
+            "layers": made.layers,
+            **made.manifest.to_dict(),
+        }
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        return
+    gguf = "with a GGUF LoRA for llama.cpp" if made.manifest.gguf_lora else "PEFT weights only"
+    console.print(f"imported {name}: {made.layers} layers, {gguf}, at {made.path}")
