@@ -59,6 +59,7 @@ __all__ = [
     "open_backend",
     "partial_stop",
     "register_backend",
+    "release",
     "trained_adapter",
 ]
 
@@ -391,3 +392,26 @@ def partial_stop(text: str, stop: Sequence[str]) -> int:
                 longest = n
                 break
     return longest
+
+
+def release(pieces: Iterator[str], stop: Sequence[str]) -> Generator[str, None, bool]:
+    """Pass streamed text on without ever letting a stop string through.
+
+    Characters that could begin a stop string are held back until the next piece shows they do
+    not (:func:`partial_stop`); at a stop string the text before it is passed on and reading
+    ends, which closes ``pieces`` (and so stops generating). Returns whether a stop string ended
+    the text.
+    """
+    held = ""  # received, not yet passed on: it may be the start of a stop string
+    for piece in pieces:
+        held += piece
+        held, found = cut_at_stop(held, stop)
+        keep = 0 if found else partial_stop(held, stop)
+        ready, held = held[: len(held) - keep], held[len(held) - keep :]
+        if ready:
+            yield ready
+        if found:
+            return True
+    if held:
+        yield held
+    return False

@@ -26,7 +26,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -36,14 +36,13 @@ from ragtune.context import defuse_tokens
 from ragtune.generate.backend import (
     DEFAULT_PARAMS,
     BackendError,
-    FinishReason,
     Generation,
     GenerationParams,
     Stream,
     check_messages,
     cut_at_stop,
-    partial_stop,
     register_backend,
+    release,
     trained_adapter,
 )
 
@@ -218,62 +217,57 @@ class LlamaCppBackend:
 
     def _pieces(self, request: _Request, started: float) -> Generator[str, None, Generation]:
         """Decode one request under the lock: pass its text on, return the Generation."""
-        import llama_cpp
-
         params = request.params
-        stops = list(params.stop)
         ids: list[int] = []
+        ended: list[bool] = []
         sent: list[str] = []
-        decoded = ""  # the text of ``ids`` so far (a character split over tokens waits)
-        held = ""  # received, not yet passed on: it may be the start of a stop string
-        finish: FinishReason = "length"
         with self._lock:
             self._activate(params.adapter)
-            tokens = self._llm.generate(
-                request.prompt,
-                temp=float(params.temperature),
-                top_k=0,
-                top_p=1.0,
-                min_p=0.0,
-                repeat_penalty=1.0,
-                grammar=request.grammar,
-            )
-            try:
-                for token in tokens:
-                    if llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token):
-                        ids.append(token)
-                        finish = "stop"
-                        break
-                    ids.append(token)
-                    text = self._llm.detokenize(ids).decode("utf-8", errors="ignore")
-                    held += text[len(decoded) :]
-                    decoded = text
-                    held, found = cut_at_stop(held, stops)
-                    keep = 0 if found else partial_stop(held, stops)
-                    ready, held = held[: len(held) - keep], held[len(held) - keep :]
-                    if ready:
-                        sent.append(ready)
-                        yield ready
-                    if found:
-                        held, finish = "", "stop"
-                        break
-                    if len(ids) >= params.max_tokens:
-                        break
-            except (RuntimeError, ValueError) as exc:
-                raise BackendError(f"generation with {self.name} failed: {exc}") from exc
-            finally:
-                tokens.close()
-            if held:
-                sent.append(held)
-                yield held
+            for piece in release(self._text(request, ids, ended), params.stop):
+                sent.append(piece)
+                yield piece
+        whole = self._llm.detokenize(ids).decode("utf-8", errors="ignore")
+        stopped = bool(ended) or cut_at_stop(whole, params.stop)[1]
         return Generation(
             text="".join(sent),
             prompt_tokens=len(request.prompt),
             completion_tokens=len(ids),
-            finish_reason=finish,
+            finish_reason="stop" if stopped else "length",
             model=params.adapter or BASE,
             seconds=time.perf_counter() - started,
         )
+
+    def _text(self, request: _Request, ids: list[int], ended: list[bool]) -> Iterator[str]:
+        """The text of each decoded token, as it comes (a character split over tokens waits
+        for its last byte); ``ids`` collects the tokens, ``ended`` notes an end of turn."""
+        import llama_cpp
+
+        params = request.params
+        tokens = self._llm.generate(
+            request.prompt,
+            temp=float(params.temperature),
+            top_k=0,
+            top_p=1.0,
+            min_p=0.0,
+            repeat_penalty=1.0,
+            grammar=request.grammar,
+        )
+        decoded = ""
+        try:
+            for token in tokens:
+                ids.append(token)
+                if llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token):
+                    ended.append(True)
+                    return
+                text = self._llm.detokenize(ids).decode("utf-8", errors="ignore")
+                yield text[len(decoded) :]
+                decoded = text
+                if len(ids) >= params.max_tokens:
+                    return
+        except (RuntimeError, ValueError) as exc:
+            raise BackendError(f"generation with {self.name} failed: {exc}") from exc
+        finally:
+            tokens.close()
 
     # -- adapters and grammars -----------------------------------------------------------------
 

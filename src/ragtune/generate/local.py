@@ -46,8 +46,8 @@ from ragtune.generate.backend import (
     Stream,
     check_messages,
     cut_at_stop,
-    partial_stop,
     register_backend,
+    release,
     trained_adapter,
 )
 
@@ -335,22 +335,11 @@ class LocalBackend:
             thread = threading.Thread(target=run, name="ragtune-generate", daemon=True)
             thread.start()
             sent: list[str] = []
-            held = ""  # received, not yet passed on: it may be the start of a stop string
             try:
-                for piece in streamer:
-                    held += piece
-                    held, found = cut_at_stop(held, request.stop)
-                    keep = 0 if found else partial_stop(held, request.stop)
-                    ready, held = held[: len(held) - keep], held[len(held) - keep :]
-                    if ready:
-                        sent.append(ready)
-                        yield ready
-                    if found:
-                        held = ""
-                        break  # generate() stops on the same string by itself
-                if held:
-                    sent.append(held)
-                    yield held
+                # At a stop string reading ends; generate() stops on the same string by itself.
+                for piece in release(iter(streamer), request.stop):
+                    sent.append(piece)
+                    yield piece
             finally:
                 # The reader is done (or closed the stream early): stop generating, then let the
                 # thread finish before the lock and the adapter are given up.
