@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ragtune.knowledge.store.migrations import transaction
+from ragtune.knowledge.store.migrations import blobs_by_key, transaction
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,13 @@ class ExampleRows:
 
     def example_vectors_by_hash(self, hashes: Iterable[str], embedder: str) -> dict[str, bytes]:
         """Vectors this embedder made for these example texts before (any capability, version)."""
-        wanted = list(dict.fromkeys(hashes))
-        out: dict[str, bytes] = {}
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
-            marks = ",".join("?" * len(part))
-            for row in self.db.execute(
-                f"SELECT input_hash, vector FROM examples WHERE embedder = ? "
-                f"AND input_hash IN ({marks})",
-                [embedder, *part],
-            ):
-                out.setdefault(row[0], bytes(row[1]))
-        return out
+        return blobs_by_key(
+            self.db,
+            "SELECT input_hash, vector FROM examples WHERE embedder = ? "
+            "AND input_hash IN ({marks})",
+            hashes,
+            [embedder],
+        )
 
     def replace_examples(
         self,

@@ -9,7 +9,7 @@ add the next one.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -179,3 +179,18 @@ def migrate(db: sqlite3.Connection) -> None:
             fn(db)
             applied = datetime.now(UTC).isoformat(timespec="microseconds")
             db.execute("INSERT INTO migrations VALUES (?, ?)", (name, applied))
+
+
+def blobs_by_key(
+    db: sqlite3.Connection, select: str, keys: Iterable[str], params: Sequence[object] = ()
+) -> dict[str, bytes]:
+    """``{key: blob}`` for ``select`` - a query of two columns ending in ``IN ({marks})`` - over
+    ``keys`` in batches of 500 (SQLite's limit on parameters), ``params`` bound before them; the
+    first row of a key wins."""
+    wanted = list(dict.fromkeys(keys))
+    out: dict[str, bytes] = {}
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        for row in db.execute(select.format(marks=",".join("?" * len(part))), [*params, *part]):
+            out.setdefault(row[0], bytes(row[1]))
+    return out

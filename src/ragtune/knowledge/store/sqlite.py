@@ -23,7 +23,7 @@ from ragtune.knowledge.store import (
     StoreError,
 )
 from ragtune.knowledge.store.examples import ExampleRows
-from ragtune.knowledge.store.migrations import migrate, transaction
+from ragtune.knowledge.store.migrations import blobs_by_key, migrate, transaction
 
 
 def _now() -> str:
@@ -246,16 +246,9 @@ class SQLiteStore(ExampleRows):
 
     def vectors_by_hash(self, hashes: Iterable[str]) -> dict[str, bytes]:
         """Vectors already computed for these chunk texts (any version), by text hash."""
-        wanted = list(dict.fromkeys(hashes))
-        out: dict[str, bytes] = {}
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
-            marks = ",".join("?" * len(part))
-            for row in self.db.execute(
-                f"SELECT text_hash, vector FROM chunks WHERE text_hash IN ({marks})", part
-            ):
-                out.setdefault(row[0], bytes(row[1]))
-        return out
+        return blobs_by_key(
+            self.db, "SELECT text_hash, vector FROM chunks WHERE text_hash IN ({marks})", hashes
+        )
 
     def apply_document(
         self,
