@@ -27,6 +27,7 @@ from ragtune.adapters import (
     adapter_path,
     staging_path,
 )
+from ragtune.behavior.checkpoint import swap_into_place
 from ragtune.project import Project
 
 __all__ = ["ImportedAdapter", "import_adapter"]
@@ -87,12 +88,7 @@ def import_adapter(
             extra={"imported_from": str(source.resolve())},
         )
         manifest.write(stage)
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        stage.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_into_place(stage, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return ImportedAdapter(target, manifest, layers)

@@ -280,7 +280,10 @@ class LlamaCppBackend:
         folder, manifest = trained_adapter(self.adapters_root, name, self._sha, self.name)
         adapter = self._read(name, folder, manifest.gguf_lora, manifest.created_at or None)
         with self._lock:
-            self._adapters.setdefault(name, adapter)
+            if self._adapters.setdefault(name, adapter) is not adapter:
+                import llama_cpp  # another request loaded it first: this copy is not needed
+
+                llama_cpp.llama_adapter_lora_free(adapter.pointer)
 
     def _read(self, name: str, folder: Path, sha256: str | None, created: str | None) -> _Adapter:
         """The GGUF LoRA of an adapter, loaded onto the model."""
