@@ -20,7 +20,7 @@ def test_split_is_about_the_share_and_partitions_the_lines() -> None:
 
 def test_a_line_keeps_its_side_when_others_change() -> None:
     _, held = split(LINES, str)
-    _, held_reordered = split(list(reversed(LINES[:200])) + ["a new line?"], str)
+    _, held_reordered = split([*reversed(LINES[:200]), "a new line?"], str)
     assert set(held_reordered) - {"a new line?"} == set(held) & set(LINES[:200])
     # Spacing does not move a line.
     assert is_held_out("How  long\tis the NDA?") == is_held_out("How long is the NDA?")
@@ -32,5 +32,5 @@ def test_seed_changes_the_split_and_share_is_checked() -> None:
     assert a != b
     assert not any(is_held_out(x, share=0.0) for x in LINES)
     assert all(is_held_out(x, share=1.0) for x in LINES)
-    with pytest.raises(ValueError, match="1.5"):
+    with pytest.raises(ValueError, match=r"1\.5"):
         is_held_out("x", share=1.5)

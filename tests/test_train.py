@@ -23,6 +23,7 @@ from ragtune.behavior.contract import load_contract
 from ragtune.behavior.encode import IGNORE_INDEX, collate, encode_example, get_lr
 from ragtune.behavior.examples import Example, ExampleSet, dataset_hash, load_examples
 from ragtune.behavior.train import train_adapter
+from ragtune.holdout import input_key
 
 REPO = Path(__file__).resolve().parents[1]
 RISK_FLAGS = REPO / "examples/contract-review/behavior/risk_flags.jsonl"
@@ -175,6 +176,10 @@ def test_short_run_learns_and_saves_a_safetensors_adapter(  # type: ignore[no-un
     assert manifest["base_model"]["sha256"] == base_model.sha256
     assert manifest["dataset"]["sha256"] == dataset_hash(risk_flags)
     assert manifest["dataset"]["train"] + manifest["dataset"]["held_out"] == 24
+    # What it trained on is recorded (the held-out examples are not), for the lab's seen/unseen.
+    trained = set(manifest["dataset"]["inputs"])
+    assert len(trained) == manifest["dataset"]["train"]
+    assert trained < {input_key(e.input) for e in risk_flags.examples}
     assert manifest["knowledge_snapshot"] == "snap-1"
     assert manifest["config"] == config.to_dict()
     assert manifest["training"]["steps"] == 12

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-__all__ = ["HELD_OUT_SHARE", "SPLIT_SEED", "is_held_out", "split"]
+__all__ = ["HELD_OUT_SHARE", "SPLIT_SEED", "input_key", "is_held_out", "split"]
 
 SPLIT_SEED = 0
 """The seed of the split everyone uses unless told otherwise."""
@@ -29,6 +29,12 @@ HELD_OUT_SHARE = 0.5
 """The share of lines held out for scoring."""
 
 T = TypeVar("T")
+
+
+def input_key(text: str) -> str:
+    """A short stable key of a request's text (whitespace-normalised), as adapter manifests
+    record what they were trained on."""
+    return hashlib.sha1(" ".join(text.split()).encode()).hexdigest()[:16]
 
 
 def is_held_out(text: str, *, seed: int = SPLIT_SEED, share: float = HELD_OUT_SHARE) -> bool:

@@ -62,6 +62,8 @@ class DatasetRecord:
         train: Examples trained on.
         held_out: Examples kept out for evaluation.
         truncated: Examples whose prompt was cut at ``max_length``.
+        inputs: :func:`ragtune.holdout.input_key` of every input trained on (not those held
+            out), so the lab can tell the requests an adapter has seen from those it has not.
     """
 
     path: str = ""
@@ -71,6 +73,7 @@ class DatasetRecord:
     train: int = 0
     held_out: int = 0
     truncated: int = 0
+    inputs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

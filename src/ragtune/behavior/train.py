@@ -59,6 +59,7 @@ from ragtune.behavior.encode import (
 )
 from ragtune.behavior.evaluate import EvalMetrics, evaluate
 from ragtune.behavior.examples import ExampleSet, dataset_hash, split
+from ragtune.holdout import input_key
 
 if TYPE_CHECKING:
     from ragtune.behavior.raft import TrainingContext
@@ -194,6 +195,7 @@ def train_adapter(
                     train=len(train_set),
                     held_out=len(held),
                     truncated=sum(e.truncated for e in encoded),
+                    inputs=sorted({input_key(ex.input) for ex in train_set}),
                 ),
                 config=identity["config"],
                 training=run.record(resume, time.perf_counter() - started),
