@@ -82,6 +82,10 @@ class GenerationParams:
         stop: Strings that end the answer; the text is cut before the first one found.
         schema: The JSON Schema the answer must follow; a backend that can guide its decoding
             by it does (the local ones), a remote one leaves it to the runtime's validation.
+        regex: The regular expression the whole answer must match (a regex contract, ``.``
+            matching newlines too); llama.cpp guides its decoding by it
+            (:mod:`ragtune.generate.regex_grammar`), the other backends leave it to the
+            runtime's validation. At most one of ``schema`` and ``regex``.
 
     Raises:
         BackendError: A setting out of range, naming it and the bad value.
@@ -92,6 +96,7 @@ class GenerationParams:
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
     schema: dict[str, Any] | None = field(default=None, compare=False)
+    regex: str | None = None
 
     def __post_init__(self) -> None:
         if self.adapter is not None and (not isinstance(self.adapter, str) or not self.adapter):
@@ -117,6 +122,10 @@ class GenerationParams:
         object.__setattr__(self, "stop", tuple(stop))
         if self.schema is not None and not isinstance(self.schema, dict):
             raise BackendError(f"schema must be a JSON Schema object, got {self.schema!r:.200}")
+        if self.regex is not None and not isinstance(self.regex, str):
+            raise BackendError(f"regex must be a regular expression string, got {self.regex!r}")
+        if self.regex is not None and self.schema is not None:
+            raise BackendError("give a schema or a regex to guide the answer, not both")
 
 
 DEFAULT_PARAMS = GenerationParams()

@@ -212,7 +212,11 @@ class LlamaCppBackend:
                 f"than the model's context of {room} tokens. Shorten the messages or ask for "
                 "fewer tokens (model.context_tokens sets the context)."
             )
-        grammar = self._grammar(params.schema) if params.schema is not None else None
+        grammar = None
+        if params.schema is not None:
+            grammar = self._grammar(params.schema)
+        elif params.regex is not None:
+            grammar = self._regex_grammar(params.regex)
         return _Request(prompt, params, grammar)
 
     def _pieces(self, request: _Request, started: float) -> Generator[str, None, Generation]:
@@ -349,6 +353,22 @@ class LlamaCppBackend:
                     "schema (llama.cpp supports types, enums, required properties, arrays and "
                     "$ref) or serve it with model.backend: transformers."
                 ) from exc
+        return self._grammars[key]
+
+    def _regex_grammar(self, pattern: str) -> Any:
+        """llama.cpp's grammar for a regex contract, made once per pattern."""
+        from llama_cpp import LlamaGrammar
+
+        from ragtune.generate.regex_grammar import RegexGrammarError, regex_to_gbnf
+
+        key = "regex:" + pattern
+        if key not in self._grammars:
+            try:
+                self._grammars[key] = LlamaGrammar.from_string(
+                    regex_to_gbnf(pattern), verbose=False
+                )
+            except (RegexGrammarError, ValueError) as exc:
+                raise BackendError(f"the regex cannot become a llama.cpp grammar: {exc}") from exc
         return self._grammars[key]
 
     # -- the vocabulary ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ runtime serves many requests.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -52,6 +53,7 @@ __all__ = [
     "KNOWLEDGE_SYSTEM",
     "build_prompt",
     "generate",
+    "guide_regex",
     "guide_schema",
     "retrieve",
     "route",
@@ -172,6 +174,7 @@ def generation_params(runtime: Runtime, route: Route, request: Request) -> Gener
         max_tokens=request.max_tokens,
         temperature=request.temperature,
         schema=guide_schema(runtime, route),
+        regex=guide_regex(runtime, route),
     )
 
 
@@ -181,6 +184,29 @@ def guide_schema(runtime: Runtime, route: Route) -> dict[str, Any] | None:
     contract = runtime.contracts.get(route.capability)
     schema = getattr(contract, "schema", None)
     return schema if runtime.guided and isinstance(schema, dict) else None
+
+
+def guide_regex(runtime: Runtime, route: Route) -> str | None:
+    """The regex contract that guides the route's decoding, or None: no regex contract, the
+    runtime is not ``guided``, or the pattern uses what a grammar cannot express (lookarounds,
+    backreferences...; the answer is then only validated)."""
+    contract = runtime.contracts.get(route.capability)
+    pattern = getattr(contract, "pattern", None)
+    if not runtime.guided or not isinstance(pattern, re.Pattern):
+        return None
+    return pattern.pattern if guidable_regex(pattern.pattern) else None
+
+
+@functools.cache
+def guidable_regex(pattern: str) -> bool:
+    """Whether a regex contract can become a grammar (:func:`regex_to_gbnf`)."""
+    from ragtune.generate.regex_grammar import RegexGrammarError, regex_to_gbnf
+
+    try:
+        regex_to_gbnf(pattern)
+    except RegexGrammarError:
+        return False
+    return True
 
 
 def validate(
