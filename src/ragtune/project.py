@@ -27,6 +27,62 @@ Kind = Literal["knowledge", "behavior"]
 Approach = Literal["fine-tune", "prompt", "retrieval", "few-shot", "none"]
 
 
+def _train_settings(value: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Check a ``train:`` mapping against :class:`TrainConfig`, naming the key and the value."""
+    known = list(TrainConfig.help())
+    for key in value:
+        if key not in known:
+            close = closest(key, known)
+            hint = f"; did you mean `{close}`?" if close else ""
+            raise ValueError(
+                f"{prefix}.{key}: not a training setting{hint} Settings: {', '.join(known)}"
+            )
+    try:
+        TrainConfig(**value)
+    except RagtuneError as exc:  # TrainError names the field and the value
+        raise ValueError(str(exc).replace("TrainConfig.", f"{prefix}.")) from None
+    return value
+
+
+class ReaderSettings(BaseModel):
+    """A knowledge capability's reader adapter (``reader:``; ``reader: true`` takes the defaults).
+
+    The reader is trained to read the retrieved passages and answer from them in the team's
+    way - a behaviour, so it lives in weights - while the facts stay in the index: a knowledge
+    change never makes it stale (:mod:`ragtune.behavior.reader`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    questions: list[str] | None = Field(
+        None,
+        description="Eval JSONL files whose lines of this capability with an `answer` train the "
+        "reader; only the train side of the split is used (the rest is only ever scored). "
+        "Default: every eval/*.jsonl.",
+    )
+    from_documents: bool = Field(
+        True,
+        description="Also train on question/answer pairs made from the documents' numbered "
+        "clauses that hold a figure, date or duration.",
+    )
+    max_generated: int = Field(
+        60, ge=0, le=10_000, description="At most this many pairs made from the documents."
+    )
+    split_seed: int = Field(
+        0, description="Seed of the eval split (ragtune.holdout): the lab must use the same one."
+    )
+    train: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Training settings over the reader's defaults (r, epochs, context_passages, "
+        "context_chars, ...; see `ragtune adapter train --help`).",
+    )
+
+    @field_validator("train")
+    @classmethod
+    def _train(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _train_settings(value, "reader.train")
+
+
 class Capability(BaseModel):
     """One capability of the application: something it must know or a way it must behave."""
 
@@ -86,6 +142,11 @@ class Capability(BaseModel):
         "(a contract-review flag reads the current templates); its adapter is then trained "
         "with retrieved context (RAFT).",
     )
+    reader: ReaderSettings | None = Field(
+        None,
+        description="A knowledge capability's reader adapter: trained to answer from the "
+        "retrieved passages (RAFT) and served with retrieval; `true` takes the defaults.",
+    )
 
     @property
     def answers_from_sources(self) -> bool:
@@ -100,20 +161,29 @@ class Capability(BaseModel):
 
     @field_validator("train")
     @classmethod
-    def _train_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        known = list(TrainConfig.help())
-        for key in value:
-            if key not in known:
-                close = closest(key, known)
-                hint = f"; did you mean `{close}`?" if close else ""
-                raise ValueError(
-                    f"train.{key}: not a training setting{hint} Settings: {', '.join(known)}"
+    def _train(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _train_settings(value, "train")
+
+    @field_validator("reader", mode="before")
+    @classmethod
+    def _reader_flag(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
+
+    @model_validator(mode="after")
+    def _reader_reads_sources(self) -> Capability:
+        if self.reader is not None and (not self.sources or self.examples):
+            raise ValueError(
+                f"reader: only a knowledge capability has a reader adapter (sources and no "
+                f"examples); {self.name!r} "
+                + (
+                    "has examples: its own adapter reads context with context_from"
+                    if self.examples
+                    else "has no sources"
                 )
-        try:
-            TrainConfig(**value)
-        except RagtuneError as exc:  # TrainError names the field and the value
-            raise ValueError(str(exc).replace("TrainConfig.", "train.")) from None
-        return value
+            )
+        return self
 
 
 class KnowledgeSettings(BaseModel):

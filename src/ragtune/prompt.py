@@ -27,12 +27,20 @@ from ragtune.context import defuse
 __all__ = [
     "CONTEXT_CLOSE",
     "CONTEXT_OPEN",
+    "KNOWLEDGE_SYSTEM",
     "Shot",
     "chat_messages",
     "format_user",
     "repair_messages",
     "training_messages",
 ]
+
+KNOWLEDGE_SYSTEM = (
+    "Answer the question from the numbered context passages only, and cite the passages you "
+    "use like [1]. If the passages do not hold the answer, say that you do not know."
+)
+"""The system prompt of a knowledge capability without ``instructions`` of its own (served with
+its passages, and its reader adapter trained with it)."""
 
 CONTEXT_OPEN = "<context>"
 CONTEXT_CLOSE = "</context>"

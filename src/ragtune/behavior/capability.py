@@ -33,7 +33,7 @@ class CapabilityTraining:
     """What training one capability did."""
 
     capability: str
-    leak: LeakReport
+    leak: LeakReport | None  # None for a reader: its answers quote the passages by design
     result: TrainResult
     context: TrainingContext | None = None
 
@@ -51,7 +51,7 @@ class CapabilityTraining:
             "size_bytes": result.size_bytes,
             "base": None if result.base is None else asdict(result.base.to_record()),
             "adapter": None if result.adapter is None else asdict(result.adapter.to_record()),
-            "leak_share": self.leak.share,
+            "leak_share": None if self.leak is None else self.leak.share,
             "context": None if self.context is None else self.context.to_record().to_dict(),
         }
 
@@ -170,7 +170,8 @@ def train_capability(
     resume: bool = False,
     progress: ProgressCallback | None = None,
 ) -> CapabilityTraining:
-    """Train (or resume training) the adapter of one capability.
+    """Train (or resume training) the adapter of one capability: a behaviour's, or a knowledge
+    capability's reader (:func:`ragtune.behavior.reader.train_reader`).
 
     Raises:
         BuildError: unknown capability, no examples, or examples that teach knowledge above the
@@ -180,6 +181,10 @@ def train_capability(
     from ragtune.generate.base import load_base_model
 
     capability = capability_of(project, name)
+    if capability.reader is not None:
+        from ragtune.behavior.reader import train_reader
+
+        return train_reader(project, capability, config, resume=resume, progress=progress)
     examples = examples_of(project, capability)
     leak = check_leaks(project, capability, examples)
     if leak.exceeds and not allow_knowledge:

@@ -33,6 +33,9 @@ __all__ = ["ContextSettings", "Retrieve", "TrainingContext", "add_context"]
 Retrieve = Callable[[str, int], Sequence[Passage]]
 """Given a query and ``k``, the top ``k`` passages (best first), as the runtime retrieves."""
 
+Pick = Callable[[Example, Sequence[Passage]], int]
+"""Given an example and its hits, the index of the relevant one (default: the top hit)."""
+
 
 @dataclass(frozen=True)
 class ContextSettings:
@@ -102,6 +105,7 @@ def add_context(
     capabilities: Sequence[str],
     snapshot: int,
     seed: int = 0,
+    pick: Pick | None = None,
 ) -> tuple[ExampleSet, TrainingContext]:
     """The examples with retrieved context, and a record of what was quoted.
 
@@ -114,6 +118,8 @@ def add_context(
         capabilities: The knowledge capabilities searched, for the record.
         snapshot: The knowledge snapshot searched, for the record.
         seed: Seeds which examples lose their relevant passage, the distractors and the order.
+        pick: Chooses the relevant passage among the hits (a question's answer may sit in the
+            second hit); default the top one.
     """
     rng = random.Random(seed)
     record = TrainingContext(list(capabilities), snapshot, settings)
@@ -127,8 +133,10 @@ def add_context(
                 text=own, document="", section="", chunk_id="", text_hash=text_sha1(own)
             )
             hits = [h for h in hits if h.text.strip() not in own]
+        elif hits:
+            relevant = hits.pop(pick(example, hits) if pick is not None else 0)
         else:
-            relevant = hits.pop(0) if hits else None
+            relevant = None
         keep = relevant is not None and rng.random() < settings.oracle_share
         wanted = settings.passages - (1 if keep else 0)
         distractors = rng.sample(hits, min(wanted, len(hits)))

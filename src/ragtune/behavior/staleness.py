@@ -85,9 +85,14 @@ class AdapterPlan:
 def train_config_for(project: Project, capability: Capability) -> Any:
     """The capability's :class:`~ragtune.behavior.train.TrainConfig`: ``train:`` in
     ragtune.yaml over the documented defaults, with the system prompt it is served with (its
-    ``instructions``, or :func:`~ragtune.behavior.contract.default_instructions`)."""
+    ``instructions``, or :func:`~ragtune.behavior.contract.default_instructions`). A knowledge
+    capability's reader: :func:`~ragtune.behavior.reader.reader_config`."""
     from ragtune.adapters import TrainConfig
 
+    if capability.reader is not None:
+        from ragtune.behavior.reader import reader_config
+
+        return reader_config(project, capability)
     settings = dict(capability.train)
     if "system_prompt" not in settings:
         settings["system_prompt"] = instructions_for(project, capability)
@@ -116,7 +121,8 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
 
     Returns:
         One :class:`AdapterPlan` per capability with examples that is in ``lora`` or already
-        has an adapter, in the project's order.
+        has an adapter, and one per knowledge capability with a ``reader:``, in the project's
+        order.
     """
     from ragtune.behavior.encode import total_steps
     from ragtune.behavior.examples import load_examples
@@ -127,6 +133,9 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
         raise RagtuneError(str(exc)) from exc
     plans = []
     for capability in project.config.capabilities:
+        if capability.reader is not None:
+            plans.append(_reader_plan(project, capability, existing.get(capability.name)))
+            continue
         if not capability.examples or (
             capability.name not in lora and capability.name not in existing
         ):
@@ -166,6 +175,48 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
     return plans
 
 
+def _reader_plan(
+    project: Project, capability: Capability, manifest: AdapterManifest | None
+) -> AdapterPlan:
+    """A knowledge capability's reader: trained when missing, retrained when the team's pairs,
+    the base model or the settings change - never for a knowledge change, which the plan
+    says."""
+    from ragtune.behavior.encode import total_steps
+    from ragtune.behavior.reader import reader_pairs
+
+    config = train_config_for(project, capability)
+    pairs = reader_pairs(project, capability)
+    steps = total_steps(max(len(pairs.examples), 1), config)
+    estimate = estimate_seconds(
+        capability, config, pairs.examples, steps, manifest.training if manifest else None
+    )
+    if manifest is None:
+        why = (
+            f"no reader yet: {capability.name} is served with retrieval and `reader:` asks for an "
+            f"adapter that reads the passages ({pairs.team} of the team's questions, "
+            f"{pairs.held_out} held out for scoring, {pairs.generated} made from the documents)"
+        )
+        return AdapterPlan(capability.name, "train", [why], steps=steps, estimate_s=estimate)
+    reasons = _behaviour_changes(
+        project, capability, manifest, pairs.examples.sha256, config, what="the reader's questions"
+    )
+    notes = []
+    context = manifest.context
+    if context is not None and not reasons:
+        notes.append(
+            f"knowledge changed since the reader was trained (snapshot {context.snapshot}) or "
+            "not: no retrain either way - the reader reads the current passages."
+        )
+    return AdapterPlan(
+        capability.name,
+        "retrain" if reasons else "none",
+        reasons,
+        notes,
+        steps=steps if reasons else 0,
+        estimate_s=estimate if reasons else 0.0,
+    )
+
+
 def estimate_seconds(
     capability: Capability,
     config: Any,
@@ -190,7 +241,7 @@ def estimate_seconds(
     rows = examples.examples
     context = (  # each passage: its text and a "[n] document > section (version v)" line
         config.context_passages * (config.context_chars + PASSAGE_HEADER_CHARS)
-        if capability.context_from and config.context_passages
+        if (capability.context_from or capability.reader is not None) and config.context_passages
         else 0
     )
     system = len(config.system_prompt or "")
@@ -211,13 +262,17 @@ def _behaviour_changes(
     manifest: AdapterManifest,
     examples_sha256: str,
     config: Any,
+    *,
+    what: str | None = None,
 ) -> list[str]:
-    """Lines naming what changed since the adapter was trained: examples, base model, settings."""
+    """Lines naming what changed since the adapter was trained: examples (``what`` names
+    them; default the examples file), base model, settings."""
     from ragtune.generate.base import model_sha256, resolve_base_model
 
     reasons = []
     if manifest.dataset.file_sha256 != examples_sha256:
-        reasons.append(f"examples changed: {capability.examples} differs from the trained copy")
+        named = what or str(capability.examples)
+        reasons.append(f"examples changed: {named} differs from the trained copy")
     base = manifest.base_model
     try:
         current = model_sha256(resolve_base_model(project.config.model.base_model))

@@ -36,7 +36,7 @@ from ragtune.behavior.contract import (
 from ragtune.behavior.examples import Example
 from ragtune.context import Passage, defuse, format_context
 from ragtune.generate.backend import GenerationParams
-from ragtune.prompt import chat_messages, repair_messages
+from ragtune.prompt import KNOWLEDGE_SYSTEM, chat_messages, repair_messages
 from ragtune.runtime.runtime import (
     PipelineError,
     Request,
@@ -67,12 +67,6 @@ PASSAGES = 4
 """Passages retrieved per request: enough for the answer and its neighbours (recall@5 is
 measured on the example), few enough for a small model's context."""
 
-KNOWLEDGE_SYSTEM = (
-    "Answer the question from the numbered context passages only, and cite the passages you "
-    "use like [1]. If the passages do not hold the answer, say that you do not know."
-)
-"""The system prompt of a knowledge capability without ``instructions`` of its own."""
-
 _CITED = re.compile(r"\[(\d{1,2})\]")
 
 
@@ -95,7 +89,9 @@ def route(runtime: Runtime, request: Request) -> Route:
     cap = runtime.capability(name)
     decision = runtime.decisions.get(name, "retrieval" if cap.sources else "prompt")
     if decision == "retrieval" or cap.answers_from_sources:
-        return Route(name, "retrieval", (name,), None, how, score)
+        # A knowledge capability with a trained reader reads its passages with that adapter.
+        reader = runtime.adapter_for(name) if cap.reader is not None else None
+        return Route(name, "retrieval", (name,), reader, how, score)
     knowledge = tuple(cap.context_from)
     if decision == "lora":
         adapter = runtime.adapter_for(name)

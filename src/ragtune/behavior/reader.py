@@ -1,0 +1,348 @@
+"""A knowledge capability's reader adapter: answering from retrieved passages, in weights.
+
+Knowledge stays in the index; *reading* it - finding the passage that answers, copying its
+figure exactly, citing it, answering the way the team does - is a behaviour, and a small model
+does it badly unaided. A knowledge capability with ``reader:`` in ragtune.yaml gets an adapter
+(named after the capability) trained on question/answer pairs with retrieved context among
+distractors (RAFT, :mod:`ragtune.behavior.raft`), and served with retrieval.
+
+Where the pairs come from (:func:`reader_pairs`):
+
+- **the team's own**: eval lines of the capability with an ``answer`` (``reader.questions``,
+  default every ``eval/*.jsonl``), the *train* side of the split only (:mod:`ragtune.holdout`):
+  the held-out side is only ever scored, by the lab;
+- **made from the documents** (``reader.from_documents``, on by default): each numbered clause
+  of the capability's live documents that states a figure, date or duration becomes a question
+  naming the clause and its heading, answered with the clause's sentences that hold the
+  figure and a citation. They teach where to look and to copy, not what the facts are: each
+  is trained with its clause in the context, and the answer is worth only what the clause says.
+
+In each training prompt the relevant passage is the retrieved hit that states most of the
+answer's figures (the top hit when none does), kept in 80% of prompts; the rest are
+distractors, as at serving time.
+
+What makes a reader stale (:func:`reader_changes`) is behaviour only: the team's pairs, the base
+model, the settings. A knowledge change never does - the reader reads the current text - and
+the plan says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragtune.behavior.examples import Example, ExampleSet
+from ragtune.context import Passage
+from ragtune.facts import find_facts, source_keys
+from ragtune.holdout import split
+from ragtune.project import Capability, Project
+from ragtune.prompt import KNOWLEDGE_SYSTEM
+
+if TYPE_CHECKING:
+    from ragtune.adapters import TrainConfig
+    from ragtune.behavior.capability import CapabilityTraining
+    from ragtune.behavior.train import ProgressCallback
+    from ragtune.knowledge.store import ChunkRow
+
+__all__ = [
+    "READER_DEFAULTS",
+    "ReaderPairs",
+    "document_pairs",
+    "reader_config",
+    "reader_pairs",
+    "relevant_hit",
+    "team_pairs",
+    "train_reader",
+]
+
+READER_DEFAULTS: dict[str, Any] = {
+    "r": 16,
+    "alpha": 32,
+    "learning_rate": 1e-3,
+    "epochs": 3,
+    "batch_size": 4,
+    "max_length": 768,
+    "held_out": 0.0,  # the eval split holds out; the lab scores
+    "eval_max_new_tokens": 0,
+    "context_passages": 3,
+    "context_chars": 480,
+}
+"""The reader's training settings unless ``reader.train`` says otherwise: a short run over a
+few dozen pairs with three passages of context each."""
+
+_CLAUSE = re.compile(
+    r"(?ms)^(\d{1,3}(?:\.\d{1,3})+)\.?[ \t]+(.+?)(?=^\d{1,3}(?:\.\d{1,3})+\.?[ \t]|\Z)"
+)
+_SENTENCE = re.compile(r"(?<=[.;:])\s+(?=[A-Z(\"])")
+_ABBREVIATION = re.compile(r"\(\s*the\s+\"([A-Z]{2,8})\"\s*\)")
+_CLAUSE_HEAD = re.compile(r"^\s*\d{1,3}\.\d")
+_HEADING_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[A-Z]\.)\s+")
+_COUNT = re.compile(
+    r"\(\d{1,3}\)|\b\d{1,3}\s*(?:%|percent|(?:business |calendar |working )?(?:days?|hours?|"
+    r"weeks?|months?|years?|minutes?))\b",
+    re.IGNORECASE,
+)
+_DIGITS = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+_ANSWER_CHARS = 320
+_QUESTIONS = (
+    "Under our {doc}, what does clause {number} on {topic} say?",
+    "What is the position in {doc} {number} ({topic})?",
+    "What does {doc} {number} provide about {topic}?",
+)
+
+
+@dataclass(frozen=True)
+class ReaderPairs:
+    """The reader's training pairs and where they came from.
+
+    Attributes:
+        examples: The pairs (``examples.sha256`` hashes the team's pairs and the settings that
+            make the rest: what the plan compares; the documents' pairs are left out of it, so
+            a knowledge change never makes the reader stale).
+        team: Pairs from the eval lines' train side.
+        held_out: Eval lines with an answer kept out (the lab scores them).
+        generated: Pairs made from the documents.
+        files: The eval files read, relative to the project.
+    """
+
+    examples: ExampleSet
+    team: int
+    held_out: int
+    generated: int
+    files: list[str]
+
+
+def reader_config(project: Project, capability: Capability) -> TrainConfig:
+    """The reader's settings: :data:`READER_DEFAULTS` under ``reader.train``, with the system
+    prompt the capability is served with (its ``instructions`` or the knowledge default)."""
+    from ragtune.adapters import TrainConfig
+
+    settings = {**READER_DEFAULTS, **(capability.reader.train if capability.reader else {})}
+    settings.setdefault("system_prompt", capability.instructions or KNOWLEDGE_SYSTEM)
+    return TrainConfig(**settings)
+
+
+def team_pairs(project: Project, capability: Capability) -> tuple[list[Example], int, list[str]]:
+    """The train side of the capability's eval lines with an answer: ``(pairs, held out,
+    files)``."""
+    from ragtune.lab.evalset import default_eval_paths, load_eval
+
+    reader = capability.reader
+    assert reader is not None
+    paths = (
+        [project.resolve(p) for p in reader.questions]
+        if reader.questions is not None
+        else default_eval_paths(project)
+    )
+    files = [_shown(project, p) for p in paths]
+    items = [i for i in load_eval(paths, project) if i.capability == capability.name and i.answer]
+    train, held = split(items, lambda i: i.input, seed=reader.split_seed)
+    rows = [Example(i.input, i.answer or "", None, n) for n, i in enumerate(train, start=1)]
+    return rows, len(held), files
+
+
+def _shown(project: Project, path: Path) -> str:
+    try:
+        return path.resolve().relative_to(project.root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
+    """Question/answer pairs from the numbered clauses of ``chunks`` that state a figure, date or
+    duration, at most ``limit``, in document order."""
+    rows: list[Example] = []
+    by_document: dict[str, list[ChunkRow]] = {}
+    for chunk in chunks:
+        by_document.setdefault(chunk.document, []).append(chunk)
+    for document in sorted(by_document):
+        parts = sorted(by_document[document], key=lambda c: c.ordinal)
+        name = _short_name(document, parts)
+        for chunk in parts:
+            topic = _topic(chunk.section)
+            for match in _CLAUSE.finditer(chunk.text):
+                number, body = match.group(1), " ".join(match.group(2).split())
+                answer = _answer(body)
+                if answer is None or not topic:
+                    continue
+                template = _QUESTIONS[int(hashlib.sha1(number.encode()).hexdigest(), 16) % 3]
+                question = template.format(doc=name, number=number, topic=topic)
+                rows.append(Example(question, f"{answer} ({name} {number}).", None, 0))
+                if len(rows) >= limit:
+                    return _numbered(rows)
+    return _numbered(rows)
+
+
+def _numbered(rows: list[Example]) -> list[Example]:
+    return [replace(r, line=n) for n, r in enumerate(rows, start=1)]
+
+
+def _short_name(document: str, chunks: Sequence[ChunkRow]) -> str:
+    """What the team calls a document: the abbreviation it defines (``(the "DPA")``), else its
+    title, else its file name."""
+    head = " ".join(c.text for c in chunks[:2])
+    if found := _ABBREVIATION.search(head):
+        return found.group(1)
+    title = chunks[0].title.strip() if chunks else ""
+    return title or document.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _topic(section: str) -> str:
+    """The innermost heading of a section path that is not a clause's own opening words
+    (``DPA > 6. Personal Data Breach > 6.1 Provider shall`` gives ``personal data breach``),
+    without its number, in lower case; empty for a document's preamble."""
+    for part in reversed(section.split(" > ")[1:]):
+        if not _CLAUSE_HEAD.match(part):
+            return _HEADING_NUMBER.sub("", part).strip().rstrip(".").lower()
+    return ""
+
+
+def _answer(body: str) -> str | None:
+    """The clause's sentences that state a figure (at most two), or None when none does."""
+    sentences = [s for s in _SENTENCE.split(body) if _states_figure(s)]
+    if not sentences:
+        return None
+    text = " ".join(sentences[:2]).rstrip(" .;:")
+    if len(text) > _ANSWER_CHARS:
+        text = text[:_ANSWER_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return text
+
+
+def _states_figure(sentence: str) -> bool:
+    """A figure, date or amount (:func:`find_facts`), or a small count with its unit ("five (5)
+    days", "6 hours") that the fact finder leaves out as list numbering."""
+    return bool(find_facts(sentence) or _COUNT.search(sentence))
+
+
+def _figures(text: str) -> set[str]:
+    """The numbers a text states, in figures or words, by their numeric core."""
+    return source_keys(text) | {d.replace(",", "") for d in _DIGITS.findall(text)}
+
+
+def relevant_hit(example: Example, hits: Sequence[Passage]) -> int:
+    """The hit that states most of the answer's figures (the first on a tie; 0 when none
+    states any): the passage the answer was read from."""
+    wanted = _figures(example.output)
+    if not wanted:
+        return 0
+    scores = [len(wanted & _figures(hit.text)) for hit in hits]
+    best = max(range(len(hits)), key=lambda i: (scores[i], -i))
+    return best if scores[best] else 0
+
+
+def reader_pairs(project: Project, capability: Capability) -> ReaderPairs:
+    """The reader's pairs: the team's (train side) and, when asked, those made from the
+    capability's live documents (the knowledge store must be synced for those).
+
+    Raises:
+        RagtuneError: No pairs at all, naming where they would come from.
+    """
+    from ragtune.errors import RagtuneError
+
+    reader = capability.reader
+    assert reader is not None
+    team, held, files = team_pairs(project, capability)
+    made: list[Example] = []
+    if reader.from_documents and reader.max_generated:
+        made = document_pairs(_live_chunks(project, capability.name), reader.max_generated)
+    if not team and not made:
+        raise RagtuneError(
+            f"capability {capability.name!r} has a reader but nothing to train it on: add eval "
+            "lines with an `answer` for it (eval/*.jsonl), or let it make pairs from its "
+            "documents (reader.from_documents, after `ragtune knowledge sync`)."
+        )
+    digest = hashlib.sha256(
+        "\n".join(
+            [f"{reader.from_documents}:{reader.max_generated}:{reader.split_seed}"]
+            + [e.input + "\x00" + e.output for e in team]
+        ).encode()
+    ).hexdigest()
+    offset = len(team)
+    rows = team + [replace(e, line=e.line + offset) for e in made]
+    return ReaderPairs(
+        ExampleSet(f"reader:{capability.name}", rows, digest), len(team), held, len(made), files
+    )
+
+
+def _live_chunks(project: Project, capability: str) -> list[ChunkRow]:
+    from ragtune.knowledge.store.sqlite import SQLiteStore
+    from ragtune.knowledge.sync import knowledge_db
+
+    path = knowledge_db(project)
+    if not path.is_file():
+        return []
+    store = SQLiteStore(path)
+    try:
+        return [c for doc in sorted(store.paths_of(capability)) for c in store.current_chunks(doc)]
+    finally:
+        store.close()
+
+
+def train_reader(
+    project: Project,
+    capability: Capability,
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+) -> CapabilityTraining:
+    """Train a knowledge capability's reader into ``.ragtune/adapters/<capability>``.
+
+    Raises:
+        BuildError: The knowledge store was never synced (the reader trains on retrieved
+            context), or there are no pairs.
+    """
+    from ragtune.behavior.capability import BuildError, CapabilityTraining
+    from ragtune.behavior.raft import ContextSettings, add_context
+    from ragtune.behavior.train import train_adapter
+    from ragtune.generate.base import load_base_model
+    from ragtune.knowledge.base import KnowledgeBase
+
+    kb = KnowledgeBase(project)
+    try:
+        if kb.store.latest_snapshot() == 0:
+            raise BuildError(
+                f"capability {capability.name!r} has a reader, which trains on retrieved "
+                "passages, but the knowledge store is empty: run `ragtune knowledge sync` first."
+            )
+        pairs = reader_pairs(project, capability)
+
+        def retrieve(query: str, k: int) -> list[Passage]:
+            return [h.passage() for h in kb.search(query, k=k, capability=[capability.name])]
+
+        settings = ContextSettings(
+            passages=config.context_passages,
+            oracle_share=config.context_oracle_share,
+            pool=max(8, config.context_passages + 2),
+            chars=config.context_chars,
+        )
+        examples, context = add_context(
+            pairs.examples,
+            retrieve,
+            settings,
+            capabilities=[capability.name],
+            snapshot=kb.store.latest_snapshot(),
+            seed=config.seed,
+            pick=relevant_hit,
+        )
+    finally:
+        kb.close()
+    model = project.config.model
+    loaded = load_base_model(
+        model.base_model, cache_root=project.state_dir / "models", device=model.device
+    )
+    result = train_adapter(
+        loaded,
+        examples,
+        project.adapters_dir / capability.name,
+        config,
+        None,
+        progress=progress,
+        resume=resume,
+        context=context,
+    )
+    return CapabilityTraining(capability.name, None, result, context)
