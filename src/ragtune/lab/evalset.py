@@ -10,11 +10,16 @@ One object a line::
 - ``input`` (required) is the request: a question, a clause to flag.
 - ``expected`` lists facts a right answer contains (scored by :mod:`ragtune.lab.metrics`).
 - ``answer`` is a reference answer. The lab's LoRA arms of a knowledge capability are trained
-  on the reference answers (fine-tuning the facts in is what they stand for); few-shot arms
-  show them as examples.
+  on the reference answers of the *train* lines of the split (:mod:`ragtune.holdout`;
+  fine-tuning the facts in is what they stand for) and scored on every line, the seen and the
+  unseen apart; few-shot arms show them as examples.
 - ``after`` gives ``expected`` (and ``answer``) once the drift change set has landed: the
   questions whose answers the change revises. Their ``expected`` before the change are the
   stale facts.
+- ``rephrased`` lists the same question asked in other words (same ``expected``, ``answer``
+  and ``after``). The lab asks an adapter the rephrasings of the lines it trained on, each
+  scored as its own item: the adapter saw the fact, not the words (the method of
+  FineTuneBench, arXiv 2411.05059).
 
 A line needs ``expected`` or a capability with an output contract, else there is nothing to
 score. Errors name the file, the line, the field and the bad value, all of them at once.
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ragtune.errors import RagtuneError, closest
@@ -32,7 +37,7 @@ from ragtune.project import Project
 
 __all__ = ["EvalError", "EvalItem", "Revision", "default_eval_paths", "load_eval", "shown_path"]
 
-_FIELDS = ("capability", "input", "expected", "answer", "after")
+_FIELDS = ("capability", "input", "expected", "answer", "after", "rephrased")
 
 
 class EvalError(RagtuneError):
@@ -58,6 +63,9 @@ class EvalItem:
         answer: The reference answer, when given.
         after: The right answer after the drift change set, for the requests it revises.
         where: ``file:line``, for reports and errors.
+        rephrased: The same request in other words.
+        original: For a rephrasing (:meth:`rephrasings`), the ``input`` of the line it
+            rephrases; None for a line of the file.
     """
 
     capability: str
@@ -66,6 +74,15 @@ class EvalItem:
     answer: str | None = None
     after: Revision | None = None
     where: str = ""
+    rephrased: tuple[str, ...] = ()
+    original: str | None = None
+
+    def rephrasings(self) -> list[EvalItem]:
+        """Each rephrasing as an item of its own, scored against this line's facts."""
+        return [
+            replace(self, input=text, rephrased=(), original=self.input, where=f"{self.where}~{n}")
+            for n, text in enumerate(self.rephrased, start=1)
+        ]
 
 
 def default_eval_paths(project: Project) -> list[Path]:
@@ -154,6 +171,7 @@ def _parse(
     if answer is not None and not isinstance(answer, str):
         problems.append(f"{where}: field 'answer' must be a string, got {answer!r}")
     after = _after(value["after"], where, expected, problems) if "after" in value else None
+    rephrased = _rephrased(value.get("rephrased", []), where, text, problems)
     cap = capabilities.get(capability) if isinstance(capability, str) else None
     if cap is not None and not expected and not getattr(cap, "output_contract", None):
         problems.append(
@@ -170,9 +188,33 @@ def _parse(
             answer=answer if isinstance(answer, str) else None,
             after=after,
             where=where,
+            rephrased=rephrased,
         ),
         [],
     )
+
+
+def _rephrased(raw: object, where: str, text: object, problems: list[str]) -> tuple[str, ...]:
+    """A line's ``rephrased`` field: other wordings of its ``input``, none of them the same."""
+    if not isinstance(raw, list) or not all(isinstance(r, str) and r.strip() for r in raw):
+        problems.append(
+            f"{where}: field 'rephrased' must be a list of non-empty strings (the question in "
+            f"other words), got {raw!r}"
+        )
+        return ()
+    same = " ".join(str(text).split()).lower() if isinstance(text, str) else None
+    seen: set[str] = set()
+    for number, wording in enumerate(raw, start=1):
+        flat = " ".join(wording.split()).lower()
+        if flat == same:
+            problems.append(
+                f"{where}: field 'rephrased[{number}]' is the 'input' itself; give the question "
+                "in other words"
+            )
+        elif flat in seen:
+            problems.append(f"{where}: field 'rephrased[{number}]' repeats an earlier rephrasing")
+        seen.add(flat)
+    return tuple(r.strip() for r in raw)
 
 
 def _after(
