@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtune.cli import app
+from ragtune.holdout import is_held_out
 from ragtune.lab.drift import change_set
 from ragtune.lab.evalset import EvalError, EvalItem, Revision, default_eval_paths, load_eval
 from ragtune.lab.metrics import fact_score, facts_present, is_stale, normalise, percentile, spread
@@ -124,7 +125,9 @@ def test_percentile_and_spread() -> None:
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert percentile([1.0, 2.0], 50) == 1.5
     assert percentile([], 50) is None
-    assert spread([0.5, 0.7, 0.6]) == pytest.approx(
+    stats = spread([0.5, 0.7, 0.6])
+    assert stats is not None
+    assert stats.to_dict() == pytest.approx(
         {"mean": 0.6, "std": 0.0816496580927726, "min": 0.5, "max": 0.7}
     )
     assert spread([]) is None
@@ -154,13 +157,18 @@ def test_greedy_runs_once_and_sampling_once_per_seed() -> None:
     assert LabSettings(temperature=0.7, seeds=(0, 1, 2)).run_seeds == (0, 1, 2)
 
 
-def test_reduction_keeps_the_changed_questions_first() -> None:
+def test_reduction_keeps_the_changed_questions_first_and_both_sides_of_the_split() -> None:
     plain = [EvalItem("templates", f"q{i}", ("a",)) for i in range(5)]
     changed = [EvalItem("templates", f"c{i}", ("a",), after=Revision(("b",))) for i in range(2)]
     flags = [EvalItem("risk_flags", f"f{i}") for i in range(4)]
-    kept = _reduce(plain + changed + flags, 3)
-    assert [i.input for i in kept] == ["q0", "c0", "c1", "f0", "f1", "f2"]
-    assert _reduce(plain, None) == plain
+    # Seed 0 holds out q2, q4, f1 and f3; c0 and c1 are train lines.
+    assert [i.input for i in plain + changed + flags if is_held_out(i.input)] == [
+        "q2", "q4", "f1", "f3",
+    ]  # fmt: skip
+    kept = _reduce(plain + changed + flags, 3, LabSettings())
+    # The changed lines first, a held-out line in turn with them; the file's order kept.
+    assert [i.input for i in kept] == ["q2", "c0", "c1", "f0", "f1", "f2"]
+    assert _reduce(plain, None, LabSettings()) == plain
 
 
 def test_the_change_set_maps_onto_the_documents_by_name(tmp_path: Path, example) -> None:  # type: ignore[no-untyped-def]
@@ -294,14 +302,16 @@ def test_sampled_runs_report_the_spread_over_seeds(example) -> None:  # type: ig
         for item, text in zip(items, texts, strict=True)
     ]
     summary = arm_summary(lab, "RAG", calls)
-    assert summary["fact_accuracy"] == pytest.approx(0.5)
-    assert summary["spread"]["fact_accuracy"] == pytest.approx(
+    assert summary.fact_accuracy == pytest.approx(0.5)
+    assert summary.fact_spread is not None
+    assert summary.fact_spread.to_dict() == pytest.approx(
         {"mean": 0.5, "std": 0.408248290463863, "min": 0.0, "max": 1.0}
     )
-    assert summary["spread"]["contract_compliance"] is None
-    assert summary["latency_p50_s"] == 2.0 and summary["tokens_per_call"] == 110
+    assert summary.compliance_spread is None
+    assert summary.latency_p50_s == 2.0 and summary.tokens_per_call == 110
     prices = example.config.prices
-    assert summary["cost_per_1k"] == pytest.approx(
+    assert summary.cost_per_1k == pytest.approx(
         (100 * prices.input_usd_per_1m_tokens + 10 * prices.output_usd_per_1m_tokens) / 1000
     )
-    assert summary["by_capability"]["templates"]["items"] == 2
+    assert summary.by_capability["templates"].items == 2
+    assert summary.seen is None and summary.items == 2  # no adapter: everything is unseen

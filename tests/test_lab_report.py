@@ -16,6 +16,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from ragtune.lab.report import render_html, render_markdown, write_reports
+from ragtune.lab.results import LabResult
 
 ARMS = ("zero-shot", "few-shot", "RAG", "LoRA", "RAG+LoRA")
 HOSTILE = "<script>alert('answer')</script>"
@@ -30,10 +31,21 @@ def _arm(
     cost: float | None,
     spread: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    adapter = "LoRA" in name
+    seen = {"items": 2, "fact_accuracy": 1.0, "contract_compliance": None} if adapter else None
+    rephrased = (
+        {"items": 3, "fact_accuracy": 0.3333333333333333, "contract_compliance": None}
+        if adapter
+        else None
+    )
     return {
         "name": name,
         "fact_accuracy": fact,
         "contract_compliance": compliance,
+        "items": 36,
+        "seen": seen,
+        "rephrased": rephrased,
+        "seen_known": True,
         "latency_p50_s": latency,
         "tokens_per_call": tokens,
         "cost_per_1k": cost,
@@ -44,12 +56,18 @@ def _arm(
                 "fact_accuracy": fact,
                 "contract_compliance": None,
                 "latency_p50_s": latency,
+                "seen": seen,
+                "rephrased": rephrased,
             },
             "risk_flags": {
                 "items": 12,
                 "fact_accuracy": None if fact is None else fact / 2,
                 "contract_compliance": compliance,
                 "latency_p50_s": latency,
+                "seen": {"items": 0, "fact_accuracy": None, "contract_compliance": None}
+                if adapter
+                else None,
+                "rephrased": None,
             },
         },
         "setup": {
@@ -65,8 +83,11 @@ def _drift_arm(
 ) -> dict[str, Any]:
     return {
         "name": name,
+        "adapter": "LoRA" in name,
         "fact_accuracy_before": before,
         "fact_accuracy": after,
+        "unseen_fact_accuracy": after,
+        "seen_fact_accuracy": (None if after is None else 1.0) if "LoRA" in name else None,
         "contract_compliance": None,
         "latency_p50_s": 2.0,
         "cost_per_1k": 0.25,
@@ -90,6 +111,7 @@ def _call(arm: str, answer: str, **extra: Any) -> dict[str, Any]:
         "completion_tokens": 31,
         "seed": None,
         "phase": "before",
+        "exposure": "unseen",
     }
     call.update(extra)
     return call
@@ -118,6 +140,23 @@ def _sample() -> dict[str, Any]:
             "train_steps": None,
             "max_items": None,
         },
+        "split": {
+            "seed": 0,
+            "share": 0.5,
+            "by_capability": {
+                "templates": {"train": 13, "held_out": 11},
+                "risk_flags": {"train": 7, "held_out": 5},
+            },
+        },
+        "estimate": {
+            "seconds": 1404.0,
+            "adapters": 3,
+            "steps": 288,
+            "seconds_per_step": 3.0,
+            "step_measured": False,
+            "calls": 236,
+            "seconds_per_call": 2.3,
+        },
         "arms": [
             _arm("zero-shot", 0.31, 0.0, 2.1, 412.5, 0.27),
             _arm("few-shot", 0.44, 0.5, 2.4, 980.0, 0.61),
@@ -134,6 +173,7 @@ def _sample() -> dict[str, Any]:
                 "steps": 120,
                 "seconds": 95.3,
                 "source": "lab",
+                "inputs": 13,
             }
         ],
         "drift": {
@@ -141,6 +181,7 @@ def _sample() -> dict[str, Any]:
             "documents": ["knowledge/nda.md", "knowledge/msa.md"],
             "questions": 8,
             "resync_seconds": 0.42,
+            "reembedded": 6,
             "retrain_seconds": 96.0,
             "arms": [
                 _drift_arm("zero-shot", 0.1, 0.1, 0.0, None),
@@ -161,6 +202,10 @@ def _sample() -> dict[str, Any]:
                 "capability": "templates",
                 "decision": "retrieval",
                 "arm": "RAG",
+                "best": "RAG",
+                "metric": "fact accuracy after the change on unseen questions",
+                "scores": {"RAG": 0.92, "LoRA": 0.31},
+                "unranked": [],
                 "agrees": True,
                 "text": "the audit chose retrieval for `templates`; the lab agrees: RAG 0.92 "
                 "against LoRA 0.31 after the change",
@@ -169,6 +214,10 @@ def _sample() -> dict[str, Any]:
                 "capability": "risk_flags",
                 "decision": "lora",
                 "arm": "few-shot",
+                "best": "few-shot",
+                "metric": "contract compliance on unseen questions",
+                "scores": {"few-shot": 0.5},
+                "unranked": [],
                 "agrees": False,
                 "text": "the audit chose lora for `risk_flags`; the lab disagrees: few-shot "
                 "complies as often",
@@ -254,9 +303,15 @@ def test_markdown_arms_table_formats_every_column(markdown: str) -> None:
     rows = _md_rows(_md_section(markdown, "Arms"))
     assert list(rows) == ["arm", *ARMS]
     header = rows["arm"]
-    assert header[:2] == ["fact accuracy", "fact accuracy over seeds"]
-    assert rows["zero-shot"] == ["31%", "n/a", "0%", "n/a", "2.10 s", "412", "$0.2700"]
-    assert rows["RAG"] == ["92%", "± 3% (86%-94%)", "n/a", "n/a", "1.23 s", "1,510", "$0.0123"]
+    assert header[:4] == ["fact accuracy (unseen)", "fact accuracy over seeds", "seen", "rephrased"]
+    assert rows["zero-shot"] == [
+        "31%", "n/a", "—", "—", "0%", "n/a", "2.10 s", "412", "$0.2700",
+    ]  # fmt: skip
+    assert rows["RAG"] == [
+        "92%", "± 3% (86%-94%)", "—", "—", "n/a", "n/a", "1.23 s", "1,510", "$0.0123",
+    ]  # fmt: skip
+    # An arm that serves an adapter has its seen and rephrased scores beside, with their items.
+    assert rows["LoRA"][:4] == ["58%", "n/a", "100% (2)", "33% (3)"]
     # Nulls show as n/a, never as "None" or a crash.
     assert rows["LoRA"][header.index("p50 latency")] == "n/a"
     assert rows["LoRA"][header.index("USD / 1k calls")] == "n/a"
@@ -264,13 +319,27 @@ def test_markdown_arms_table_formats_every_column(markdown: str) -> None:
     assert not re.search(r"\bnan\b", markdown, re.I)
 
 
+def test_an_adapter_that_does_not_say_what_it_trained_on_shows_unknown(
+    sample: dict[str, Any],
+) -> None:
+    data = copy.deepcopy(sample)
+    data["arms"][3] |= {"seen_known": False, "seen": None, "rephrased": None}
+    data["adapters"][0]["inputs"] = None
+    markdown = render_markdown(data)
+    assert _md_rows(_md_section(markdown, "Arms"))["LoRA"][2:4] == ["unknown", "unknown"]
+    assert _md_rows(_md_section(markdown, "Adapters"))["lab-templates-lora"][4] == "unknown"
+
+
 def test_markdown_per_capability_table(markdown: str) -> None:
     section, setup = _md_section(markdown, "By capability").split("### How each arm served")
     rows = _md_rows(section)
     assert rows["arm"] == ["templates (24 items)", "risk_flags (12 items)"]
     assert rows["few-shot"] == ["44% / n/a", "22% / 50%"]
-    assert rows["RAG+LoRA"] == ["88% / n/a", "44% / 100%"]
-    assert rows["LoRA"][1] == "29% / 75%"
+    assert rows["RAG+LoRA"] == [
+        "88% / n/a; seen 100% (2), rephrased 33% (3)",
+        "44% / 100%; seen n/a",
+    ]
+    assert rows["LoRA"][1] == "29% / 75%; seen n/a"
     # The setup table below it says how each arm served each capability.
     assert _md_rows(setup)["RAG"] == [
         "RAG: the capability's instructions",
@@ -285,11 +354,14 @@ def test_markdown_drift_section(markdown: str) -> None:
     assert "- questions changed: 8" in drift
     assert "re-sync 0.42 s against retraining 96.00 s (re-sync about 229× faster)" in drift
     rows = _md_rows(drift)
-    assert rows["arm"] == ["accuracy before", "accuracy after", "stale share", "time to correct"]
-    assert rows["RAG"] == ["90%", "88%", "0%", "0.42 s"]
-    assert rows["LoRA"] == ["85%", "5%", "62%", "not corrected"]
-    assert rows["zero-shot"][3] == "not corrected"
-    assert rows["RAG+LoRA"] == ["90%", "n/a", "n/a", "n/a"]  # not measured after the change
+    assert rows["arm"] == [
+        "accuracy before", "accuracy after", "after: unseen / seen", "stale share",
+        "time to correct",
+    ]  # fmt: skip
+    assert rows["RAG"] == ["90%", "88%", "—", "0%", "0.42 s"]
+    assert rows["LoRA"] == ["85%", "5%", "5% / 100%", "62%", "not corrected"]
+    assert rows["zero-shot"][4] == "not corrected"
+    assert rows["RAG+LoRA"] == ["90%", "n/a", "n/a / n/a", "n/a", "n/a"]  # not measured after
     assert "- LoRA (retrained): fact accuracy 75%, stale share 25%, retrained in 96.00 s." in drift
 
 
@@ -300,6 +372,7 @@ def test_markdown_adapters_and_settings(markdown: str) -> None:
         "LoRA",
         "trained by the lab",
         "no",
+        "13",
         "120",
         "95.30 s",
     ]
@@ -312,8 +385,12 @@ def test_markdown_adapters_and_settings(markdown: str) -> None:
         "- seeds: 0, 1, 2",
         "- train steps: default",
         "- max items: all",
+        "- split: seed 0, 50% of the lines held out",
+        "- lines: templates 13 train / 11 held out, risk_flags 7 train / 5 held out",
     ):
         assert line in settings
+    assert "- estimate before the run: estimate: about 23 min (3 adapters to train" in settings
+    assert "an estimate, not a measurement" in settings
 
 
 def test_markdown_without_drift_or_spread(sample: dict[str, Any]) -> None:
@@ -326,7 +403,7 @@ def test_markdown_without_drift_or_spread(sample: dict[str, Any]) -> None:
     assert "no drift test" in _md_section(markdown, "Summary")
     header = _md_rows(_md_section(markdown, "Arms"))["arm"]
     assert "fact accuracy over seeds" not in header
-    assert len(header) == 5
+    assert len(header) == 7
 
 
 def test_markdown_escapes_pipes_in_cells(sample: dict[str, Any]) -> None:
@@ -334,7 +411,8 @@ def test_markdown_escapes_pipes_in_cells(sample: dict[str, Any]) -> None:
     data["arms"][0]["name"] = "zero|shot"
     table = _md_section(render_markdown(data), "Arms")
     assert "zero\\|shot" in table
-    widths = {len(re.findall(r"(?<!\\)\|", row)) for row in table.strip().splitlines()}
+    rows = [row for row in table.strip().splitlines() if row.startswith("|")]
+    widths = {len(re.findall(r"(?<!\\)\|", row)) for row in rows}
     assert len(widths) == 1
 
 
@@ -422,7 +500,7 @@ def test_html_details_table_has_every_call_clipped(sample: dict[str, Any], html:
     assert "Every call (3)" in details.summary.get_text()
     table = details.find("table")
     headers = [th.get_text() for th in table.thead("th")]
-    assert headers[:6] == ["arm", "capability", "phase", "where", "input", "answer"]
+    assert headers[:7] == ["arm", "capability", "phase", "item", "where", "input", "answer"]
     rows = [[td.get_text() for td in tr("td")] for tr in table.tbody("tr")]
     assert [r[0] for r in rows] == [c["arm"] for c in sample["calls"]]
     first = dict(zip(headers, rows[0], strict=True))
@@ -462,15 +540,19 @@ def test_every_metric_null_renders(sample: dict[str, Any], tmp_path: Path) -> No
     data = _all_null(sample)
     markdown = render_markdown(data)
     rows = _md_rows(_md_section(markdown, "Arms"))
-    assert rows["RAG"] == ["n/a"] * 7
-    assert "No arm has a fact accuracy." in markdown
-    assert _md_rows(_md_section(markdown, "Drift"))["RAG"] == ["n/a"] * 4
+    assert rows["RAG"] == ["n/a", "n/a", "—", "—"] + ["n/a"] * 5
+    assert "No arm has a fact accuracy on unseen questions." in markdown
+    assert _md_rows(_md_section(markdown, "Drift"))["RAG"] == ["n/a", "n/a", "—", "n/a", "n/a"]
     html = render_html(data)
     soup = BeautifulSoup(html, "html.parser")
     assert len(soup.find_all("svg")) == 2
     assert "no arm has both a cost and a fact accuracy" in soup.select_one("figure.cost").get_text()
     paths = write_reports(data, tmp_path)
-    assert json.loads(paths["json"].read_text(encoding="utf-8")) == data
+    # lab.json holds what the typed result read from it: every null stays null.
+    written = json.loads(paths["json"].read_text(encoding="utf-8"))
+    assert written == LabResult.from_dict(data).to_dict()
+    assert written["arms"][2]["fact_accuracy"] is None
+    assert written["drift"]["arms"][2]["time_to_correct_s"] is None
 
 
 def test_empty_lab_renders() -> None:
@@ -542,3 +624,18 @@ def test_markdown_does_not_import_matplotlib() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_summary_ranks_unseen_scores_and_never_a_seen_one(sample: dict[str, Any]) -> None:
+    """An arm that answered every question it trained on (seen 100%) but had no unseen
+    question is not ranked, even above the best unseen score; the summary says why."""
+    data = copy.deepcopy(sample)
+    lora = data["arms"][3]
+    lora |= {"fact_accuracy": None, "items": 0}
+    lora["seen"] = {"items": 8, "fact_accuracy": 1.0, "contract_compliance": None}
+    summary = _md_section(render_markdown(data), "Summary")
+    assert "On questions no adapter trained on, RAG scored the most facts (92%)" in summary
+    left_out = "LoRA had no unseen question (only ones its adapter trained on), so it is not ranked"
+    assert left_out in summary
+    assert "LoRA 100%" in summary and "(memorisation, not ranked)" in summary
+    assert "LoRA scored the most" not in summary

@@ -1,6 +1,7 @@
 """The five arms: how each serves a capability, and each arm's answers to the eval items.
 
-The arms, per capability of the eval set:
+The arms come from one table (:data:`ragtune.lab.model.ARM_SPECS`: what each adds - retrieval,
+shots, an adapter); per capability of the eval set they serve it so:
 
 =========  =====================================  =========================================
 arm        knowledge capability                   behaviour capability
@@ -10,13 +11,18 @@ zero-shot  base model, the capability's            base model, instructions and 
 few-shot   + the 2 reference answers of the        + the 2 most similar examples of its
            most similar other eval questions       examples file
 RAG        base model + retrieved passages         base model + passages of ``context_from``
-LoRA       an adapter trained on the eval          an adapter trained without retrieved
-           questions' reference answers (facts     context
-           in the weights), no retrieval
-RAG+LoRA   an adapter trained on the answers       the project's context-aware adapter
-           with retrieved context (RAFT), served   (trained by ``build``), served with
-           with retrieval                          retrieval
+LoRA       an adapter trained on the reference     an adapter trained without retrieved
+           answers of the split's train lines      context
+           (facts in the weights), no retrieval
+RAG+LoRA   the project's reader adapter where      the project's context-aware adapter
+           ``build`` trained one, else one the     (trained by ``build``), served with
+           lab trains on the train lines with      retrieval
+           retrieved context (RAFT); retrieval
 =========  =====================================  =========================================
+
+Each answer of an arm that serves an adapter is *seen* (the adapter's manifest lists its input
+among those it trained on) or *unseen*; before the change, such an arm is also asked the
+rephrasings of its seen lines (*rephrased*: the adapter saw the fact, not the words).
 
 Generation is the runtime's (:mod:`ragtune.runtime.pipeline` steps); answers are scored on
 their first attempt - no repair - so the arms are compared as they generate.
@@ -30,102 +36,64 @@ from collections.abc import Sequence
 from ragtune.behavior.examples import Example
 from ragtune.lab.evalset import EvalItem
 from ragtune.lab.metrics import fact_score, is_stale
-from ragtune.lab.model import ARMS, ArmPlan, Call, Lab
+from ragtune.lab.model import ArmPlan, ArmSpec, Call, Lab, arm_spec
 from ragtune.project import Capability
 from ragtune.runtime.pipeline import build_prompt, generate, retrieve
-from ragtune.runtime.runtime import Request, Route
+from ragtune.runtime.runtime import Request, Route, Runtime, Strategy
 
-__all__ = ["SHOTS", "plan_arms", "run_arms"]
+__all__ = ["SHOTS", "asked", "plan_arms", "run_arms"]
 
 SHOTS = 2
 
 
 def plan_arms(lab: Lab) -> None:
-    """How each arm serves each capability of the eval set, into ``lab.plans``."""
+    """How each chosen arm serves each capability of the eval set, into ``lab.plans``."""
     for name in dict.fromkeys(item.capability for item in lab.items):
-        for arm in ARMS:
-            lab.plans[(arm, name)] = _plan(lab.runtime.capability(name), arm)
+        cap = lab.runtime.capability(name)
+        for arm in lab.settings.arms:
+            lab.plans[(arm, name)] = _plan(lab.runtime, cap, arm_spec(arm))
 
 
-def _plan(cap: Capability, arm: str) -> ArmPlan:
-    """How one arm serves one capability (the table above)."""
-    if cap.answers_from_sources:
-        return _knowledge_plan(cap.name, arm)
-    return _behaviour_plan(cap, arm)
+def _plan(runtime: Runtime, cap: Capability, spec: ArmSpec) -> ArmPlan:
+    """How one arm serves one capability (the table above), from what the arm adds."""
+    knowledge = cap.answers_from_sources
+    sources = (cap.name,) if knowledge else tuple(cap.context_from)
+    retrieved = sources if spec.retrieval else ()
+    adapter = _adapter(runtime, cap, spec) if spec.adapter else None
+    kind: Strategy
+    if adapter is not None:
+        kind = "lora"
+    elif spec.shots:
+        kind = "few-shot"
+    elif retrieved and knowledge:
+        kind = "retrieval"
+    else:
+        kind = "prompt"
+    shots = ("reference" if knowledge else "examples") if spec.shots else None
+    if not knowledge:
+        passages = f"passages from {', '.join(sources)}" if sources else None
+        setup = spec.behaviour_setup.format(
+            shots=SHOTS, passages=passages or "no context_from: nothing to retrieve"
+        )
+    elif adapter == cap.name:
+        setup = "the project's reader adapter (trained by `ragtune build`), with retrieval"
+    else:
+        setup = spec.knowledge_setup.format(shots=SHOTS)
+    return ArmPlan(spec.name, cap.name, Route(cap.name, kind, retrieved, adapter), shots, setup)
 
 
-def _knowledge_plan(name: str, arm: str) -> ArmPlan:
-    if arm == "zero-shot":
-        return ArmPlan(arm, name, Route(name, "prompt"), None, "base model, no context")
-    if arm == "few-shot":
-        return ArmPlan(
-            arm,
-            name,
-            Route(name, "few-shot"),
-            "reference",
-            f"base model, {SHOTS} reference answers of similar eval questions",
-        )
-    if arm == "RAG":
-        return ArmPlan(
-            arm, name, Route(name, "retrieval", (name,)), None, "base model, retrieved passages"
-        )
-    if arm == "LoRA":
-        adapter = f"lab-{name}-lora"
-        return ArmPlan(
-            arm,
-            name,
-            Route(name, "lora", (), adapter),
-            None,
-            "adapter trained on the reference answers, no retrieval",
-        )
-    adapter = f"lab-{name}-rag-lora"
-    return ArmPlan(
-        arm,
-        name,
-        Route(name, "lora", (name,), adapter),
-        None,
-        "adapter trained on the reference answers with retrieved context (RAFT), with retrieval",
-    )
-
-
-def _behaviour_plan(cap: Capability, arm: str) -> ArmPlan:
-    name = cap.name
-    knowledge = tuple(cap.context_from)
-    if arm == "zero-shot":
-        return ArmPlan(arm, name, Route(name, "prompt"), None, "base model, instructions only")
-    if arm == "few-shot":
-        return ArmPlan(
-            arm,
-            name,
-            Route(name, "few-shot"),
-            "examples",
-            f"base model, {SHOTS} most similar examples",
-        )
-    if arm == "RAG":
-        setup = (
-            f"base model, passages from {', '.join(knowledge)}"
-            if knowledge
-            else "base model (no context_from: nothing to retrieve)"
-        )
-        return ArmPlan(arm, name, Route(name, "prompt", knowledge), None, setup)
-    if arm == "LoRA":
-        adapter = f"lab-{name}-lora" if knowledge else name
-        return ArmPlan(
-            arm,
-            name,
-            Route(name, "lora", (), adapter),
-            None,
-            "adapter trained without retrieved context",
-        )
-    return ArmPlan(
-        arm,
-        name,
-        Route(name, "lora", knowledge, name),
-        None,
-        "the project's context-aware adapter with retrieval"
-        if knowledge
-        else "the project's adapter (no context_from: nothing to retrieve)",
-    )
+def _adapter(runtime: Runtime, cap: Capability, spec: ArmSpec) -> str:
+    """The adapter an arm serves a capability with. With retrieval: the project's own (a
+    behaviour capability's, or a knowledge capability's reader adapter where ``build`` trained
+    one), else one the lab trains with retrieved context. Without: one the lab trains without
+    context, except for a behaviour capability that retrieves nothing anyway."""
+    if spec.retrieval:
+        if not cap.answers_from_sources or runtime.adapter_for(cap.name) is not None:
+            return cap.name
+        return f"lab-{cap.name}-rag-lora"
+    if cap.answers_from_sources or cap.context_from:
+        return f"lab-{cap.name}-lora"
+    return cap.name
 
 
 def _shots(lab: Lab, plan: ArmPlan, item: EvalItem) -> list[Example]:
@@ -150,16 +118,30 @@ def _shots(lab: Lab, plan: ArmPlan, item: EvalItem) -> list[Example]:
     return [Example(s.input, s.answer or "") for s in shots]
 
 
+def asked(lab: Lab, arm: str, items: Sequence[EvalItem], phase: str) -> list[EvalItem]:
+    """What ``arm`` is asked: the items and, before the change, for an arm that serves an
+    adapter, the rephrasings of the lines that adapter trained on (its "rephrased" column)."""
+    out: list[EvalItem] = []
+    for item in items:
+        out.append(item)
+        adapter = lab.plans[(arm, item.capability)].route.adapter
+        if phase == "before" and adapter is not None:
+            out += [r for r in item.rephrasings() if lab.exposure(adapter, r) == "rephrased"]
+    return out
+
+
 def run_arms(
-    lab: Lab, items: Sequence[EvalItem], phase: str, arms: Sequence[str] = ARMS
+    lab: Lab, items: Sequence[EvalItem], phase: str, arms: Sequence[str] | None = None
 ) -> list[Call]:
-    """Each of ``arms`` answers every item, once per seed; ``phase`` is "before" or "after"."""
+    """Each of ``arms`` (default: the chosen ones) answers every item, once per seed;
+    ``phase`` is "before" or "after"."""
+    questions = {arm: asked(lab, arm, items, phase) for arm in arms or lab.settings.arms}
     calls: list[Call] = []
-    total = len(items) * len(arms) * len(lab.settings.run_seeds)
+    total = sum(map(len, questions.values())) * len(lab.settings.run_seeds)
     done = 0
-    for arm in arms:
+    for arm, of in questions.items():
         for seed in lab.settings.run_seeds:
-            for item in items:
+            for item in of:
                 calls.append(_call(lab, lab.plans[(arm, item.capability)], item, seed, phase))
                 done += 1
                 if lab.progress:
@@ -205,4 +187,5 @@ def _call(lab: Lab, plan: ArmPlan, item: EvalItem, seed: int | None, phase: str)
         completion_tokens=generation.completion_tokens,
         seed=seed,
         phase=phase,
+        exposure=lab.exposure(plan.route.adapter, item),
     )

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from markupsafe import Markup
 
+    from ragtune.lab.results import Spread
+
 __all__ = [
     "NA",
     "clip",
@@ -77,11 +79,13 @@ def plain(value: object) -> str:
     return str(value)
 
 
-def seed_spread(stats: dict[str, float] | None) -> str:
+def seed_spread(stats: Spread | None) -> str:
     """A metric over seeds as ``"± 3% (88%-95%)"``."""
-    if not stats or any(missing(stats.get(k)) for k in ("std", "min", "max")):
+    if stats is None or stats.std is None or stats.min is None or stats.max is None:
         return NA
-    return f"± {stats['std']:.0%} ({stats['min']:.0%}-{stats['max']:.0%})"
+    if any(missing(v) for v in (stats.std, stats.min, stats.max)):
+        return NA
+    return f"± {stats.std:.0%} ({stats.min:.0%}-{stats.max:.0%})"
 
 
 def clip(text: object, limit: int) -> str:

@@ -1,7 +1,9 @@
-"""The lab's two charts as inline SVG: fact accuracy per arm (before and after the change when the
-drift test ran, contract compliance beside it) and cost against accuracy.
+"""The lab's two charts as inline SVG: fact accuracy per arm (on the unseen questions, the seen
+and rephrased ones beside it for an arm that serves an adapter, before and after the change when
+the drift test ran, contract compliance beside it) and cost against (unseen) accuracy.
 
-matplotlib is imported only when a chart is drawn; a null metric is marked "n/a" or left out.
+matplotlib is imported only when a chart is drawn; a null metric is marked "n/a" or left out,
+and an arm without adapter has no seen or rephrased bar.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from ragtune.audit.report import DECISION_COLOURS, figure_svg
 from ragtune.lab.cells import NA, missing
-from ragtune.lab.tables import arms_of, drift_arms_of
+from ragtune.lab.results import LabResult, Scores
 
 __all__ = ["accuracy_chart", "cost_chart"]
 
@@ -26,7 +28,11 @@ ARM_COLOURS = {
 }
 OTHER_COLOUR = "#4b5563"
 # The accuracy series are shades apart from the arm colours, so a bar is never read as an arm.
-ALL_QUESTIONS = ("all questions", "#475569")
+UNSEEN = ("unseen questions", "#475569")
+SEEN = ("seen: the adapter trained on them", "#cbd5e1")
+REPHRASED = ("seen, rephrased", "#94a3b8")
+SKIP = "skip"
+"""A value with no bar and no "n/a" mark: the seen bar of an arm without adapter."""
 CHANGED_BEFORE = ("changed questions, before the change", "#a5b4fc")
 CHANGED_AFTER = ("changed questions, after the change", "#4338ca")
 
@@ -34,11 +40,19 @@ ACCURACY_TITLE = "Fact accuracy per arm"
 COST_TITLE = "Cost against accuracy"
 
 
-def _arm_names(data: dict[str, Any]) -> list[str]:
+def _arm_names(data: LabResult) -> list[str]:
     """The arms in the lab's order, then any the drift test has that the lab does not."""
-    names = [str(a.get("name")) for a in arms_of(data)]
-    names += [n for n in drift_arms_of(data) or {} if n not in names]
+    names = [a.name for a in data.arms]
+    names += [a.name for a in (data.drift.arms if data.drift else ()) if a.name not in names]
     return names
+
+
+def _exposure(scores: Scores | None, known: bool) -> Any:
+    """A seen or rephrased bar's value: skipped for an arm without adapter (or one that does
+    not say what it trained on), "n/a" for no item."""
+    if scores is None or not known:
+        return SKIP
+    return scores.fact_accuracy if scores.items else None
 
 
 def _chart_style(title: str) -> AbstractContextManager[None]:
@@ -78,13 +92,15 @@ def _bars(ax: Any, names: Sequence[str], series: Sequence[tuple[str, str, list[A
     width = 0.8 / max(len(series), 1)
     for i, (label, colour, values) in enumerate(series):
         offset = (i - (len(series) - 1) / 2) * width
-        shown = [(x + offset, float(v)) for x, v in enumerate(values) if not missing(v)]
+        shown = [
+            (x + offset, float(v)) for x, v in enumerate(values) if v is not SKIP and not missing(v)
+        ]
         if shown:
             xs, ys = zip(*shown, strict=True)
             bars = ax.bar(xs, ys, width * 0.92, label=label, color=colour, zorder=2)
             ax.bar_label(bars, labels=[f"{y:.0%}" for y in ys], fontsize=6.5, padding=1)
         for x, v in enumerate(values):
-            if missing(v):
+            if v is not SKIP and missing(v):
                 ax.text(
                     x + offset,
                     0.02,
@@ -100,21 +116,27 @@ def _bars(ax: Any, names: Sequence[str], series: Sequence[tuple[str, str, list[A
     ax.set_ylim(0, 1.12)
 
 
-def accuracy_chart(data: dict[str, Any]) -> str:
-    """Grouped bars: fact accuracy per arm, on the changed questions before and after the
+def accuracy_chart(data: LabResult) -> str:
+    """Grouped bars: fact accuracy per arm on the unseen questions, on the seen and rephrased
+    ones for the arms that serve an adapter, on the changed questions before and after the
     change when the lab ran a drift test, and contract compliance beside it when measured."""
     from matplotlib.ticker import PercentFormatter
 
     names = _arm_names(data)
-    by_name = {str(a.get("name")): a for a in arms_of(data)}
-    drift = drift_arms_of(data)
-    series = [(*ALL_QUESTIONS, [by_name.get(n, {}).get("fact_accuracy") for n in names])]
-    if drift is not None:
-        series.append(
-            (*CHANGED_BEFORE, [drift.get(n, {}).get("fact_accuracy_before") for n in names])
-        )
-        series.append((*CHANGED_AFTER, [drift.get(n, {}).get("fact_accuracy") for n in names]))
-    compliance = [by_name.get(n, {}).get("contract_compliance") for n in names]
+    arms = [data.arm(n) for n in names]
+    series: list[tuple[str, str, list[Any]]] = [
+        (*UNSEEN, [None if a is None else a.fact_accuracy for a in arms])
+    ]
+    for label, pick in ((SEEN, "seen"), (REPHRASED, "rephrased")):
+        values = [SKIP if a is None else _exposure(getattr(a, pick), a.seen_known) for a in arms]
+        if any(v is not SKIP for v in values):
+            series.append((*label, values))
+    if data.drift is not None:
+        rows = [data.drift.arm(n) for n in names]
+        before = [None if r is None else r.fact_accuracy_before for r in rows]
+        series.append((*CHANGED_BEFORE, before))
+        series.append((*CHANGED_AFTER, [None if r is None else r.fact_accuracy for r in rows]))
+    compliance = [None if a is None else a.contract_compliance for a in arms]
     with_compliance = any(not missing(v) for v in compliance)
 
     with _chart_style(ACCURACY_TITLE):
@@ -151,14 +173,18 @@ def accuracy_chart(data: dict[str, Any]) -> str:
         return figure_svg(fig, ACCURACY_TITLE)
 
 
-def cost_chart(data: dict[str, Any]) -> str:
-    """A scatter of USD per 1,000 calls against fact accuracy, each point named by its arm."""
+def cost_chart(data: LabResult) -> str:
+    """A scatter of USD per 1,000 calls against fact accuracy on unseen questions, each point
+    named by its arm."""
     from matplotlib.ticker import FuncFormatter, PercentFormatter
 
     points = [
-        (str(a.get("name")), float(a["cost_per_1k"]), float(a["fact_accuracy"]))
-        for a in arms_of(data)
-        if not missing(a.get("cost_per_1k")) and not missing(a.get("fact_accuracy"))
+        (a.name, float(a.cost_per_1k), float(a.fact_accuracy))
+        for a in data.arms
+        if a.cost_per_1k is not None
+        and a.fact_accuracy is not None
+        and not missing(a.cost_per_1k)
+        and not missing(a.fact_accuracy)
     ]
     with _chart_style(COST_TITLE):
         fig = _figure(7.0, 3.6)
@@ -174,7 +200,7 @@ def cost_chart(data: dict[str, Any]) -> str:
         decimals = 2 if dearest >= 0.1 else 4
         if points:
             ax.set_xlim(0, dearest * 1.2 or 1.0)
-        left_out = [str(a.get("name")) for a in arms_of(data)]
+        left_out = [a.name for a in data.arms]
         left_out = [n for n in left_out if n not in {name for name, _, _ in points}]
         if left_out and points:
             fig.text(
@@ -196,7 +222,7 @@ def cost_chart(data: dict[str, Any]) -> str:
         ax.set_ylim(0, 1.05)
         ax.set_title(COST_TITLE, loc="left", fontsize=11, fontweight="bold")
         ax.set_xlabel("USD per 1,000 calls")
-        ax.set_ylabel("fact accuracy")
+        ax.set_ylabel("fact accuracy (unseen)")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"${v:,.{decimals}f}"))
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         _style(ax)

@@ -1,19 +1,21 @@
 """The drift test: the change set's documents replace the ones they revise in the lab's copy of
 the project, the knowledge re-syncs, and every arm answers the changed questions again; the
-LoRA arm's knowledge adapter is retrained on the new answers to measure its time to correct."""
+LoRA arm's knowledge adapter is retrained on the new answers to measure its time to correct.
+An adapter arm's accuracy after the change is also given on the unseen and the seen questions
+apart: the verdict uses the unseen ones only."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from ragtune.lab.arms import run_arms
 from ragtune.lab.evalset import EvalItem
 from ragtune.lab.metrics import call_metrics, mean, rate
-from ragtune.lab.model import ARMS, AdapterJob, Call, Lab, LabError
-from ragtune.lab.train import train_lab_adapter
+from ragtune.lab.model import AdapterJob, Call, Lab, LabError, arm_spec
+from ragtune.lab.results import DriftArm, DriftResult, Retrained
+from ragtune.lab.train import refresh_trained_on, train_lab_adapter
 from ragtune.project import Project
 
 __all__ = ["apply_change_set", "change_set", "drift_test"]
@@ -78,10 +80,10 @@ def apply_change_set(work: Project, changes: Sequence[tuple[Path, str]]) -> list
 
 def drift_test(
     lab: Lab, changes: Sequence[tuple[Path, str]], before: Sequence[Call]
-) -> tuple[dict[str, Any], list[Call]]:
+) -> tuple[DriftResult, list[Call]]:
     """Apply the change set to the lab's copy, re-sync its knowledge and ask the changed
-    questions again with every arm; returns the drift section of the result and the calls
-    made after the change.
+    questions again with every chosen arm; returns the drift test's result and the calls made
+    after the change.
 
     Raises:
         LabError: No eval item says how the change set revises its answer (``after``).
@@ -101,27 +103,29 @@ def drift_test(
     lab.after_calls = after
     rows = _arm_rows(lab, changed, before, after, resync.seconds, retrain_seconds)
     folder = lab.settings.drift
-    return (
-        {
-            "change_set": str(folder) if folder is not None else None,
-            "documents": documents,
-            "questions": len(changed),
-            "resync_seconds": round(resync.seconds, 3),
-            "reembedded": resync.embedded,
-            "retrain_seconds": None if retrain_seconds is None else round(retrain_seconds, 3),
-            "arms": rows,
-            "retrained": retrained,
-        },
-        after,
+    result = DriftResult(
+        change_set=str(folder) if folder is not None else None,
+        documents=tuple(documents),
+        questions=len(changed),
+        resync_seconds=round(resync.seconds, 3),
+        reembedded=resync.embedded,
+        retrain_seconds=None if retrain_seconds is None else round(retrain_seconds, 3),
+        arms=tuple(rows),
+        retrained=retrained,
     )
+    return result, after
+
+
+RETRAINED = "LoRA (retrained)"
 
 
 def _retrain_lora(
     lab: Lab, changed: Sequence[EvalItem]
-) -> tuple[float | None, dict[str, Any] | None, list[Call]]:
-    """Retrain the LoRA arm's knowledge adapters on the revised answers and ask the changed
-    questions again: the seconds it took, the retrained arm's figures and its calls (none of
-    them when ``--no-retrain`` or no knowledge capability changed)."""
+) -> tuple[float | None, Retrained | None, list[Call]]:
+    """Retrain the LoRA arm's knowledge adapters on the revised answers (of the same train
+    lines) and ask the changed questions again: the seconds it took, the retrained arm's
+    figures and its calls (none of them when ``--no-retrain``, the LoRA arm was not chosen or
+    no knowledge capability changed)."""
     lora_knowledge = [
         p
         for p in lab.plans.values()
@@ -137,17 +141,18 @@ def _retrain_lora(
         job = AdapterJob(plan.route.adapter or "", plan.capability, "LoRA", False, "lab")
         seconds, _ = train_lab_adapter(lab, job, revised=True)
         retrain_seconds += seconds
+        refresh_trained_on(lab, job.name)
         if not lab.runtime.backend.is_remote:
             lab.runtime.backend.reload_adapter(job.name)
     again = run_arms(lab, changed, "after", ["LoRA"])
     for call in again:
-        call.arm = "LoRA (retrained)"
-    retrained = {
-        "name": "LoRA (retrained)",
-        "fact_accuracy": mean([c.fact_score for c in again]),
-        "stale_share": rate([c.stale for c in again]),
-        "seconds": round(retrain_seconds, 3),
-    }
+        call.arm = RETRAINED
+    retrained = Retrained(
+        name=RETRAINED,
+        fact_accuracy=mean([c.fact_score for c in again]),
+        stale_share=rate([c.stale for c in again]),
+        seconds=round(retrain_seconds, 3),
+    )
     return retrain_seconds, retrained, again
 
 
@@ -158,32 +163,37 @@ def _arm_rows(
     after: Sequence[Call],
     resync_seconds: float,
     retrain_seconds: float | None,
-) -> list[dict[str, Any]]:
-    """Per arm, on the changed questions: fact accuracy before and after the change, the share
-    of stale answers and the time to correct (the re-sync for retrieval, the retraining for
-    the LoRA arm)."""
+) -> list[DriftArm]:
+    """Per arm, on the changed questions: fact accuracy before and after the change (after
+    also on the unseen and seen items apart), the share of stale answers and the time to
+    correct (the re-sync for an arm that retrieves, the retraining for the LoRA arm)."""
     ids = {id(i) for i in changed}
-    rows: list[dict[str, Any]] = []
-    for arm in ARMS:
+    rows: list[DriftArm] = []
+    for arm in lab.settings.arms:
+        spec = arm_spec(arm)
         old = [c for c in before if c.arm == arm and id(c.item) in ids]
         new = [c for c in after if c.arm == arm]
         metrics = call_metrics(lab, new)
-        if arm in ("RAG", "RAG+LoRA"):
+        if spec.retrieval:
             to_correct: float | None = resync_seconds
-        elif arm == "LoRA":
+        elif spec.adapter:
             to_correct = retrain_seconds
         else:
             to_correct = None
+        seen = [c.fact_score for c in new if c.exposure == "seen"]
         rows.append(
-            {
-                "name": arm,
-                "fact_accuracy_before": mean([c.fact_score for c in old]),
-                "fact_accuracy": metrics["fact_accuracy"],
-                "contract_compliance": metrics["contract_compliance"],
-                "latency_p50_s": metrics["latency_p50_s"],
-                "cost_per_1k": metrics["cost_per_1k"],
-                "stale_share": rate([c.stale for c in new]),
-                "time_to_correct_s": None if to_correct is None else round(to_correct, 3),
-            }
+            DriftArm(
+                name=arm,
+                adapter=spec.adapter,
+                fact_accuracy_before=mean([c.fact_score for c in old]),
+                fact_accuracy=metrics.fact_accuracy,
+                unseen_fact_accuracy=mean([c.fact_score for c in new if c.exposure == "unseen"]),
+                seen_fact_accuracy=mean(seen) if spec.adapter else None,
+                contract_compliance=metrics.contract_compliance,
+                latency_p50_s=metrics.latency_p50_s,
+                cost_per_1k=metrics.cost_per_1k,
+                stale_share=rate([c.stale for c in new]),
+                time_to_correct_s=None if to_correct is None else round(to_correct, 3),
+            )
         )
     return rows

@@ -5,6 +5,9 @@ Facts are compared after :func:`normalise`: lower case, numbers written in words
 digits (``text2num``), "seventy-two (72)" folded to "72", thousands separators dropped and
 punctuation taken out. A fact is present when its normalised words occur in the normalised
 answer as whole words, in order.
+
+An arm's scores are over the items it did not train on (*unseen*); for an arm that serves an
+adapter the *seen* and *rephrased* items are scored apart (:class:`ragtune.lab.results.Scores`).
 """
 
 from __future__ import annotations
@@ -12,13 +15,18 @@ from __future__ import annotations
 import re
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ragtune.lab.model import ARMS, arm_spec
+from ragtune.lab.results import ArmResult, CapabilityResult, Scores, Spread
 
 if TYPE_CHECKING:
     from ragtune.lab.model import Call, Lab
 
 __all__ = [
+    "CallMetrics",
     "arm_summary",
     "call_metrics",
     "fact_score",
@@ -79,16 +87,16 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def spread(values: Sequence[float]) -> dict[str, float] | None:
+def spread(values: Sequence[float]) -> Spread | None:
     """Mean, standard deviation, minimum and maximum of a metric over seeds."""
     if not values:
         return None
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
-        "min": min(values),
-        "max": max(values),
-    }
+    return Spread(
+        mean=statistics.fmean(values),
+        std=statistics.pstdev(values) if len(values) > 1 else 0.0,
+        min=min(values),
+        max=max(values),
+    )
 
 
 # -- an arm's figures over its calls ------------------------------------------------------------
@@ -118,49 +126,99 @@ def _cost_per_1k(lab: Lab, calls: Sequence[Call]) -> float | None:
     return per_call * 1000 / 1e6
 
 
-def call_metrics(lab: Lab, calls: Sequence[Call]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CallMetrics:
     """Fact accuracy, contract compliance, p50 latency, tokens and cost of a set of calls."""
-    latency = percentile([c.seconds for c in calls], 50)
-    return {
-        "fact_accuracy": mean([c.fact_score for c in calls]),
-        "contract_compliance": rate([c.contract_ok for c in calls]),
-        "latency_p50_s": latency,
-        "tokens_per_call": (
+
+    fact_accuracy: float | None
+    contract_compliance: float | None
+    latency_p50_s: float | None
+    tokens_per_call: float | None
+    cost_per_1k: float | None
+
+
+def call_metrics(lab: Lab, calls: Sequence[Call]) -> CallMetrics:
+    """Fact accuracy, contract compliance, p50 latency, tokens and cost of a set of calls."""
+    return CallMetrics(
+        fact_accuracy=mean([c.fact_score for c in calls]),
+        contract_compliance=rate([c.contract_ok for c in calls]),
+        latency_p50_s=percentile([c.seconds for c in calls], 50),
+        tokens_per_call=(
             statistics.fmean(c.prompt_tokens + c.completion_tokens for c in calls)
             if calls
             else None
         ),
-        "cost_per_1k": _cost_per_1k(lab, calls),
-    }
+        cost_per_1k=_cost_per_1k(lab, calls),
+    )
 
 
-def arm_summary(lab: Lab, arm: str, calls: Sequence[Call]) -> dict[str, Any]:
-    """One arm's figures over its calls: overall, spread over seeds, per capability, and how
-    it served each capability."""
-    summary: dict[str, Any] = {"name": arm, **call_metrics(lab, calls)}
+def _items(calls: Sequence[Call]) -> int:
+    """Distinct items among the calls (each is asked once per seed)."""
+    return len({(c.item.where, c.item.input) for c in calls})
+
+
+def _scores(calls: Sequence[Call]) -> Scores:
+    return Scores(
+        _items(calls), mean([c.fact_score for c in calls]), rate([c.contract_ok for c in calls])
+    )
+
+
+def _apart(
+    calls: Sequence[Call], serves_adapter: bool, known: bool
+) -> tuple[list[Call], Scores | None, Scores | None]:
+    """The unseen calls, and the seen and rephrased scores (None for an arm without adapter,
+    or one whose adapters do not say what they trained on)."""
+    unseen = [c for c in calls if c.exposure == "unseen"]
+    if not (serves_adapter and known):
+        return unseen, None, None
+    seen = _scores([c for c in calls if c.exposure == "seen"])
+    rephrased = _scores([c for c in calls if c.exposure == "rephrased"])
+    return unseen, seen, rephrased
+
+
+def arm_summary(lab: Lab, arm: str, calls: Sequence[Call]) -> ArmResult:
+    """One arm's figures over its calls: scores on the unseen items (and the seen and
+    rephrased ones apart, for an arm that serves an adapter), cost and latency over all its
+    calls, the spread over seeds, the same per capability, and how it served each capability."""
+    plans = [lab.plans[(arm, n)] for n in dict.fromkeys(c.item.capability for c in calls)]
+    adapters = tuple(dict.fromkeys(p.route.adapter for p in plans if p.route.adapter))
+    serves_adapter = arm_spec(arm).adapter if arm in ARMS else bool(adapters)
+    known = all(lab.trained_on.get(a) is not None for a in adapters)
+    unseen, seen, rephrased = _apart(calls, serves_adapter, known)
+    overall = call_metrics(lab, calls)
+    fact_spread = compliance_spread = None
     seeds = lab.settings.run_seeds
     if len(seeds) > 1:
-        per_seed = [[c for c in calls if c.seed == s] for s in seeds]
+        per_seed = [[c for c in unseen if c.seed == s] for s in seeds]
         facts = [v for v in (mean([c.fact_score for c in g]) for g in per_seed) if v is not None]
         ok = [v for v in (rate([c.contract_ok for c in g]) for g in per_seed) if v is not None]
-        summary["spread"] = {"fact_accuracy": spread(facts), "contract_compliance": spread(ok)}
-    else:
-        summary["spread"] = None
-    by_capability: dict[str, Any] = {}
-    setup: dict[str, str] = {}
-    adapters: list[str] = []
-    for name in dict.fromkeys(c.item.capability for c in calls):
-        of = [c for c in calls if c.item.capability == name]
-        metrics = call_metrics(lab, of)
-        by_capability[name] = {
-            "items": len({id(c.item) for c in of}),
-            "fact_accuracy": metrics["fact_accuracy"],
-            "contract_compliance": metrics["contract_compliance"],
-            "latency_p50_s": metrics["latency_p50_s"],
-        }
-        plan = lab.plans[(arm, name)]
-        setup[name] = plan.setup
-        if plan.route.adapter and plan.route.adapter not in adapters:
-            adapters.append(plan.route.adapter)
-    summary.update(by_capability=by_capability, setup=setup, adapters=adapters)
-    return summary
+        fact_spread, compliance_spread = spread(facts), spread(ok)
+    by_capability: dict[str, CapabilityResult] = {}
+    for plan in plans:
+        of = [c for c in calls if c.item.capability == plan.capability]
+        cap_unseen, cap_seen, cap_rephrased = _apart(of, serves_adapter, known)
+        by_capability[plan.capability] = CapabilityResult(
+            items=_items(cap_unseen),
+            fact_accuracy=mean([c.fact_score for c in cap_unseen]),
+            contract_compliance=rate([c.contract_ok for c in cap_unseen]),
+            latency_p50_s=percentile([c.seconds for c in of], 50),
+            seen=cap_seen,
+            rephrased=cap_rephrased,
+        )
+    return ArmResult(
+        name=arm,
+        fact_accuracy=mean([c.fact_score for c in unseen]),
+        contract_compliance=rate([c.contract_ok for c in unseen]),
+        items=_items(unseen),
+        seen=seen,
+        rephrased=rephrased,
+        seen_known=known,
+        latency_p50_s=overall.latency_p50_s,
+        tokens_per_call=overall.tokens_per_call,
+        cost_per_1k=overall.cost_per_1k,
+        fact_spread=fact_spread,
+        compliance_spread=compliance_spread,
+        by_capability=by_capability,
+        setup={p.capability: p.setup for p in plans},
+        adapters=adapters,
+    )

@@ -1,9 +1,11 @@
 """Render the lab's result: Markdown, one self-contained HTML page with two charts, and JSON.
 
-The input is the plain, JSON-ready dict the lab runner produces: the five arms' metrics, the
-per-capability breakdown, the drift test (or None), the verdicts against the audit and every
-call. Any metric may be null (an arm that could not run, a capability without a contract); it
-shows as "n/a" in tables and is left out of charts. Markdown and HTML are built from the same
+The input is the :class:`~ragtune.lab.results.LabResult` the lab runner produces (or the JSON of
+one, ``lab.json``, read back with its ``from_dict``): the arms' metrics - unseen, seen and
+rephrased apart - the per-capability breakdown, the split, the drift test (or None), the
+verdicts against the audit and every call. Only unseen scores rank an arm. Any metric may be
+null (an arm that could not run, a capability without a contract); it shows as "n/a" in tables
+and is left out of charts. Markdown and HTML are built from the same
 formatted tables (:mod:`ragtune.lab.tables`), so the two never disagree; the HTML page adds the
 charts of :mod:`ragtune.lab.charts` and is laid out by ``templates/lab.html.j2``. matplotlib and
 jinja2 are imported only when the HTML page is rendered.
@@ -12,20 +14,19 @@ jinja2 are imported only when the HTML page is rendered.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragtune.lab.cells import NA, code_spans, missing, pct, secs, text_or_na, usd
 from ragtune.lab.charts import accuracy_chart, cost_chart
+from ragtune.lab.results import ArmResult, DriftResult, LabResult, as_result
 from ragtune.lab.tables import (
     adapters_table,
-    arms_of,
     arms_table,
     calls_table,
     capability_table,
-    drift_arms_of,
     drift_facts,
     drift_table,
     retrained_line,
@@ -43,31 +44,35 @@ __all__ = ["render_html", "render_markdown", "write_reports"]
 # -- the summary and the verdicts -----------------------------------------------------------------
 
 
-def _best(rows: Sequence[dict[str, Any]], key: str, *, lowest: bool = False) -> dict[str, Any]:
-    """The row with the highest (or lowest) non-null ``key``; the first on a tie; {} for none."""
-    scored = [r for r in rows if not missing(r.get(key))]
-    if not scored:
-        return {}
-    pick = min if lowest else max
-    return pick(scored, key=lambda r: float(r[key]))
-
-
-def _verdicts(data: dict[str, Any]) -> list[tuple[str, str]]:
+def _verdicts(data: LabResult) -> list[tuple[str, str]]:
     """Each verdict's text and whether the lab agrees with the audit."""
     out = []
-    for v in data.get("verdicts") or []:
-        agrees = v.get("agrees")
-        word = NA if agrees is None else ("agrees" if agrees else "disagrees")
-        out.append((str(v.get("text") or v.get("capability") or ""), word))
+    for v in data.verdicts:
+        word = NA if v.agrees is None else ("agrees" if v.agrees else "disagrees")
+        out.append((v.text or v.capability, word))
     return out
 
 
-def _summary(data: dict[str, Any]) -> str:
-    """One paragraph: what was compared, what won, what the drift test showed."""
-    arms = arms_of(data)
-    ev = data.get("eval") or {}
-    base = (data.get("base_model") or {}).get("name")
-    names = ", ".join(str(a.get("name")) for a in arms)
+def _ranked(arms: Sequence[ArmResult]) -> tuple[ArmResult | None, list[str]]:
+    """The arm with the highest fact accuracy on unseen questions (the first on a tie), and
+    the arms that have a score only on questions their adapter trained on."""
+    scored = [a for a in arms if not missing(a.fact_accuracy)]
+    seen_only = [
+        a.name
+        for a in arms
+        if missing(a.fact_accuracy) and a.seen is not None and not missing(a.seen.fact_accuracy)
+    ]
+    best = max(scored, key=lambda a: float(a.fact_accuracy or 0.0)) if scored else None
+    return best, seen_only
+
+
+def _summary(data: LabResult) -> str:
+    """One paragraph: what was compared, what won on unseen questions, what the drift test
+    showed."""
+    arms = data.arms
+    ev = data.eval
+    base = data.base_model.get("name")
+    names = ", ".join(a.name for a in arms)
     on = f"{ev['items']} eval questions" if ev.get("items") is not None else "the eval set"
     counts = ev.get("by_capability") or {}
     if counts:
@@ -78,37 +83,32 @@ def _summary(data: dict[str, Any]) -> str:
         + f" on {on}"
         + (f", with {base} as the base model." if base else ".")
     ]
-    best, cheapest = _best(arms, "fact_accuracy"), _best(arms, "cost_per_1k", lowest=True)
-    if best:
-        text.append(f"{best['name']} scored the most facts ({pct(best['fact_accuracy'])}).")
-    else:
-        text.append("No arm has a fact accuracy.")
-    if cheapest:
+    best, seen_only = _ranked(arms)
+    if best is not None:
         text.append(
-            f"{cheapest['name']} cost least ({usd(cheapest['cost_per_1k'])} per 1,000 calls)."
+            f"On questions no adapter trained on, {best.name} scored the most facts "
+            f"({pct(best.fact_accuracy)})."
         )
-    drift = data.get("drift")
-    if drift:
-        after = _best(list((drift_arms_of(data) or {}).values()), "fact_accuracy")
-        changed = f"`{drift.get('change_set')}`" if drift.get("change_set") else "a change set"
-        sentence = f"When the knowledge changed ({changed}"
-        if drift.get("questions") is not None:
-            sentence += f", {drift['questions']} questions"
-        sentence += "), "
-        if after:
-            sentence += (
-                f"{after['name']} answered {pct(after['fact_accuracy'])} of the changed "
-                "questions right"
-            )
-        else:
-            sentence += "no arm was scored on the changed questions"
-        sentence += (
-            f"; re-syncing the knowledge took {secs(drift.get('resync_seconds'))}, "
-            f"retraining a LoRA {secs(drift.get('retrain_seconds'))}."
-        )
-        text.append(sentence)
     else:
-        text.append("The lab ran no drift test.")
+        text.append("No arm has a fact accuracy on unseen questions.")
+    if seen_only:
+        text.append(
+            f"{', '.join(seen_only)} had no unseen question (only ones "
+            f"{'its adapter' if len(seen_only) == 1 else 'their adapters'} trained on), so "
+            f"{'it is' if len(seen_only) == 1 else 'they are'} not ranked."
+        )
+    memorised = [a for a in arms if a.seen is not None and a.seen.items]
+    if memorised:
+        text.append(
+            "On the questions their adapters trained on: "
+            + ", ".join(f"{a.name} {pct(a.seen.fact_accuracy)}" for a in memorised if a.seen)
+            + " (memorisation, not ranked)."
+        )
+    cheapest = [a for a in arms if not missing(a.cost_per_1k)]
+    if cheapest:
+        low = min(cheapest, key=lambda a: float(a.cost_per_1k or 0.0))
+        text.append(f"{low.name} cost least ({usd(low.cost_per_1k)} per 1,000 calls).")
+    text.append(_drift_sentence(data.drift))
     judged = [w for _, w in _verdicts(data) if w != NA]
     if judged:
         text.append(
@@ -118,28 +118,64 @@ def _summary(data: dict[str, Any]) -> str:
     return " ".join(text)
 
 
+def _drift_sentence(drift: DriftResult | None) -> str:
+    """What the drift test showed, in one sentence: the best arm on the changed questions the
+    arms did not train on."""
+    if drift is None:
+        return "The lab ran no drift test."
+    changed = f"`{drift.change_set}`" if drift.change_set else "a change set"
+    sentence = f"When the knowledge changed ({changed}"
+    if drift.questions is not None:
+        sentence += f", {drift.questions} questions"
+    sentence += "), "
+    scored = [a for a in drift.arms if not missing(a.unseen_fact_accuracy)]
+    if scored:
+        after = max(scored, key=lambda a: float(a.unseen_fact_accuracy or 0.0))
+        sentence += (
+            f"{after.name} answered {pct(after.unseen_fact_accuracy)} of the changed "
+            "questions it had not trained on right"
+        )
+    else:
+        sentence += "no arm was scored on changed questions it had not trained on"
+    return sentence + (
+        f"; re-syncing the knowledge took {secs(drift.resync_seconds)}, "
+        f"retraining a LoRA {secs(drift.retrain_seconds)}."
+    )
+
+
 # -- Markdown -------------------------------------------------------------------------------------
 
+ARMS_NOTE = (
+    "Fact accuracy on the questions each arm did not train on (unseen) ranks the arms; for an "
+    "arm that serves an adapter, seen is its accuracy on the questions the adapter trained on "
+    "and rephrased on those questions asked in other words (items in brackets). An arm "
+    "without adapter has only the unseen column."
+)
+CAPABILITY_NOTE = (
+    "Fact accuracy / contract compliance of each arm on each capability's unseen questions; "
+    "seen and rephrased after it for an arm that serves an adapter."
+)
 
-def render_markdown(data: dict[str, Any]) -> str:
+
+def render_markdown(data: LabResult | Mapping[str, Any]) -> str:
     """The lab's result as a Markdown document.
 
     Args:
-        data: the lab's result as a JSON-ready dict: ``project``, ``created_at``,
-            ``ragtune_version``, ``base_model``, ``knowledge_snapshot``, ``eval``, ``settings``,
-            ``arms``, ``adapters``, ``drift`` (or None), ``verdicts`` and ``calls``. Null metrics
-            show as "n/a".
+        data: the lab's result, or the JSON of it (``lab.json``, read with
+            :meth:`~ragtune.lab.results.LabResult.from_dict`). Null metrics show as "n/a".
 
     Returns:
-        Title, summary, verdicts, the arms, the per-capability table, the drift test when there
-        was one, the adapters and the settings.
+        Title, summary, verdicts, the arms (unseen, seen and rephrased side by side), the
+        per-capability table, the drift test when there was one, the adapters and the settings
+        (with the split and the estimate).
     """
-    base = (data.get("base_model") or {}).get("name") or NA
+    data = as_result(data)
+    base = data.base_model.get("name") or NA
     out = [
-        f"# ragtune lab: {data.get('project') or NA}",
+        f"# ragtune lab: {data.project or NA}",
         "",
-        f"Base model `{base}` · knowledge snapshot {text_or_na(data.get('knowledge_snapshot'))} · "
-        f"ragtune {data.get('ragtune_version') or NA} · generated {data.get('created_at') or NA}",
+        f"Base model `{base}` · knowledge snapshot {text_or_na(data.knowledge_snapshot)} · "
+        f"ragtune {data.ragtune_version or NA} · generated {data.created_at or NA}",
         "",
         "## Summary",
         "",
@@ -150,11 +186,11 @@ def render_markdown(data: dict[str, Any]) -> str:
     ]
     verdicts = _verdicts(data)
     out += [f"- {text} ({word})" for text, word in verdicts] or ["No verdicts."]
-    out += ["", "## Arms", "", arms_table(data).markdown(), ""]
+    out += ["", "## Arms", "", ARMS_NOTE, "", arms_table(data).markdown(), ""]
     out += [
         "## By capability",
         "",
-        "Fact accuracy / contract compliance of each arm on each capability.",
+        CAPABILITY_NOTE,
         "",
         capability_table(data).markdown(),
         "",
@@ -162,7 +198,7 @@ def render_markdown(data: dict[str, Any]) -> str:
     setup = setup_table(data)
     if setup is not None:
         out += ["### How each arm served each capability", "", setup.markdown(), ""]
-    drift = data.get("drift")
+    drift = data.drift
     if drift:
         out += ["## Drift", ""]
         out += [f"- {label}: {value}" for label, value in drift_facts(drift)]
@@ -194,7 +230,7 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_html(data: dict[str, Any]) -> str:
+def render_html(data: LabResult | Mapping[str, Any]) -> str:
     """The lab's result as one self-contained HTML page.
 
     The page shows what :func:`render_markdown` shows, plus two inline SVG charts (fact accuracy
@@ -202,20 +238,23 @@ def render_html(data: dict[str, Any]) -> str:
     inline; nothing is loaded from outside, and all text from the data is escaped.
 
     Args:
-        data: the lab's result, in the shape :func:`render_markdown` takes.
+        data: the lab's result, as :func:`render_markdown` takes it.
     """
     from markupsafe import Markup
 
-    drift = data.get("drift")
+    data = as_result(data)
+    drift = data.drift
     template = _environment().get_template("lab.html.j2")
     return template.render(
-        project=data.get("project") or NA,
-        version=data.get("ragtune_version") or NA,
-        created_at=data.get("created_at") or NA,
-        base_model=(data.get("base_model") or {}).get("name") or NA,
-        snapshot=text_or_na(data.get("knowledge_snapshot")),
+        project=data.project or NA,
+        version=data.ragtune_version or NA,
+        created_at=data.created_at or NA,
+        base_model=data.base_model.get("name") or NA,
+        snapshot=text_or_na(data.knowledge_snapshot),
         summary=code_spans(_summary(data)),
         verdicts=[(code_spans(text), word) for text, word in _verdicts(data)],
+        arms_note=ARMS_NOTE,
+        capability_note=CAPABILITY_NOTE,
         arms=arms_table(data),
         accuracy_chart=Markup(accuracy_chart(data)),
         cost_chart=Markup(cost_chart(data)),
@@ -239,22 +278,23 @@ def render_html(data: dict[str, Any]) -> str:
 # -- files ----------------------------------------------------------------------------------------
 
 
-def write_reports(data: dict[str, Any], folder: Path) -> dict[str, Path]:
+def write_reports(data: LabResult | Mapping[str, Any], folder: Path) -> dict[str, Path]:
     """Write ``lab.md``, ``lab.html`` and ``lab.json`` into ``folder``, each atomically.
 
     Everything is rendered before anything is written, so a rendering error leaves the folder
     as it was; each file is written to a temporary file beside it and then replaced.
 
     Args:
-        data: the lab's result, in the shape :func:`render_markdown` takes; it must be
-            JSON-serialisable, and ``lab.json`` holds it unchanged.
+        data: the lab's result, as :func:`render_markdown` takes it; ``lab.json`` holds its
+            :meth:`~ragtune.lab.results.LabResult.to_dict`.
         folder: where to write; created when missing.
 
     Returns:
         The paths written, under the keys ``"markdown"``, ``"html"`` and ``"json"``.
     """
+    data = as_result(data)
     texts = {
-        "json": ("lab.json", json.dumps(data, indent=2) + "\n"),
+        "json": ("lab.json", json.dumps(data.to_dict(), indent=2) + "\n"),
         "markdown": ("lab.md", render_markdown(data)),
         "html": ("lab.html", render_html(data)),
     }

@@ -1,11 +1,13 @@
-"""``ragtune lab``: the five arms on the same eval set, the same base model and the same
-generation settings; then the drift test.
+"""``ragtune lab``: the five arms (or those ``--arms`` names) on the same eval set, the same base
+model and the same generation settings; then the drift test.
 
 A run, step by step, each in its module: plan the arms and answer with each
-(:mod:`ragtune.lab.arms`), train the adapters they need (:mod:`ragtune.lab.train`), score the
+(:mod:`ragtune.lab.arms`), estimate the time (:mod:`ragtune.lab.estimate`), train the adapters
+they need on the train side of the split (:mod:`ragtune.lab.train`), score the
 answers (:mod:`ragtune.lab.metrics`), apply the change set and ask again
 (:mod:`ragtune.lab.drift`), then hold the results against the audit's decisions
-(:mod:`ragtune.lab.verdict`). :mod:`ragtune.lab.report` renders what :func:`run_lab` returns.
+(:mod:`ragtune.lab.verdict`). :func:`run` returns a :class:`~ragtune.lab.results.LabResult`;
+:mod:`ragtune.lab.report` renders it.
 
 The lab works on a copy of the project under ``.ragtune/lab/work``: the drift change set is
 applied there, and the lab's own adapters live there. The project itself is never changed.
@@ -14,26 +16,29 @@ applied there, and the lab's own adapters live there. The project itself is neve
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from itertools import zip_longest
 from typing import Any
 
-from ragtune import __version__
+from ragtune import __version__, holdout
 from ragtune.generate.backend import BackendFactory
 from ragtune.lab.arms import plan_arms, run_arms
 from ragtune.lab.drift import change_set, drift_test
+from ragtune.lab.estimate import estimate
 from ragtune.lab.evalset import EvalItem
 from ragtune.lab.metrics import arm_summary
-from ragtune.lab.model import ARMS, Lab, LabSettings, Progress
-from ragtune.lab.train import train_adapters
+from ragtune.lab.model import Lab, LabSettings, Progress
+from ragtune.lab.results import Estimate, LabResult, SplitRecord
+from ragtune.lab.train import split_lines, train_adapters
 from ragtune.lab.verdict import audit_verdicts
 from ragtune.project import Project, load_project
 from ragtune.runtime.runtime import Runtime
 
-__all__ = ["run_lab"]
+__all__ = ["run", "run_lab"]
 
 
-def run_lab(
+def run(
     project: Project,
     items: Sequence[EvalItem],
     settings: LabSettings,
@@ -41,8 +46,9 @@ def run_lab(
     eval_files: Sequence[str] = (),
     progress: Progress | None = None,
     backend_factory: BackendFactory | None = None,
-) -> dict[str, Any]:
-    """Run the five arms (and the drift test) and return the report's data (JSON-ready).
+    on_estimate: Callable[[Estimate], None] | None = None,
+) -> LabResult:
+    """Run the chosen arms (and the drift test) and return what they found.
 
     Args:
         project: The project; it is copied, never changed.
@@ -53,11 +59,12 @@ def run_lab(
         backend_factory: Makes the generation backend for the lab's copy of the project, when
             the first arm generates; default: the one ``model.backend`` names, with the copy's
             adapters.
+        on_estimate: Called with the estimate of the lab's time, before any training.
 
     Raises:
         LabError: A bad change set, or an eval set without a capability the lab can serve.
     """
-    chosen = _reduce(list(items), settings.max_items)
+    chosen = _reduce(list(items), settings.max_items, settings)
     changes = change_set(project, settings.drift) if settings.drift is not None else None
     work = _workspace(project)
     from ragtune.audit import decisions
@@ -70,26 +77,60 @@ def run_lab(
     lab = Lab(project, work, runtime, settings, chosen, progress, list(items))
     try:
         plan_arms(lab)
+        expected = estimate(lab)
+        if on_estimate:
+            on_estimate(expected)
         train_adapters(lab)
 
         calls = run_arms(lab, chosen, "before")
-        arms = [arm_summary(lab, arm, [c for c in calls if c.arm == arm]) for arm in ARMS]
+        arms = [arm_summary(lab, arm, [c for c in calls if c.arm == arm]) for arm in settings.arms]
         drift = None
         if changes is not None:
             drift, after_calls = drift_test(lab, changes, calls)
             calls += after_calls
         verdicts = audit_verdicts(lab, arms, drift)
-        made_from = _made_from(lab, eval_files, round(first_sync.seconds, 3), snapshot)
-        return {
-            **made_from,
-            "arms": arms,
-            "adapters": lab.adapters,
-            "drift": drift,
-            "verdicts": verdicts,
-            "calls": [c.to_dict() for c in calls],
-        }
+        return LabResult(
+            **_made_from(lab, eval_files, round(first_sync.seconds, 3), snapshot),
+            split=_split(lab),
+            estimate=expected,
+            arms=tuple(arms),
+            adapters=tuple(lab.adapters),
+            drift=drift,
+            verdicts=tuple(verdicts),
+            calls=tuple(c.to_dict() for c in calls),
+        )
     finally:
         runtime.close(backend=True)
+
+
+def run_lab(
+    project: Project,
+    items: Sequence[EvalItem],
+    settings: LabSettings,
+    *,
+    eval_files: Sequence[str] = (),
+    progress: Progress | None = None,
+    backend_factory: BackendFactory | None = None,
+) -> dict[str, Any]:
+    """:func:`run`, as the JSON-ready dict ``lab.json`` holds (for callers that only write or
+    print it)."""
+    return run(
+        project,
+        items,
+        settings,
+        eval_files=eval_files,
+        progress=progress,
+        backend_factory=backend_factory,
+    ).to_dict()
+
+
+def _split(lab: Lab) -> SplitRecord:
+    """The split's seed and share, and per capability its train and held-out lines."""
+    counts = {}
+    for name in dict.fromkeys(i.capability for i in lab.items):
+        train, held = split_lines(lab, name)
+        counts[name] = {"train": len(train), "held_out": len(held)}
+    return SplitRecord(lab.settings.split_seed, lab.settings.split_share, counts)
 
 
 def _made_from(
@@ -113,6 +154,7 @@ def _made_from(
             "by_capability": _count_by_capability(chosen),
         },
         "settings": {
+            "arms": list(settings.arms),
             "max_tokens": settings.max_tokens,
             "temperature": settings.temperature,
             "seeds": [s for s in settings.run_seeds if s is not None],
@@ -123,16 +165,21 @@ def _made_from(
     }
 
 
-def _reduce(items: list[EvalItem], limit: int | None) -> list[EvalItem]:
+def _reduce(items: list[EvalItem], limit: int | None, settings: LabSettings) -> list[EvalItem]:
     """At most ``limit`` items per capability, the changed ones (``after``) first so the
-    drift test keeps its questions."""
+    drift test keeps its questions, and train and held-out lines of the split taken in turn
+    so that an adapter has lines to learn from and both seen and unseen ones are scored."""
     if limit is None:
         return items
     kept: list[EvalItem] = []
     for name in dict.fromkeys(i.capability for i in items):
         of = [i for i in items if i.capability == name]
         ordered = [i for i in of if i.after] + [i for i in of if not i.after]
-        keep = set(map(id, ordered[:limit]))
+        train, held = holdout.split(
+            ordered, key=lambda i: i.input, seed=settings.split_seed, share=settings.split_share
+        )
+        turns = [i for pair in zip_longest(train, held) for i in pair if i is not None]
+        keep = set(map(id, turns[:limit]))
         kept.extend(i for i in of if id(i) in keep)
     return kept
 

@@ -1,14 +1,19 @@
 """Does the lab agree with the audit? For each capability of the eval set, the arm that carries
 out the audit's decision is held against the best arm: knowledge on fact accuracy (after the
-change, when the drift test ran), behaviour on contract compliance."""
+change, when the drift test ran), behaviour on contract compliance.
+
+Only unseen items count: an arm's score on the questions its adapter trained on is
+memorisation, so it never makes an arm the best. An arm scored only on such questions is left
+out of the ranking, and the verdict says so.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ragtune.lab.metrics import mean
-from ragtune.lab.model import ARMS, Lab
+from ragtune.lab.model import Lab
+from ragtune.lab.results import ArmResult, DriftResult, Verdict
 from ragtune.project import Capability
 
 __all__ = ["AGREE_MARGIN", "audit_verdicts"]
@@ -31,12 +36,10 @@ def _chosen_arms(cap: Capability, decision: str) -> tuple[str, ...]:
     return _ARMS_OF.get(decision, ("zero-shot",))
 
 
-def audit_verdicts(
-    lab: Lab, arms: Sequence[dict[str, Any]], drift: dict[str, Any] | None
-) -> list[dict[str, Any]]:
+def audit_verdicts(lab: Lab, arms: Sequence[ArmResult], drift: DriftResult | None) -> list[Verdict]:
     """For each capability of the eval set: does the lab's best arm carry out the audit's
     decision? Knowledge is judged on fact accuracy (after the change, when the drift test ran),
-    behaviour on contract compliance."""
+    behaviour on contract compliance; both on unseen items only."""
     verdicts = []
     for name in dict.fromkeys(i.capability for i in lab.items):
         verdict = _verdict(lab, name, arms, drift)
@@ -46,41 +49,68 @@ def audit_verdicts(
 
 
 def _scores(
-    lab: Lab, name: str, arms: Sequence[dict[str, Any]], drift: dict[str, Any] | None
-) -> tuple[dict[str, float | None], str, bool]:
-    """Each arm's score on a capability, the metric it is, and whether it was taken after the
-    change."""
+    lab: Lab, name: str, arms: Sequence[ArmResult], drift: DriftResult | None
+) -> tuple[dict[str, float | None], list[str], str, bool]:
+    """Each arm's unseen score on a capability, the arms scored only on seen items, the metric
+    and whether it was taken after the change."""
     knowledge = lab.runtime.capability(name).answers_from_sources
     after_drift = bool(
         knowledge and drift is not None and any(i.capability == name and i.after for i in lab.items)
     )
     if after_drift:
-        scores = _drift_scores(lab, name)
-        metric = "fact accuracy after the change"
-    elif knowledge:
-        scores = {a["name"]: a["by_capability"][name]["fact_accuracy"] for a in arms}
-        metric = "fact accuracy"
-    else:
-        scores = {a["name"]: a["by_capability"][name]["contract_compliance"] for a in arms}
-        metric = "contract compliance"
-    return scores, metric, after_drift
+        calls = [c for c in lab.after_calls if c.item.capability == name]
+        scores = {
+            arm: mean([c.fact_score for c in calls if c.arm == arm and c.exposure == "unseen"])
+            for arm in lab.settings.arms
+        }
+        seen_only = [
+            arm
+            for arm in lab.settings.arms
+            if scores[arm] is None and any(c.arm == arm and c.exposure == "seen" for c in calls)
+        ]
+        return scores, seen_only, "fact accuracy after the change", True
+    scores = {}
+    seen_only = []
+    for arm in arms:
+        of = arm.by_capability.get(name)
+        if of is None:
+            continue
+        scores[arm.name] = of.fact_accuracy if knowledge else of.contract_compliance
+        if not of.items and of.seen is not None and of.seen.items:
+            seen_only.append(arm.name)
+    return scores, seen_only, "fact accuracy" if knowledge else "contract compliance", False
 
 
 def _verdict(
-    lab: Lab, name: str, arms: Sequence[dict[str, Any]], drift: dict[str, Any] | None
-) -> dict[str, Any] | None:
+    lab: Lab, name: str, arms: Sequence[ArmResult], drift: DriftResult | None
+) -> Verdict | None:
     """One capability's verdict; None when no arm that carries out the decision was scored."""
     cap = lab.runtime.capability(name)
     decision = lab.runtime.decisions.get(name, "prompt")
-    scores, metric, after_drift = _scores(lab, name, arms, drift)
+    scores, seen_only, metric, after_drift = _scores(lab, name, arms, drift)
     known = {k: v for k, v in scores.items() if v is not None}
-    candidates = [a for a in _chosen_arms(cap, decision) if a in known]
-    if not known or not candidates:
-        return None
+    chosen_arms = [a for a in _chosen_arms(cap, decision) if a in scores]
+    candidates = [a for a in chosen_arms if a in known]
+    head = f"the audit chose {decision} for `{name}`"
+    left_out = (
+        f" ({', '.join(seen_only)} left out: scored only on questions "
+        f"{'its adapter' if len(seen_only) == 1 else 'their adapters'} trained on)"
+        if seen_only
+        else ""
+    )
+    if not candidates:
+        blind = [a for a in chosen_arms if a in seen_only]
+        if not blind:
+            return None
+        text = (
+            f"{head}; the lab cannot judge: {', '.join(blind)} "
+            f"{'was' if len(blind) == 1 else 'were'} scored only on questions "
+            "its adapter trained on (no unseen question)"
+        )
+        return Verdict(name, decision, blind[0], None, metric, known, tuple(seen_only), None, text)
     chosen = max(candidates, key=lambda a: known[a])
     best = max(known, key=lambda k: known[k])
     agrees = known[chosen] >= known[best] - AGREE_MARGIN
-    head = f"the audit chose {decision} for `{name}`"
     siblings = [a for a in candidates if a != chosen]
     also = "".join(f" ({a} {known[a]:.2f})" for a in siblings)
     if agrees:
@@ -92,35 +122,30 @@ def _verdict(
             stale = _lora_stale_share(drift)
             if stale is not None:
                 text += f", where {stale:.0%} of the LoRA arm's answers are stale"
+        text += left_out
     else:
         text = (
             f"{head}; the lab disagrees: {best} scores {known[best]:.2f} against "
-            f"{chosen} {known[chosen]:.2f}{also} on {metric}. " + _why(lab, name, chosen, best)
+            f"{chosen} {known[chosen]:.2f}{also} on {metric}{left_out}. "
+            + _why(lab, name, chosen, best)
         )
-    return {
-        "capability": name,
-        "decision": decision,
-        "arm": chosen,
-        "best": best,
-        "metric": metric,
-        "scores": known,
-        "agrees": agrees,
-        "text": text,
-    }
-
-
-def _lora_stale_share(drift: dict[str, Any] | None) -> float | None:
-    """The share of the LoRA arm's answers that are stale after the change."""
-    return next(
-        (r["stale_share"] for r in (drift or {}).get("arms", []) if r["name"] == "LoRA"),
-        None,
+    return Verdict(
+        capability=name,
+        decision=decision,
+        arm=chosen,
+        best=best,
+        metric=f"{metric} on unseen questions",
+        scores=known,
+        unranked=tuple(seen_only),
+        agrees=agrees,
+        text=text,
     )
 
 
-def _drift_scores(lab: Lab, name: str) -> dict[str, float | None]:
-    """Fact accuracy per arm over a capability's changed questions, after the change."""
-    calls = [c for c in lab.after_calls if c.item.capability == name]
-    return {arm: mean([c.fact_score for c in calls if c.arm == arm]) for arm in ARMS}
+def _lora_stale_share(drift: DriftResult | None) -> float | None:
+    """The share of the LoRA arm's answers that are stale after the change."""
+    row = drift.arm("LoRA") if drift is not None else None
+    return None if row is None else row.stale_share
 
 
 def _rival(chosen: str, decision: str, scores: dict[str, float]) -> str | None:
