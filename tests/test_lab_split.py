@@ -16,7 +16,8 @@ from ragtune.holdout import input_key, is_held_out
 from ragtune.lab.evalset import EvalError, EvalItem, default_eval_paths, load_eval
 from ragtune.lab.metrics import arm_summary, fact_score
 from ragtune.lab.model import ARMS, ArmPlan, Call, Lab, LabError, LabSettings, parse_arms
-from ragtune.lab.results import ArmResult, Estimate, LabResult, Scores
+from ragtune.lab.records import Estimate
+from ragtune.lab.results import ArmResult, LabResult, Scores
 from ragtune.lab.runner import _split
 from ragtune.lab.train import _reference_examples, split_lines
 from ragtune.lab.verdict import audit_verdicts

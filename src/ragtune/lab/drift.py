@@ -14,7 +14,7 @@ from ragtune.lab.arms import run_arms
 from ragtune.lab.evalset import EvalItem
 from ragtune.lab.metrics import call_metrics, mean, rate
 from ragtune.lab.model import AdapterJob, Call, Lab, LabError, arm_spec
-from ragtune.lab.results import DriftArm, DriftResult, Retrained
+from ragtune.lab.records import DriftArm, DriftResult, Retrained
 from ragtune.lab.train import refresh_trained_on, train_lab_adapter
 from ragtune.project import Project
 

@@ -13,7 +13,7 @@ import statistics
 from ragtune.holdout import is_held_out
 from ragtune.lab.evalset import EvalItem
 from ragtune.lab.model import AdapterJob, Lab, arm_spec
-from ragtune.lab.results import Estimate
+from ragtune.lab.records import Estimate
 from ragtune.lab.train import adapter_jobs, job_steps
 
 __all__ = ["ASSUMED_SECONDS_PER_STEP", "ASSUMED_TOKENS_PER_SECOND", "estimate"]

@@ -13,7 +13,7 @@ from ragtune.behavior.examples import Example
 from ragtune.errors import RagtuneError
 from ragtune.holdout import HELD_OUT_SHARE, SPLIT_SEED, input_key
 from ragtune.lab.evalset import EvalItem
-from ragtune.lab.results import AdapterRecord
+from ragtune.lab.records import AdapterRecord
 from ragtune.project import Project
 from ragtune.runtime.runtime import Route, Runtime
 

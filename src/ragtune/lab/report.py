@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.lab.cells import NA, code_spans, missing, pct, secs, text_or_na, usd
 from ragtune.lab.charts import accuracy_chart, cost_chart
-from ragtune.lab.results import ArmResult, DriftResult, LabResult, as_result
+from ragtune.lab.records import DriftResult
+from ragtune.lab.results import ArmResult, LabResult, as_result
 from ragtune.lab.tables import (
     adapters_table,
     arms_table,

@@ -29,7 +29,8 @@ from ragtune.lab.estimate import estimate
 from ragtune.lab.evalset import EvalItem
 from ragtune.lab.metrics import arm_summary
 from ragtune.lab.model import Lab, LabSettings, Progress
-from ragtune.lab.results import Estimate, LabResult, SplitRecord
+from ragtune.lab.records import Estimate, SplitRecord
+from ragtune.lab.results import LabResult
 from ragtune.lab.train import split_lines, train_adapters
 from ragtune.lab.verdict import audit_verdicts
 from ragtune.project import Project, load_project

@@ -26,7 +26,8 @@ from ragtune.lab.cells import (
     usd,
     yes_no,
 )
-from ragtune.lab.results import CapabilityResult, DriftArm, DriftResult, LabResult, Scores
+from ragtune.lab.records import DriftArm, DriftResult
+from ragtune.lab.results import CapabilityResult, LabResult, Scores
 
 __all__ = [
     "NO_ADAPTER",

@@ -18,7 +18,7 @@ from ragtune.behavior.examples import Example, ExampleSet, load_examples
 from ragtune.context import Passage
 from ragtune.lab.evalset import EvalItem
 from ragtune.lab.model import AdapterJob, Lab, LabError
-from ragtune.lab.results import AdapterRecord
+from ragtune.lab.records import AdapterRecord
 from ragtune.project import Capability
 from ragtune.runtime.runtime import Route, Runtime
 

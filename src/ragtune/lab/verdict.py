@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from ragtune.lab.metrics import mean
 from ragtune.lab.model import Lab
-from ragtune.lab.results import ArmResult, DriftResult, Verdict
+from ragtune.lab.records import DriftResult, Verdict
+from ragtune.lab.results import ArmResult
 from ragtune.project import Capability
 
 __all__ = ["AGREE_MARGIN", "audit_verdicts"]
