@@ -137,6 +137,7 @@ def test_pairs_from_clauses_that_state_a_figure() -> None:
     assert set(by_clause) == {"1.1", "1.2", "3.1", "3.2"}
     first = by_clause["1.1"]
     assert "1.1" in first.input and "annual leave" in first.input and "LP" in first.input
+    assert first.input == "How many days does LP 1.1 on annual leave give?"  # its figure's unit
     assert first.output.startswith("Each employee receives twenty-five (25) days")
     assert first.output.endswith("(LP 1.1).")
     # Only the sentence holding the figure: the booking sentence of 1.2 is left out.
@@ -165,7 +166,7 @@ def test_team_pairs_are_the_train_split_only(folder: Path) -> None:
     assert team == {q for q, _ in QUESTIONS} - held  # the line without an answer is not used
     assert pairs.held_out == len(held) > 0 and pairs.team > 0
     assert pairs.files == ["eval/policies.jsonl"]
-    assert pairs.generated == 0  # the store is not synced yet: no documents to read
+    assert pairs.generated == 0 and not pairs.synced  # no documents to read before a sync
 
 
 @pytest.mark.slow
@@ -178,6 +179,7 @@ def test_build_trains_the_reader_and_serves_it_a_knowledge_change_never_retrains
     plan = make_plan(project)
     assert [(a.capability, a.action) for a in plan.adapters] == [("policies", "train")]
     assert "no reader yet" in plan.adapters[0].reasons[0]
+    assert "up to 20 made from the documents once they are synced" in plan.adapters[0].reasons[0]
 
     built = build(project)
     assert [t.capability for t in built.adapters] == ["policies"]

@@ -82,8 +82,8 @@ _ABBREVIATION = re.compile(r"\(\s*the\s+\"([A-Z]{2,8})\"\s*\)")
 _CLAUSE_HEAD = re.compile(r"^\s*\d{1,3}\.\d")
 _HEADING_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[A-Z]\.)\s+")
 _COUNT = re.compile(
-    r"\(\d{1,3}\)|\b\d{1,3}\s*(?:%|percent|(?:business |calendar |working )?(?:days?|hours?|"
-    r"weeks?|months?|years?|minutes?))\b",
+    r"\(?\b\d{1,3}\)?\s*(%|(?:percent|(?:business |calendar |working )?(?:days?|hours?|weeks?|"
+    r"months?|years?|minutes?))\b)|\(\d{1,3}\)",
     re.IGNORECASE,
 )
 _DIGITS = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
@@ -107,6 +107,7 @@ class ReaderPairs:
         held_out: Eval lines with an answer kept out (the lab scores them).
         generated: Pairs made from the documents.
         files: The eval files read, relative to the project.
+        synced: Whether the knowledge store had been synced (no documents to read before).
     """
 
     examples: ExampleSet
@@ -114,6 +115,7 @@ class ReaderPairs:
     held_out: int
     generated: int
     files: list[str]
+    synced: bool = True
 
 
 def reader_config(project: Project, capability: Capability) -> TrainConfig:
@@ -169,12 +171,24 @@ def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
                 answer = _answer(body)
                 if answer is None or not topic:
                     continue
-                template = _QUESTIONS[int(hashlib.sha1(number.encode()).hexdigest(), 16) % 3]
-                question = template.format(doc=name, number=number, topic=topic)
+                question = _question(name, number, topic, answer)
                 rows.append(Example(question, f"{answer} ({name} {number}).", None, 0))
                 if len(rows) >= limit:
                     return _numbered(rows)
     return _numbered(rows)
+
+
+def _question(name: str, number: str, topic: str, answer: str) -> str:
+    """A question on one clause: "how many <unit>" when its first figure is a count of days,
+    hours, years..., else one of :data:`_QUESTIONS` (chosen by the clause number, so the same
+    clause always gets the same question)."""
+    count = _COUNT.search(answer)
+    unit = count.group(1) if count and count.group(1) else None
+    if unit and not unit.startswith(("%", "percent")):
+        plural = unit.lower() if unit.lower().endswith("s") else unit.lower() + "s"
+        return f"How many {plural} does {name} {number} on {topic} give?"
+    template = _QUESTIONS[int(hashlib.sha1(number.encode()).hexdigest(), 16) % len(_QUESTIONS)]
+    return template.format(doc=name, number=number, topic=topic)
 
 
 def _numbered(rows: list[Example]) -> list[Example]:
@@ -236,10 +250,10 @@ def relevant_hit(example: Example, hits: Sequence[Passage]) -> int:
 
 def reader_pairs(project: Project, capability: Capability) -> ReaderPairs:
     """The reader's pairs: the team's (train side) and, when asked, those made from the
-    capability's live documents (the knowledge store must be synced for those).
+    capability's live documents (none before the knowledge store is synced).
 
     Raises:
-        RagtuneError: No pairs at all, naming where they would come from.
+        RagtuneError: No pairs at all in a synced project, naming where they would come from.
     """
     from ragtune.errors import RagtuneError
 
@@ -247,9 +261,10 @@ def reader_pairs(project: Project, capability: Capability) -> ReaderPairs:
     assert reader is not None
     team, held, files = team_pairs(project, capability)
     made: list[Example] = []
+    chunks = _live_chunks(project, capability.name)
     if reader.from_documents and reader.max_generated:
-        made = document_pairs(_live_chunks(project, capability.name), reader.max_generated)
-    if not team and not made:
+        made = document_pairs(chunks or [], reader.max_generated)
+    if not team and not made and chunks is not None:
         raise RagtuneError(
             f"capability {capability.name!r} has a reader but nothing to train it on: add eval "
             "lines with an `answer` for it (eval/*.jsonl), or let it make pairs from its "
@@ -264,17 +279,23 @@ def reader_pairs(project: Project, capability: Capability) -> ReaderPairs:
     offset = len(team)
     rows = team + [replace(e, line=e.line + offset) for e in made]
     return ReaderPairs(
-        ExampleSet(f"reader:{capability.name}", rows, digest), len(team), held, len(made), files
+        ExampleSet(f"reader:{capability.name}", rows, digest),
+        len(team),
+        held,
+        len(made),
+        files,
+        synced=chunks is not None,
     )
 
 
-def _live_chunks(project: Project, capability: str) -> list[ChunkRow]:
+def _live_chunks(project: Project, capability: str) -> list[ChunkRow] | None:
+    """The capability's live chunks; None when the store was never synced."""
     from ragtune.knowledge.store.sqlite import SQLiteStore
     from ragtune.knowledge.sync import knowledge_db
 
     path = knowledge_db(project)
     if not path.is_file():
-        return []
+        return None
     store = SQLiteStore(path)
     try:
         return [c for doc in sorted(store.paths_of(capability)) for c in store.current_chunks(doc)]

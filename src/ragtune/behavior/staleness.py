@@ -186,7 +186,10 @@ def _reader_plan(
 
     config = train_config_for(project, capability)
     pairs = reader_pairs(project, capability)
-    steps = total_steps(max(len(pairs.examples), 1), config)
+    reader = capability.reader
+    assert reader is not None
+    later = 0 if pairs.synced or not reader.from_documents else reader.max_generated
+    steps = total_steps(max(len(pairs.examples) + later, 1), config)
     estimate = estimate_seconds(
         capability, config, pairs.examples, steps, manifest.training if manifest else None
     )
@@ -194,7 +197,12 @@ def _reader_plan(
         why = (
             f"no reader yet: {capability.name} is served with retrieval and `reader:` asks for an "
             f"adapter that reads the passages ({pairs.team} of the team's questions, "
-            f"{pairs.held_out} held out for scoring, {pairs.generated} made from the documents)"
+            f"{pairs.held_out} held out for scoring, "
+            + (
+                f"{pairs.generated} made from the documents)"
+                if not later
+                else f"up to {later} made from the documents once they are synced)"
+            )
         )
         return AdapterPlan(capability.name, "train", [why], steps=steps, estimate_s=estimate)
     reasons = _behaviour_changes(
