@@ -11,7 +11,8 @@ decodes (``llama_set_adapters_lora``), so ten adapters cost one model plus ten s
   special tokens parsed: the control tokens of the vocabulary are broken inside every message
   first, so only the template writes roles (:func:`ragtune.context.defuse_tokens`).
 - A JSON Schema is enforced by llama.cpp's grammar made from the whole schema
-  (``LlamaGrammar.from_json_schema``): a guided answer is always JSON of the schema.
+  (``LlamaGrammar.from_json_schema``): a guided answer is always JSON of the schema. A regex
+  contract becomes a grammar the same way (:mod:`ragtune.generate.regex_grammar`).
 - Decoding is greedy at temperature 0 and plain temperature sampling above it; stop strings
   are cut and held back while streaming exactly as in the transformers backend.
 
