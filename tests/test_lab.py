@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ragtune.cli import app
-from ragtune.holdout import is_held_out
+from ragtune.holdout import input_key, is_held_out
 from ragtune.lab.drift import change_set
 from ragtune.lab.evalset import EvalError, EvalItem, Revision, default_eval_paths, load_eval
 from ragtune.lab.metrics import fact_score, facts_present, is_stale, normalise, percentile, spread
@@ -216,8 +216,11 @@ def test_lab_end_to_end_rag_follows_the_drift_and_lora_stays_stale(
     tmp_path: Path, example_project: Callable[..., Path]
 ) -> None:
     """The reduced lab of CI: the 8 templates questions the change set revises, five arms, the
-    drift test. RAG must beat the LoRA-only arm after the change, and the LoRA arm - trained on
-    the old answers - must give stale answers."""
+    drift test. The knowledge adapters train on the split's train lines (2 of the 8) and are
+    scored apart on those (seen), the other 6 (unseen) and the rephrasings of the 2. The LoRA
+    arm must score far better on what it trained on than on what it did not, and - trained on
+    the old answers - must give stale answers after the change; the verdict ranks unseen
+    scores only."""
     project_dir = example_project(tmp_path / "contract-review", shared_models=True)
     # On transformers, as the README's lab figures were measured. The plain RAG arm rests on one
     # of the eight answers (the 135M model reads passages poorly); with llama.cpp's quantised
@@ -237,18 +240,69 @@ def test_lab_end_to_end_rag_follows_the_drift_and_lora_stays_stale(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
+    assert "estimate: about" in result.stderr and "an estimate" in result.stderr
+    assert data["estimate"]["seconds"] > 0 and data["estimate"]["adapters"] == 3
     assert [a["name"] for a in data["arms"]] == list(ARMS)
     for arm in data["arms"]:
         assert 0.0 <= arm["fact_accuracy"] <= 1.0
         assert arm["latency_p50_s"] > 0 and arm["cost_per_1k"] > 0 and arm["tokens_per_call"] > 0
+    # The split, recorded: seed 0 holds out 6 of the 8 changed questions.
+    items = load_eval([project_dir / "eval" / "changed.jsonl"], load_project(project_dir))
+    train = [i for i in items if not is_held_out(i.input)]
+    assert len(train) == 2
+    assert data["split"] == {
+        "seed": 0, "share": 0.5, "by_capability": {"templates": {"train": 2, "held_out": 6}},
+    }  # fmt: skip
+    # The knowledge adapters trained on the train lines only, as their manifests say.
+    adapters = project_dir / ".ragtune" / "lab" / "work" / ".ragtune" / "adapters"
+    for name in ("lab-templates-lora", "lab-templates-rag-lora"):
+        manifest = json.loads((adapters / name / "ragtune.json").read_text(encoding="utf-8"))
+        assert set(manifest["dataset"]["inputs"]) == {input_key(i.input) for i in train}, name
+    assert {a["name"]: a["inputs"] for a in data["adapters"]} == {
+        "lab-templates-lora": 2, "lab-templates-rag-lora": 2,
+    }  # fmt: skip
+    # Seen, unseen and rephrased side by side for the adapter arms; one column for the others.
+    arms = {a["name"]: a for a in data["arms"]}
+    rephrasings = sum(len(i.rephrased) for i in train)
+    for name in ("LoRA", "RAG+LoRA"):
+        assert arms[name]["items"] == 6 and arms[name]["seen"]["items"] == 2, arms[name]
+        assert arms[name]["rephrased"]["items"] == rephrasings, arms[name]
+    for name in ("zero-shot", "few-shot", "RAG"):
+        assert arms[name]["items"] == 8 and arms[name]["seen"] is None
+    print(
+        "\nlab (changed.jsonl, before the change): "
+        + "; ".join(
+            f"{a['name']} unseen {a['fact_accuracy']:.2f}"
+            + (
+                f", seen {a['seen']['fact_accuracy']:.2f}, rephrased "
+                f"{a['rephrased']['fact_accuracy']:.2f}"
+                if a["seen"]
+                else ""
+            )
+            for a in data["arms"]
+        )
+    )
     drift = data["drift"]
     assert drift["questions"] == 8 and drift["documents"] == [
         "knowledge/dpa.md", "knowledge/msa.md", "knowledge/nda.md",
     ]  # fmt: skip
     rows = {row["name"]: row for row in drift["arms"]}
-    # Retrieval follows the change; the facts in the weights do not.
-    assert rows["RAG"]["fact_accuracy"] > rows["LoRA"]["fact_accuracy"], drift
-    assert rows["RAG+LoRA"]["fact_accuracy"] > rows["LoRA"]["fact_accuracy"], drift
+    print(
+        "drift (after): "
+        + "; ".join(
+            f"{r['name']} {r['fact_accuracy']:.2f} (unseen {r['unseen_fact_accuracy']:.2f}"
+            + (f", seen {r['seen_fact_accuracy']:.2f}" if r["adapter"] else "")
+            + f"), stale {r['stale_share']:.2f}"
+            for r in drift["arms"]
+        )
+    )
+    # Measured with the split (README): on the 6 unseen questions no arm of the 135M model is
+    # reliable after the change (0.00-0.17), so arms are not ranked against each other here.
+    # What holds: the LoRA arm recites what it trained on and nothing else (seen well above
+    # unseen), and after the change its memorised answers are the stale ones.
+    lora = arms["LoRA"]
+    assert lora["seen"]["fact_accuracy"] >= lora["fact_accuracy"] + 0.5, lora
+    assert rows["LoRA"]["seen_fact_accuracy"] == 0.0, drift  # the old facts, recited
     assert rows["LoRA"]["stale_share"] > rows["RAG"]["stale_share"], drift
     assert rows["LoRA"]["fact_accuracy_before"] > rows["LoRA"]["fact_accuracy"], drift
     # Time to correct: the re-sync for retrieval, the measured retraining for the LoRA.
@@ -257,12 +311,20 @@ def test_lab_end_to_end_rag_follows_the_drift_and_lora_stays_stale(
     assert drift["retrain_seconds"] > 10 * drift["resync_seconds"]
     assert drift["retrained"]["fact_accuracy"] is not None
     calls = data["calls"]
-    assert len([c for c in calls if c["phase"] == "before"]) == 5 * 8
+    assert len([c for c in calls if c["phase"] == "before"]) == 5 * 8 + 2 * rephrasings
     assert len([c for c in calls if c["phase"] == "after"]) == 5 * 8 + 8
+    assert {c["exposure"] for c in calls if c["arm"] == "RAG"} == {"unseen"}
     verdict = next(v for v in data["verdicts"] if v["capability"] == "templates")
-    assert verdict["decision"] == "retrieval" and verdict["agrees"], verdict
-    assert verdict["text"].startswith("the audit chose retrieval for `templates`; the lab agrees")
-    assert "against LoRA" in verdict["text"] and "after the change" in verdict["text"]
+    assert verdict["decision"] == "retrieval" and verdict["agrees"] is not None, verdict
+    assert verdict["text"].startswith("the audit chose retrieval for `templates`; the lab ")
+    assert "after the change" in verdict["text"] or "disagrees" in verdict["text"]
+    # Never a seen score the best: the verdict ranks unseen scores, the summary names the best.
+    after_unseen = {r["name"]: r["unseen_fact_accuracy"] for r in drift["arms"]}
+    assert verdict["scores"] == pytest.approx(after_unseen)
+    assert verdict["best"] == max(after_unseen, key=lambda k: after_unseen[k])
+    best = max(data["arms"], key=lambda a: a["fact_accuracy"])
+    report = (out / "lab.md").read_text(encoding="utf-8")
+    assert f"On questions no adapter trained on, {best['name']} scored the most facts" in report
     assert {p.name for p in out.iterdir()} == {"lab.md", "lab.html", "lab.json"}
     assert "Fact accuracy per arm" in (out / "lab.html").read_text(encoding="utf-8")
     # The lab works on a copy: the project's documents are as they were.

@@ -449,6 +449,9 @@ def test_html_accuracy_chart_shows_the_drift_and_compliance(html: str) -> None:
         assert name in text
     assert "changed questions, before the change" in text
     assert "changed questions, after the change" in text
+    # Unseen, seen and rephrased side by side: the seen bars only for the adapter arms.
+    assert "unseen questions" in text and "seen: the adapter trained on them" in text
+    assert "seen, rephrased" in text and "33%" in text
     assert "Contract compliance" in text
     assert "92%" in text  # the bar labels
     assert "n/a" in text  # RAG+LoRA after the change, RAG's compliance
