@@ -22,8 +22,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_unknown_capability_and_missing_examples_exit_2(project: Path) -> None:
     unknown = runner.invoke(app, ["adapter", "train", "nope", "-p", str(project)])
     assert unknown.exit_code == 2 and "risk_flags" in unknown.output
-    no_examples = runner.invoke(app, ["adapter", "train", "templates", "-p", str(project)])
+    no_examples = runner.invoke(app, ["adapter", "train", "playbook", "-p", str(project)])
     assert no_examples.exit_code == 2 and "no examples file" in no_examples.output
+    # templates has a reader: it trains on retrieved passages, so the store must be synced.
+    unsynced = runner.invoke(app, ["adapter", "train", "templates", "-p", str(project)])
+    assert unsynced.exit_code == 2 and "run `ragtune knowledge sync` first" in unsynced.output
 
 
 def test_examples_that_teach_facts_are_refused_before_any_model_loads(project: Path) -> None:

@@ -15,6 +15,34 @@ from ragtune.examples import example_path
 from ragtune.project import load_project
 
 
+def test_the_shipped_reader_is_current_so_build_trains_it_not(tmp_path: Path) -> None:
+    """The example's reader adapter matches its eval answers, settings and base model: the
+    plan finds nothing to retrain once it is installed, and it was trained on the train split
+    of the eval set only."""
+    from ragtune.adapters import load_manifest
+    from ragtune.build import make_plan
+    from ragtune.cli.demo import install_shipped_adapters
+    from ragtune.examples import copy_example
+    from ragtune.holdout import input_key, is_held_out
+    from ragtune.lab.evalset import default_eval_paths, load_eval
+
+    project = load_project(copy_example("contract-review", tmp_path / "cr"))
+    assert install_shipped_adapters(project) == ["templates"]
+    assert install_shipped_adapters(project) == []  # kept, not copied twice
+    plan = {a.capability: a for a in make_plan(project).adapters}
+    assert plan["templates"].action == "none", plan["templates"].reasons
+    manifest = load_manifest(project.adapters_dir, "templates")
+    folder = project.adapters_dir / "templates"
+    assert manifest.gguf_lora and (folder / "adapter.gguf").is_file()
+    assert (folder / "adapter_model.safetensors").is_file()
+    trained = set(manifest.dataset.inputs)
+    items = [i for i in load_eval(default_eval_paths(project), project) if i.answer]
+    reader_items = [i for i in items if i.capability == "templates"]
+    assert reader_items and all(
+        (input_key(i.input) in trained) is not is_held_out(i.input) for i in reader_items
+    )
+
+
 def test_example_decisions_cover_the_tree() -> None:
     report = run_audit(load_project(example_path("contract-review")))
     decisions = {c.name: c.decision for c in report.capabilities}
@@ -69,6 +97,11 @@ def test_demo_prints_the_report_and_writes_markdown_and_html(tmp_path: Path) -> 
     )
     # build -> ask -> lab: the adapter, a cited answer, a flagged clause, the lab's reports.
     assert "adapter risk_flags: 2 steps" in flat
+    # The reader ships with the example: the demo installs it and trains it not.
+    assert "adapter templates: shipped with the example" in flat
+    assert "adapter templates: 2 steps" not in flat
+    # The served runtime answers through the reader, before and after legal's revision.
+    assert flat.count("A (retrieval, reader templates)") >= 3
     assert "Q (templates)" in flat and "Q (risk_flags)" in flat and "knowledge/dpa.md" in flat
     lab = json.loads((tmp_path / "reports" / "lab" / "lab.json").read_text())
     assert [a["name"] for a in lab["arms"]] == ["zero-shot", "few-shot", "RAG", "LoRA", "RAG+LoRA"]

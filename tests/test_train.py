@@ -174,6 +174,9 @@ def test_short_run_learns_and_saves_a_safetensors_adapter(  # type: ignore[no-un
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
     manifest = json.loads((out / "ragtune.json").read_text())
     assert manifest["base_model"]["sha256"] == base_model.sha256
+    # PEFT's config names the model, not this machine's cache folder.
+    peft_config = json.loads((out / "adapter_config.json").read_text())
+    assert peft_config["base_model_name_or_path"] == base_model.spec.name
     assert manifest["dataset"]["sha256"] == dataset_hash(risk_flags)
     assert manifest["dataset"]["train"] + manifest["dataset"]["held_out"] == 24
     # What it trained on is recorded (the held-out examples are not), for the lab's seen/unseen.

@@ -244,6 +244,8 @@ def _save(peft_model: Any, manifest: AdapterManifest, out_dir: Path, loaded: Loa
     stage_dir = staging_path(out_dir)
     shutil.rmtree(stage_dir, ignore_errors=True)
     stage_dir.parent.mkdir(parents=True, exist_ok=True)
+    for peft_config in peft_model.peft_config.values():  # the model's name, not a cache path
+        peft_config.base_model_name_or_path = loaded.spec.name
     peft_model.save_pretrained(str(stage_dir), safe_serialization=True)
     refuse_pickles(stage_dir)
     if loaded.spec.gguf_path is not None:

@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ragtune.adapters import TrainConfig
+from ragtune.adapters import MANIFEST, TrainConfig, load_manifest
 from ragtune.audit import AuditReport, run_audit
 from ragtune.cli import kit
 from ragtune.errors import RagtuneError
@@ -35,6 +35,8 @@ EXAMPLE = "contract-review"
 QUESTION = "How many hours do we have to notify the customer of a personal data breach?"
 DEMO_TRAIN_STEPS = 8
 """Steps of the risk-flag adapter in the demo (``ragtune build`` trains the full one)."""
+SHIPPED_ADAPTERS = "adapters"
+"""Where an example keeps the adapters it ships, beside its ragtune.yaml."""
 DEMO_LAB_ITEMS = 4
 """Eval items per capability in the demo's lab (the changed questions first)."""
 
@@ -96,7 +98,7 @@ def run_demo(directory: Path, console: Console, options: DemoOptions | None = No
         seconds["lab"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    before, after, resync = _knowledge_story(project, console)
+    before, after, resync = _knowledge_story(project, console, options)
     seconds["drift"] = time.perf_counter() - clock
     seconds["total"] = time.perf_counter() - started
 
@@ -114,6 +116,13 @@ def _build(project: Project, console: Console, options: DemoOptions) -> None:
     from ragtune.cli.kit import training_bar
 
     console.rule("[bold]2. build[/]: sync the knowledge, train the risk-flag adapter")
+    for name in install_shipped_adapters(project):
+        manifest = load_manifest(project.adapters_dir, name)
+        console.print(
+            f"adapter {name}: shipped with the example ({manifest.training.steps} steps, "
+            f"{manifest.dataset.examples} pairs, trained by `ragtune build` on the example; "
+            f"`ragtune adapter train {name}` reproduces it)"
+        )
 
     def budget(capability: Capability, config: TrainConfig) -> TrainConfig:
         return replace(config, max_steps=options.train_steps, batch_size=2, eval_max_new_tokens=0)
@@ -137,6 +146,28 @@ def _build(project: Project, console: Console, options: DemoOptions) -> None:
         )
 
 
+def install_shipped_adapters(project: Project) -> list[str]:
+    """Copy the adapters an example ships (``adapters/<name>/`` beside its ragtune.yaml, each
+    trained by ``ragtune build`` at the example's full settings) into the project's state, where
+    the plan sees them current and trains nothing; returns their names. An adapter already
+    there is kept."""
+    shipped = project.root / SHIPPED_ADAPTERS
+    names: list[str] = []
+    if not shipped.is_dir():
+        return names
+    for folder in sorted(p for p in shipped.iterdir() if (p / MANIFEST).is_file()):
+        target = project.adapters_dir / folder.name
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{folder.name}.shipped")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(folder, staging)
+        staging.rename(target)
+        names.append(folder.name)
+    return names
+
+
 def _ask(project: Project, console: Console, options: DemoOptions) -> None:
     from ragtune.runtime.pipeline import run
     from ragtune.runtime.runtime import Request, Runtime
@@ -150,7 +181,7 @@ def _ask(project: Project, console: Console, options: DemoOptions) -> None:
         for question, capability in ((QUESTION, "templates"), (clause, "risk_flags")):
             result = run(runtime, Request(question, capability, max_tokens=options.max_tokens))
             console.print(f"[bold]Q[/] ({capability}): {escape(question)}")
-            console.print(f"[bold]A[/] ({result.route.strategy}): {escape(result.text)}")
+            console.print(f"[bold]A[/] ({_served_by(result.route)}): {escape(result.text)}")
             for cite in result.citations()[:2]:
                 console.print(
                     escape(f"  [{cite['number']}] {cite['document']} > {cite['section']}")
@@ -200,11 +231,17 @@ def _lab(
     return data, list(written.values())
 
 
-def _knowledge_story(project: Project, console: Console) -> tuple[str, str, float]:
-    from ragtune.knowledge.base import KnowledgeBase
+def _knowledge_story(
+    project: Project, console: Console, options: DemoOptions
+) -> tuple[str, str, float]:
+    """Sync, answer, land legal's revision, sync again, answer again. With the lab's models on,
+    the served runtime answers (through the reader adapter where there is one); with
+    ``--no-lab`` the retrieved passage is shown instead (no model loads)."""
+    from ragtune.runtime.runtime import Runtime
 
     console.rule("[bold]5. knowledge[/]: the current templates, then legal's revision")
-    kb = KnowledgeBase(project)
+    runtime = Runtime(project)
+    kb = runtime.knowledge
     try:
         first = kb.sync()
         if first.embedded:
@@ -214,7 +251,7 @@ def _knowledge_story(project: Project, console: Console) -> tuple[str, str, floa
             )
         else:
             console.print(f"snapshot {first.snapshot}: the store is current (synced by build)")
-        before = _answer(kb, console)
+        before = _answer(runtime, console, options)
 
         console.rule("[bold]drift[/]: legal revises the templates")
         for path in sorted((project.root / "changes").glob("*.md")):
@@ -226,7 +263,7 @@ def _knowledge_story(project: Project, console: Console) -> tuple[str, str, floa
             f"{second.embedded} chunks re-embedded in {second.seconds:.2f} s. No adapter was "
             "retrained: knowledge lives in the index, not the weights."
         )
-        after = _answer(kb, console)
+        after = _answer(runtime, console, options)
         then = kb.search(QUESTION, k=1, as_of=str(first.snapshot))
         if then:
             console.print(
@@ -235,14 +272,24 @@ def _knowledge_story(project: Project, console: Console) -> tuple[str, str, floa
             )
         return before, after, second.seconds
     finally:
-        kb.close()
+        runtime.close(backend=True)
 
 
-def _answer(kb: object, console: Console) -> str:
-    from ragtune.knowledge.base import KnowledgeBase
+def _served_by(route: Any) -> str:
+    """``retrieval, reader templates``, ``lora``...: the strategy, and the reader adapter of a
+    retrieval route that has one."""
+    if route.strategy == "retrieval" and route.adapter:
+        return f"retrieval, reader {route.adapter}"
+    return str(route.strategy)
 
-    assert isinstance(kb, KnowledgeBase)
-    hits = kb.search(QUESTION, k=1)
+
+def _answer(runtime: Any, console: Console, options: DemoOptions) -> str:
+    """The demo question, answered by the runtime (``options.lab``) or shown as the retrieved
+    passage; returns what was shown."""
+    from ragtune.runtime.pipeline import run
+    from ragtune.runtime.runtime import Request
+
+    hits = runtime.knowledge.search(QUESTION, k=1)
     if not hits:
         console.print("no answer found")
         return ""
@@ -256,7 +303,16 @@ def _answer(kb: object, console: Console) -> str:
         )
     )
     console.print(f"  {hit.text}", highlight=False)
-    return hit.text
+    if not options.lab:
+        return str(hit.text)
+    result = run(runtime, Request(QUESTION, "templates", max_tokens=options.max_tokens))
+    console.print(f"[bold]A[/] ({_served_by(result.route)}): {escape(result.text)}")
+    for cite in result.citations()[:1]:
+        console.print(
+            escape(f"  [{cite['number']}] {cite['document']} > {cite['section']}")
+            + f" [dim](version {cite['version']})[/]"
+        )
+    return result.text
 
 
 def demo_command(
