@@ -18,7 +18,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,6 +30,9 @@ from ragtune.cli import kit
 from ragtune.errors import RagtuneError
 from ragtune.examples import copy_example
 from ragtune.project import Capability, Project, load_project
+
+if TYPE_CHECKING:
+    from ragtune.lab.results import LabResult
 
 EXAMPLE = "contract-review"
 QUESTION = "How many hours do we have to notify the customer of a personal data breach?"
@@ -61,7 +64,7 @@ class DemoResult:
     answer_before: str
     answer_after: str
     resync_seconds: float
-    lab: dict[str, Any] | None = None
+    lab: LabResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -201,12 +204,12 @@ def _ask(project: Project, console: Console, options: DemoOptions) -> None:
 
 def _lab(
     project: Project, folder: Path, console: Console, options: DemoOptions
-) -> tuple[dict[str, Any], list[Path]]:
+) -> tuple[LabResult, list[Path]]:
     from ragtune.cli.lab import LabProgress, print_lab
     from ragtune.lab.evalset import default_eval_paths, load_eval, shown_path
     from ragtune.lab.model import LabSettings
     from ragtune.lab.report import write_reports
-    from ragtune.lab.runner import run_lab
+    from ragtune.lab.runner import run
 
     console.rule("[bold]4. lab[/]: five arms on the eval sets, then the drift test")
     settings = LabSettings(
@@ -219,7 +222,7 @@ def _lab(
     paths = default_eval_paths(project)
     items = load_eval(paths, project)
     with LabProgress(quiet=False) as progress:
-        data = run_lab(
+        data = run(
             project,
             items,
             settings,

@@ -36,7 +36,7 @@ from ragtune.lab.verdict import audit_verdicts
 from ragtune.project import Project, load_project
 from ragtune.runtime.runtime import Runtime
 
-__all__ = ["run", "run_lab"]
+__all__ = ["run"]
 
 
 def run(
@@ -102,27 +102,6 @@ def run(
         )
     finally:
         runtime.close(backend=True)
-
-
-def run_lab(
-    project: Project,
-    items: Sequence[EvalItem],
-    settings: LabSettings,
-    *,
-    eval_files: Sequence[str] = (),
-    progress: Progress | None = None,
-    backend_factory: BackendFactory | None = None,
-) -> dict[str, Any]:
-    """:func:`run`, as the JSON-ready dict ``lab.json`` holds (for callers that only write or
-    print it)."""
-    return run(
-        project,
-        items,
-        settings,
-        eval_files=eval_files,
-        progress=progress,
-        backend_factory=backend_factory,
-    ).to_dict()
 
 
 def _split(lab: Lab) -> SplitRecord:
