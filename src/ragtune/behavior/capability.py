@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ragtune.adapters import TrainConfig
-from ragtune.behavior.contract import load_contract
+from ragtune.behavior.contract import OutputContract, load_contract
 from ragtune.behavior.examples import ExampleSet, load_examples, split
 from ragtune.behavior.leak import DEFAULT_THRESHOLD, LeakReport, scan_examples
 from ragtune.behavior.raft import TrainingContext
@@ -177,8 +177,6 @@ def train_capability(
         BuildError: unknown capability, no examples, or examples that teach knowledge above the
             threshold without ``allow_knowledge``.
     """
-    from ragtune.behavior.train import train_adapter
-    from ragtune.generate.base import load_base_model
 
     capability = capability_of(project, name)
     if capability.reader is not None:
@@ -197,18 +195,39 @@ def train_capability(
         if capability.output_contract
         else None
     )
+    result = train_into_project(
+        project, capability.name, examples, config, contract, context, progress, resume=resume
+    )
+    return CapabilityTraining(capability.name, leak, result, context)
+
+
+def train_into_project(
+    project: Project,
+    name: str,
+    examples: ExampleSet,
+    config: TrainConfig,
+    contract: OutputContract | None,
+    context: TrainingContext | None,
+    progress: ProgressCallback | None,
+    *,
+    resume: bool = False,
+) -> TrainResult:
+    """Load the project's base model (from its cache) and train ``examples`` into
+    ``.ragtune/adapters/<name>``: what a behaviour adapter and a reader share."""
+    from ragtune.behavior.train import train_adapter
+    from ragtune.generate.base import load_base_model
+
     settings = project.config.model
     loaded = load_base_model(
         settings.base_model, cache_root=project.state_dir / "models", device=settings.device
     )
-    result = train_adapter(
+    return train_adapter(
         loaded,
         examples,
-        project.adapters_dir / capability.name,
+        project.adapters_dir / name,
         config,
         contract,
         progress=progress,
         resume=resume,
         context=context,
     )
-    return CapabilityTraining(capability.name, leak, result, context)

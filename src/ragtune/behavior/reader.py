@@ -317,10 +317,8 @@ def train_reader(
         BuildError: The knowledge store was never synced (the reader trains on retrieved
             context), or there are no pairs.
     """
-    from ragtune.behavior.capability import BuildError, CapabilityTraining
+    from ragtune.behavior.capability import BuildError, CapabilityTraining, train_into_project
     from ragtune.behavior.raft import ContextSettings, add_context
-    from ragtune.behavior.train import train_adapter
-    from ragtune.generate.base import load_base_model
     from ragtune.knowledge.base import KnowledgeBase
 
     kb = KnowledgeBase(project)
@@ -352,18 +350,7 @@ def train_reader(
         )
     finally:
         kb.close()
-    model = project.config.model
-    loaded = load_base_model(
-        model.base_model, cache_root=project.state_dir / "models", device=model.device
-    )
-    result = train_adapter(
-        loaded,
-        examples,
-        project.adapters_dir / capability.name,
-        config,
-        None,
-        progress=progress,
-        resume=resume,
-        context=context,
+    result = train_into_project(
+        project, capability.name, examples, config, None, context, progress, resume=resume
     )
     return CapabilityTraining(capability.name, None, result, context)
