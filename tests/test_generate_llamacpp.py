@@ -486,3 +486,33 @@ def test_an_adapter_trained_elsewhere_is_imported_checked_and_served(
     missing = runner.invoke(app, ["adapter", "import", str(other), "--name", "other",
                                   "-p", str(project.root)])  # fmt: skip
     assert missing.exit_code == 2 and "no adapter_model.safetensors" in missing.output
+
+
+def test_llamacpp_loads_after_the_vector_index_in_a_fresh_process(tmp_path: Path) -> None:
+    """usearch carries its own static C++ runtime: when the vector index is the first C++ code
+    in a process (a sync with an embedder that needs no torch), a llama.cpp model loaded next
+    failed in its vocabulary (std::bad_cast). The index shares the system runtime first."""
+    import subprocess
+    import sys
+
+    script = f"""
+from pathlib import Path
+import numpy as np
+from ragtune.knowledge.index import VectorIndex
+from ragtune.generate.base import model_sha256, resolve_base_model
+from ragtune.generate.llamacpp import LlamaCppBackend
+from ragtune.generate.backend import GenerationParams
+index = VectorIndex(Path({str(tmp_path / "i.usearch")!r}), 8, "hashing")
+made = index._new()
+made.add(np.arange(3), np.random.rand(3, 8).astype("float32"))
+spec = resolve_base_model()
+backend = LlamaCppBackend(spec.gguf_path, Path({str(tmp_path)!r}), model_sha256=model_sha256(spec),
+                          threads=1, context_tokens=256)
+said = backend.generate([{{"role": "user", "content": "Yes?"}}], GenerationParams(max_tokens=2))
+print(said.completion_tokens)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] in {"1", "2"}

@@ -39,6 +39,24 @@ def store_signature(store: SQLiteStore) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def _share_libstdcxx() -> None:
+    """Load the system's C++ runtime into the global namespace before usearch's extension loads.
+
+    usearch's wheel carries its own static copy of libstdc++. When it is the first C++ code in
+    the process, a llama.cpp model loaded afterwards fails in its vocabulary
+    (``std::bad_cast`` from the locale machinery of two runtimes; torch, when imported first,
+    happens to prevent it by loading the shared one). Loading the shared runtime first, with
+    its symbols global, makes every later library agree on one. Best effort: where there is
+    no shared libstdc++ nothing is done.
+    """
+    import contextlib
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6", mode=ctypes.RTLD_GLOBAL)
+
+
 class VectorIndex:
     """HNSW over the live chunks (cosine on normalised vectors), keyed by chunk row id."""
 
@@ -51,6 +69,7 @@ class VectorIndex:
         self.state: IndexState | None = None
 
     def _new(self) -> Any:
+        _share_libstdcxx()
         from usearch.index import Index
 
         return Index(ndim=self.dim, metric="cos", dtype="f32", connectivity=16, expansion_add=128,
