@@ -32,7 +32,6 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragtune.behavior.examples import Example, ExampleSet
@@ -131,7 +130,7 @@ def reader_config(project: Project, capability: Capability) -> TrainConfig:
 def team_pairs(project: Project, capability: Capability) -> tuple[list[Example], int, list[str]]:
     """The train side of the capability's eval lines with an answer: ``(pairs, held out,
     files)``."""
-    from ragtune.lab.evalset import default_eval_paths, load_eval
+    from ragtune.lab.evalset import default_eval_paths, load_eval, shown_path
 
     reader = capability.reader
     assert reader is not None
@@ -140,18 +139,11 @@ def team_pairs(project: Project, capability: Capability) -> tuple[list[Example],
         if reader.questions is not None
         else default_eval_paths(project)
     )
-    files = [_shown(project, p) for p in paths]
+    files = [shown_path(p, project.root) for p in paths]
     items = [i for i in load_eval(paths, project) if i.capability == capability.name and i.answer]
     train, held = split(items, lambda i: i.input, seed=reader.split_seed)
     rows = [Example(i.input, i.answer or "", None, n) for n, i in enumerate(train, start=1)]
     return rows, len(held), files
-
-
-def _shown(project: Project, path: Path) -> str:
-    try:
-        return path.resolve().relative_to(project.root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
