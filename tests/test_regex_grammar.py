@@ -53,6 +53,8 @@ def test_patterns_become_the_grammar_that_says_the_same(pattern: str, grammar: s
         (r"[\Sx]", "negated shorthand"),
         (r"(a", "not a regular expression"),
         (r"(?(1)a|b)", "not a regular expression"),
+        (r"(?>ab)c", "atomic group"),
+        (r"a*+b", "possessive repetition"),
     ],
 )
 def test_what_a_grammar_cannot_say_is_refused_by_name(pattern: str, named: str) -> None:

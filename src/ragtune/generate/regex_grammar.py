@@ -47,10 +47,9 @@ _UNSUPPORTED = {
     C.ASSERT_NOT: "a negative lookahead or lookbehind",
     C.GROUPREF: "a backreference",
     C.GROUPREF_EXISTS: "a conditional group",
+    C.ATOMIC_GROUP: "an atomic group",
+    C.POSSESSIVE_REPEAT: "a possessive repetition",
 }
-for _name, _what in (("ATOMIC_GROUP", "an atomic group"), ("POSSESSIVE_REPEAT", "")):
-    if hasattr(C, _name) and _what:
-        _UNSUPPORTED[getattr(C, _name)] = _what
 _ANY = "[\\x00-\\U0010FFFF]"
 
 
