@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ragtune.project import Project
 
 __all__ = [
+    "BASE",
     "DEFAULT_PARAMS",
     "Backend",
     "BackendError",
@@ -127,6 +128,9 @@ class GenerationParams:
         if self.regex is not None and self.schema is not None:
             raise BackendError("give a schema or a regex to guide the answer, not both")
 
+
+BASE = "base"
+"""``Generation.model`` of a request a local backend answers without an adapter."""
 
 DEFAULT_PARAMS = GenerationParams()
 """Greedy, 256 tokens, the base model: what a request that gives no settings gets."""

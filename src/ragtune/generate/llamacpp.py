@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.context import defuse_tokens
 from ragtune.generate.backend import (
+    BASE,
     DEFAULT_PARAMS,
     BackendError,
     Generation,
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
     from ragtune.project import Project
 
 __all__ = ["LlamaCppBackend"]
-
-BASE = "base"
-"""``Generation.model`` of a request without an adapter."""
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from ragtune.adapters import AdapterManifest
 from ragtune.context import defuse_tokens
 from ragtune.generate.backend import (
+    BASE,
     DEFAULT_PARAMS,
     BackendError,
     FinishReason,
@@ -56,9 +57,6 @@ if TYPE_CHECKING:
     from ragtune.project import Project
 
 __all__ = ["LoadedAdapter", "LocalBackend"]
-
-BASE = "base"
-"""``Generation.model`` of a request without an adapter."""
 
 
 @dataclass(frozen=True)
