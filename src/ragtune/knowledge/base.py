@@ -81,7 +81,11 @@ class KnowledgeBase:
         where: dict[str, str] | None = None,
         mode: Mode = "hybrid",
     ) -> list[Hit]:
-        """Hybrid search; see :func:`ragtune.knowledge.search.search`."""
+        """Hybrid search; see :func:`ragtune.knowledge.search.search`.
+
+        The checks, the index's catch-up and the search read the store in one read
+        transaction: a sync in another process commits either before all of it or after.
+        """
         if capability is not None:
             names = [c.name for c in self.project.config.capabilities]
             wanted = [capability] if isinstance(capability, str) else list(capability)
@@ -91,16 +95,20 @@ class KnowledgeBase:
                         f"--capability {name!r}: no such capability; the project has "
                         f"{', '.join(names)}."
                     )
-        if self.store.latest_snapshot() == 0:
-            raise StoreError(
-                f"{self.store.path}: the knowledge store is empty; run `ragtune knowledge sync` "
-                "first."
-            )
-        at = self.store.resolve_as_of(as_of) if as_of is not None else None
-        paths = filter_paths(self.store, capability=capability, source=source, where=where)
-        index = self.index() if at is None and mode != "bm25" else None
         embedder = self.embedder if mode != "bm25" else None
-        return search(self.store, embedder, index, query, k=k, paths=paths, as_of=at, mode=mode)
+        live_vectors = as_of is None and mode != "bm25"
+        if live_vectors:
+            self._vector_index().open()  # the file, before the transaction starts
+        with self.store.reading():
+            if self.store.latest_snapshot() == 0:
+                raise StoreError(
+                    f"{self.store.path}: the knowledge store is empty; run `ragtune knowledge "
+                    "sync` first."
+                )
+            at = self.store.resolve_as_of(as_of) if as_of is not None else None
+            paths = filter_paths(self.store, capability=capability, source=source, where=where)
+            index = self.index() if live_vectors else None
+            return search(self.store, embedder, index, query, k=k, paths=paths, as_of=at, mode=mode)
 
     def tools(self, capability: str | None = None) -> list[Tool]:
         """The tools the capabilities declare (``tool:...`` sources), loaded and checked."""

@@ -3,17 +3,28 @@
 The index holds the live chunks' vectors under their row ids. A small JSON file beside it records
 what it reflects (the store's snapshot, its row counts, the embedder); when the store has moved on,
 :meth:`VectorIndex.catch_up` adds the new rows and removes the retired ones, and a missing,
-corrupt or foreign index file is rebuilt from SQLite. Files are replaced atomically.
+corrupt or foreign index file is rebuilt from SQLite.
+
+Several processes may keep the same index (a sync, the server, a search from the CLI): each
+writes its files under a temporary name of its own and replaces the index with
+:func:`os.replace`, holding the index's writer lock (``knowledge.usearch.lock``), so a reader
+loads a whole file and two writers never share a temporary file. A process that finds the lock
+taken skips the save - its index is current in memory, and the file catches up on its next
+load. Temporary files a killed writer left behind are removed by the next save.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragtune.knowledge.store.lock import WriterLock
 from ragtune.knowledge.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -67,6 +78,7 @@ class VectorIndex:
         self.embedder = embedder
         self.index: Any = None
         self.state: IndexState | None = None
+        self.writer = WriterLock(path, "the vector index")
 
     def _new(self) -> Any:
         _share_libstdcxx()
@@ -76,19 +88,21 @@ class VectorIndex:
                      expansion_search=64)  # fmt: skip
 
     def _load(self) -> bool:
-        """Load the file if it exists and matches this embedder; False otherwise."""
-        if not (self.path.exists() and self.meta_path.exists()):
-            return False
+        """Load the file if it exists and matches this embedder; False otherwise.
+
+        The record is read before the index: a writer replaces the index first, so the index
+        loaded is never older than the record says (a newer one only catches up for nothing).
+        """
         try:
             state = IndexState(**json.loads(self.meta_path.read_text()))
-        except (ValueError, TypeError):
+        except (OSError, ValueError, TypeError):
             return False
         if state.embedder != self.embedder or state.dim != self.dim:
             return False
         index = self._new()
         try:
             index.load(str(self.path))
-        except Exception:  # a corrupt file of any kind: rebuild it
+        except Exception:  # a missing or corrupt file of any kind: rebuild it
             return False
         if len(index) != state.size:
             return False
@@ -96,12 +110,30 @@ class VectorIndex:
         return True
 
     def catch_up(self, store: SQLiteStore) -> str:
-        """Bring the index to the store's live rows; returns what it did (for logs and tests)."""
+        """Bring the index to the store's live rows; returns what it did (for logs and tests).
+
+        Reads the store in one read transaction, so the index matches one state of it even
+        while another process syncs.
+        """
+        self.open()
+        with store.reading():
+            return self._catch_up(store)
+
+    def open(self) -> None:
+        """Load the index file if it is not loaded yet.
+
+        Called before a read transaction of the store starts, so the file loaded is never much
+        newer than what the transaction sees; search keeps only the rows its transaction sees.
+        """
+        if self.index is None:
+            self._load()
+
+    def _catch_up(self, store: SQLiteStore) -> str:
         import numpy as np
 
         rows, retired = store_signature(store)
         snapshot = store.latest_snapshot()
-        if self.index is None and not self._load():
+        if self.index is None:
             ids, blobs = store.vectors_at()
             self.index = self._new()
             if ids:
@@ -136,12 +168,27 @@ class VectorIndex:
             size=len(self.index),
         )  # fmt: skip
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self.index.save(str(tmp))
-        os.replace(tmp, self.path)
-        tmp_meta = self.meta_path.with_name(f".{self.meta_path.name}.tmp")
-        tmp_meta.write_text(json.dumps(self.state.__dict__))
-        os.replace(tmp_meta, self.meta_path)
+        with self.writer.try_hold() as held:
+            if not held:  # another process is saving: ours stays current in memory
+                return
+            for leftover in self.path.parent.glob(f".{self.path.name}*.tmp"):
+                with contextlib.suppress(OSError):  # a killed writer's; none is writing now
+                    leftover.unlink()
+            self._write(self.path, lambda tmp: self.index.save(str(tmp)))
+            self._write(self.meta_path, lambda tmp: tmp.write_text(json.dumps(self.state.__dict__)))
+
+    def _write(self, target: Path, write: Callable[[Path], object]) -> None:
+        """Write ``target`` through a temporary file of this process, then replace it."""
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            write(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
     def exact(
         self, vector: NDArray[np.float32], k: int, allowed: set[int] | None = None

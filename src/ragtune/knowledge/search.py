@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal, cast
 
 from ragtune.context import Passage
 from ragtune.knowledge.index import VectorIndex, brute_force
-from ragtune.knowledge.store import StoreError
+from ragtune.knowledge.store import ChunkRow, StoreError
 from ragtune.knowledge.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -149,9 +149,30 @@ def search(
     as_of: int | None = None,
     mode: Mode = "hybrid",
 ) -> list[Hit]:
-    """Search the chunks visible at ``as_of`` (default: live), restricted to ``paths`` if given."""
+    """Search the chunks visible at ``as_of`` (default: live), restricted to ``paths`` if given.
+
+    Every query of a search runs in one read transaction, and a candidate the vector index
+    offers that is not visible there (an index a step behind a sync) is dropped: each hit's
+    text, version and snapshot come from one state of the store, even while another process
+    syncs.
+    """
     if not query.strip():
         raise StoreError("the search query is empty.")
+    with store.reading():
+        return _search(store, embedder, index, query, k=k, paths=paths, as_of=as_of, mode=mode)
+
+
+def _search(
+    store: SQLiteStore,
+    embedder: Embedder | None,
+    index: VectorIndex | None,
+    query: str,
+    *,
+    k: int,
+    paths: set[str] | None,
+    as_of: int | None,
+    mode: Mode,
+) -> list[Hit]:
     pool = max(POOL, k)
     query = expand_query(query, document_aliases(store))
     bm25_ids: list[int] = []
@@ -175,8 +196,13 @@ def search(
             ids, blobs = store.vectors_at(as_of, paths)
             vector_ids = [rowid for rowid, _ in brute_force(vector, ids, blobs, embedder.dim, pool)]
     fused = rrf([r for r in (bm25_ids, vector_ids) if r])
-    top = sorted(fused, key=lambda key: -fused[key])[:k]
-    rows = store.chunks(top)
+    ranked = sorted(fused, key=lambda key: -fused[key])
+    rows = {key: row for key, row in store.chunks(ranked[:k]).items() if _visible(row, as_of)}
+    if len(rows) < k < len(ranked):  # the index offered retired rows: look further down
+        rows.update(
+            (key, row) for key, row in store.chunks(ranked[k:]).items() if _visible(row, as_of)
+        )
+    top = [key for key in ranked if key in rows][:k]
     versions = store.versions_at({row.document for row in rows.values()}, as_of)
     bm25_rank = {rowid: i for i, rowid in enumerate(bm25_ids, start=1)}
     vector_rank = {rowid: i for i, rowid in enumerate(vector_ids, start=1)}
@@ -197,6 +223,13 @@ def search(
         for key in top
         if key in rows
     ]
+
+
+def _visible(row: ChunkRow, at: int | None) -> bool:
+    """Whether a chunk row is visible at snapshot ``at`` (None: live)."""
+    if at is None:
+        return row.valid_to is None
+    return row.valid_from <= at and (row.valid_to is None or row.valid_to > at)
 
 
 METADATA = ("kind", "title")  # document fields a search can filter on (--where kind=pdf)

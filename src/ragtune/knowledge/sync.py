@@ -7,6 +7,8 @@
 3. Each document's new version goes into the store in one transaction; deleted files retire their
    chunks. Everything a sync does belongs to one snapshot. A sync that is killed leaves earlier
    snapshots whole; the next sync resumes the open snapshot and finishes it.
+4. One sync writes at a time: a sync holds the store's writer lock from reading what is live to
+   closing its snapshot, so a second one (another process, the server) waits for it.
 
 :func:`plan_sync` runs steps 1-2 without embedding or writing: what ``ragtune plan`` shows.
 """
@@ -306,7 +308,22 @@ def sync(
     *,
     progress: Progress | None = None,
 ) -> SyncResult:
-    """Bring the store up to date with the project's sources; see the module docstring."""
+    """Bring the store up to date with the project's sources; see the module docstring.
+
+    Holds the store's writer lock throughout (:meth:`SQLiteStore.writing`): a second sync, in
+    this process or another, waits for this one and then sees what it wrote.
+
+    Raises:
+        StoreError: Another writer held the store longer than the lock timeout.
+    """
+    with store.writing():
+        return _sync(project, store, embedder, progress)
+
+
+def _sync(
+    project: Project, store: SQLiteStore, embedder: Embedder, progress: Progress | None
+) -> SyncResult:
+    """The body of :func:`sync`, run under the store's writer lock."""
     started = time.perf_counter()
     reembed = _needs_reembed(store, embedder.name)
     if reembed:

@@ -168,6 +168,26 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+@contextmanager
+def read_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Reads that all see one state of the store, whatever other processes commit meanwhile.
+
+    In WAL mode a read transaction keeps the snapshot its first read saw: a search that reads
+    candidates, rows and document versions in several queries gets them from one state, never
+    a chunk of one sync with the version of the next. Inside a transaction already, it adds
+    nothing (the outer one decides).
+    """
+    if db.in_transaction:
+        yield db
+        return
+    db.execute("BEGIN")
+    try:
+        yield db
+    finally:
+        if db.in_transaction:
+            db.execute("COMMIT")  # nothing was written: this only ends the read
+
+
 def migrate(db: sqlite3.Connection) -> None:
     """Apply the migrations this database has not had yet, in order, each in one transaction."""
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)")

@@ -4,7 +4,9 @@ Every chunk version is a row with ``valid_from``/``valid_to`` snapshot ids: noth
 so "what did the template say then" is a query. A row is visible at snapshot ``S`` when
 ``valid_from <= S`` and ``valid_to`` is null or greater than ``S``; the live rows have a null
 ``valid_to``. Each document's change is one ``BEGIN IMMEDIATE`` transaction, so a reader sees the
-old version of a document or the new, never a mix.
+old version of a document or the new, never a mix; a reader that needs several queries to agree
+takes :meth:`SQLiteStore.reading`. Writers of whole snapshots (syncs) take
+:meth:`SQLiteStore.writing`, a lock file beside the store: one at a time, across processes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +26,13 @@ from ragtune.knowledge.store import (
     StoreError,
 )
 from ragtune.knowledge.store.examples import ExampleRows
-from ragtune.knowledge.store.migrations import blobs_by_key, migrate, transaction
+from ragtune.knowledge.store.lock import WriterLock
+from ragtune.knowledge.store.migrations import (
+    blobs_by_key,
+    migrate,
+    read_transaction,
+    transaction,
+)
 
 
 def _now() -> str:
@@ -90,6 +99,22 @@ class SQLiteStore(ExampleRows):
             raise StoreError(f"{path}: cannot open the knowledge store: {exc}") from exc
         self.db.row_factory = sqlite3.Row
         migrate(self.db)
+        self.writer = WriterLock(path, "the knowledge store")
+
+    # -- concurrency -------------------------------------------------------------------------------
+
+    def writing(self, timeout: float | None = None) -> AbstractContextManager[None]:
+        """Hold the store's writer lock (``knowledge.db.lock``) for the block.
+
+        A sync holds it from reading what is live until its snapshot is complete; another
+        process that wants it waits (saying so) up to ``timeout`` seconds, default
+        ``RAGTUNE_LOCK_TIMEOUT`` or 600, then raises :class:`StoreError`.
+        """
+        return self.writer.hold(timeout)
+
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One read transaction for the block: every query in it sees the same state."""
+        return read_transaction(self.db)
 
     # -- upkeep ------------------------------------------------------------------------------------
 
