@@ -15,32 +15,77 @@ from ragtune.examples import example_path
 from ragtune.project import load_project
 
 
-def test_the_shipped_reader_is_current_so_build_trains_it_not(tmp_path: Path) -> None:
-    """The example's reader adapter matches its eval answers, settings and base model: the
-    plan finds nothing to retrain once it is installed, and it was trained on the train split
-    of the eval set only."""
+def test_the_shipped_reader_is_current_so_plan_installs_it_and_trains_it_not(
+    tmp_path: Path,
+) -> None:
+    """The example's reader adapter matches its eval answers, settings and base model: the plan
+    of a fresh copy installs it instead of training, and it was trained on the train split of
+    the eval set only."""
     from ragtune.adapters import load_manifest
-    from ragtune.build import make_plan
-    from ragtune.cli.demo import install_shipped_adapters
+    from ragtune.build import install_shipped, make_plan
     from ragtune.examples import copy_example
     from ragtune.holdout import input_key, is_held_out
     from ragtune.lab.evalset import default_eval_paths, load_eval
 
     project = load_project(copy_example("contract-review", tmp_path / "cr"))
-    assert install_shipped_adapters(project) == ["templates"]
-    assert install_shipped_adapters(project) == []  # kept, not copied twice
+    plan = {a.capability: a for a in make_plan(project).adapters}
+    assert plan["templates"].action == "install", plan["templates"].reasons
+    assert (
+        plan["templates"].steps == 0 and "adapters/templates ships" in plan["templates"].reasons[0]
+    )
+    install_shipped(project, "templates")
     plan = {a.capability: a for a in make_plan(project).adapters}
     assert plan["templates"].action == "none", plan["templates"].reasons
     manifest = load_manifest(project.adapters_dir, "templates")
     folder = project.adapters_dir / "templates"
     assert manifest.gguf_lora and (folder / "adapter.gguf").is_file()
     assert (folder / "adapter_model.safetensors").is_file()
+    assert not list(project.adapters_dir.glob(".*"))  # no staging folder left
     trained = set(manifest.dataset.inputs)
     items = [i for i in load_eval(default_eval_paths(project), project) if i.answer]
     reader_items = [i for i in items if i.capability == "templates"]
     assert reader_items and all(
         (input_key(i.input) in trained) is not is_held_out(i.input) for i in reader_items
     )
+
+
+def test_build_installs_a_current_shipped_adapter_and_trains_a_stale_one(tmp_path: Path) -> None:
+    """``ragtune plan`` and ``build`` on a copy holding only the templates capability: the
+    shipped reader is installed, not trained; once its settings differ from the shipped one's,
+    the plan trains it instead."""
+    import yaml
+
+    from ragtune.examples import copy_example
+
+    folder = copy_example("contract-review", tmp_path / "cr")
+    config = yaml.safe_load((folder / "ragtune.yaml").read_text())
+    config["capabilities"] = [c for c in config["capabilities"] if c["name"] == "templates"]
+    config["knowledge"] = {"embedder": "hashing"}
+    (folder / "ragtune.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for path in (folder / "eval").glob("*.jsonl"):  # the templates lines only
+        lines = path.read_text().splitlines()
+        kept = [line for line in lines if json.loads(line)["capability"] == "templates"]
+        path.write_text("".join(f"{line}\n" for line in kept))
+
+    runner = CliRunner()
+    planned = runner.invoke(app, ["plan", "-p", str(folder), "--json"])
+    assert planned.exit_code == 0, planned.output
+    (adapter,) = json.loads(planned.output)["adapters"]
+    assert adapter["action"] == "install" and adapter["estimate_s"] == 0
+    built = runner.invoke(app, ["build", "-p", str(folder)])
+    assert built.exit_code == 0, built.output
+    assert "templates: installed from adapters/templates" in " ".join(built.output.split())
+    shipped = (folder / "adapters" / "templates" / "adapter_model.safetensors").read_bytes()
+    installed = folder / ".ragtune" / "adapters" / "templates" / "adapter_model.safetensors"
+    assert installed.read_bytes() == shipped
+    again = runner.invoke(app, ["plan", "-p", str(folder), "--json"])
+    assert json.loads(again.output)["adapters"][0]["action"] == "none"
+
+    config["capabilities"][0]["reader"] = {"train": {"epochs": 9}}
+    (folder / "ragtune.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    stale = runner.invoke(app, ["plan", "-p", str(folder), "--json"])
+    (adapter,) = json.loads(stale.output)["adapters"]
+    assert adapter["action"] == "retrain" and "epochs 3 -> 9" in " ".join(adapter["reasons"])
 
 
 def test_example_decisions_cover_the_tree() -> None:

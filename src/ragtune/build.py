@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ragtune.adapters import TrainConfig
-from ragtune.behavior.staleness import AdapterPlan, plan_adapters
+from ragtune.behavior.staleness import SHIPPED_ADAPTERS, AdapterPlan, plan_adapters
 from ragtune.knowledge.store.sqlite import SQLiteStore
 from ragtune.knowledge.sync import SyncPlan, knowledge_db, plan_sync
 from ragtune.project import Capability, Project
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ragtune.behavior.train import ProgressCallback
     from ragtune.knowledge.sync import Progress, SyncResult
 
-__all__ = ["NO_RETRAINING", "BuildResult", "ProjectPlan", "build", "make_plan"]
+__all__ = ["NO_RETRAINING", "BuildResult", "ProjectPlan", "build", "install_shipped", "make_plan"]
 
 NO_RETRAINING = (
     "A knowledge change needs no retraining: adapters hold behaviour, not facts, and the "
@@ -44,7 +44,7 @@ class ProjectPlan:
     @property
     def training_needed(self) -> bool:
         """Whether any adapter must be trained or retrained."""
-        return any(a.action != "none" for a in self.adapters)
+        return any(a.action in ("train", "retrain") for a in self.adapters)
 
     def summary(self) -> str:
         """One paragraph in words a user understands."""
@@ -53,14 +53,22 @@ class ProjectPlan:
     def _training(self) -> str:
         if not self.adapters:
             return ""
-        todo = [a for a in self.adapters if a.action != "none"]
+        todo = [a for a in self.adapters if a.action in ("train", "retrain")]
+        shipped = [a.capability for a in self.adapters if a.action == "install"]
+        install = (
+            f"Install {', '.join(shipped)} as shipped in {SHIPPED_ADAPTERS}/." if shipped else ""
+        )
         if not todo:
+            if shipped:
+                return install
             names = ", ".join(a.capability for a in self.adapters)
             return f"Adapters ({names}): nothing behavioural changed, no training needed."
         minutes = sum(a.estimate_s for a in todo) / 60
         listed = "; ".join(f"{a.capability} ({a.action}: {', '.join(a.reasons)})" for a in todo)
         count = f"{len(todo)} adapter{'s' if len(todo) != 1 else ''}"
-        return f"Train {count}, about {minutes:.0f} min: {listed}."
+        return " ".join(
+            p for p in (install, f"Train {count}, about {minutes:.0f} min: {listed}.") if p
+        )
 
     def _knowledge(self) -> str:
         plan = self.knowledge
@@ -116,12 +124,15 @@ class BuildResult:
         knowledge: The sync; None when no capability declares sources.
         adapters: One entry per adapter trained, in the plan's order.
         planned: The adapters the plan listed (trained or not), with the reasons.
+        installed: The adapters copied from the project's ``adapters/`` folder instead of
+            trained (shipped, and current for the examples, base model and settings).
     """
 
     project: str
     knowledge: SyncResult | None
     adapters: list[CapabilityTraining] = field(default_factory=list)
     planned: list[AdapterPlan] = field(default_factory=list)
+    installed: list[str] = field(default_factory=list)
 
 
 TrainingProgress = Callable[[AdapterPlan], AbstractContextManager["ProgressCallback | None"]]
@@ -177,6 +188,10 @@ def build(
     for adapter in result.planned:
         if adapter.action == "none":
             continue
+        if adapter.action == "install":
+            install_shipped(project, adapter.capability)
+            result.installed.append(adapter.capability)
+            continue
         capability = capability_of(project, adapter.capability)
         config = train_config_for(project, capability)
         if configure is not None:
@@ -186,3 +201,24 @@ def build(
                 train_capability(project, adapter.capability, config, progress=progress)
             )
     return result
+
+
+def install_shipped(project: Project, name: str) -> Path:
+    """Copy the adapter ``name`` the project ships (``adapters/<name>/`` beside ragtune.yaml)
+    into its state (``.ragtune/adapters/<name>``), whole or not at all: it is copied into a
+    staging folder and swapped in as a trained adapter is; returns where it now is."""
+    import shutil
+
+    from ragtune.adapters import adapter_path, staging_path
+    from ragtune.behavior.checkpoint import swap_into_place
+
+    target = adapter_path(project.adapters_dir, name)
+    stage = staging_path(target)
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.copytree(project.root / SHIPPED_ADAPTERS / name, stage)
+        swap_into_place(stage, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return target

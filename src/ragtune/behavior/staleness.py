@@ -13,21 +13,25 @@ Only JSON and file hashes are read here: no torch, no model load.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from ragtune.adapters import AdapterError, AdapterManifest, TrainingRecord, list_adapters
+from ragtune.adapters import MANIFEST, AdapterError, AdapterManifest, TrainingRecord, list_adapters
 from ragtune.behavior.examples import ExampleSet
 from ragtune.errors import RagtuneError
 from ragtune.project import Capability, Project
 
 __all__ = [
     "CPU_TOKENS_PER_SECOND",
+    "SHIPPED_ADAPTERS",
     "AdapterPlan",
     "estimate_seconds",
     "instructions_for",
     "plan_adapters",
+    "shipped_manifest",
     "train_config_for",
 ]
 
@@ -47,7 +51,13 @@ PASSAGE_HEADER_CHARS = 40
 TEMPLATE_TOKENS = 30
 """Tokens the chat template adds to each example (role markers, the end-of-turn tokens)."""
 
-Action = Literal["train", "retrain", "none"]
+Action = Literal["train", "retrain", "install", "none"]
+
+SHIPPED_ADAPTERS = "adapters"
+"""The folder beside ragtune.yaml where a project ships trained adapters (``adapters/<name>/``,
+as ``ragtune build`` wrote them under ``.ragtune/adapters``), so that a fresh clone installs
+them instead of training: a shipped adapter that matches the examples, base model and settings
+is planned as ``install``."""
 
 
 @dataclass
@@ -56,7 +66,9 @@ class AdapterPlan:
 
     Attributes:
         capability: The capability (and adapter) name.
-        action: ``train`` (none yet), ``retrain`` (behaviour changed) or ``none``.
+        action: ``train`` (none yet), ``retrain`` (behaviour changed), ``install`` (the
+            project ships a current one in ``adapters/<name>/``: copied, not trained) or
+            ``none``.
         reasons: Why, in words: one line per changed input.
         warnings: Knowledge the adapter saw in training that has since changed.
         steps: Optimiser steps a run would take.
@@ -150,20 +162,17 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
         estimate = estimate_seconds(
             capability, config, examples, steps, manifest.training if manifest else None
         )
+
+        changes = partial(
+            _behaviour_changes, project, capability, examples_sha256=examples.sha256, config=config
+        )
+
         if manifest is None:
-            plans.append(
-                AdapterPlan(
-                    capability.name,
-                    "train",
-                    [f"no adapter yet; the audit decided {capability.name} is served by a LoRA"],
-                    steps=steps,
-                    estimate_s=estimate,
-                )
-            )
-            continue
-        reasons = _behaviour_changes(project, capability, manifest, examples.sha256, config)
-        plans.append(
-            AdapterPlan(
+            why = f"no adapter yet; the audit decided {capability.name} is served by a LoRA"
+            plan = AdapterPlan(capability.name, "train", [why], steps=steps, estimate_s=estimate)
+        else:
+            reasons = changes(manifest)
+            plan = AdapterPlan(
                 capability.name,
                 "retrain" if reasons else "none",
                 reasons,
@@ -171,8 +180,44 @@ def plan_adapters(project: Project, lora: set[str]) -> list[AdapterPlan]:
                 steps=steps if reasons else 0,
                 estimate_s=estimate if reasons else 0.0,
             )
-        )
+        plans.append(_or_shipped(project, plan, changes))
     return plans
+
+
+def shipped_manifest(project: Project, name: str) -> AdapterManifest | None:
+    """The manifest of the adapter ``name`` the project ships in ``adapters/<name>/``, if any.
+
+    Raises:
+        RagtuneError: The shipped manifest is not valid (names the file).
+    """
+    folder = project.root / SHIPPED_ADAPTERS / name
+    if not (folder / MANIFEST).is_file():
+        return None
+    try:
+        return AdapterManifest.read(folder)
+    except AdapterError as exc:
+        raise RagtuneError(str(exc)) from exc
+
+
+def _or_shipped(
+    project: Project, plan: AdapterPlan, changes: Callable[[AdapterManifest], list[str]]
+) -> AdapterPlan:
+    """``plan``, or ``install`` where it would train and the project ships an adapter that
+    matches the current examples, base model and settings (nothing in ``changes``)."""
+    if plan.action == "none":
+        return plan
+    shipped = shipped_manifest(project, plan.capability)
+    if shipped is None or changes(shipped):
+        return plan
+    return AdapterPlan(
+        plan.capability,
+        "install",
+        [
+            f"{SHIPPED_ADAPTERS}/{plan.capability} ships one trained on the same examples, base "
+            f"model and settings ({shipped.training.steps} steps): installed, not trained "
+            f"(`ragtune adapter train {plan.capability}` reproduces it)"
+        ],
+    )
 
 
 def _reader_plan(
@@ -193,6 +238,13 @@ def _reader_plan(
     estimate = estimate_seconds(
         capability, config, pairs.examples, steps, manifest.training if manifest else None
     )
+
+    def changes(trained: AdapterManifest) -> list[str]:
+        what = "the reader's questions"
+        return _behaviour_changes(
+            project, capability, trained, pairs.examples.sha256, config, what=what
+        )
+
     if manifest is None:
         why = (
             f"no reader yet: {capability.name} is served with retrieval and `reader:` asks for an "
@@ -204,10 +256,9 @@ def _reader_plan(
                 else f"up to {later} made from the documents once they are synced)"
             )
         )
-        return AdapterPlan(capability.name, "train", [why], steps=steps, estimate_s=estimate)
-    reasons = _behaviour_changes(
-        project, capability, manifest, pairs.examples.sha256, config, what="the reader's questions"
-    )
+        plan = AdapterPlan(capability.name, "train", [why], steps=steps, estimate_s=estimate)
+        return _or_shipped(project, plan, changes)
+    reasons = changes(manifest)
     notes = []
     context = manifest.context
     if context is not None and not reasons:
@@ -215,7 +266,7 @@ def _reader_plan(
             f"knowledge changed since the reader was trained (snapshot {context.snapshot}) or "
             "not: no retrain either way - the reader reads the current passages."
         )
-    return AdapterPlan(
+    plan = AdapterPlan(
         capability.name,
         "retrain" if reasons else "none",
         reasons,
@@ -223,6 +274,7 @@ def _reader_plan(
         steps=steps if reasons else 0,
         estimate_s=estimate if reasons else 0.0,
     )
+    return _or_shipped(project, plan, changes)
 
 
 def estimate_seconds(

@@ -85,7 +85,8 @@ def plan_command(
             table.add_column(column)
         for adapter in plan.adapters:
             why = "\n".join(adapter.reasons) or "examples, base model and settings unchanged"
-            estimate = f"{adapter.estimate_s / 60:.0f} min" if adapter.action != "none" else "-"
+            trains = adapter.action in ("train", "retrain")
+            estimate = f"{adapter.estimate_s / 60:.0f} min" if trains else "-"
             table.add_row(adapter.capability, adapter.action, why, estimate)
         console.print(table)
         for adapter in plan.adapters:
@@ -113,6 +114,7 @@ def build_command(
     does not exist yet or its examples, base model or `train:` settings changed.
     """
     project = either_project(project, project_flag)
+    from ragtune.behavior.staleness import SHIPPED_ADAPTERS
     from ragtune.build import build
 
     loaded = project_or_fail(project)
@@ -137,6 +139,7 @@ def build_command(
             "project": built.project,
             **({"knowledge": sync_summary(built.knowledge)} if built.knowledge else {}),
             "adapters": [done.summary() for done in built.adapters],
+            "installed": built.installed,
         }
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         return
@@ -144,6 +147,8 @@ def build_command(
         print_sync(built.knowledge)
     else:
         console.print("no capability declares knowledge sources: nothing to index")
+    for name in built.installed:
+        console.print(f"adapter {name}: installed from {SHIPPED_ADAPTERS}/{name}, not trained")
     for done in built.adapters:
         result, scores = done.result, ""
         if result.adapter is not None and result.adapter.compliance is not None:
@@ -152,5 +157,5 @@ def build_command(
                 f" (base {base:.0%})" if base is not None else ""
             )
         console.print(f"adapter {done.capability}: {result.steps} steps at {result.path}{scores}")
-    if train and not built.adapters:
+    if train and not built.adapters and not built.installed:
         console.print("adapters: nothing behavioural changed, no training needed")

@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ragtune.adapters import MANIFEST, TrainConfig, load_manifest
+from ragtune.adapters import TrainConfig, load_manifest
 from ragtune.audit import AuditReport, run_audit
 from ragtune.cli import kit
 from ragtune.errors import RagtuneError
@@ -38,8 +38,6 @@ EXAMPLE = "contract-review"
 QUESTION = "How many hours do we have to notify the customer of a personal data breach?"
 DEMO_TRAIN_STEPS = 8
 """Steps of the risk-flag adapter in the demo (``ragtune build`` trains the full one)."""
-SHIPPED_ADAPTERS = "adapters"
-"""Where an example keeps the adapters it ships, beside its ragtune.yaml."""
 DEMO_LAB_ITEMS = 4
 """Eval items per capability in the demo's lab (the changed questions first)."""
 
@@ -119,13 +117,6 @@ def _build(project: Project, console: Console, options: DemoOptions) -> None:
     from ragtune.cli.kit import training_bar
 
     console.rule("[bold]2. build[/]: sync the knowledge, train the risk-flag adapter")
-    for name in install_shipped_adapters(project):
-        manifest = load_manifest(project.adapters_dir, name)
-        console.print(
-            f"adapter {name}: shipped with the example ({manifest.training.steps} steps, "
-            f"{manifest.dataset.examples} pairs, trained by `ragtune build` on the example; "
-            f"`ragtune adapter train {name}` reproduces it)"
-        )
 
     def budget(capability: Capability, config: TrainConfig) -> TrainConfig:
         return replace(config, max_steps=options.train_steps, batch_size=2, eval_max_new_tokens=0)
@@ -135,6 +126,13 @@ def _build(project: Project, console: Console, options: DemoOptions) -> None:
         configure=budget,
         training=lambda adapter: training_bar(f"train {adapter.capability}", quiet=False),
     )
+    for name in built.installed:
+        manifest = load_manifest(project.adapters_dir, name)
+        console.print(
+            f"adapter {name}: shipped with the example ({manifest.training.steps} steps, "
+            f"{manifest.dataset.examples} pairs, trained by `ragtune build` at the example's "
+            f"settings; installed, not trained; `ragtune adapter train {name}` reproduces it)"
+        )
     synced = built.knowledge
     if synced is not None:
         console.print(
@@ -147,28 +145,6 @@ def _build(project: Project, console: Console, options: DemoOptions) -> None:
             f"({done.result.size_bytes / 1e6:.1f} MB, safetensors) - a demo budget; "
             "`ragtune build` trains the full adapter (the README gives its figures)."
         )
-
-
-def install_shipped_adapters(project: Project) -> list[str]:
-    """Copy the adapters an example ships (``adapters/<name>/`` beside its ragtune.yaml, each
-    trained by ``ragtune build`` at the example's full settings) into the project's state, where
-    the plan sees them current and trains nothing; returns their names. An adapter already
-    there is kept."""
-    shipped = project.root / SHIPPED_ADAPTERS
-    names: list[str] = []
-    if not shipped.is_dir():
-        return names
-    for folder in sorted(p for p in shipped.iterdir() if (p / MANIFEST).is_file()):
-        target = project.adapters_dir / folder.name
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f".{folder.name}.shipped")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(folder, staging)
-        staging.rename(target)
-        names.append(folder.name)
-    return names
 
 
 def _ask(project: Project, console: Console, options: DemoOptions) -> None:
