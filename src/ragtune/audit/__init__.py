@@ -14,6 +14,7 @@ from ragtune import __version__
 from ragtune.audit.answers import resolve_answers
 from ragtune.audit.cost import project_capability, project_portfolio
 from ragtune.audit.decide import decide
+from ragtune.audit.measured import measured_by_lab
 from ragtune.audit.model import AuditReport, CapabilityAudit
 from ragtune.project import Project
 
@@ -32,6 +33,7 @@ def run_audit(project: Project, *, now: float | None = None) -> AuditReport:
     """
     started = time.perf_counter()
     config = project.config
+    measured = measured_by_lab(project)
     audits = []
     for capability in config.capabilities:
         answers = resolve_answers(project, capability, now=now)
@@ -51,6 +53,7 @@ def run_audit(project: Project, *, now: float | None = None) -> AuditReport:
                 cost=cost,
                 answers=answers,
                 current_approach=capability.current_approach,
+                measured=measured.get(capability.name),
             )
         )
     portfolio = project_portfolio([a.cost for a in audits], config.prices, config.horizon_months)

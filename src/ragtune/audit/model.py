@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ragtune.audit.measured import Measured
+
 AnswerSource = Literal["given", "measured", "inferred"]
 DecisionName = Literal["retrieval", "few-shot", "lora"]
 StrategyName = Literal["plan", "fine-tune everything", "prompt everything"]
@@ -118,6 +120,8 @@ class CapabilityAudit:
     cost: CostProjection
     answers: Answers
     current_approach: str | None = None
+    measured: Measured | None = None
+    """What the last lab run measured on this capability (None: no lab run judged it)."""
 
 
 @dataclass
@@ -158,6 +162,7 @@ class AuditReport:
                     "path": [asdict(s) for s in c.path],
                     "warnings": [asdict(w) for w in c.warnings],
                     "cost": _cost_dict(c.cost),
+                    "measured": None if c.measured is None else c.measured.to_dict(),
                 }
                 for c in self.capabilities
             ],

@@ -202,6 +202,7 @@ def _md_capability(c: CapabilityAudit) -> list[str]:
         out += [f"- **{w.code}**: {w.message}" for w in c.warnings]
     else:
         out += ["No warnings."]
+    out += _md_measured(c)
     cost = c.cost
     out += [
         "",
@@ -211,6 +212,25 @@ def _md_capability(c: CapabilityAudit) -> list[str]:
         *_md_cost(cost),
         "",
     ]
+    return out
+
+
+def _md_measured(c: CapabilityAudit) -> list[str]:
+    """What the last lab run measured on the capability, when one did."""
+    m = c.measured
+    if m is None:
+        return []
+    out = [
+        "",
+        f"Measured by the lab ({m.lab_file}, {m.created_at or 'undated'}), {m.metric} on items "
+        "no adapter trained on:",
+        "",
+        md_table(["arm", "score"], [(arm, f"{score:.2f}") for arm, score in m.scores.items()], 1),
+        "",
+        f"Lab verdict: {m.verdict}.",
+    ]
+    if m.reader_gap is not None:
+        out += ["", m.reader_gap.sentence()]
     return out
 
 

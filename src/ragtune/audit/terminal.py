@@ -114,6 +114,12 @@ def capability_panel(c: CapabilityAudit) -> Panel:
                 ("! ", "bold yellow"), (f"{w.code}: ", "bold yellow"), (w.message, "yellow")
             )
         )
+    if c.measured is not None:
+        m = c.measured
+        scores = ", ".join(f"{arm} {score:.2f}" for arm, score in m.scores.items())
+        parts.append(Text(f"lab ({m.metric}, unseen items): {scores}", style="cyan"))
+        if m.reader_gap is not None:
+            parts.append(Text(m.reader_gap.sentence(), style="cyan"))
     parts.append(
         Text(
             f"over {c.cost.horizon_months} months: "
