@@ -16,6 +16,7 @@ from ragtune import __version__
 from ragtune.cli.adapter import adapter_app
 from ragtune.cli.build import build_command, plan_command
 from ragtune.cli.demo import demo_command
+from ragtune.cli.doctor import doctor_command
 from ragtune.cli.kit import console, state
 from ragtune.cli.knowledge import knowledge_app
 from ragtune.cli.lab import lab_command
@@ -71,6 +72,7 @@ app.command("ask")(ask_command)
 app.command("serve")(serve_command)
 app.command("lab")(lab_command)
 app.command("demo")(demo_command)
+app.command("doctor")(doctor_command)
 
 
 def main() -> None:

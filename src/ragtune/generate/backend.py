@@ -54,6 +54,7 @@ __all__ = [
     "Generation",
     "GenerationParams",
     "Stream",
+    "backend_available",
     "backend_names",
     "check_messages",
     "cut_at_stop",
@@ -308,6 +309,13 @@ def default_backend() -> str:
     else transformers."""
     _load_plugins()
     return next(name for name in _DEFAULT_ORDER if _AVAILABLE[name]())
+
+
+def backend_available(name: str) -> bool:
+    """Whether the backend ``name`` is registered and its engine is installed here (what
+    ``ragtune doctor`` reports; nothing is loaded)."""
+    _load_plugins()
+    return name in _AVAILABLE and _AVAILABLE[name]()
 
 
 def open_backend(project: Project) -> Backend:

@@ -1,0 +1,139 @@
+"""``ragtune doctor``: is this install and this project in a state to serve, and if not, why?
+
+Each check looks at one thing and returns a :class:`Check`: ``ok``, ``warn`` (works, but worth
+knowing) or ``fail`` (something will not work or is damaged), what it found, and the command
+that fixes it. :func:`diagnose` runs them all, in the order a problem is best fixed in:
+
+1. **install** (:mod:`~ragtune.doctor.install`): the Python packages each feature needs (found,
+   not imported), and the generation backend ``model.backend`` resolves to;
+2. **models**: the embedder and the base model, present on disk (nothing is downloaded);
+3. **store** (:mod:`~ragtune.doctor.store`): ``.ragtune/knowledge.db`` - SQLite's
+   ``integrity_check``, the FTS5 keyword index against its chunks, the schema's migrations
+   against those this ragtune knows, interrupted syncs, the embedder of its vectors;
+4. **index**: what is derived from the store - the usearch vector file and its record (the
+   snapshot and row counts it reflects, its keys against the live chunks), leftovers of an
+   interrupted save, the few-shot examples against their files;
+5. **adapters** (:mod:`~ragtune.doctor.files`): each adapter's manifest, its safetensors weights
+   (whole: sizes agreeing with the header), its GGUF LoRA against the SHA-256 the manifest
+   records, the base model it was trained on against the one installed, and what ``ragtune
+   plan`` would (re)train;
+6. **links**: files and folders in the knowledge sources that are symbolic links out of the
+   project (sync skips them; the doctor names them), and documents in the store from outside.
+
+Nothing is written, except by :func:`repair`, which rebuilds the derived indexes (the keyword
+index and the vector file) from the store - the source of truth - and nothing else.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from ragtune.doctor.files import check_adapters, check_links, safetensors_problem
+from ragtune.doctor.install import FEATURES, check_install, check_models, check_packages
+from ragtune.doctor.report import Area, Check, DoctorReport, Status
+from ragtune.doctor.store import INDEX, check_indexes, check_store
+from ragtune.errors import RagtuneError
+from ragtune.project import Project, load_project
+
+__all__ = [
+    "FEATURES",
+    "Check",
+    "DoctorReport",
+    "Status",
+    "check_adapters",
+    "check_indexes",
+    "check_install",
+    "check_links",
+    "check_models",
+    "check_packages",
+    "check_store",
+    "diagnose",
+    "repair",
+    "safetensors_problem",
+]
+
+
+def diagnose(target: Path | str | None = None) -> DoctorReport:
+    """Check the install and the project at ``target`` (a folder or its ragtune.yaml).
+
+    A project that cannot be loaded is itself a failed check; the install and the default
+    models are checked all the same. Nothing is written.
+
+    Args:
+        target: The project folder or file; None: the current folder.
+
+    Returns:
+        The report; :attr:`DoctorReport.ok` is False when any check failed.
+    """
+    project, checks = _load(target)
+    root = project.root if project else None
+    report = DoctorReport(project.config.project if project else None, root, checks)
+    report.checks += check_install(project)
+    report.checks += check_models(project)
+    if project is None:
+        return report
+    store_checks, readable = check_store(project)
+    report.checks += store_checks
+    if readable:
+        report.checks += check_indexes(project)
+    report.checks += check_adapters(project, plan=readable)
+    report.checks += check_links(project, store=readable)
+    return report
+
+
+def repair(target: Path | str | None = None) -> list[str]:
+    """Rebuild the derived indexes from the store: the FTS5 keyword index and the vector file.
+
+    The store's rows are the source of truth and are not changed; nothing else is touched.
+
+    Args:
+        target: The project folder or file; None: the current folder.
+
+    Returns:
+        What was done, one line each.
+
+    Raises:
+        RagtuneError: The project cannot be loaded, or it has no store to rebuild from.
+    """
+    from ragtune.knowledge.index import VectorIndex
+    from ragtune.knowledge.store.migrations import transaction
+    from ragtune.knowledge.store.sqlite import SQLiteStore
+    from ragtune.knowledge.sync import knowledge_db
+
+    path = knowledge_db(load_project(target, check_files=False))
+    if not path.is_file():
+        raise RagtuneError(f"{path}: no knowledge store to repair; `ragtune knowledge sync` "
+                           "makes one.")  # fmt: skip
+    store = SQLiteStore(path)
+    done = []
+    try:
+        with transaction(store.db) as db:
+            db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
+        done.append(f"{path}: keyword index (FTS5) rebuilt from the chunks")
+        embedder, dim = store.get_meta("embedder"), store.get_meta("dim")
+        if embedder and dim:
+            index = path.with_name(INDEX)
+            for derived in (index, index.with_name(INDEX + ".json")):
+                derived.unlink(missing_ok=True)
+            VectorIndex(index, int(dim), embedder).catch_up(store)
+            done.append(f"{index}: vector index rebuilt ({store.counts()['chunks']} live chunks)")
+    finally:
+        store.close()
+    return done
+
+
+def _load(target: Path | str | None) -> tuple[Project | None, list[Check]]:
+    """The project, and a failed check when it cannot be loaded whole."""
+    out = Area("project", None)
+    try:
+        project = load_project(target)
+        out.ok("ragtune.yaml", f"{project.path} is valid")
+        return project, out.checks
+    except RagtuneError as exc:
+        where = f" {shlex.quote(str(target))}" if target is not None else ""
+        out.fail("ragtune.yaml", str(exc), f"ragtune audit{where}")
+    try:  # a file it names is missing: the rest can still be checked
+        return load_project(target, check_files=False), out.checks
+    except RagtuneError:
+        return None, out.checks
