@@ -149,3 +149,26 @@ def test_sync_killed_midway_then_resumed(tmp_path: Path) -> None:
     now = kb.search("which board reviews policy 77", k=3)
     assert any("second board" in h.text for h in now)
     assert len(kb.index().index) == DOCS * 3
+
+
+def test_a_document_deleted_then_restored_continues_its_history(tmp_path: Path) -> None:
+    # Its first version stays in history, so the restored text is version 2 (it used to be
+    # inserted as version 1 again: UNIQUE constraint failed: documents.path, documents.version).
+    (tmp_path / "ragtune.yaml").write_text(PROJECT)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "leave.md").write_text("# Leave\n\n## 1. Annual\n\nTwenty-five days a year.\n")
+    (docs / "travel.md").write_text("# Travel\n\n## 1. Class\n\nEconomy class only.\n")
+    kb = KnowledgeBase(load_project(tmp_path), embedder=HashingEmbedder(256))
+    kb.sync()
+    removed = (docs / "leave.md").read_text()
+    (docs / "leave.md").unlink()
+    assert [c.path for c in kb.sync().plan.of("deleted")] == ["docs/leave.md"]
+    (docs / "leave.md").write_text(removed.replace("Twenty-five", "Thirty"))
+    restored = kb.sync()
+    assert [c.path for c in restored.plan.of("added")] == ["docs/leave.md"]
+    versions = kb.store.document_versions("docs/leave.md")
+    assert [(v.version, v.valid_from, v.valid_to) for v in versions] == [(1, 1, 2), (2, 3, None)]
+    assert any("Thirty" in h.text and h.version == 2 for h in kb.search("annual leave days"))
+    assert any("Twenty-five" in h.text for h in kb.search("annual leave days", as_of="1"))
+    kb.close()

@@ -180,6 +180,8 @@ class VectorIndex:
     def _write(self, target: Path, write: Callable[[Path], object]) -> None:
         """Write ``target`` through a temporary file of this process, then replace it."""
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        # mkstemp makes the file private (0600); the index keeps the mode it had, else 0644.
+        os.fchmod(fd, target.stat().st_mode & 0o777 if target.is_file() else 0o644)
         os.close(fd)
         tmp = Path(name)
         try:

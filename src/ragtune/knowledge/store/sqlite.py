@@ -240,6 +240,13 @@ class SQLiteStore(ExampleRows):
         ).fetchall()
         return [DocumentRow(**dict(row)) for row in rows]
 
+    def last_version(self, path: str) -> int:
+        """The highest version a document has had, live or retired (0: never stored)."""
+        row = self.db.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM documents WHERE path = ?", (path,)
+        ).fetchone()
+        return int(row[0])
+
     def document_text(self, path: str, version: int) -> str | None:
         """The text of one version of a document."""
         row = self.db.execute(
