@@ -7,7 +7,9 @@ State (stores, adapters, build state) lives in ``.ragtune/`` beside the file.
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -163,6 +165,14 @@ class Capability(BaseModel):
     @classmethod
     def _train(cls, value: dict[str, Any]) -> dict[str, Any]:
         return _train_settings(value, "train")
+
+    @field_validator("sources", "examples", "output_contract")
+    @classmethod
+    def _file_names(cls, value: list[str] | str | None) -> list[str] | str | None:
+        for ref in [value] if isinstance(value, str) else value or []:
+            if "\x00" in ref:
+                raise ValueError(f"{ref!r} holds a NUL character, which no file name can")
+        return value
 
     @field_validator("reader", mode="before")
     @classmethod
@@ -371,11 +381,15 @@ def load_project(target: str | Path | None = None, *, check_files: bool = True) 
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProjectError(f"{path}: cannot read the project file: {exc}") from exc
-    data, root_node = _parse_yaml(text, path)
     try:
+        data, root_node = _parse_yaml(text, path)
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
         raise ProjectError(_explain_validation(exc, path, root_node)) from exc
+    except RecursionError:  # MAX_NESTING should keep every reader of the file from this
+        raise ProjectError(
+            f"{path}: nested too deeply to read; a project file needs only a few levels"
+        ) from None
     project = Project(config=config, path=path.resolve())
     if check_files:
         _check_referenced_files(project, root_node)
@@ -423,10 +437,60 @@ def write_atomic(path: Path, text: str) -> None:
 # -- error reporting ------------------------------------------------------------------------------
 
 
+# A project file is a few levels deep (capabilities > a capability > train > a list); this is far
+# past any real one and far below the depth at which PyYAML's recursive composer overflows.
+MAX_NESTING = 64
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that a project file cannot hold: too deep, or a value of the wrong form."""
+
+
+class _ProjectLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting past :data:`MAX_NESTING` (its composer recurses:
+    a few thousand levels overflow the stack) and turning a value its constructors cannot read
+    (``!!int abc``, the date 2024-02-30) into an error with the value's place, instead of their
+    bare ValueError."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                event = self.peek_event()
+                raise _Refused(
+                    None,
+                    None,
+                    f"nested more than {MAX_NESTING} levels deep; a project file needs only a "
+                    "few (capabilities > a capability > its fields)",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+            shown = node.value if isinstance(node, yaml.ScalarNode) else node.tag
+            raise _Refused(
+                None,
+                None,
+                f"cannot read {str(shown)[:60]!r} as {node.tag.rsplit(':', 1)[-1]} ({exc})",
+                node.start_mark,
+            ) from None
+
+
 def _parse_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
     try:
         # Compose once: the node tree gives error lines, the same tree gives the data.
-        loader = yaml.SafeLoader(text)
+        loader = _ProjectLoader(text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
@@ -436,6 +500,8 @@ def _parse_yaml(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
         problem = exc.problem or exc.context or "invalid YAML"
+        if isinstance(exc, _Refused):
+            raise ProjectError(f"{path}, {where}: {problem}.") from None
         raise ProjectError(
             f"{path}, {where}: YAML syntax error: {problem}. Check the indentation and the "
             "quoting on that line."
@@ -563,8 +629,20 @@ def _exists(root: Path, ref: str) -> bool:
     if ref.startswith("tool:"):
         # tool:FILE.py:FUNCTION must name a file; tool:package.module:FUNCTION is imported later.
         target = ref[len("tool:") :].rpartition(":")[0]
-        return not target.endswith(".py") or (root / target).is_file()
+        return not target.endswith(".py") or _is_file(root / target)
     ref = ref.split("#", 1)[0]  # "tables/rates.csv#matter_type" names the key column
-    if any(ch in ref for ch in "*?["):
-        return any(root.glob(ref))
-    return (root / ref).exists()
+    try:
+        if any(ch in ref for ch in "*?["):
+            # glob.glob, not Path.glob: the sync's discovery reads a glob the same way, an
+            # absolute one included (which it then skips as outside the project).
+            return bool(glob.glob(os.path.join(glob.escape(str(root)), ref), recursive=True))
+        return (root / ref).exists()
+    except (OSError, ValueError):  # a name too long for the file system names no file
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False

