@@ -120,3 +120,84 @@ def test_source_outside_the_project_is_skipped_without_walking_it(tmp_path: Path
     reasons = " ".join(item["reason"] for item in summary["skipped"])
     for ref in ("/", "/etc/*.conf", "../.."):
         assert f"the source {ref!r} names a folder outside the project folder" in reasons
+
+
+# -- documents ------------------------------------------------------------------------------------
+
+
+def test_html_of_50000_nested_divs_does_not_stop_the_sync(tmp_path: Path) -> None:
+    """The HTML reader recursed once a level: 50,000 nested <div> aborted the whole sync."""
+    deep = "<html><body>" + "<div>" * 50_000 + "The fee is 40 EUR." + "</div>" * 50_000
+    folder = project(
+        tmp_path,
+        docs__deep_html=deep + "</body></html>",
+        docs__a_md="# A\n\nThe notice period is 30 days.\n",
+    )
+    result = runner.invoke(app, ["knowledge", "sync", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["added"] == ["docs/a.md", "docs/deep.html"]
+    assert summary["skipped"] == []
+
+
+def test_document_over_the_size_limit_is_skipped_by_name_and_size(tmp_path: Path) -> None:
+    folder = project(
+        tmp_path,
+        PROJECT + "  max_document_mb: 0.001\n",  # 1,000 bytes
+        docs__big_txt="The notice period is 30 days.\n\n" * 200,  # 6,200 bytes
+        docs__rates_csv="kind,fee\nnda,40\n",
+        docs__a_md="# A\n\nThe notice period is 30 days.\n",
+    )
+    (folder / "docs" / "huge.csv").write_text(
+        "kind,fee\n" + "".join(f"k{i},1\n" for i in range(400))
+    )
+    why = "too large to index: 6,200 bytes, over the limit of 1,000 bytes"
+
+    plan = runner.invoke(app, ["plan", str(folder)])
+    assert plan.exit_code == 0, plan.output
+    assert f"will skip docs/big.txt: {why}" in " ".join(plan.output.split())
+
+    result = runner.invoke(app, ["knowledge", "sync", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["added"] == ["docs/a.md", "docs/rates.csv"]
+    skipped = {item["path"]: item["reason"] for item in summary["skipped"]}
+    assert skipped["docs/big.txt"].startswith(why)
+    assert "(knowledge.max_document_mb in ragtune.yaml)" in skipped["docs/big.txt"]
+    assert skipped["docs/huge.csv"].startswith("too large to index: 2,699 bytes")  # tables too
+
+
+def test_size_limit_default_and_bounds(tmp_path: Path) -> None:
+    folder = project(tmp_path, docs__a_md="# A\n")
+    assert load_project(folder).config.knowledge.max_document_mb == 10.0
+    assert load_project(folder).config.knowledge.max_document_bytes == 10_000_000
+    project(tmp_path, PROJECT + "  max_document_mb: 0\n")
+    with pytest.raises(
+        ProjectError, match=r"line 9: `knowledge.max_document_mb`: .*greater than 0"
+    ):
+        load_project(folder)
+
+
+def test_a_large_document_shows_progress_while_read_and_while_embedded(tmp_path: Path) -> None:
+    """One large file used to be read, chunked and embedded in one silent call: no progress
+    until all of it was done. Now it is named while read and reported after each batch."""
+    from ragtune.knowledge.base import KnowledgeBase
+    from ragtune.knowledge.sync import EMBED_BATCH
+
+    clauses = "\n\n".join(
+        f"{n}. Clause {n}. The party shall give notice of a breach within {n} days of finding it, "
+        "in writing, to the address in the schedule, with what it knows of the breach so far."
+        for n in range(1, EMBED_BATCH + 200)
+    )
+    folder = project(tmp_path, docs__big_txt=clauses, docs__a_md="# A\n\nShort.\n")
+    calls: list[tuple[int, int, str]] = []
+    kb = KnowledgeBase(load_project(folder))
+    try:
+        result = kb.sync(lambda done, total, document: calls.append((done, total, document)))
+    finally:
+        kb.close()
+    assert result.embedded > EMBED_BATCH
+    assert (0, 0, "docs/big.txt") in calls  # named before it is read and chunked
+    during = [c for c in calls if c[2] == "docs/big.txt" and 0 < c[0] < c[1]]
+    assert during, calls  # and reported before all of it is embedded
+    assert calls[-1][0] == calls[-1][1] == result.embedded

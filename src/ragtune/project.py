@@ -214,6 +214,19 @@ class KnowledgeSettings(BaseModel):
     max_chunk_tokens: int = Field(
         384, ge=32, le=8192, description="A section longer than this is split (tokens)."
     )
+    max_document_mb: float = Field(
+        10.0,
+        gt=0,
+        le=100_000,
+        description="A source file larger than this (megabytes, 10^6 bytes) is skipped with a "
+        "message naming it and its size: sync time grows with the text (about 100 s for 10 MB "
+        "of text on two cores).",
+    )
+
+    @property
+    def max_document_bytes(self) -> int:
+        """:attr:`max_document_mb` in bytes."""
+        return int(self.max_document_mb * 1_000_000)
 
     @model_validator(mode="after")
     def _sizes(self) -> KnowledgeSettings:

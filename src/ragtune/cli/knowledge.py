@@ -71,7 +71,7 @@ def sync_bar(*, quiet: bool) -> Iterator[SyncProgress | None]:
         yield None
         return
     with Progress(
-        TextColumn("[bold]embedding[/]"),
+        TextColumn("[bold]{task.fields[stage]}[/]"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -79,10 +79,12 @@ def sync_bar(*, quiet: bool) -> Iterator[SyncProgress | None]:
         console=errors,
         transient=True,
     ) as bar:
-        task = bar.add_task("", total=None)
+        task = bar.add_task("", total=None, stage="reading")
 
         def progress(done: int, total: int, document: str) -> None:
-            bar.update(task, completed=done, total=max(total, 1), description=document)
+            # total 0: a changed document is being read and chunked, the total not known yet
+            stage = "embedding" if total else "reading"
+            bar.update(task, completed=done, total=total or None, description=document, stage=stage)
 
         yield progress
 

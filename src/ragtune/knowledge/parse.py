@@ -26,7 +26,9 @@ from ragtune.knowledge.sources import (
 )
 
 if TYPE_CHECKING:
-    from bs4 import Tag
+    from collections.abc import Iterator
+
+    from bs4 import PageElement, Tag
     from markdown_it.token import Token
 
 _BLANK_LINES = re.compile(r"\n[ \t\f\v]*\n")
@@ -67,7 +69,7 @@ class ParsedDocument:
     blocks: list[Block]
 
 
-def parse_document(path: Path, root: Path) -> ParsedDocument:
+def parse_document(path: Path, root: Path, *, max_bytes: int | None = None) -> ParsedDocument:
     """Read a Markdown, plain-text, HTML or PDF file into headings and text blocks.
 
     - Markdown (CommonMark plus tables): ATX and setext headings; paragraphs (wrapped lines
@@ -81,14 +83,16 @@ def parse_document(path: Path, root: Path) -> ParsedDocument:
     Args:
         path: The file.
         root: The project root; the document's ``path`` is stored relative to it.
+        max_bytes: A larger file is refused before it is read (None: no limit); the sync
+            passes ``knowledge.max_document_mb`` of the project.
 
     Returns:
         The parsed document.
 
     Raises:
-        SourceError: The file cannot be read, has an unsupported suffix, holds binary or
-            non-UTF-8 content in a text format, is an unreadable or encrypted PDF, or has no
-            text after parsing.
+        SourceError: The file cannot be read, is larger than ``max_bytes``, has an unsupported
+            suffix, holds binary or non-UTF-8 content in a text format, is an unreadable or
+            encrypted PDF, is nested too deeply to parse, or has no text after parsing.
     """
     rel = relative_posix(path, root)
     suffix = path.suffix.lower()
@@ -97,18 +101,21 @@ def parse_document(path: Path, root: Path) -> ParsedDocument:
         if suffix in TABLE_SUFFIXES:
             raise SourceError(rel, "is a table, not a document: load it with load_table")
         raise SourceError(rel, unsupported_reason(path))
-    data = read_bytes(path, rel)
+    data = read_bytes(path, rel, max_bytes)
     sha256 = hashlib.sha256(data).hexdigest()
 
     title: str | None
-    if kind == "markdown":
-        title, blocks = _parse_markdown(decode_text(data, rel))
-    elif kind == "text":
-        title, blocks = None, _text_blocks(decode_text(data, rel))
-    elif kind == "html":
-        title, blocks = _parse_html(data, rel)
-    else:
-        title, blocks = _parse_pdf(data, rel)
+    try:
+        if kind == "markdown":
+            title, blocks = _parse_markdown(decode_text(data, rel))
+        elif kind == "text":
+            title, blocks = None, _text_blocks(decode_text(data, rel))
+        elif kind == "html":
+            title, blocks = _parse_html(data, rel)
+        else:
+            title, blocks = _parse_pdf(data, rel)
+    except RecursionError:  # a parser that recurses per level met a pathological nesting
+        raise SourceError(rel, "nested too deeply to parse; flatten the document") from None
 
     blocks = [b for b in blocks if b.text.strip()]
     if not blocks:
@@ -119,14 +126,31 @@ def parse_document(path: Path, root: Path) -> ParsedDocument:
     return ParsedDocument(path=rel, kind=kind, title=title, sha256=sha256, blocks=blocks)
 
 
-def read_bytes(path: Path, rel: str) -> bytes:
-    """A source file's bytes; a SourceError naming ``rel`` when it cannot be read."""
+def read_bytes(path: Path, rel: str, max_bytes: int | None = None) -> bytes:
+    """A source file's bytes; a SourceError naming ``rel`` when it cannot be read or is larger
+    than ``max_bytes`` (checked before reading)."""
     try:
+        if max_bytes is not None:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise SourceError(rel, too_large(size, max_bytes))
         return path.read_bytes()
     except IsADirectoryError:
         raise SourceError(rel, "is a folder, not a file") from None
     except OSError as exc:
         raise SourceError(rel, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def too_large(size: int, max_bytes: int) -> str:
+    """Why a file over the size limit is skipped, with both sizes and the setting to change."""
+    return (
+        f"too large to index: {_megabytes(size)}, over the limit of {_megabytes(max_bytes)} "
+        "(knowledge.max_document_mb in ragtune.yaml); split the file, or raise the limit"
+    )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:,.1f} MB" if size >= 100_000 else f"{size:,} bytes"
 
 
 def decode_text(data: bytes, rel: str) -> str:
@@ -287,20 +311,30 @@ class _HtmlReader:
         self.pending.clear()
 
     def walk(self, node: Tag) -> None:
-        """Read the children of ``node`` in document order."""
+        """Read the descendants of ``node`` in document order.
+
+        A stack, not recursion: 50,000 nested ``<div>`` are a document like any other.
+        """
         from bs4.element import NavigableString, Tag
 
-        for child in node.children:
-            if isinstance(child, NavigableString):
+        stack: list[Iterator[PageElement]] = [iter(node.children)]
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:  # the end of a container: its loose text is one block
+                stack.pop()
+                self.flush()
+            elif isinstance(child, NavigableString):
                 if type(child) is NavigableString:  # not a comment, doctype, CDATA or the like
                     self.pending.append(str(child))
-            elif isinstance(child, Tag):
-                self._element(child)
+            elif isinstance(child, Tag) and self._element(child):
+                self.flush()
+                stack.append(iter(child.children))
 
-    def _element(self, tag: Tag) -> None:
+    def _element(self, tag: Tag) -> bool:
+        """Read an element that makes text or a block; True for a container to walk into."""
         name = tag.name.lower()
         if name in _HTML_DROP:
-            return
+            return False
         if name == "br":
             self.pending.append("\n")
         elif name in _HTML_INLINE:
@@ -311,9 +345,8 @@ class _HtmlReader:
             if block is not None:
                 self.blocks.append(block)
         else:
-            self.flush()
-            self.walk(tag)
-            self.flush()
+            return True
+        return False
 
 
 def _html_block(name: str, tag: Tag) -> Block | None:

@@ -47,7 +47,9 @@ DEFAULT_EMBED_RATE = 120.0
 # length only within a call, so larger calls pad less (bench: 0.80 of raw at 256).
 EMBED_BATCH = 1024
 
-Progress = Callable[[int, int, str], None]  # (chunks embedded, chunks to embed, current document)
+# (chunks embedded, chunks to embed, current document); (0, 0, document) while a changed
+# document is read and chunked, before the total is known.
+Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -178,13 +180,14 @@ def _parse(
     chunk_tokens: int,
     max_tokens: int,
     count: Callable[[str], int],
+    max_bytes: int | None = None,
 ) -> tuple[str, str, str, str, list[Chunk]]:
     """(kind, title, sha256, text, chunks) of one source file; raises SourceError."""
     if source.path.suffix.lower() == ".csv":
-        table = load_table(source.path, root, source.key_column)
+        table = load_table(source.path, root, source.key_column, max_bytes=max_bytes)
         chunks = chunk_table(table)
         return "table", source.rel, table.sha256, "\n".join(c.text for c in chunks), chunks
-    doc = parse_document(source.path, root)
+    doc = parse_document(source.path, root, max_bytes=max_bytes)
     chunks = chunk_document(
         doc, target_tokens=chunk_tokens, max_tokens=max_tokens, count_tokens=count
     )
@@ -229,7 +232,7 @@ class _Prepared:
     deleted: list[str]
 
 
-def _prepare(project: Project, store: SQLiteStore) -> _Prepared:
+def _prepare(project: Project, store: SQLiteStore, progress: Progress | None = None) -> _Prepared:
     """Walk the sources once; hash each file, then parse, chunk and diff the changed ones."""
     settings = project.config.knowledge
     files, skipped = source_files(project)
@@ -247,9 +250,16 @@ def _prepare(project: Project, store: SQLiteStore) -> _Prepared:
         if old is not None and old.sha256 == sha:
             changes.append(DocumentChange(source.rel, "unchanged", chunks_kept=old.chunks))
             continue
+        if progress is not None:  # reading and chunking a large file takes a while
+            progress(0, 0, source.rel)
         try:
             kind, title, sha, text, chunks = _parse(
-                source, project.root, settings.chunk_tokens, settings.max_chunk_tokens, count
+                source,
+                project.root,
+                settings.chunk_tokens,
+                settings.max_chunk_tokens,
+                count,
+                settings.max_document_bytes,
             )
         except SourceError as exc:
             skipped.append((source.rel, exc.reason))
@@ -329,7 +339,7 @@ def _sync(
     reembed = _needs_reembed(store, embedder.name)
     if reembed:
         reembed_store(store, embedder, progress=progress)
-    prepared = _prepare(project, store)
+    prepared = _prepare(project, store, progress)
     plan = SyncPlan(prepared.changes, prepared.skipped, _embed_rate(store), embedder.name, reembed)
     open_before = any(s.status == "open" for s in store.snapshots())
     snapshot = store.begin_snapshot()
@@ -385,7 +395,7 @@ class _Writer:
                 if embed_key(chunk) not in self.vectors:
                     texts.setdefault(embed_key(chunk), chunk.search_text)
         if texts:
-            self._embed(texts)
+            self._embed(texts, self.pending[-1].source.rel)
         for item in self.pending:
             _apply(self.store, self.snapshot, item, self.vectors)
             if self.progress is not None:
@@ -393,22 +403,28 @@ class _Writer:
         self.pending.clear()
         self.batch = 0
 
-    def _embed(self, texts: dict[str, str]) -> None:
+    def _embed(self, texts: dict[str, str], document: str) -> None:
         import numpy as np
 
-        t0 = time.perf_counter()
-        matrix = np.asarray(self.embedder.embed(list(texts.values())), dtype=np.float32)
-        self.embed_seconds += time.perf_counter() - t0
-        if matrix.shape != (len(texts), self.embedder.dim):
-            from ragtune.knowledge.embed import EmbedderError
+        keys, values = list(texts), list(texts.values())
+        # One call a batch, progress after each: one large document is many batches.
+        for start in range(0, len(values), EMBED_BATCH):
+            batch = values[start : start + EMBED_BATCH]
+            t0 = time.perf_counter()
+            matrix = np.asarray(self.embedder.embed(batch), dtype=np.float32)
+            self.embed_seconds += time.perf_counter() - t0
+            if matrix.shape != (len(batch), self.embedder.dim):
+                from ragtune.knowledge.embed import EmbedderError
 
-            raise EmbedderError(
-                f"embedder {self.embedder.name} returned vectors of shape {matrix.shape} for "
-                f"{len(texts)} texts of dimension {self.embedder.dim}"
-            )
-        for key, row in zip(texts, matrix, strict=True):
-            self.vectors[key] = row.tobytes()
-        self.embedded += len(texts)
+                raise EmbedderError(
+                    f"embedder {self.embedder.name} returned vectors of shape {matrix.shape} "
+                    f"for {len(batch)} texts of dimension {self.embedder.dim}"
+                )
+            for key, row in zip(keys[start : start + EMBED_BATCH], matrix, strict=True):
+                self.vectors[key] = row.tobytes()
+            self.embedded += len(batch)
+            if self.progress is not None and start + EMBED_BATCH < len(values):
+                self.progress(self.embedded, self.total, document)
 
 
 def _finish(

@@ -67,7 +67,9 @@ def normalize_key(value: str) -> str:
     return " ".join(value.split()).casefold()
 
 
-def load_table(path: Path, root: Path, key_column: str | None = None) -> Table:
+def load_table(
+    path: Path, root: Path, key_column: str | None = None, *, max_bytes: int | None = None
+) -> Table:
     """Load a CSV table of records keyed by one column.
 
     The first row is the header. UTF-8, with or without a byte-order mark; blank lines are
@@ -77,17 +79,19 @@ def load_table(path: Path, root: Path, key_column: str | None = None) -> Table:
         path: The CSV file.
         root: The project root; the table's ``path`` is stored relative to it.
         key_column: The column that identifies a row; default the first column.
+        max_bytes: A larger file is refused before it is read (None: no limit).
 
     Returns:
         The table.
 
     Raises:
-        SourceError: The file cannot be read or decoded, is empty or has no data rows, has a
-            blank or repeated column name, a row with a different number of fields than the
-            header, no such key column, or an empty or repeated key (each names the line).
+        SourceError: The file cannot be read or decoded, is larger than ``max_bytes``, is
+            empty or has no data rows, has a blank or repeated column name, a row with a
+            different number of fields than the header, no such key column, or an empty or
+            repeated key (each names the line).
     """
     rel = relative_posix(path, root)
-    data = read_bytes(path, rel)
+    data = read_bytes(path, rel, max_bytes)
     reader = csv.reader(io.StringIO(decode_text(data, rel), newline=""))
     try:
         columns, key = _header(reader, rel, key_column)
