@@ -3,15 +3,17 @@
 ``pip install ragtune`` is the light install: the audit, the plan's arithmetic, reports and the
 CLI, without torch. The rest comes in extras (``pyproject.toml`` lists the same packages):
 
-=============  ==================================================================
-extra          what it adds
-=============  ==================================================================
-``knowledge``  the knowledge store and search: sync, ``knowledge search``, embedders
-``train``      LoRA training and the local transformers engine (``knowledge`` too)
-``serve``      ``ragtune serve``, ``ask`` and the lab's engines (``train`` too)
-``llama``      the llama.cpp engine (llama-cpp-python builds from source)
-``all``        knowledge, train and serve
-=============  ==================================================================
+==============  ==================================================================
+extra           what it adds
+==============  ==================================================================
+``knowledge``   the knowledge store and search: sync, ``knowledge search``, embedders
+``train``       LoRA training and the local transformers engine (``knowledge`` too)
+``serve``       ``ragtune serve``, ``ask`` and the lab's engines (``train`` too)
+``llama``       the llama.cpp engine (llama-cpp-python builds from source)
+``all``         knowledge, train and serve
+``langchain``   a LangChain retriever (:mod:`ragtune.integrations.langchain`)
+``llamaindex``  a LlamaIndex retriever (:mod:`ragtune.integrations.llamaindex`)
+==============  ==================================================================
 
 A command that reaches for a package its extra did not install stops with the ``pip install``
 line that fixes it (:func:`missing_extra`), instead of a traceback.
@@ -62,6 +64,8 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
         ("openai", "openai"),
     ),
     "llama": (("llama_cpp", "llama-cpp-python"),),
+    "langchain": (("langchain_core", "langchain-core"),),
+    "llamaindex": (("llama_index", "llama-index-core"),),
 }
 """Per extra (``core`` is the light install), the packages it brings: (import name, what
 ``pip install`` takes)."""

@@ -229,6 +229,11 @@ class Runtime:
         return self.knowledge.embedder
 
     @property
+    def backend_loaded(self) -> bool:
+        """Whether the generation backend has been made (a model may be in memory)."""
+        return self._backend is not None
+
+    @property
     def backend(self) -> Backend:
         """The generation backend, made on first use (by the factory given, else by
         :func:`ragtune.generate.backend.open_backend`)."""
