@@ -76,11 +76,27 @@ app.command("demo")(demo_command)
 app.command("doctor")(doctor_command)
 
 
+def quiet_libraries() -> None:
+    """The CLI draws its own progress bars: the model libraries' own (``Loading weights``,
+    downloads) and their advisory warnings stay off unless the environment asks for them."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for library in ("transformers", "peft", "torch", "accelerate", "sentence_transformers"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=rf"{library}(\.|$)")
+        warnings.filterwarnings("ignore", category=UserWarning, module=rf"{library}(\.|$)")
+
+
 def main() -> None:
     """Console-script entry point. A package that an extra installs and this install lacks
     ends the command with the ``pip install`` line that fixes it (exit 2), not a traceback."""
     from ragtune.extras import missing_extra
 
+    quiet_libraries()
     try:
         app()
     except ModuleNotFoundError as exc:
