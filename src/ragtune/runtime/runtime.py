@@ -320,26 +320,30 @@ class Runtime:
         return passages
 
     def route_by_similarity(self, question: str) -> tuple[str, float]:
-        """The capability whose description is most like the question (cosine similarity).
+        """The capability whose requests are most like the question: the best cosine
+        similarity between the question and each capability's description and labelled
+        requests (:func:`routing_texts`), with the score.
 
-        Descriptions say what a capability is for in the team's words; example inputs are
-        left out on purpose - a behaviour's inputs (contract clauses) look like every question
-        about contracts and would pull knowledge questions to it.
+        A description alone says what a capability is for, in the team's words, and routed a
+        third of the example's rephrased questions wrongly; the requests the team has already
+        labelled - its eval lines and its examples - say how the capability is asked.
         """
         import numpy as np
 
         with self.lock:
             if self._router is None:
-                caps = self.project.config.capabilities
-                matrix = np.asarray(
-                    self.embedder.embed([c.description for c in caps]), dtype=np.float32
-                )
-                self._router = ([c.name for c in caps], matrix)
+                names, texts = routing_texts(self.project)
+                matrix = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+                self._router = (names, matrix)
             names, matrix = self._router
         query = np.asarray(self.embedder.embed([question]), dtype=np.float32)[0]
-        scores = matrix @ query
-        best = int(np.argmax(scores))
-        return names[best], float(scores[best])
+        similarity = matrix @ query
+        scores: dict[str, float] = {}
+        for name in dict.fromkeys(names):
+            mine = np.sort(similarity[[n == name for n in names]])[::-1][:ROUTING_NEIGHBOURS]
+            scores[name] = float(mine.mean())
+        best = max(scores, key=lambda n: scores[n])
+        return best, scores[best]
 
     def close(self, *, backend: bool = False) -> None:
         """Close the knowledge store; with ``backend``, the generation backend too (once
@@ -348,6 +352,58 @@ class Runtime:
             self._kb.close()
         if backend and self._backend is not None:
             self._backend.close()
+
+
+ROUTING_NEIGHBOURS = 3
+"""A capability's score is the mean similarity of its this many requests most like the
+question: one look-alike example does not win a request."""
+
+ROUTING_EXAMPLES = 64
+"""At most this many of a capability's examples (and as many eval lines) route requests to it."""
+
+
+def routing_texts(project: Project) -> tuple[list[str], list[str]]:
+    """What routes a request, as ``(capability, text)`` columns: each capability's
+    description, then the requests labelled with it - the ``input`` of its eval lines
+    (``eval/*.jsonl``, rephrasings included) and of its examples file, at most
+    :data:`ROUTING_EXAMPLES` of each. A file that cannot be read routes nothing (the lab and
+    training report its problems)."""
+    import json
+
+    known = {c.name for c in project.config.capabilities}
+    names = [c.name for c in project.config.capabilities]
+    texts = [c.description for c in project.config.capabilities]
+    labelled: dict[str, list[str]] = {name: [] for name in known}
+    folder = project.root / "eval"
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(row, dict) or row.get("capability") not in known:
+                continue
+            asked = [row.get("input"), *(row.get("rephrased") or [])]
+            labelled[row["capability"]].extend(q for q in asked if isinstance(q, str) and q)
+    for name, requests in labelled.items():
+        for text in requests[:ROUTING_EXAMPLES]:
+            names.append(name)
+            texts.append(text)
+    for capability in project.config.capabilities:
+        if not capability.examples:
+            continue
+        try:
+            examples = load_examples(project.resolve(capability.examples), project.root)
+        except RagtuneError:
+            continue
+        for example in examples.examples[:ROUTING_EXAMPLES]:
+            names.append(capability.name)
+            texts.append(example.input)
+    return names, texts
 
 
 def _has_documents(capability: Capability) -> bool:
