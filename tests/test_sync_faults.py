@@ -172,3 +172,24 @@ def test_a_document_deleted_then_restored_continues_its_history(tmp_path: Path) 
     assert any("Thirty" in h.text and h.version == 2 for h in kb.search("annual leave days"))
     assert any("Twenty-five" in h.text for h in kb.search("annual leave days", as_of="1"))
     kb.close()
+
+
+def test_a_killed_writers_temporary_file_is_removed_once_it_is_old(tmp_path: Path) -> None:
+    # A PUT killed between writing its temporary file and replacing the document leaves
+    # `.name.XXXXXXXX.tmp` beside it; a sync removes it once no live writer can own it.
+    (tmp_path / "ragtune.yaml").write_text(PROJECT)
+    write_docs(tmp_path, "first")
+    docs = tmp_path / "docs"
+    orphan = docs / ".policy-001.md.k2x_9abc.tmp"
+    fresh = docs / ".policy-002.md.q8w7e6r5.tmp"
+    unrelated = docs / ".notes.tmp"  # not a temporary file of an atomic write
+    for path in (orphan, fresh, unrelated):
+        path.write_text("half a document")
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    os.utime(unrelated, (old, old))
+    kb = KnowledgeBase(load_project(tmp_path), embedder=HashingEmbedder(256))
+    kb.sync()
+    kb.close()
+    assert not orphan.exists()
+    assert fresh.exists() and unrelated.exists()

@@ -15,7 +15,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +42,8 @@ from ragtune.project import Project
 
 if TYPE_CHECKING:
     from ragtune.knowledge.embed import Embedder
+
+log = logging.getLogger("ragtune.knowledge")
 
 # About 120 chunks a second for all-MiniLM-L6-v2 on 2 cores (DESIGN.md); replaced by the rate the
 # store measured on its last sync that embedded.
@@ -340,6 +345,7 @@ def _sync(
     if reembed:
         reembed_store(store, embedder, progress=progress)
     prepared = _prepare(project, store, progress)
+    _remove_orphaned_writes(project.root, [source.path for source in prepared.files])
     plan = SyncPlan(prepared.changes, prepared.skipped, _embed_rate(store), embedder.name, reembed)
     open_before = any(s.status == "open" for s in store.snapshots())
     snapshot = store.begin_snapshot()
@@ -363,6 +369,31 @@ def _sync(
         resumed=open_before,
         skipped=prepared.skipped,
     )
+
+
+# A document written through the API goes through a hidden temporary file beside it,
+# ``.<name>.<8 random characters>.tmp`` (tempfile.mkstemp), replaced into place within
+# milliseconds; one this old was left by a writer that was killed.
+ORPHAN_AGE_S = 60.0
+_ATOMIC_TMP = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
+
+
+def _remove_orphaned_writes(root: Path, files: list[Path], now: float | None = None) -> list[Path]:
+    """Remove the temporary files of atomic writes that a killed writer left in the folders of
+    the sources (older than :data:`ORPHAN_AGE_S`: a live writer's is younger)."""
+    now = time.time() if now is None else now
+    removed = []
+    for folder in {path.parent for path in files}:
+        if not folder.is_relative_to(root):
+            continue
+        for tmp in folder.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                if _ATOMIC_TMP.fullmatch(tmp.name) and now - tmp.lstat().st_mtime > ORPHAN_AGE_S:
+                    tmp.unlink()
+                    removed.append(tmp)
+    if removed:
+        log.info("removed %d temporary files of interrupted writes: %s", len(removed), removed)
+    return removed
 
 
 @dataclass
