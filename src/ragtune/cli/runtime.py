@@ -174,6 +174,24 @@ def serve_command(
     max_tokens_limit: Annotated[
         int, typer.Option("--max-tokens-limit", min=1, help="The most max_tokens a request gets.")
     ] = 1024,
+    default_max_tokens: Annotated[
+        int,
+        typer.Option(
+            "--default-max-tokens", min=1, help="max_tokens of a request that names none."
+        ),
+    ] = 256,
+    max_messages: Annotated[
+        int, typer.Option("--max-messages", min=1, help="The most messages in one request.")
+    ] = 128,
+    max_prompt_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-prompt-tokens",
+            min=1,
+            help="The most prompt tokens (default: what model.context_tokens holds beside "
+            "max_tokens; a remote backend: no limit).",
+        ),
+    ] = None,
     timeout: Annotated[
         float,
         typer.Option("--timeout", min=0.001, help="Seconds a request may take (then 504)."),
@@ -211,6 +229,9 @@ def serve_command(
             keys=keys,
             queue_depth=queue,
             max_tokens_limit=max_tokens_limit,
+            default_max_tokens=default_max_tokens,
+            max_messages=max_messages,
+            max_prompt_tokens=max_prompt_tokens,
             timeout_s=timeout,
             max_body_bytes=max_body_bytes,
         )

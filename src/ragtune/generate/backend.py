@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BASE",
     "DEFAULT_PARAMS",
+    "GREEDY_BELOW",
     "Backend",
     "BackendError",
     "BackendFactory",
@@ -65,6 +66,11 @@ __all__ = [
     "trained_adapter",
 ]
 
+GREEDY_BELOW = 1e-5
+"""Temperatures below this are greedy decoding (vLLM draws the same line): the model's logits
+divided by a tinier one overflow (1e-38 fails with transformers), and the samples they would
+give are the greedy answer anyway."""
+
 FinishReason = Literal["stop", "length"]
 """Why generation ended: ``stop`` (end of turn or a stop string), ``length`` (max_tokens)."""
 
@@ -80,7 +86,9 @@ class GenerationParams:
     Attributes:
         adapter: The adapter (capability) to answer with; None for the base model.
         max_tokens: At most this many tokens are generated.
-        temperature: 0 is greedy (the same answer every time); above 0 samples.
+        temperature: 0 is greedy (the same answer every time); above 0 samples. A temperature
+            below :data:`GREEDY_BELOW` is greedy too (it is stored as 0): dividing logits by
+            1e-45 overflows to inf, and sampling from that fails.
         stop: Strings that end the answer; the text is cut before the first one found.
         schema: The JSON Schema the answer must follow; a backend that can guide its decoding
             by it does (the local ones), a remote one leaves it to the runtime's validation.
@@ -114,6 +122,8 @@ class GenerationParams:
             or not 0 <= heat <= 2
         ):
             raise BackendError(f"temperature must be a number from 0 to 2, got {heat!r}")
+        if heat < GREEDY_BELOW:
+            object.__setattr__(self, "temperature", 0.0)
         stop = self.stop
         if (
             isinstance(stop, str)

@@ -11,7 +11,8 @@ from fastapi import APIRouter
 from ragtune.generate.backend import BackendError
 from ragtune.runtime.runtime import Runtime
 from ragtune.server.auth import require_scope
-from ragtune.server.errors import ApiError
+from ragtune.server.errors import ApiError, error_responses
+from ragtune.server.schemas import AdapterReloaded
 from ragtune.server.settings import ServerState
 
 __all__ = ["adapters_router"]
@@ -22,7 +23,10 @@ def adapters_router(state: ServerState) -> APIRouter:
     router = APIRouter(tags=["adapters"])
 
     @router.post(
-        "/v1/adapters/{name}/reload", dependencies=[require_scope(state.settings.keys, "write")]
+        "/v1/adapters/{name}/reload",
+        dependencies=[require_scope(state.settings.keys, "write")],
+        response_model=None,
+        responses={200: {"model": AdapterReloaded}, **error_responses(400, 401, 403, 404, 422)},
     )
     async def reload_adapter(name: str) -> dict[str, Any]:
         """Serve an adapter as it is now on disk (after a retrain), without a restart."""

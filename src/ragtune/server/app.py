@@ -41,7 +41,7 @@ from ragtune.runtime.runtime import Runtime
 from ragtune.server.adapters import adapters_router
 from ragtune.server.chat import chat_router
 from ragtune.server.errors import too_large
-from ragtune.server.handlers import add_error_handlers
+from ragtune.server.handlers import CatchErrors, add_error_handlers
 from ragtune.server.knowledge import knowledge_router
 from ragtune.server.limits import GenerationQueue, LimitBody
 from ragtune.server.metrics import CountRequests, Metrics
@@ -79,11 +79,13 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
 
 
 def _add_guards(app: FastAPI, state: ServerState) -> None:
-    """The body limit, and the request count outside it (so the count sees every refusal)."""
+    """The catch of unexpected errors, the body limit outside it, and the request count
+    outside both (so the count sees every refusal and every 500)."""
 
     async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
         await too_large(state.settings.max_body_bytes).response()(scope, receive, send)
 
     # add_middleware puts each one outside the ones before.
+    app.add_middleware(CatchErrors, state=state)
     app.add_middleware(LimitBody, max_bytes=state.settings.max_body_bytes, refuse=refuse)
     app.add_middleware(CountRequests, metrics=state.metrics)

@@ -26,11 +26,14 @@ from ragtune.generate.backend import Stream
 from ragtune.runtime.pipeline import route, run, stream
 from ragtune.runtime.runtime import Request, Result, Runtime
 from ragtune.server.auth import require_scope
-from ragtune.server.errors import ApiError, error_for, timeout_error
+from ragtune.server.budget import check_message_count, check_prompt
+from ragtune.server.errors import ApiError, error_for, error_responses, timeout_error
 from ragtune.server.limits import Slot
 from ragtune.server.schemas import (
+    ChatCompletion,
     ChatRequest,
     MessageError,
+    ModelList,
     completion,
     completion_chunk,
     completion_id,
@@ -51,12 +54,29 @@ def chat_router(state: ServerState) -> APIRouter:
     router = APIRouter(tags=["openai"])
     read = require_scope(state.settings.keys, "read")
 
-    @router.get("/v1/models", dependencies=[read])
+    @router.get(
+        "/v1/models",
+        dependencies=[read],
+        response_model=None,
+        responses={200: {"model": ModelList}, **error_responses(401)},
+    )
     async def models() -> dict[str, Any]:
         """The capabilities as OpenAI models; ``strategy`` says what serves each."""
         return {"object": "list", "data": _models(state.runtime)}
 
-    @router.post("/v1/chat/completions", dependencies=[read], response_model=None)
+    @router.post(
+        "/v1/chat/completions",
+        dependencies=[read],
+        response_model=None,
+        responses={
+            200: {
+                "model": ChatCompletion,
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "The answer; with stream: true, server-sent events.",
+            },
+            **error_responses(400, 401, 404, 413, 422, 500, 502, 503, 504),
+        },
+    )
     async def chat_completions(chat: ChatRequest) -> Response:
         """Answer a chat request through the runtime (OpenAI's schema, with ragtune's extras:
         ``citations``, ``route``, ``contract_violation``, ``timings``)."""
@@ -65,7 +85,7 @@ def chat_router(state: ServerState) -> APIRouter:
         if chat.stream:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
             return await _stream(state, request, include_usage, deadline)
-        result = await _generate(state, lambda: run(state.runtime, request), deadline)
+        result = await _generate(state, lambda: _checked_run(state, request), deadline)
         state.metrics.result(result)
         return JSONResponse(completion(result, completion_id()))
 
@@ -106,6 +126,7 @@ def _request_for(chat: ChatRequest, runtime: Runtime, settings: ServerSettings) 
             param="model",
             code="model_not_found",
         )
+    check_message_count(chat, settings)
     asked = chat.max_completion_tokens or chat.max_tokens
     limit = settings.max_tokens_limit
     if asked is not None and asked > limit:
@@ -121,6 +142,20 @@ def _request_for(chat: ChatRequest, runtime: Runtime, settings: ServerSettings) 
     if not request.question.strip():
         raise MessageError("the last user message is empty: put the question in it.")
     return request
+
+
+def _checked_run(state: ServerState, request: Request) -> Result:
+    """The prompt counted against the model's room (:func:`check_prompt`), then the request."""
+    check_prompt(state.runtime, request, state.settings)
+    return run(state.runtime, request)
+
+
+def _checked_stream(
+    state: ServerState, request: Request
+) -> tuple[Result, Stream, Iterator[Result]]:
+    """The prompt counted against the model's room, then the stream opened."""
+    check_prompt(state.runtime, request, state.settings)
+    return stream(state.runtime, request)
 
 
 def _left(deadline: float) -> float:
@@ -191,7 +226,7 @@ async def _start_stream(
     try:
         with anyio.fail_after(_left(deadline)):
             return await anyio.to_thread.run_sync(
-                stream, state.runtime, request, abandon_on_cancel=True
+                _checked_stream, state, request, abandon_on_cancel=True
             )
     except TimeoutError:
         slot.release()

@@ -9,8 +9,11 @@ no restart, no retraining.
 Which paths may be written is decided from the project file alone: a path must be relative, stay
 inside the project (no ``..``, no absolute path, no hidden part such as ``.ragtune/``), have a
 document or table suffix, and be covered by the ``sources:`` of a capability - inside a source
-folder, equal to a source file, or matched by a source glob. Tools (``tool:...``) and every
-other file of the project are out of reach, so the API can never write code or configuration.
+folder, equal to a source file, or matched by a source glob. It must also be a name every file
+system takes: valid UTF-8 without control characters, at most :data:`MAX_NAME_BYTES` per part,
+:data:`MAX_DEPTH` parts and :data:`MAX_PATH_BYTES` in all, and no part of it an existing file.
+Tools (``tool:...``) and every other file of the project are out of reach, so the API can never
+write code or configuration.
 
 A file is replaced atomically (a temporary file beside it, then :func:`os.replace`): a reader
 sees the old text or the new, never half of one. A document the sync cannot read (a malformed
@@ -22,9 +25,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote_to_bytes
 
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.sources import DOCUMENT_SUFFIXES, SUPPORTED_SUFFIXES, covers
@@ -36,13 +41,27 @@ if TYPE_CHECKING:
     from ragtune.runtime.runtime import Runtime
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_NAME_BYTES",
+    "MAX_PATH_BYTES",
     "DocumentError",
     "DocumentTarget",
     "DocumentUpdate",
+    "check_raw_path",
     "delete_document",
     "resolve_document",
     "upsert_document",
 ]
+
+MAX_NAME_BYTES = 200
+"""The longest file or folder name, in UTF-8 bytes: file systems take 255, and the temporary
+file a write goes through adds 14 to the document's name."""
+
+MAX_DEPTH = 32
+"""The most parts (folders and the file) a document path may have."""
+
+MAX_PATH_BYTES = 1024
+"""The longest document path, in UTF-8 bytes."""
 
 _TEXT_SUFFIXES = frozenset(s for s, kind in DOCUMENT_SUFFIXES.items() if kind != "pdf") | {".csv"}
 
@@ -167,6 +186,27 @@ def resolve_document(project: Project, raw: str, capability: str | None = None) 
     return DocumentTarget(rel, path, covering)
 
 
+def check_raw_path(raw_path: bytes) -> None:
+    """Refuse a request path whose percent-decoded bytes are not UTF-8.
+
+    The server decodes ``%FF`` to U+FFFD, so a name that is not UTF-8 would otherwise become a
+    file named with replacement characters; the raw path (the ASGI ``raw_path``, before the
+    query) still has the bytes the client sent.
+
+    Raises:
+        DocumentError: 400, naming the first byte that is not UTF-8 and where it is.
+    """
+    data = unquote_to_bytes(raw_path.split(b"?", 1)[0])
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(
+            f"the document path is not UTF-8: byte 0x{data[exc.start]:02X} at position "
+            f"{exc.start} of {data[:200]!r} ({exc.reason}). Send the name UTF-8 encoded and "
+            "percent-escaped, e.g. caf%C3%A9.md for café.md."
+        ) from None
+
+
 def _clean(raw: str) -> str:
     """The path as a clean relative POSIX path, or a DocumentError (400) saying what is wrong."""
     if not raw or not raw.strip():
@@ -176,8 +216,9 @@ def _clean(raw: str) -> str:
         )
     if "\x00" in raw or "\\" in raw:
         raise DocumentError(
-            f"document path {raw!r} holds a backslash or NUL: use '/' between folders."
+            f"document path {raw!r:.300} holds a backslash or NUL: use '/' between folders."
         )
+    _check_name_size(raw)
     if raw.startswith("/") or PurePosixPath(raw).is_absolute():
         raise DocumentError(
             f"document path {raw!r} is absolute: give it relative to the project folder, "
@@ -196,6 +237,7 @@ def _clean(raw: str) -> str:
             "(such as .ragtune/) are never knowledge."
         )
     rel = "/".join(parts)
+    _check_parts(raw, parts)
     suffix = PurePosixPath(rel).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DocumentError(
@@ -203,6 +245,40 @@ def _clean(raw: str) -> str:
             f"{', '.join(sorted(SUPPORTED_SUFFIXES))}."
         )
     return rel
+
+
+def _check_name_size(raw: str) -> None:
+    """Refuse characters no document name should hold, and paths too long or too deep for a
+    file system (before anything touches the disk: the OS would fail, deep ones recursively)."""
+    bad = next((c for c in raw if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        what = "a lone UTF-16 surrogate" if unicodedata.category(bad) == "Cs" else "a control"
+        raise DocumentError(
+            f"document path {raw!r:.300} holds {what} character {bad!r} (U+{ord(bad):04X}) at "
+            f"position {raw.index(bad)}: name documents with printable characters."
+        )
+    size = len(raw.encode("utf-8"))
+    if size > MAX_PATH_BYTES:
+        raise DocumentError(
+            f"document path {raw[:80]!r}... is {size} bytes long; the limit is {MAX_PATH_BYTES} "
+            "bytes (UTF-8): use a shorter path."
+        )
+
+
+def _check_parts(raw: str, parts: list[str]) -> None:
+    if len(parts) > MAX_DEPTH:
+        raise DocumentError(
+            f"document path {raw[:80]!r}... is {len(parts)} folders deep; the limit is "
+            f"{MAX_DEPTH}: put the document in a shallower folder."
+        )
+    for part in parts:
+        size = len(part.encode("utf-8"))
+        if size > MAX_NAME_BYTES:
+            raise DocumentError(
+                f"document path {raw[:80]!r}... has a name of {size} bytes ({part[:40]!r}...); "
+                f"a file or folder name may be at most {MAX_NAME_BYTES} bytes (UTF-8): use a "
+                "shorter name."
+            )
 
 
 def _describe_sources(capabilities: list[Any]) -> str:
@@ -244,6 +320,7 @@ def upsert_document(runtime: Runtime, target: DocumentTarget, body: bytes) -> Do
             ) from None
     if target.path.is_dir():
         raise DocumentError(f"{target.rel} is a folder, not a document.")
+    _check_folders(target)
     with runtime.lock:  # the store's connection is shared with searches
         previous = target.path.read_bytes() if target.path.is_file() else None
         _write_atomic(target.path, body)
@@ -273,6 +350,19 @@ def delete_document(runtime: Runtime, target: DocumentTarget) -> DocumentUpdate:
         target.path.unlink()
         result = runtime.knowledge.sync()
     return _update(target, "deleted", 0, result)
+
+
+def _check_folders(target: DocumentTarget) -> None:
+    """Refuse a path that puts the document under an existing file (``dpa.md/x.md``)."""
+    rel = PurePosixPath(target.rel)
+    for depth in range(1, len(rel.parts)):
+        folder = PurePosixPath(*rel.parts[:depth])
+        on_disk = target.path.parents[len(rel.parts) - 1 - depth]
+        if on_disk.exists() and not on_disk.is_dir():
+            raise DocumentError(
+                f"{target.rel} cannot be written: {folder} is a file, not a folder. Name a "
+                f"document beside it instead (e.g. {folder.parent / 'new.md'})."
+            )
 
 
 def _update(

@@ -17,9 +17,40 @@ from ragtune.generate.backend import BackendError
 from ragtune.runtime.runtime import PipelineError, Runtime
 from ragtune.server.documents import DocumentError
 from ragtune.server.limits import QueueFull
-from ragtune.server.schemas import MessageError
+from ragtune.server.schemas import ErrorBody, MessageError
 
-__all__ = ["ApiError", "error_for", "timeout_error", "too_large"]
+__all__ = ["ApiError", "error_for", "error_responses", "timeout_error", "too_large"]
+
+_MEANINGS = {
+    400: "A malformed request: not JSON, a missing field, messages the server cannot use, or a "
+    "limit passed (messages, prompt tokens, max_tokens); the message names the field.",
+    401: "No API key, or one the server does not know.",
+    403: "The key's scope does not allow this, or the document lies outside the sources.",
+    404: "No such capability, document or adapter.",
+    413: "The request body is larger than the server's limit.",
+    422: "A field's value is out of range or of the wrong type, or the document cannot be read.",
+    500: "An internal error (logged on the server) or a failure of the local model.",
+    502: "The remote model server failed.",
+    503: "The generation queue is full: retry after Retry-After seconds.",
+    504: "The request passed the server's time limit.",
+}
+
+
+def error_responses(*statuses: int, plain: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of these error statuses, each with the error shape.
+
+    Args:
+        statuses: The error statuses the endpoint answers.
+        plain: The endpoint answers text (FastAPI would file its errors under text/plain):
+            name the JSON error shape by reference instead.
+    """
+    if plain:
+        ref = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
+        return {
+            s: {"description": _MEANINGS[s], "content": {"application/json": {"schema": ref}}}
+            for s in statuses
+        }
+    return {s: {"model": ErrorBody, "description": _MEANINGS[s]} for s in statuses}
 
 
 class ApiError(Exception):
@@ -81,7 +112,12 @@ def error_for(exc: BaseException, runtime: Runtime | None = None) -> ApiError:
             headers={"Retry-After": str(exc.retry_after)},
         )
     if isinstance(exc, DocumentError):
-        codes = {403: "outside_sources", 404: "not_found", 422: "unreadable_document"}
+        codes = {
+            400: "invalid_document",
+            403: "outside_sources",
+            404: "not_found",
+            422: "unreadable_document",
+        }
         return ApiError(exc.status, str(exc), param=exc.param, code=codes.get(exc.status))
     if isinstance(exc, MessageError):
         return ApiError(400, str(exc), param=exc.param, code="invalid_messages")

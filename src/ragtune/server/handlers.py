@@ -1,9 +1,16 @@
 """Every failure of the app answered in the OpenAI error shape: errors the code raises, bodies
-that do not validate, and the framework's own 404, 405 and 413."""
+that do not validate, and the framework's own 404, 405 and 413.
+
+An unexpected exception (a bug) is answered 500 by :class:`CatchErrors` and logged in a bounded
+form - its type, its message clipped, the last frames of its traceback - rather than passed to
+the ASGI server, which logs the whole traceback: a deep recursion made one 3 KB request log
+2.3 MB.
+"""
 
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,15 +19,71 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request as HTTPRequest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragtune.errors import RagtuneError
 from ragtune.server.errors import ApiError, error_for, too_large
 from ragtune.server.limits import QueueFull
 from ragtune.server.settings import ServerSettings, ServerState
 
-__all__ = ["add_error_handlers"]
+__all__ = ["LOG_CHARS", "LOG_FRAMES", "CatchErrors", "add_error_handlers", "describe_failure"]
 
 log = logging.getLogger("ragtune.server")
+
+LOG_FRAMES = 12
+"""Frames of an unexpected exception's traceback that are logged (the innermost ones)."""
+
+LOG_CHARS = 8000
+"""The most characters logged for one unexpected exception."""
+
+
+def describe_failure(exc: BaseException) -> str:
+    """An exception with the last :data:`LOG_FRAMES` frames of its traceback, clipped to
+    :data:`LOG_CHARS` characters (the start and the end kept)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-LOG_FRAMES))
+    if len(text) > LOG_CHARS:
+        head, tail = LOG_CHARS // 4, LOG_CHARS - LOG_CHARS // 4
+        text = (
+            f"{text[:head]}\n[... {len(text) - LOG_CHARS} characters left out ...]\n{text[-tail:]}"
+        )
+    return text
+
+
+class CatchErrors:
+    """ASGI middleware: answer an unexpected exception with the OpenAI-shaped 500 (when the
+    response has not started) and log it bounded (:func:`describe_failure`), once.
+
+    Args:
+        app: The app to guard.
+        state: The server's state (the runtime decides 500 or 502 for a backend failure).
+    """
+
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.error(
+                "%s %s failed: %s",
+                scope.get("method", ""),
+                str(scope.get("path", ""))[:200],
+                describe_failure(exc),
+            )
+            if not started:
+                await error_for(exc, self.state.runtime).response()(scope, receive, send)
 
 
 def add_error_handlers(app: FastAPI, state: ServerState) -> None:

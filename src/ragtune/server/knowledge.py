@@ -11,7 +11,15 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request as HTTPRequest
 
 from ragtune.server.auth import require_scope
-from ragtune.server.documents import delete_document, resolve_document, upsert_document
+from ragtune.server.documents import (
+    DocumentTarget,
+    check_raw_path,
+    delete_document,
+    resolve_document,
+    upsert_document,
+)
+from ragtune.server.errors import error_responses
+from ragtune.server.schemas import DocumentChange
 from ragtune.server.settings import ServerState
 
 __all__ = ["knowledge_router"]
@@ -27,24 +35,54 @@ def knowledge_router(state: ServerState) -> APIRouter:
     write = require_scope(state.settings.keys, "write")
     runtime = state.runtime
 
-    @router.put("/v1/knowledge/documents/{path:path}", dependencies=[write])
+    @router.put(
+        "/v1/knowledge/documents/{path:path}",
+        dependencies=[write],
+        response_model=None,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": "The document's content (text as UTF-8, or a PDF).",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+        responses={
+            200: {"model": DocumentChange, "description": "The document was replaced."},
+            201: {"model": DocumentChange, "description": "The document was created."},
+            **error_responses(400, 401, 403, 404, 413, 422, 500),
+        },
+    )
     async def put_document(
         path: str, request: HTTPRequest, capability: OnlyCapability = None
     ) -> JSONResponse:
         """Write a knowledge document (the request body is its content) and sync incrementally:
         the next request is answered from the new text."""
-        target = resolve_document(runtime.project, path, capability)
+        target = _target(request, path, capability)
         body = await request.body()
         update = await anyio.to_thread.run_sync(upsert_document, runtime, target, body)
         return JSONResponse(
             update.to_dict(), status_code=201 if update.action == "created" else 200
         )
 
-    @router.delete("/v1/knowledge/documents/{path:path}", dependencies=[write])
-    async def remove_document(path: str, capability: OnlyCapability = None) -> dict[str, Any]:
+    @router.delete(
+        "/v1/knowledge/documents/{path:path}",
+        dependencies=[write],
+        response_model=None,
+        responses={
+            200: {"model": DocumentChange, "description": "The document was removed."},
+            **error_responses(400, 401, 403, 404, 422, 500),
+        },
+    )
+    async def remove_document(
+        path: str, request: HTTPRequest, capability: OnlyCapability = None
+    ) -> dict[str, Any]:
         """Remove a knowledge document and sync: its passages leave the live knowledge."""
-        target = resolve_document(runtime.project, path, capability)
+        target = _target(request, path, capability)
         update = await anyio.to_thread.run_sync(delete_document, runtime, target)
         return update.to_dict()
+
+    def _target(request: HTTPRequest, path: str, capability: str | None) -> DocumentTarget:
+        check_raw_path(request.scope.get("raw_path") or b"")
+        return resolve_document(runtime.project, path, capability)
 
     return router

@@ -23,9 +23,15 @@ from ragtune.errors import RagtuneError
 from ragtune.runtime.runtime import Request, Result
 
 __all__ = [
+    "AdapterReloaded",
+    "ChatCompletion",
     "ChatMessage",
     "ChatRequest",
+    "DocumentChange",
+    "ErrorBody",
+    "ErrorDetail",
     "MessageError",
+    "ModelList",
     "StreamOptions",
     "completion",
     "completion_chunk",
@@ -87,11 +93,12 @@ class ChatRequest(BaseModel):
 
 
 def _text(content: str | list[dict[str, Any]] | None, index: int) -> str:
-    """A message's content as text; parts other than text are refused."""
+    """A message's content as text; parts other than text, and text that is not valid Unicode
+    (a lone UTF-16 surrogate: JSON allows ``"\\ud800"``, no tokenizer does), are refused."""
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        return _unicode(content, f"messages[{index}].content")
     pieces = []
     for j, part in enumerate(content):
         if part.get("type") != "text" or not isinstance(part.get("text"), str):
@@ -100,8 +107,22 @@ def _text(content: str | list[dict[str, Any]] | None, index: int) -> str:
                 "this server reads text only (parts of type 'text').",
                 f"messages[{index}].content",
             )
-        pieces.append(part["text"])
+        pieces.append(_unicode(part["text"], f"messages[{index}].content[{j}].text"))
     return "\n".join(pieces)
+
+
+def _unicode(text: str, where: str) -> str:
+    """``text``, or a MessageError naming the first lone surrogate in it and where it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MessageError(
+            f"{where} holds a lone UTF-16 surrogate ({text[exc.start]!r}) at character "
+            f"{exc.start}: send valid Unicode text (a surrogate must be paired with its other "
+            "half to make one character).",
+            where,
+        ) from None
+    return text
 
 
 def to_request(chat: ChatRequest, max_tokens: int) -> Request:
@@ -218,3 +239,112 @@ def completion_chunk(
         "choices": choices,
         **extra,
     }
+
+
+# -- the shapes the OpenAPI schema publishes (documentation: the answers are built above) ------
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong (OpenAI's error object)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(description="What went wrong and what to change.")
+    type: str = Field(description="invalid_request_error, authentication_error, server_error...")
+    param: str | None = Field(description="The request field at fault, if one is.")
+    code: str | None = Field(description="A short machine-readable code.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of this server: ``{"error": {...}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorDetail
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ModelEntry(_Open):
+    """One capability as an OpenAI model."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    strategy: str
+    knowledge: list[str]
+    adapter: str | None
+    description: str | None
+
+
+class ModelList(_Open):
+    """``GET /v1/models``."""
+
+    object: Literal["list"]
+    data: list[ModelEntry]
+
+
+class CompletionMessage(_Open):
+    role: Literal["assistant"]
+    content: str
+    refusal: None = None
+
+
+class CompletionChoice(_Open):
+    index: int
+    message: CompletionMessage
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class Usage(_Open):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(_Open):
+    """A ``chat.completion`` with ragtune's extras (``stream: true`` answers with server-sent
+    events of ``chat.completion.chunk`` objects instead)."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+    citations: list[dict[str, Any]]
+    route: dict[str, Any]
+    contract_violation: bool
+    contract: dict[str, Any]
+    timings: dict[str, float]
+
+
+class SyncDone(_Open):
+    snapshot: int
+    chunks_embedded: int
+    reused_vectors: int
+    documents: list[dict[str, Any]]
+    seconds: float
+
+
+class DocumentChange(_Open):
+    """What a document write or removal did, and the sync after it."""
+
+    document: str
+    action: Literal["created", "replaced", "deleted"]
+    bytes: int
+    capabilities: list[str]
+    sync: SyncDone
+
+
+class AdapterReloaded(_Open):
+    """``POST /v1/adapters/{name}/reload``."""
+
+    adapter: str
+    path: str
+    created_at: str | None
+    reloaded: bool

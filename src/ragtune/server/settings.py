@@ -23,7 +23,13 @@ class ServerSettings:
         queue_depth: Generation requests admitted at once (generating or waiting for the
             model); the next one is answered 503 with ``Retry-After``.
         max_tokens_limit: The most ``max_tokens`` a request may ask for.
-        default_max_tokens: ``max_tokens`` of a request that names none (capped by the limit).
+        default_max_tokens: ``max_tokens`` of a request that names none or sends ``null``
+            (capped by the limit): an answer never runs on to the time limit unasked.
+        max_messages: The most messages one chat request may hold.
+        max_prompt_tokens: The most tokens a prompt may take (system prompt, passages,
+            examples, history and question, as the backend counts them); None: as many as the
+            model's context window holds beside ``max_tokens`` (``model.context_tokens``). A
+            remote backend's prompts are limited by this setting alone.
         timeout_s: Seconds a request may take before it is answered 504 (a stream is cut with
             an error event).
         max_body_bytes: The largest request body, in bytes (a document upload included).
@@ -33,12 +39,24 @@ class ServerSettings:
     queue_depth: int = 8
     max_tokens_limit: int = 1024
     default_max_tokens: int = 256
+    max_messages: int = 128
+    max_prompt_tokens: int | None = None
     timeout_s: float = 120.0
     max_body_bytes: int = 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("queue_depth", "max_tokens_limit", "default_max_tokens", "max_body_bytes"):
+        whole = (
+            "queue_depth",
+            "max_tokens_limit",
+            "default_max_tokens",
+            "max_body_bytes",
+            "max_messages",
+            "max_prompt_tokens",
+        )
+        for name in whole:
             value = getattr(self, name)
+            if name == "max_prompt_tokens" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise RagtuneError(
                     f"ServerSettings.{name} must be a whole number >= 1, got {value!r}."
