@@ -21,6 +21,7 @@ import pytest
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.embed import HashingEmbedder
 from ragtune.knowledge.search import Hit
+from ragtune.knowledge.store.migrations import MIGRATIONS
 from ragtune.project import load_project
 
 DOCS = 60
@@ -275,3 +276,40 @@ def test_searches_during_syncs_never_fail_nor_mislabel(tmp_path: Path, mode: str
     assert open_snapshots(db) == 0
     # Two processes saved the index over and over: no temporary file is left.
     assert not list(db.parent.glob("*.tmp")), list(db.parent.iterdir())
+
+
+# Opens the store at an agreed moment, so that the processes race for its first migration.
+OPEN_AT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from ragtune.knowledge.store.sqlite import SQLiteStore
+
+    start = float(sys.argv[2])
+    while time.time() < start:
+        pass
+    SQLiteStore(Path(sys.argv[1])).close()
+    """
+)
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    # Each used to apply the migrations it had not seen: "table examples already exists".
+    for round_ in range(4):
+        db = tmp_path / f"round-{round_}" / "knowledge.db"
+        start = time.time() + 3
+        opening = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPEN_AT, str(db), str(start)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        errors = [p.communicate(timeout=60)[1] for p in opening]
+        assert [p.returncode for p in opening] == [0] * 6, errors
+        con = sqlite3.connect(db)
+        applied = [r[0] for r in con.execute("SELECT name FROM migrations ORDER BY rowid")]
+        assert applied == [name for name, _ in MIGRATIONS]  # each once, in order
+        con.close()

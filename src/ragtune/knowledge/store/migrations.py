@@ -189,13 +189,19 @@ def read_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def migrate(db: sqlite3.Connection) -> None:
-    """Apply the migrations this database has not had yet, in order, each in one transaction."""
+    """Apply the migrations this database has not had yet, in order, each in one transaction.
+
+    Processes that open a new store at once all get here: each migration is checked again
+    inside its write transaction, so the one that applies it first is the only one.
+    """
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}
     for name, fn in MIGRATIONS:
         if name in done:
             continue
         with transaction(db):
+            if db.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
+                continue  # another process applied it since we looked
             fn(db)
             applied = datetime.now(UTC).isoformat(timespec="microseconds")
             db.execute("INSERT INTO migrations VALUES (?, ?)", (name, applied))
