@@ -21,6 +21,7 @@ import pytest
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.embed import HashingEmbedder
 from ragtune.knowledge.search import Hit
+from ragtune.knowledge.store import StoreError
 from ragtune.knowledge.store.migrations import MIGRATIONS
 from ragtune.project import load_project
 
@@ -313,3 +314,20 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> No
         applied = [r[0] for r in con.execute("SELECT name FROM migrations ORDER BY rowid")]
         assert applied == [name for name, _ in MIGRATIONS]  # each once, in order
         con.close()
+
+
+def test_a_sync_that_cannot_get_the_store_in_time_changes_nothing(tmp_path: Path) -> None:
+    folder = make_project(tmp_path / "project")
+    holder = KnowledgeBase(load_project(folder), embedder=HashingEmbedder(256))
+    waiter = KnowledgeBase(load_project(folder), embedder=HashingEmbedder(256))
+    started = time.monotonic()
+    with holder.store.writing(), pytest.raises(StoreError) as raised:
+        waiter.sync(lock_timeout=0.3)
+    assert 0.3 <= time.monotonic() - started < 5
+    message = str(raised.value)
+    assert "another process has been writing the knowledge store for more than 0.3 s" in message
+    assert "knowledge.db.lock" in message and "nothing was changed" in message
+    assert waiter.store.snapshots() == []
+    assert waiter.sync().snapshot == 1  # free again: the same sync goes through
+    holder.close()
+    waiter.close()

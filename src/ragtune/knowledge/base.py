@@ -59,9 +59,17 @@ class KnowledgeBase:
         """What a sync would do now (nothing is embedded or written)."""
         return plan_sync(self.project, self.store)
 
-    def sync(self, progress: Progress | None = None) -> SyncResult:
-        """Sync the sources, then bring the vector index up to date."""
-        result = sync(self.project, self.store, self.embedder, progress=progress)
+    def sync(
+        self, progress: Progress | None = None, *, lock_timeout: float | None = None
+    ) -> SyncResult:
+        """Sync the sources, then bring the vector index up to date.
+
+        Another sync of the same store (another process, another thread) runs first; this one
+        waits up to ``lock_timeout`` seconds for it (see :func:`ragtune.knowledge.sync.sync`).
+        """
+        result = sync(
+            self.project, self.store, self.embedder, progress=progress, lock_timeout=lock_timeout
+        )
         result.index = self._vector_index().catch_up(self.store)
         return result
 

@@ -323,16 +323,19 @@ def sync(
     embedder: Embedder,
     *,
     progress: Progress | None = None,
+    lock_timeout: float | None = None,
 ) -> SyncResult:
     """Bring the store up to date with the project's sources; see the module docstring.
 
     Holds the store's writer lock throughout (:meth:`SQLiteStore.writing`): a second sync, in
-    this process or another, waits for this one and then sees what it wrote.
+    this process or another, waits for this one and then sees what it wrote - up to
+    ``lock_timeout`` seconds (default ``RAGTUNE_LOCK_TIMEOUT`` or 600; a server answering a
+    request may want less).
 
     Raises:
         StoreError: Another writer held the store longer than the lock timeout.
     """
-    with store.writing():
+    with store.writing(lock_timeout):
         return _sync(project, store, embedder, progress)
 
 
