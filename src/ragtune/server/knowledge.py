@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 from starlette.requests import Request as HTTPRequest
 
@@ -26,6 +26,13 @@ __all__ = ["knowledge_router"]
 
 OnlyCapability = Annotated[
     str | None, Query(description="Only this capability's sources may hold the path.")
+]
+DocumentPath = Annotated[
+    str,
+    Path(
+        description="The document's path in the project, under a capability's sources.",
+        examples=["knowledge/dpa.md"],
+    ),
 ]
 
 
@@ -53,7 +60,7 @@ def knowledge_router(state: ServerState) -> APIRouter:
         },
     )
     async def put_document(
-        path: str, request: HTTPRequest, capability: OnlyCapability = None
+        path: DocumentPath, request: HTTPRequest, capability: OnlyCapability = None
     ) -> JSONResponse:
         """Write a knowledge document (the request body is its content) and sync incrementally:
         the next request is answered from the new text."""
@@ -74,7 +81,7 @@ def knowledge_router(state: ServerState) -> APIRouter:
         },
     )
     async def remove_document(
-        path: str, request: HTTPRequest, capability: OnlyCapability = None
+        path: DocumentPath, request: HTTPRequest, capability: OnlyCapability = None
     ) -> dict[str, Any]:
         """Remove a knowledge document and sync: its passages leave the live knowledge."""
         target = _target(request, path, capability)

@@ -70,7 +70,20 @@ class StreamOptions(BaseModel):
 class ChatRequest(BaseModel):
     """``POST /v1/chat/completions`` (OpenAI's schema; unknown fields are ignored)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "auto",
+                    "messages": [
+                        {"role": "user", "content": "How fast must a data breach be notified?"}
+                    ],
+                    "max_tokens": 64,
+                }
+            ]
+        },
+    )
 
     model: str = Field(
         min_length=1,
