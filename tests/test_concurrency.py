@@ -15,12 +15,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.embed import HashingEmbedder
-from ragtune.knowledge.search import Hit
 from ragtune.knowledge.store import StoreError
 from ragtune.knowledge.store.migrations import MIGRATIONS
 from ragtune.project import load_project
@@ -212,8 +212,8 @@ RESYNC = textwrap.dedent(
 )
 
 
-def mislabelled(db: Path, hits: list[Hit]) -> list[Hit]:
-    """The hits whose text, version and snapshot are not those of one stored row.
+def mislabelled(db: Path, hits: list[Any]) -> list[Any]:
+    """The hits (or passages) whose text, version and snapshot are not those of one stored row.
 
     A chunk row belongs to a document version when it was live while that version was: it
     appeared at or before the version did, and was retired no earlier than the version was.
@@ -244,14 +244,25 @@ def mislabelled(db: Path, hits: list[Hit]) -> list[Hit]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["hybrid", "bm25"])
+@pytest.mark.parametrize("mode", ["hybrid", "bm25", "runtime"])
 def test_searches_during_syncs_never_fail_nor_mislabel(tmp_path: Path, mode: str) -> None:
+    """``runtime``: the passages a chat request is given (the runtime's retrieval, filtered by
+    capability) rather than a plain search."""
+    from ragtune.runtime.runtime import Runtime
+
     folder = make_project(tmp_path / "project")
     db = folder / ".ragtune" / "knowledge.db"
     # One long-lived knowledge base searches, as the server's does, while another process
     # syncs revision after revision.
     kb = KnowledgeBase(load_project(folder), embedder=HashingEmbedder(256))
     kb.sync()
+    runtime = Runtime(load_project(folder), embedder=kb.embedder, decisions={})
+
+    def search(query: str) -> list[Any]:
+        if mode == "runtime":
+            return runtime.search(query, ["handbook"], 5)
+        return kb.search(query, k=5, mode=mode)  # type: ignore[arg-type]
+
     revisions = 8
     syncing = subprocess.Popen(
         [sys.executable, "-c", RESYNC, str(folder), str(revisions), str(Path(__file__).parent)],
@@ -259,15 +270,16 @@ def test_searches_during_syncs_never_fail_nor_mislabel(tmp_path: Path, mode: str
         stderr=subprocess.PIPE,
         text=True,
     )
-    hits: list[Hit] = []
+    hits: list[Any] = []
     searches = 0
     queries = ["which board reviews policy 17", "rule number 42", "revision of policy 3 scope"]
     while syncing.poll() is None:
-        hits.extend(kb.search(queries[searches % len(queries)], k=5, mode=mode))  # type: ignore[arg-type]
+        hits.extend(search(queries[searches % len(queries)]))
         searches += 1
     _, err = syncing.communicate()
     assert syncing.returncode == 0, err
-    hits.extend(kb.search("which board reviews policy 17", k=5, mode=mode))  # type: ignore[arg-type]
+    hits.extend(search("which board reviews policy 17"))
+    runtime.close()
     kb.close()
 
     assert searches >= 20, "too few searches ran during the syncs to tell"
