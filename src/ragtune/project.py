@@ -7,9 +7,7 @@ State (stores, adapters, build state) lives in ``.ragtune/`` beside the file.
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -490,7 +488,7 @@ class _ProjectLoader(yaml.SafeLoader):
             return super().construct_object(node, deep)
         except yaml.YAMLError:
             raise
-        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+        except Exception as exc:  # ValueError, IndexError, KeyError...: a constructor's own
             shown = node.value if isinstance(node, yaml.ScalarNode) else node.tag
             raise _Refused(
                 None,
@@ -646,9 +644,9 @@ def _exists(root: Path, ref: str) -> bool:
     ref = ref.split("#", 1)[0]  # "tables/rates.csv#matter_type" names the key column
     try:
         if any(ch in ref for ch in "*?["):
-            # glob.glob, not Path.glob: the sync's discovery reads a glob the same way, an
-            # absolute one included (which it then skips as outside the project).
-            return bool(glob.glob(os.path.join(glob.escape(str(root)), ref), recursive=True))
+            from ragtune.knowledge.sources import glob_files
+
+            return glob_files(root, ref)[1]  # as the sync reads a glob, following no link
         return (root / ref).exists()
     except (OSError, ValueError):  # a name too long for the file system names no file
         return False

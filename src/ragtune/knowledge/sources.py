@@ -18,7 +18,6 @@ report the file, skip it and go on with the rest. This module imports no parser.
 from __future__ import annotations
 
 import fnmatch
-import glob
 import os
 import re
 from dataclasses import dataclass, field
@@ -189,21 +188,60 @@ def _named(root: Path, part: str) -> tuple[list[Path], str | None]:
     """The files a reference's path names (folders walked), or why it names none."""
     target = root / part
     if _GLOB_CHARS.search(part):
-        try:
-            found = glob.glob(str(target), recursive=True)
-        except (OSError, ValueError) as exc:
-            return [], f"cannot be searched ({exc})"
-        matches = [Path(m) for m in sorted(found)]
-        files: list[Path] = []
-        for match in matches:
-            if not _is_hidden(match, root):
-                files.extend(_walk(match) if _is_dir(match) else [match])
-        return files, None if matches else "matches no files"
+        files, matched = glob_files(root, part)
+        return files, None if matched else "matches no files"
     if _is_dir(target):
         return _walk(target), None
     if _is_file(target):
         return [target], None  # named explicitly: used even if hidden
     return [], "names no file or folder"
+
+
+def glob_files(root: Path, part: str) -> tuple[list[Path], bool]:
+    """The files a glob names, and whether it matched anything (a folder it matches is walked).
+
+    Args:
+        root: The project root.
+        part: The glob, relative to ``root`` (or absolute), without a ``#column``.
+
+    Returns:
+        ``(files, matched)``: the files, hidden ones left out; whether any file or folder
+        matched.
+
+    Walks the glob's fixed folder with :func:`os.walk`, which follows no symbolic link inside
+    it, and matches each path name by name (:func:`glob_match`, the rule :func:`covers`
+    follows). :func:`glob.glob` followed linked folders: two links to ``.`` in one folder made
+    ``docs/**/*.md`` search 2^800 paths, and ``**/../**`` climbed out of the project.
+    """
+    names = part.split("/")
+    fixed = next(i for i, name in enumerate(names) if _GLOB_CHARS.search(name))
+    base = Path(os.path.abspath(root / "/".join(names[:fixed])))
+    if not _is_dir(base) or _is_hidden(base, root):
+        return [], False
+    pattern = _names(relative_posix(base, root)) + _names("/".join(names[fixed:]))
+    depth = None if "**" in pattern else len(pattern)  # no deeper than the pattern's names
+    files: list[Path] = []
+    matched = False
+    for current, dirs, found in os.walk(base):
+        here = _names(relative_posix(Path(current), root))
+        for name in sorted(dirs):
+            if not name.startswith(".") and _match_names([*here, name], pattern):
+                matched = True
+                folder = Path(current) / name
+                if not folder.is_symlink():  # a matched folder: all of it; a link: not followed
+                    files.extend(_walk(folder))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and not _match_names([*here, d], pattern)
+            and (depth is None or len(here) + 1 < depth)
+        )
+        for name in sorted(found):
+            if not name.startswith(".") and _match_names([*here, name], pattern):
+                matched = True
+                files.append(Path(current) / name)
+    return files, matched
 
 
 def _is_dir(path: Path) -> bool:
