@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from ragtune.cli import app
 from ragtune.errors import ProjectError
+from ragtune.knowledge.sources import discover
 from ragtune.project import MAX_NESTING, load_project
 
 runner = CliRunner()
@@ -122,6 +123,24 @@ def test_source_outside_the_project_is_skipped_without_walking_it(tmp_path: Path
         assert f"the source {ref!r} names a folder outside the project folder" in reasons
 
 
+def test_glob_over_links_that_loop_answers_at_once(tmp_path: Path) -> None:
+    """glob.glob followed linked folders: two links to "." made ``docs/**/*.md`` search about
+    2^800 paths (a sync that never ends); ``**/../**`` climbed out of the project."""
+    folder = project(
+        tmp_path / "p",
+        PROJECT.replace("sources: [docs/]", 'sources: ["docs/**/*.md", "docs/*"]'),
+        docs__a_md="# A\n\nThe notice period is 30 days.\n",
+        docs__sub__b_md="# B\n\nThe fee is 40 EUR.\n",
+    )
+    (folder / "docs" / "loop1").symlink_to(".", target_is_directory=True)
+    (folder / "docs" / "sub" / "loop2").symlink_to("..", target_is_directory=True)
+    (tmp_path / "outside.md").write_text("# Outside\n\nNot the project's.\n")
+    result = runner.invoke(app, ["knowledge", "sync", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["added"] == ["docs/a.md", "docs/sub/b.md"]
+    assert discover(folder, ["**/../**", "docs/**/../../*.md"]).files == []
+
+
 # -- documents ------------------------------------------------------------------------------------
 
 
@@ -201,3 +220,64 @@ def test_a_large_document_shows_progress_while_read_and_while_embedded(tmp_path:
     during = [c for c in calls if c[2] == "docs/big.txt" and 0 < c[0] < c[1]]
     assert during, calls  # and reported before all of it is embedded
     assert calls[-1][0] == calls[-1][1] == result.embedded
+
+
+# -- examples files -------------------------------------------------------------------------------
+
+FEW_SHOT = """
+version: 1
+project: bad-input
+capabilities:
+  - name: summary
+    description: Summarise one clause in two lines for a business reader.
+    kind: behavior
+    changes_within_6_months: false
+    shown_by_examples: true
+    examples: behavior/summary.jsonl
+"""
+GOOD_LINE = '{"input": "The fee is 40 EUR.", "output": "Summary: a fee.\\nWatch: 40 EUR."}'
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('{"input": "x", "output": ', "line 3: invalid JSON at column 26 (Expecting value)"),
+        ("[1, 2]", 'line 3: expected a JSON object like {"input": ..., "output": ...}'),
+        ("[" * 5000 + "]" * 5000, "line 3: nested too deeply to read"),
+        ('{"input": "a\\ud800", "output": "b"}', "line 3: `input` holds a lone surrogate \\ud800"),
+    ],
+    ids=["truncated", "array", "nested", "surrogate"],
+)
+def test_bad_example_lines_are_named_by_audit_plan_and_adapter_train(
+    tmp_path: Path, line: str, problem: str
+) -> None:
+    """`adapter train` named bad lines; `audit` and `plan` said nothing and exited 0 (and a
+    nested or surrogate line crashed the reader itself). Now all three name the file and line:
+    the audit as a warning (its decision reads the lines that parse; exit 1 under --fail-on
+    warning), `plan` and `adapter train` as the error (exit 2) that training and few-shot
+    serving would meet."""
+    lines = "\n".join([GOOD_LINE, GOOD_LINE, line, GOOD_LINE]) + "\n"
+    folder = project(tmp_path, FEW_SHOT, behavior__summary_jsonl=lines)
+    where = f"behavior/summary.jsonl, {problem}"
+
+    audit = runner.invoke(app, ["audit", str(folder)])
+    assert audit.exit_code == 0, audit.output
+    assert where in " ".join(audit.output.replace("│", " ").split())
+    assert runner.invoke(app, ["audit", str(folder), "--fail-on", "warning"]).exit_code == 1
+    report = json.loads(runner.invoke(app, ["audit", str(folder), "--json"]).stdout)
+    (warning,) = report["capabilities"][0]["warnings"]
+    assert warning["code"] == "bad-examples" and where in warning["message"]
+
+    for command in (["plan", str(folder)], ["adapter", "train", "summary", "-p", str(folder)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert f"error: {where}" in " ".join(result.output.split()), (command, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_good_examples_raise_no_audit_warning_and_plan_normally(tmp_path: Path) -> None:
+    folder = project(tmp_path, FEW_SHOT, behavior__summary_jsonl=GOOD_LINE + "\n" + GOOD_LINE)
+    report = json.loads(runner.invoke(app, ["audit", str(folder), "--json"]).stdout)
+    assert report["capabilities"][0]["decision"] == "few-shot"
+    assert report["capabilities"][0]["warnings"] == []
+    assert runner.invoke(app, ["plan", str(folder)]).exit_code == 0

@@ -98,9 +98,17 @@ def make_plan(project: Project) -> ProjectPlan:
 
     Only the capabilities that could have an adapter (those with examples) are audited, for
     their decision alone: no cost projection, no report.
+
+    Raises:
+        ExamplesError: An examples file has bad lines (each named with its line), whatever its
+            capability's decision: training and few-shot serving both refuse it.
     """
     from ragtune.audit import decisions
+    from ragtune.behavior.examples import load_examples
 
+    for capability in project.config.capabilities:
+        if capability.examples:  # a few-shot file too: serving reads it, as training does
+            load_examples(project.resolve(capability.examples), project.root)
     candidates = [c.name for c in project.config.capabilities if c.examples]
     lora = {name for name, d in decisions(project, candidates).items() if d == "lora"}
     adapters = plan_adapters(project, lora)

@@ -15,8 +15,8 @@ from ragtune.audit.answers import resolve_answers
 from ragtune.audit.cost import project_capability, project_portfolio
 from ragtune.audit.decide import decide
 from ragtune.audit.measured import measured_by_lab
-from ragtune.audit.model import AuditReport, CapabilityAudit
-from ragtune.project import Project
+from ragtune.audit.model import AuditReport, AuditWarning, CapabilityAudit
+from ragtune.project import Capability, Project
 
 __all__ = ["AuditReport", "decisions", "run_audit"]
 
@@ -49,7 +49,7 @@ def run_audit(project: Project, *, now: float | None = None) -> AuditReport:
                 kind=decision.kind,
                 summary=decision.summary,
                 path=decision.path,
-                warnings=decision.warnings,
+                warnings=decision.warnings + _examples_warnings(project, capability),
                 cost=cost,
                 answers=answers,
                 current_approach=capability.current_approach,
@@ -67,6 +67,29 @@ def run_audit(project: Project, *, now: float | None = None) -> AuditReport:
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         elapsed_s=time.perf_counter() - started,
     )
+
+
+def _examples_warnings(project: Project, capability: Capability) -> list[AuditWarning]:
+    """The bad lines of a capability's examples file, as ``adapter train`` names them.
+
+    The audit measures what the lines that parse show; the file itself is refused by training,
+    few-shot serving and ``ragtune plan`` until it is fixed, so the audit says so here.
+    """
+    from ragtune.behavior.examples import ExamplesError, load_examples
+
+    if not capability.examples:
+        return []
+    try:
+        load_examples(project.resolve(capability.examples), project.root)
+    except ExamplesError as exc:
+        return [
+            AuditWarning(
+                "bad-examples",
+                f"{exc}\nThe decision above reads only the lines that parse; `ragtune adapter "
+                "train`, few-shot serving and `ragtune plan` refuse the file until it is fixed.",
+            )
+        ]
+    return []
 
 
 def decisions(

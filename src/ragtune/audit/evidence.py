@@ -218,7 +218,7 @@ def _signature(output: str) -> tuple[str, tuple[str, ...], dict[str, object] | N
     if text.startswith("{"):
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             obj = None
         if isinstance(obj, dict):
             return "JSON keys", tuple(obj), obj
@@ -255,10 +255,10 @@ def scan_examples(path: Path) -> ExamplesScan | None:
                 record = json.loads(line)
                 source = str(record.get("input", "")) + "\n" + str(record.get("context") or "")
                 output = record["output"]
-            except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
-                bad += 1
+                output = output if isinstance(output, str) else json.dumps(output)
+            except (json.JSONDecodeError, AttributeError, KeyError, TypeError, RecursionError):
+                bad += 1  # nested past Python's recursion limit counts as bad too
                 continue
-            output = output if isinstance(output, str) else json.dumps(output)
             count += 1
             kind, shape, obj = _signature(output)
             signatures[(kind, shape)] += 1

@@ -20,6 +20,8 @@ import hashlib
 import json
 import os
 import random
+import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ MIN_EXAMPLES_FOR_SPLIT = 10
 MAX_REPORTED_PROBLEMS = 20
 
 _EXCERPT = 60
+_SURROGATE = re.compile("[\ud800-\udfff]")  # half a UTF-16 pair, as a lone JSON escape gives
 
 _JSON_TYPE_NAMES: dict[type, str] = {
     dict: "an object",
@@ -264,6 +267,19 @@ def dataset_hash(examples: ExampleSet | Iterable[Example]) -> str:
 def _parse_line(line: str, number: int) -> tuple[Example | None, list[Problem]]:
     """Parse one non-blank line into an example, or say everything wrong with it."""
     try:
+        return _read_line(line, number)
+    except RecursionError:  # json and the messages recurse once a level of nesting
+        return None, [
+            Problem(
+                number,
+                "nested too deeply to read (near Python's limit of "
+                f"{sys.getrecursionlimit():,} levels); an example needs a few",
+            )
+        ]
+
+
+def _read_line(line: str, number: int) -> tuple[Example | None, list[Problem]]:
+    try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
         near = line[max(0, exc.colno - 1 - _EXCERPT // 2) :][:_EXCERPT]
@@ -310,6 +326,17 @@ def _parse_line(line: str, number: int) -> tuple[Example | None, list[Problem]]:
                 f"{_excerpt(context)}",
             )
         )
+    for key, text in (("input", input_), ("output", output), ("context", context)):
+        surrogate = _SURROGATE.search(text) if isinstance(text, str) else None
+        if surrogate is not None:
+            problems.append(
+                Problem(
+                    number,
+                    f"`{key}` holds a lone surrogate \\u{ord(surrogate.group()):04x} at character "
+                    f"{surrogate.start()}, which is not text; write the character itself or a "
+                    "valid pair",
+                )
+            )
     if problems or input_ is None or output is None:
         return None, problems
     return Example(input=input_, output=output, context=context, line=number), []

@@ -200,7 +200,7 @@ def output_text(output: str) -> str:
     if stripped[:1] in ("{", "["):
         try:
             return "\n".join(_leaves(json.loads(stripped)))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # nested past the stack: scan as text
             pass
     return output
 

@@ -124,7 +124,10 @@ def load_eval(paths: list[Path], project: Project) -> list[EvalItem]:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            item, found = _parse(line, f"{shown}:{number}", capabilities)
+            try:
+                item, found = _parse(line, f"{shown}:{number}", capabilities)
+            except RecursionError:  # json and the messages recurse once a level of nesting
+                item, found = None, [f"{shown}:{number}: nested too deeply to read"]
             problems.extend(found)
             if item is not None:
                 items.append(item)
