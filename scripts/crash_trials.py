@@ -8,8 +8,12 @@ a tiny LoRA adapter ``flags`` trained on 12 examples; the hashing embedder, two 
 ``train``  ``ragtune adapter train flags`` on the 13 examples
 ``serve``  ``ragtune serve`` while a client PUTs documents through the HTTP API, one after another
 
-Each command is killed (SIGKILL) at a random moment within the time an uninterrupted run of it
-takes, measured once (for ``serve``: within three seconds of the first PUT). Then:
+Each command is killed (SIGKILL) at a random moment of one of the stretches of its run, timed
+once on an uninterrupted run: while it starts, reads and embeds; while its snapshot is open and
+documents are written; while the adapter trains, checkpoints, is saved and swapped into place
+(``serve``: within three seconds of the first PUT). What the killed run was doing, by what it
+left (``mid-sync``, ``training``, ``saving-adapter``, ``mid-swap``, ``no-write-in-flight``,
+``finished``), is counted per kind. Then:
 
 1. ``PRAGMA integrity_check`` is ``ok`` and the FTS5 index agrees with the chunks table
    (``integrity-check`` against the content table).
@@ -270,6 +274,17 @@ def catalog_of(db: Path) -> Catalog:
 # -- the references: what uninterrupted runs make ----------------------------------------------
 
 
+@dataclass(frozen=True)
+class Window:
+    """A stretch of a run where kills go: it begins when ``trigger`` is seen (``start``: the
+    process starts; ``snapshot``: its snapshot opens; ``adapter``: it first writes the adapter's
+    checkpoint or staging folder) and lasts ``seconds``; ``weight`` is its share of the kills."""
+
+    trigger: str
+    weight: float
+    seconds: float
+
+
 @dataclass
 class References:
     template: Path  # the project before a trial: revision 1 synced, the first adapter trained
@@ -278,7 +293,7 @@ class References:
     adapter_before: str  # sha256 of the weights
     adapter_after: str
     durations: dict[str, float]  # seconds an uninterrupted run takes
-    first_write: dict[str, float]  # seconds until it first wrote something
+    windows: dict[str, list[Window]]  # where in a run of each kind the kills go
     snapshot_1: list[tuple[Any, ...]] = field(default_factory=list)
 
 
@@ -301,14 +316,14 @@ def new_project(folder: Path, models: Path) -> Path:
     return folder
 
 
-def wrote_something(folder: Path, kind: str) -> bool:
-    """Whether a run of this kind has begun writing: an open snapshot, a staging or checkpoint
-    folder."""
+def triggered(folder: Path, trigger: str) -> bool:
+    """Whether a run has reached a window's trigger (see :class:`Window`)."""
     state = folder / ".ragtune"
-    if kind in ("sync", "build") and open_snapshot(state / "knowledge.db"):
-        return True
-    adapters = state / "adapters"
-    return kind in ("build", "train") and any(adapters.glob(".flags.*"))
+    if trigger == "snapshot":
+        return open_snapshot(state / "knowledge.db")
+    if trigger == "adapter":
+        return any((state / "adapters").glob(".flags.*"))
+    return True
 
 
 def phase_of(folder: Path) -> str:
@@ -360,18 +375,31 @@ def prepare(work: Path, models: Path, log: Callable[[str], None]) -> References:
     apply_change(folder)
     took, marks = timed(COMMANDS["sync"](folder), folder)
     durations = {"sync": took}
-    first_write = {"sync": marks.get("open", took / 2)}
+    opened = marks.get("open", took / 2)
+    writing = marks.get("closed", took) - opened
+    # A fifth of the kills while it starts, reads and embeds; the rest while it writes.
+    windows = {"sync": [Window("start", 0.2, opened), Window("snapshot", 0.8, writing * 1.2)]}
     after = copy_project(template, work / "reference-build")
     apply_change(after)
     took, marks = timed(COMMANDS["build"](after), after)
-    durations["build"], first_write["build"] = took, marks.get("open", took / 2)
+    durations["build"] = took
+    opened = marks.get("open", took / 2)
+    writing = marks.get("closed", took) - opened
+    adapter = marks.get("adapter", took / 2)
+    windows["build"] = [
+        Window("start", 0.1, opened),
+        Window("snapshot", 0.4, writing * 1.2),
+        Window("adapter", 0.5, took - adapter),
+    ]
     # A training alone is the build without its sync; its first write, the first checkpoint.
-    syncing = marks.get("closed", 0.0) - marks.get("open", 0.0)
-    durations["train"] = took - syncing
-    first_write["train"] = marks.get("adapter", took / 2) - syncing
-    for kind in ("sync", "build", "train"):
-        took, first = durations[kind], first_write[kind]
-        log(f"uninterrupted {kind}: {took:.1f} s, first write at {first:.1f} s")
+    durations["train"] = took - writing
+    windows["train"] = [
+        Window("start", 0.2, adapter - writing),
+        Window("adapter", 0.8, took - adapter),
+    ]
+    for kind, spans in windows.items():
+        shown = ", ".join(f"{w.trigger} {w.seconds:.1f} s" for w in spans)
+        log(f"uninterrupted {kind}: {durations[kind]:.1f} s; kill windows: {shown}")
 
     # Every text a document can have in a trial, synced once: what its chunks must be.
     log("cataloguing the chunks of every document revision...")
@@ -394,7 +422,7 @@ def prepare(work: Path, models: Path, log: Callable[[str], None]) -> References:
         adapter_before=weights_hash(template / ".ragtune" / "adapters" / "flags"),
         adapter_after=weights_hash(after / ".ragtune" / "adapters" / "flags"),
         durations=durations,
-        first_write=first_write,
+        windows=windows,
     )
     refs.snapshot_1 = rows_of_snapshot_1(template / ".ragtune" / "knowledge.db")
     return refs
@@ -609,6 +637,7 @@ class Trial:
     kind: str
     number: int
     kill_at: float
+    window: str = ""  # the Window's trigger the kill was timed from
     phase: str = ""  # what the run was doing when killed: see phase_of
     failed_check: str | None = None
     detail: str = ""
@@ -625,20 +654,17 @@ class Trial:
 def command_trial(kind: str, folder: Path, refs: References, rng: random.Random) -> Trial:
     """Kill a sync, build or training at a random moment of its run; check; run it again."""
     apply_change(folder)
-    first, total = refs.first_write[kind], refs.durations[kind]
-    # One kill in five anywhere before the first write (starting up, reading, embedding); the
-    # others at a moment after it, while the run writes.
-    early = rng.random() < 0.2
-    delay = rng.uniform(0.0, first) if early else rng.uniform(0.0, max(total - first, 0.1))
+    spans = refs.windows[kind]
+    window = rng.choices(spans, weights=[w.weight for w in spans])[0]
+    delay = rng.uniform(0.0, max(window.seconds, 0.05))
     started = time.monotonic()
     process = start(COMMANDS[kind](folder))
-    if not early:
-        while process.poll() is None and not wrote_something(folder, kind):
-            time.sleep(0.005)
+    while process.poll() is None and not triggered(folder, window.trigger):
+        time.sleep(0.005)
     deadline = time.monotonic() + delay
     while time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.005)
-    trial = Trial(kind, 0, round(time.monotonic() - started, 3))
+    trial = Trial(kind, 0, round(time.monotonic() - started, 3), window=window.trigger)
     if process.poll() is not None:
         trial.phase = "finished"
     else:
