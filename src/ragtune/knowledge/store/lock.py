@@ -8,10 +8,12 @@ instead of writing the same document versions into one snapshot. The lock is the
 (``flock``, through :mod:`filelock`): a process that is killed lets go of it at once, so a crash
 never leaves a stale lock behind.
 
-A writer that finds the lock taken says so on the ``ragtune.knowledge`` logger (stderr when
-nothing else is configured) and waits; after :func:`lock_timeout` seconds it gives up with a
-:class:`~ragtune.knowledge.store.StoreError` that names the lock file. Readers never take the
-lock: SQLite's WAL gives them a consistent snapshot, and index files are replaced atomically.
+A sync that finds the store's lock taken says so on the ``ragtune.knowledge`` logger (stderr
+when nothing else is configured) and waits; after :func:`lock_timeout` seconds it gives up with a
+:class:`~ragtune.knowledge.store.StoreError` that names the lock file. A process saving the
+vector index does not wait: when another holds the index's lock it leaves the saving to that one
+(:meth:`WriterLock.try_hold`). Readers never take a lock: SQLite's WAL gives them a consistent
+snapshot, and index files are replaced atomically.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class WriterLock:
             if wait_message and limit > 0:
                 log.warning(
                     "%s: another process is writing %s (a sync, a build or the server's "
-                    "document upserts); waiting up to %.0f s for it to finish (%s sets the "
+                    "document upserts); waiting up to %g s for it to finish (%s sets the "
                     "limit).",
                     self.path,
                     self.what,
