@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ragtune.behavior.contract import (
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KNOWLEDGE_SYSTEM",
+    "PromptCheck",
     "build_prompt",
     "generate",
     "guide_regex",
@@ -238,7 +239,14 @@ def cited(text: str, count: int) -> list[int]:
     return sorted({n for n in found if 1 <= n <= count})
 
 
-def _prepare(runtime: Runtime, request: Request) -> tuple[Result, dict[str, float]]:
+PromptCheck = Callable[[Result], None]
+"""Called with the result once its prompt is built (route, passages, messages), before any
+generation; it raises to refuse the request (the server checks the prompt's size so)."""
+
+
+def _prepare(
+    runtime: Runtime, request: Request, check: PromptCheck | None = None
+) -> tuple[Result, dict[str, float]]:
     if not request.question.strip():
         raise PipelineError("the request is empty: ask a question.")
     timings: dict[str, float] = {}
@@ -259,13 +267,18 @@ def _prepare(runtime: Runtime, request: Request) -> tuple[Result, dict[str, floa
     messages = build_prompt(runtime, chosen, request, passages, shots)
     lap("prompt")
     result = Result("", chosen, passages=list(passages), shots=shots, messages=messages)
+    if check is not None:
+        check(result)
     return result, timings
 
 
-def run(runtime: Runtime, request: Request) -> Result:
-    """Serve one request through every step; the result carries the time of each."""
+def run(runtime: Runtime, request: Request, check: PromptCheck | None = None) -> Result:
+    """Serve one request through every step; the result carries the time of each.
+
+    ``check`` (optional) sees the built prompt before any generation, and may refuse it.
+    """
     started = time.perf_counter()
-    result, timings = _prepare(runtime, request)
+    result, timings = _prepare(runtime, request, check)
     clock = time.perf_counter()
     first = generate(runtime, result.route, result.messages, request)
     timings["generate"] = time.perf_counter() - clock
@@ -277,8 +290,10 @@ def run(runtime: Runtime, request: Request) -> Result:
     return result
 
 
-def stream(runtime: Runtime, request: Request) -> tuple[Result, Stream, Iterator[Result]]:
-    """Serve a request as a stream of text pieces.
+def stream(
+    runtime: Runtime, request: Request, check: PromptCheck | None = None
+) -> tuple[Result, Stream, Iterator[Result]]:
+    """Serve a request as a stream of text pieces (``check`` as for :func:`run`).
 
     Returns:
         The result so far (route, passages, prompt), the :class:`Stream` of pieces, and a
@@ -287,7 +302,7 @@ def stream(runtime: Runtime, request: Request) -> tuple[Result, Stream, Iterator
         flagged) and yields the finished result.
     """
     started = time.perf_counter()
-    result, timings = _prepare(runtime, request)
+    result, timings = _prepare(runtime, request, check)
     clock = time.perf_counter()
     pieces = runtime.backend.stream(
         result.messages, generation_params(runtime, result.route, request)

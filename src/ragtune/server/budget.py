@@ -5,11 +5,11 @@ Two checks, each answered with a 400 that names the numbers, before any token is
 
 - :func:`check_message_count` (on the event loop, before any work): at most
   ``ServerSettings.max_messages`` messages;
-- :func:`check_prompt` (in the worker, inside the queue and the time limit, since counting needs
+- :func:`prompt_check` (in the worker, inside the queue and the time limit, since counting needs
   the backend's tokenizer): first the client's own text - the question and the history kept -
-  so a huge body is refused before retrieval; then the whole prompt the runtime will send (the
-  system prompt, the passages, the examples, the history and the question), built by the
-  pipeline's own steps. Prompt and ``max_tokens`` together must fit the window.
+  so a huge body is refused before retrieval; then, through the pipeline's ``check``, the whole
+  prompt the runtime has built (the system prompt, the passages, the examples, the history and
+  the question) before it generates. Prompt and ``max_tokens`` together must fit the window.
 
 The window is ``model.context_tokens`` of ragtune.yaml for a local backend (the context llama.cpp
 is opened with; transformers models accept at least that much), capped by
@@ -25,13 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ragtune.runtime.pipeline import build_prompt, retrieve, route, select_shots
-from ragtune.runtime.runtime import Request, Runtime
+from ragtune.runtime.pipeline import PromptCheck
+from ragtune.runtime.runtime import Request, Result, Runtime
 from ragtune.server.errors import ApiError
 from ragtune.server.schemas import ChatRequest
 from ragtune.server.settings import ServerSettings
 
-__all__ = ["TEMPLATE_TOKENS", "Room", "check_message_count", "check_prompt", "room_for"]
+__all__ = ["TEMPLATE_TOKENS", "Room", "check_message_count", "prompt_check", "room_for"]
 
 TEMPLATE_TOKENS = 8
 """Tokens counted for each message's markup (role header, end of turn), and once more for the
@@ -110,18 +110,19 @@ def room_for(runtime: Runtime, settings: ServerSettings, max_tokens: int) -> Roo
     return Room(room, window, max_tokens)
 
 
-def check_prompt(runtime: Runtime, request: Request, settings: ServerSettings) -> int:
-    """Count the request's prompt and refuse it when it does not fit; runs in a worker thread.
+def prompt_check(runtime: Runtime, request: Request, settings: ServerSettings) -> PromptCheck:
+    """Check the client's own text now; return the check of the whole prompt, which the
+    pipeline calls once it has built it (:func:`ragtune.runtime.pipeline.run`'s ``check``).
 
-    Returns:
-        The prompt tokens counted (0 when nothing limits them).
+    Runs in a worker thread: counting needs the backend (and may load it).
 
     Raises:
-        ApiError: 400 ``context_length_exceeded``, naming the tokens counted and the room.
+        ApiError: 400 ``context_length_exceeded``, naming the tokens counted and the room
+            (here for the messages alone; from the returned check for the whole prompt).
     """
     room = room_for(runtime, settings, request.max_tokens)
     if room is None:
-        return 0
+        return _unlimited
     count = runtime.backend.count_tokens
     turns = [turn["content"] for turn in request.history] + [request.question]
     # The assistant's header that opens the answer is part of the prompt too.
@@ -134,19 +135,24 @@ def check_prompt(runtime: Runtime, request: Request, settings: ServerSettings) -
             param="messages",
             code="context_length_exceeded",
         )
-    chosen = route(runtime, request)
-    passages = retrieve(runtime, chosen, request)
-    shots = select_shots(runtime, chosen, request)
-    messages = build_prompt(runtime, chosen, request, passages, shots)
-    total = TEMPLATE_TOKENS + sum(count(m["content"]) + TEMPLATE_TOKENS for m in messages)
-    if total > room.prompt_tokens:
-        raise ApiError(
-            400,
-            f"the prompt takes {total} tokens - the messages {client}, and the capability "
-            f"{chosen.capability!r} adds its instructions, {len(passages)} passages and "
-            f"{len(shots)} examples - more than the {room.describe()}: shorten the messages, "
-            "drop earlier turns or ask for fewer max_tokens.",
-            param="messages",
-            code="context_length_exceeded",
+
+    def whole(result: Result) -> None:
+        total = TEMPLATE_TOKENS + sum(
+            count(m["content"]) + TEMPLATE_TOKENS for m in result.messages
         )
-    return total
+        if total > room.prompt_tokens:
+            raise ApiError(
+                400,
+                f"the prompt takes {total} tokens - the messages {client}, and the capability "
+                f"{result.route.capability!r} adds its instructions, {len(result.passages)} "
+                f"passages and {len(result.shots)} examples - more than the {room.describe()}: "
+                "shorten the messages, drop earlier turns or ask for fewer max_tokens.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+
+    return whole
+
+
+def _unlimited(result: Result) -> None:
+    """The check when nothing limits the prompt."""

@@ -26,7 +26,7 @@ from ragtune.generate.backend import Stream
 from ragtune.runtime.pipeline import route, run, stream
 from ragtune.runtime.runtime import Request, Result, Runtime
 from ragtune.server.auth import require_scope
-from ragtune.server.budget import check_message_count, check_prompt
+from ragtune.server.budget import check_message_count, prompt_check
 from ragtune.server.errors import ApiError, error_for, error_responses, timeout_error
 from ragtune.server.limits import Slot
 from ragtune.server.schemas import (
@@ -145,17 +145,16 @@ def _request_for(chat: ChatRequest, runtime: Runtime, settings: ServerSettings) 
 
 
 def _checked_run(state: ServerState, request: Request) -> Result:
-    """The prompt counted against the model's room (:func:`check_prompt`), then the request."""
-    check_prompt(state.runtime, request, state.settings)
-    return run(state.runtime, request)
+    """The request, its prompt counted against the model's room before it generates
+    (:func:`prompt_check`)."""
+    return run(state.runtime, request, prompt_check(state.runtime, request, state.settings))
 
 
 def _checked_stream(
     state: ServerState, request: Request
 ) -> tuple[Result, Stream, Iterator[Result]]:
-    """The prompt counted against the model's room, then the stream opened."""
-    check_prompt(state.runtime, request, state.settings)
-    return stream(state.runtime, request)
+    """The stream, its prompt counted against the model's room before it opens."""
+    return stream(state.runtime, request, prompt_check(state.runtime, request, state.settings))
 
 
 def _left(deadline: float) -> float:
