@@ -11,6 +11,7 @@
 - :mod:`ragtune.server.errors`: every error answer, in OpenAI's shape;
 - :mod:`ragtune.server.auth`: API keys with read or write scope;
 - :mod:`ragtune.server.limits`: the body limit and the bounded generation queue;
+- :mod:`ragtune.server.budget`: the message count and the prompt's tokens against the context;
 - :mod:`ragtune.server.metrics`: Prometheus metrics.
 
 Any OpenAI client talks to it; ``model`` names a capability::

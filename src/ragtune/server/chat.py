@@ -28,6 +28,7 @@ from ragtune.runtime.runtime import Request, Result, Runtime
 from ragtune.server.auth import require_scope
 from ragtune.server.budget import check_message_count, prompt_check
 from ragtune.server.errors import ApiError, error_for, error_responses, timeout_error
+from ragtune.server.handlers import describe_failure
 from ragtune.server.limits import Slot
 from ragtune.server.schemas import (
     ChatCompletion,
@@ -277,7 +278,7 @@ class _Relay:
             else:
                 self._put(("done", next(finished)))
         except Exception as exc:  # handed to the event loop, which reports it to the client
-            log.exception("streamed generation failed")
+            log.error("streamed generation failed: %s", describe_failure(exc))
             self._put(("error", exc))
         finally:
             pieces.close()  # stops a local generation that is still running

@@ -92,7 +92,7 @@ def add_error_handlers(app: FastAPI, state: ServerState) -> None:
     async def on_error(request: HTTPRequest, exc: Exception) -> Response:
         error = error_for(exc, state.runtime)
         if error.status >= 500 and isinstance(exc, RagtuneError):
-            # Unexpected exceptions are logged by uvicorn, which they reach after this answer.
+            # Unexpected exceptions are logged, clipped, by CatchErrors.
             log.warning("%s %s: %s", request.method, request.url.path, exc)
         return error.response()
 
