@@ -65,6 +65,9 @@ class Stop(Exception):
         ("context_passages", -1),
         ("context_oracle_share", 1.5),
         ("context_chars", 10),
+        ("micro_batch_size", 0),
+        ("gradient_checkpointing", "yes"),
+        ("precision", "fp16"),
     ],
 )
 def test_bad_settings_name_the_field_and_value(field: str, value: object) -> None:
@@ -211,6 +214,52 @@ def test_same_seed_same_losses(base_model, risk_flags: ExampleSet, tmp_path: Pat
     assert first.losses == second.losses
     other = train_adapter(base_model, risk_flags, tmp_path / "c", TrainConfig(**FAST, max_steps=1))
     assert other.losses[0] != first.losses[0]
+
+
+def test_micro_batches_fit_the_token_budget_and_never_exceed_the_batch() -> None:
+    assert TrainConfig(batch_size=4, max_length=1024).micro_batch() == 2
+    assert TrainConfig(batch_size=4, max_length=384).micro_batch() == 4
+    assert TrainConfig(batch_size=4, max_length=4096).micro_batch() == 1
+    assert TrainConfig(batch_size=2, micro_batch_size=8).micro_batch() == 2
+
+
+def test_how_a_run_computes_never_makes_an_adapter_stale() -> None:
+    result = TrainConfig.result_fields()
+    assert {"micro_batch_size", "gradient_checkpointing", "precision"}.isdisjoint(result)
+    assert {"checkpoint_every", "eval_max_new_tokens"}.isdisjoint(result)
+    assert {"r", "learning_rate", "batch_size", "max_length", "target_modules"} <= result
+
+
+@pytest.mark.slow
+def test_micro_batches_and_checkpointing_take_the_same_steps(  # type: ignore[no-untyped-def]
+    base_model, risk_flags: ExampleSet, tmp_path: Path
+) -> None:
+    """A batch of 4 in one pass, in four passes of one, and with gradient checkpointing: the
+    same losses and the same adapter weights, to float rounding (dropout off: its masks depend
+    on the shapes)."""
+    from safetensors.numpy import load_file
+
+    settings = {**FAST, "batch_size": 4, "max_steps": 2, "dropout": 0.0, "held_out": 0.0}
+    runs = {
+        "whole": TrainConfig(**settings, micro_batch_size=4),
+        "micro": TrainConfig(**settings, micro_batch_size=1),
+        "checkpointed": TrainConfig(**settings, micro_batch_size=2, gradient_checkpointing=True),
+    }
+    weights, losses = {}, {}
+    for name, config in runs.items():
+        result = train_adapter(base_model, risk_flags, tmp_path / name, config)
+        losses[name] = result.losses
+        weights[name] = load_file(str(result.path / "adapter_model.safetensors"))
+    for name in ("micro", "checkpointed"):
+        assert losses[name] == pytest.approx(losses["whole"], rel=1e-4), name
+        for key, value in weights["whole"].items():
+            # Adam moves a weight whose gradient is near zero by about the learning rate either
+            # way, so float rounding may flip a few; the rest must match.
+            off = abs(weights[name][key] - value) > 1e-6 + 1e-3 * abs(value)
+            assert off.mean() < 0.01, (key, off.mean())
+    assert any(abs(v).max() > 0 for k, v in weights["whole"].items() if "lora_B" in k)
+    # The model was given back without checkpointing or the input-grad hook.
+    assert not base_model.model.is_activation_checkpointing
 
 
 @pytest.mark.slow

@@ -23,12 +23,27 @@ def _help(text: str) -> dict[str, str]:
     return {"help": text}
 
 
+def _how(text: str) -> dict[str, object]:
+    """A setting of *how* a run computes, not of what it learns: the same adapter comes out
+    (up to float rounding), so changing it never makes an adapter stale."""
+    return {"help": text, "result": False}
+
+
+MICRO_BATCH_TOKENS = 2048
+"""With ``micro_batch_size`` unset, a step's batch is cut into forward passes of about this many
+tokens (``max_length`` each): the activations of one pass, not of the whole batch, are held."""
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass
 class TrainConfig:
     """Settings of one LoRA training run; the defaults suit a small model on a CPU.
 
-    Every field is recorded in the adapter's manifest, and a change to any of them means the
-    adapter is stale.
+    Every field is recorded in the adapter's manifest. A change to one of what the run learns
+    from means the adapter is stale; the settings of how it computes (:meth:`result_fields`
+    leaves them out: checkpoints, evaluation, micro-batches, gradient checkpointing, precision)
+    never do.
     """
 
     r: int = field(default=8, metadata=_help("LoRA rank: size of the low-rank update."))
@@ -61,11 +76,32 @@ class TrainConfig:
     )
     seed: int = field(default=0, metadata=_help("Seeds the split, the LoRA init and dropout."))
     checkpoint_every: int = field(
-        default=50, metadata=_help("Save a resumable checkpoint every N steps; 0 never.")
+        default=50, metadata=_how("Save a resumable checkpoint every N steps; 0 never.")
     )
     eval_max_new_tokens: int = field(
         default=96,
-        metadata=_help("Token budget of each greedy answer in evaluation; 0 skips evaluation."),
+        metadata=_how("Token budget of each greedy answer in evaluation; 0 skips evaluation."),
+    )
+    micro_batch_size: int | None = field(
+        default=None,
+        metadata=_how(
+            "Examples per forward pass; a step accumulates the gradients of its batch over them "
+            f"(the same step, less memory). None: as many as fit {MICRO_BATCH_TOKENS} tokens."
+        ),
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata=_how(
+            "Recompute each layer's activations in the backward pass instead of keeping them: "
+            "much less memory, about a third more time."
+        ),
+    )
+    precision: str = field(
+        default="auto",
+        metadata=_how(
+            "fp32, or bf16 (mixed precision, autocast); auto: bf16 on a GPU that has it, fp32 "
+            "on a CPU."
+        ),
     )
     system_prompt: str | None = field(
         default=None,
@@ -142,6 +178,23 @@ class TrainConfig:
             raise TrainError(
                 f"TrainConfig.context_chars must be at least 40, got {self.context_chars!r}"
             )
+        micro = self.micro_batch_size
+        if micro is not None and (
+            isinstance(micro, bool) or not isinstance(micro, int) or micro < 1
+        ):
+            raise TrainError(
+                f"TrainConfig.micro_batch_size must be None or a whole number >= 1, got {micro!r}"
+            )
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise TrainError(
+                "TrainConfig.gradient_checkpointing must be true or false, got "
+                f"{self.gradient_checkpointing!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise TrainError(
+                f"TrainConfig.precision must be one of {', '.join(PRECISIONS)}, got "
+                f"{self.precision!r}"
+            )
         if self.max_length < 16:
             raise TrainError(
                 f"TrainConfig.max_length must be at least 16 tokens, got {self.max_length!r}"
@@ -153,7 +206,19 @@ class TrainConfig:
         data["target_modules"] = list(self.target_modules)
         return data
 
+    def micro_batch(self) -> int:
+        """Examples per forward pass: ``micro_batch_size``, else as many as fit
+        :data:`MICRO_BATCH_TOKENS`, never more than the batch."""
+        if self.micro_batch_size is not None:
+            return min(self.micro_batch_size, self.batch_size)
+        return max(1, min(self.batch_size, MICRO_BATCH_TOKENS // self.max_length))
+
+    @classmethod
+    def result_fields(cls) -> frozenset[str]:
+        """The settings that shape what a run learns: a change to one makes an adapter stale."""
+        return frozenset(f.name for f in fields(cls) if f.metadata.get("result", True))
+
     @classmethod
     def help(cls) -> dict[str, str]:
         """Each field's one-line description, for ``--help`` texts and docs."""
-        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+        return {f.name: str(f.metadata.get("help", "")) for f in fields(cls)}

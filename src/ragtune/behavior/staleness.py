@@ -343,9 +343,11 @@ def _behaviour_changes(
             was = f"{base.name or None} ({(base.sha256 or 'None')[:12]})"
             now = f"{project.config.model.base_model} ({current[:12]})"
             reasons.append(f"base model changed: trained on {was}, the project now uses {now}")
-    trained = manifest.config
+    # Only what shapes the result counts (not checkpoints, micro-batches, precision), and a
+    # setting the manifest predates was trained as its default.
+    trained = {**type(config)().to_dict(), **manifest.config}
     wanted = config.to_dict()
-    changed = sorted(k for k in wanted if trained.get(k) != wanted[k])
+    changed = sorted(k for k in type(config).result_fields() if trained.get(k) != wanted[k])
     if changed:
         shown = ", ".join(f"{k} {trained.get(k)!r} -> {wanted[k]!r}" for k in changed[:4])
         more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""

@@ -50,6 +50,7 @@ from ragtune.behavior.checkpoint import (
 )
 from ragtune.behavior.contract import OutputContract
 from ragtune.behavior.encode import (
+    IGNORE_INDEX,
     EncodedExample,
     batch_indices,
     collate,
@@ -217,7 +218,11 @@ def train_adapter(
             manifest = AdapterManifest.read(out_dir)
     finally:
         shutil.rmtree(stage_dir, ignore_errors=True)
-        # Give the caller's model back as it came: LoRA layers out, its grad flags restored.
+        # Give the caller's model back as it came: LoRA layers out, its grad flags restored,
+        # activations kept again.
+        if config.gradient_checkpointing:
+            model.activation_checkpointing_disable()
+            model.disable_input_require_grads()
         peft_model.unload()
         for name, p in model.named_parameters():
             p.requires_grad_(grad_flags.get(name, p.requires_grad))
@@ -337,6 +342,14 @@ def _train_loop(
     # batch and the gradients are averaged, so a step is the same step either way.
     accelerator = _accelerator(next(peft_model.parameters()).device)
     trained, optimizer = accelerator.prepare(peft_model, optimizer)
+    if config.gradient_checkpointing:
+        # Recompute activations in the backward pass; the frozen embeddings' output must then
+        # ask for gradients, or the LoRA layers after them get none.
+        peft_model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
+        peft_model.enable_input_require_grads()
+    autocast = _autocast(accelerator.device, config.precision)
     rank, world = accelerator.process_index, accelerator.num_processes
     main = accelerator.is_main_process
     losses: list[float] = []
@@ -349,16 +362,15 @@ def _train_loop(
             group["lr"] = lr
         indices = batch_indices(len(encoded), step, config)
         mine = indices[rank::world] or indices[:1]  # a short last batch: no rank goes empty
-        batch = collate([encoded[i] for i in mine], tokenizer.pad_token_id)
-        counted = batch["attention_mask"].sum().to(accelerator.device)
-        out = trained(**{k: v.to(accelerator.device) for k, v in batch.items()})
-        accelerator.backward(out.loss)
+        step_loss, counted = _accumulate(
+            trained, accelerator, [encoded[i] for i in mine], tokenizer, config, autocast
+        )
         if config.max_grad_norm > 0:
             accelerator.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        loss = float(accelerator.reduce(out.loss.detach(), "mean"))
+        loss = float(accelerator.reduce(step_loss, "mean"))
         tokens += int(accelerator.reduce(counted, "sum"))
         losses.append(loss)
         due = config.checkpoint_every and step % config.checkpoint_every == 0 and step < total
@@ -367,6 +379,57 @@ def _train_loop(
         if progress is not None and main:
             progress(step, total, loss)
     return _Run(accelerator, step, losses, tokens, time.perf_counter() - started)
+
+
+def _accumulate(
+    model: Any,
+    accelerator: Any,
+    batch: list[EncodedExample],
+    tokenizer: Any,
+    config: TrainConfig,
+    autocast: Any,
+) -> tuple[Any, Any]:
+    """Forward and backward over ``batch`` in micro-batches of :meth:`TrainConfig.micro_batch`
+    examples; returns the batch's loss and its token count.
+
+    Each micro-batch's mean loss is weighted by its share of the batch's predicted tokens, so
+    the gradient summed over them is the gradient of the whole batch's mean loss: the same step
+    as one pass over the batch, holding one micro-batch's activations at a time.
+    """
+    import torch
+
+    micro = config.micro_batch()
+    parts = [
+        collate(batch[i : i + micro], tokenizer.pad_token_id) for i in range(0, len(batch), micro)
+    ]
+    # The labels are shifted inside the model: a row's first label is never predicted.
+    predicted = [int((part["labels"][:, 1:] != IGNORE_INDEX).sum()) for part in parts]
+    total = max(sum(predicted), 1)
+    loss = torch.zeros((), device=accelerator.device)
+    counted = torch.zeros((), dtype=torch.long, device=accelerator.device)
+    for part, share in zip(parts, predicted, strict=True):
+        with autocast():
+            out = model(**{k: v.to(accelerator.device) for k, v in part.items()})
+        weighted = out.loss * (share / total)
+        accelerator.backward(weighted)
+        loss += weighted.detach().float()
+        counted += part["attention_mask"].sum().to(accelerator.device)
+    return loss, counted
+
+
+def _autocast(device: Any, precision: str) -> Any:
+    """A context factory for the forward pass: bf16 autocast where ``precision`` asks for it
+    (``auto``: a CUDA device that supports bf16), else nothing."""
+    import contextlib
+
+    import torch
+
+    use = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    if not use:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def _accelerator(device: Any) -> Any:
