@@ -255,6 +255,20 @@ def test_store_problems_named_with_their_fix(project: Path) -> None:
     assert "is open: a sync was interrupted" in problems[("store", "snapshots")]["detail"]
 
 
+def test_pending_migration_is_a_warning_and_not_applied(project: Path) -> None:
+    path = project / ".ragtune/knowledge.db"
+    db = sqlite3.connect(path)
+    with db:  # as a store written by the ragtune before m003 looks
+        db.execute("DELETE FROM migrations WHERE name = 'm003_examples'")
+    db.close()
+    code, report = doctor(project)
+    schema = next(c for c in report["checks"] if c["name"] == "schema")
+    assert (code, schema["status"]) == (0, "warn")
+    assert "m003_examples" in schema["detail"] and "knowledge sync" in schema["fix"]
+    with sqlite3.connect(path) as db:  # the doctor applied nothing
+        assert not db.execute("SELECT 1 FROM migrations WHERE name = 'm003_examples'").fetchone()
+
+
 def test_no_store_yet(example_project: Callable[..., Path], tmp_path: Path) -> None:
     folder = example_project(tmp_path / "fresh", embedder="hashing")
     code, report = doctor(folder)
