@@ -96,6 +96,11 @@ class GenerationParams:
             matching newlines too); llama.cpp guides its decoding by it
             (:mod:`ragtune.generate.regex_grammar`), the other backends leave it to the
             runtime's validation. At most one of ``schema`` and ``regex``.
+        top_p: Nucleus sampling: only the most likely tokens whose probabilities add up to
+            ``top_p`` are drawn from (1.0: all of them). Matters only when sampling.
+        seed: Seeds the sampling, so a request repeated with the same seed, prompt and settings
+            gets the same answer from a local backend; None draws afresh. Matters only when
+            sampling (greedy decoding is always the same).
 
     Raises:
         BackendError: A setting out of range, naming it and the bad value.
@@ -107,6 +112,8 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     schema: dict[str, Any] | None = field(default=None, compare=False)
     regex: str | None = None
+    top_p: float = 1.0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.adapter is not None and (not isinstance(self.adapter, str) or not self.adapter):
@@ -138,6 +145,19 @@ class GenerationParams:
             raise BackendError(f"regex must be a regular expression string, got {self.regex!r}")
         if self.regex is not None and self.schema is not None:
             raise BackendError("give a schema or a regex to guide the answer, not both")
+        nucleus = self.top_p
+        if (
+            isinstance(nucleus, bool)
+            or not isinstance(nucleus, int | float)
+            or not math.isfinite(nucleus)
+            or not 0 < nucleus <= 1
+        ):
+            raise BackendError(f"top_p must be a number above 0 and at most 1, got {nucleus!r}")
+        seed = self.seed
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int) or not -(2**63) <= seed < 2**64
+        ):
+            raise BackendError(f"seed must be a whole number (64 bits) or None, got {seed!r}")
 
 
 BASE = "base"

@@ -13,8 +13,9 @@ decodes (``llama_set_adapters_lora``), so ten adapters cost one model plus ten s
 - A JSON Schema is enforced by llama.cpp's grammar made from the whole schema
   (``LlamaGrammar.from_json_schema``): a guided answer is always JSON of the schema. A regex
   contract becomes a grammar the same way (:mod:`ragtune.generate.regex_grammar`).
-- Decoding is greedy at temperature 0 and plain temperature sampling above it; stop strings
-  are cut and held back while streaming exactly as in the transformers backend.
+- Decoding is greedy at temperature 0 and temperature sampling above it (with ``top_p`` and
+  ``seed`` when given); stop strings are cut and held back while streaming exactly as in the
+  transformers backend.
 
 One lock serialises requests: the context (its KV cache and its adapter) is shared. A request
 with another adapter than the last one starts from an empty cache, since cached keys and values
@@ -246,11 +247,20 @@ class LlamaCppBackend:
         import llama_cpp
 
         params = request.params
+        # The sampler is made inside generate() from the seed set now (the lock is held);
+        # llama.cpp reads its default seed, 0xFFFFFFFF, as "draw a random one".
+        if params.seed is None:
+            self._llm.set_seed(llama_cpp.LLAMA_DEFAULT_SEED)
+        else:
+            self._llm.set_seed(params.seed % 0xFFFFFFFF)
+            # A prompt read from the cache is re-read from its last token, whose logits differ
+            # in the last bits from a whole read's: enough to change a draw. Read it whole.
+            self._llm.reset()
         tokens = self._llm.generate(
             request.prompt,
             temp=float(params.temperature),
             top_k=0,
-            top_p=1.0,
+            top_p=float(params.top_p),
             min_p=0.0,
             repeat_penalty=1.0,
             grammar=request.grammar,

@@ -86,6 +86,7 @@ class _Prepared:
     stop: list[str]
     max_tokens: int
     model_name: str
+    seed: int | None = None
 
 
 class LocalBackend:
@@ -135,6 +136,7 @@ class LocalBackend:
         started = time.perf_counter()
         request = self._prepare(messages, params)
         with self._lock, self._using(params.adapter) as model:
+            _seed(request.seed)
             output = model.generate(**request.inputs, **request.kwargs)
         text, completion_tokens, finish = self._finish(output, request)
         return Generation(
@@ -272,7 +274,7 @@ class LocalBackend:
             "pad_token_id": tokenizer.pad_token_id,
         }
         if temperature > 0:
-            kwargs.update(do_sample=True, temperature=float(temperature))
+            kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(params.top_p))
         else:
             kwargs.update(do_sample=False)
         if stops:
@@ -291,6 +293,7 @@ class LocalBackend:
             stop=stops,
             max_tokens=max_tokens,
             model_name=adapter or BASE,
+            seed=params.seed if temperature > 0 else None,
         )
 
     def _finish(self, output: Any, request: _Prepared) -> tuple[str, int, FinishReason]:
@@ -320,6 +323,7 @@ class LocalBackend:
 
             def run() -> None:
                 try:
+                    _seed(request.seed)
                     outcome["output"] = model.generate(
                         **request.inputs,
                         **request.kwargs,
@@ -355,6 +359,15 @@ class LocalBackend:
             model=request.model_name,
             seconds=time.perf_counter() - started,
         )
+
+
+def _seed(seed: int | None) -> None:
+    """Seed torch's generator for a sampled request that gave a seed; the caller holds the lock
+    (the generator is the process's)."""
+    if seed is not None:
+        import torch
+
+        torch.manual_seed(seed % 2**64)
 
 
 def _cancelled(event: threading.Event) -> Any:

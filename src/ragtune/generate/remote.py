@@ -181,6 +181,8 @@ class RemoteBackend:
                 max_tokens=params.max_tokens,
                 temperature=params.temperature,
                 stop=list(params.stop) or openai.omit,
+                top_p=params.top_p if params.top_p < 1 else openai.omit,
+                seed=openai.omit if params.seed is None else params.seed,
                 **extra,
             )
         except openai.OpenAIError as exc:
