@@ -75,13 +75,18 @@ def test_train_list_show_rm(project: Path) -> None:
         runner.invoke(app, ["adapter", "list", "-p", str(project), "--json"]).stdout
     )
     assert [a["name"] for a in listed] == ["clause_summary"]
-    shown = runner.invoke(app, ["adapter", "show", "clause_summary", "-p", str(project)])
+    shown = runner.invoke(app, ["adapter", "show", "clause_summary", "-p", str(project), "--json"])
     manifest = json.loads(shown.stdout)
     assert len(manifest["base_model"]["sha256"]) == 64
+    told = runner.invoke(app, ["adapter", "show", "clause_summary", "-p", str(project)])
+    assert told.exit_code == 0, told.output
+    assert f"({manifest['base_model']['sha256'][:12]})" in told.output
+    assert "2 steps" in told.output and "adapter.gguf" in told.output
     missing = runner.invoke(app, ["adapter", "show", "clause_sumary", "-p", str(project)])
     assert missing.exit_code == 2 and "clause_summary" in missing.output
-    removed = runner.invoke(app, ["adapter", "rm", "clause_summary", "-p", str(project)])
+    removed = runner.invoke(app, ["adapter", "rm", "clause_summary", "-p", str(project), "--json"])
     assert removed.exit_code == 0 and not folder.exists()
+    assert json.loads(removed.stdout) == {"removed": "clause_summary", "path": str(folder)}
 
 
 @pytest.mark.slow

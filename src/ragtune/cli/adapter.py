@@ -123,7 +123,7 @@ def train_command(
             guided = (
                 ""
                 if metrics.guided_compliance is None
-                else f" ({metrics.guided_compliance:.0%} enum-guided)"
+                else f" ({metrics.guided_compliance:.0%} guided)"
             )
             console.print(
                 f"  {label:8} exact match {metrics.exact_match:.0%}, contract compliance "
@@ -155,8 +155,9 @@ def list_command(project: ProjectOption = None, as_json: JsonOption = False) -> 
 
 
 @adapter_app.command("show")
-def show_command(name: str, project: ProjectOption = None) -> None:
-    """Print an adapter's manifest (ragtune.json): what it was made from and how it scored."""
+def show_command(name: str, project: ProjectOption = None, as_json: JsonOption = False) -> None:
+    """Show an adapter: what it was made from (base model, examples, settings, knowledge) and
+    how it scored against the base model; --json prints its manifest (ragtune.json) whole."""
     from ragtune.adapters import load_manifest
 
     loaded = project_or_fail(project)
@@ -164,11 +165,40 @@ def show_command(name: str, project: ProjectOption = None) -> None:
         manifest = load_manifest(loaded.adapters_dir, name)
     except RagtuneError as exc:
         fail(exc)
-    sys.stdout.write(json.dumps(manifest.to_dict(), indent=2, default=str) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps(manifest.to_dict(), indent=2, default=str) + "\n")
+        return
+    base, data, run = manifest.base_model, manifest.dataset, manifest.training
+    rows = [
+        ("base model", f"{base.name or '?'} ({(base.sha256 or '?')[:12]})"),
+        ("examples", f"{data.path or '?'}: {data.train} trained on, {data.held_out} held out"
+         + (f", {data.truncated} cut at max_length" if data.truncated else "")),
+        ("training", f"{run.steps} steps"
+         + (f" in {run.seconds / 60:.1f} min" if run.seconds else "")
+         + (f", {run.tokens_per_second:.0f} tokens/s" if run.tokens_per_second else "")
+         + (f", final loss {run.final_loss:.3f}" if run.final_loss is not None else "")
+         + (f" on {run.device}" if run.device else "")),
+        ("settings", ", ".join(f"{k} {manifest.config[k]}" for k in
+                               ("r", "alpha", "epochs", "learning_rate", "batch_size")
+                               if k in manifest.config)),
+    ]  # fmt: skip
+    for label, score in (("base", manifest.base_metrics), ("adapter", manifest.adapter_metrics)):
+        if score is not None:
+            compliance = "n/a" if score.compliance is None else f"{score.compliance:.0%}"
+            rows.append((f"{label} on held-out", f"{score.examples} examples, exact match "
+                         f"{score.exact_match:.0%}, contract compliance {compliance}"))  # fmt: skip
+    if manifest.context is not None:
+        rows.append(("context", f"retrieved passages of snapshot {manifest.context.snapshot}"))
+    rows.append(("llama.cpp", f"adapter.gguf {manifest.gguf_lora[:12]}" if manifest.gguf_lora
+                 else "no GGUF copy (served by transformers only)"))  # fmt: skip
+    rows.append(("trained", f"{manifest.created_at or '?'} by ragtune {manifest.ragtune_version}"))
+    console.print(f"[bold]{name}[/]  [dim]{loaded.adapters_dir / name}[/]")
+    for label, value in rows:
+        console.print(f"  {label:<20} {value}", highlight=False)
 
 
 @adapter_app.command("rm")
-def rm_command(name: str, project: ProjectOption = None) -> None:
+def rm_command(name: str, project: ProjectOption = None, as_json: JsonOption = False) -> None:
     """Remove an adapter (and any checkpoint of an unfinished run)."""
     from ragtune.adapters import remove_adapter
 
@@ -177,6 +207,9 @@ def rm_command(name: str, project: ProjectOption = None) -> None:
         path = remove_adapter(loaded.adapters_dir, name)
     except RagtuneError as exc:
         fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps({"removed": name, "path": str(path)}) + "\n")
+        return
     console.print(f"removed {path}")
 
 
