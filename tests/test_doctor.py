@@ -292,6 +292,8 @@ def test_missing_package_named_with_pip() -> None:
     assert [(c.status, c.detail, c.fix) for c in checks] == [
         ("fail", "not installed: no-such-dist", "pip install no-such-dist")
     ]
+    extra = check_packages({"langchain": (("ragtune_no_such_module", "langchain-core"),)})
+    assert [(c.status, c.fix) for c in extra] == [("warn", "pip install 'ragtune[langchain]'")]
 
 
 def test_no_project_still_checks_the_install(tmp_path: Path) -> None:

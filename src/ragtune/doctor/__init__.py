@@ -32,14 +32,13 @@ import shlex
 from pathlib import Path
 
 from ragtune.doctor.files import check_adapters, check_links, safetensors_problem
-from ragtune.doctor.install import FEATURES, check_install, check_models, check_packages
+from ragtune.doctor.install import check_install, check_models, check_packages
 from ragtune.doctor.report import Area, Check, DoctorReport, Status
 from ragtune.doctor.store import INDEX, check_indexes, check_store
 from ragtune.errors import RagtuneError
 from ragtune.project import Project, load_project
 
 __all__ = [
-    "FEATURES",
     "Check",
     "DoctorReport",
     "Status",

@@ -10,41 +10,33 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from ragtune.doctor.report import Area, Check
+from ragtune.extras import EXTRAS
 from ragtune.project import Project
 
-FEATURES: dict[str, tuple[tuple[str, str], ...]] = {
-    "core": (("typer", "typer"), ("rich", "rich"), ("pydantic", "pydantic"), ("yaml", "pyyaml"),
-             ("jinja2", "jinja2"), ("numpy", "numpy"), ("markdown_it", "markdown-it-py"),
-             ("jsonschema", "jsonschema"), ("text_to_num", "text2num")),
-    "knowledge": (("usearch", "usearch"), ("sentence_transformers", "sentence-transformers"),
-                  ("tokenizers", "tokenizers"), ("bs4", "beautifulsoup4"), ("pypdf", "pypdf"),
-                  ("watchfiles", "watchfiles"), ("filelock", "filelock")),
-    "training": (("torch", "torch==2.13.0"), ("transformers", "transformers"), ("peft", "peft"),
-                 ("accelerate", "accelerate"), ("safetensors", "safetensors"), ("gguf", "gguf")),
-    "serving": (("fastapi", "fastapi"), ("uvicorn", "uvicorn"),
-                ("prometheus_client", "prometheus-client")),
-    "reports": (("matplotlib", "matplotlib"),),
-}  # fmt: skip
-"""The packages each feature imports: (import name, what ``pip install`` takes)."""
-
 ENGINES = {"llama.cpp": "llama-cpp-python==0.3.36", "openai": "openai"}
-"""What ``pip install`` takes for a built-in backend's engine (transformers is in training)."""
+"""What ``pip install`` takes for a built-in backend's engine (transformers comes with the
+train extra)."""
 
 
-def check_packages(features: Mapping[str, Sequence[tuple[str, str]]] = FEATURES) -> list[Check]:
-    """One check per feature: can its packages be imported here? (Found, never imported.)
+def check_packages(features: Mapping[str, Sequence[tuple[str, str]]] = EXTRAS) -> list[Check]:
+    """One check per extra (:data:`ragtune.extras.EXTRAS`): can its packages be imported here?
+    (Found, never imported.) A missing core package fails; a missing extra is a warning with
+    the line that installs it - the light install leaves them out on purpose.
 
     Args:
-        features: Feature name -> ``(import name, pip requirement)`` pairs.
+        features: Extra name -> ``(import name, pip requirement)`` pairs.
     """
     out = Area("install", None)
     for feature, packages in features.items():
         missing = [pip for module, pip in packages if find_spec(module) is None]
-        if missing:
+        if not missing:
+            out.ok(f"packages: {feature}", f"found {', '.join(m for m, _ in packages)}")
+        elif feature in EXTRAS and feature != "core":
+            fix = f"pip install 'ragtune[{feature}]'"
+            out.warn(f"packages: {feature}", f"not installed: {', '.join(missing)}", fix)
+        else:
             fix = f"pip install {' '.join(shlex.quote(m) for m in missing)}"
             out.fail(f"packages: {feature}", f"not installed: {', '.join(missing)}", fix)
-        else:
-            out.ok(f"packages: {feature}", f"found {', '.join(m for m, _ in packages)}")
     return out.checks
 
 
