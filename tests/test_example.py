@@ -157,5 +157,8 @@ def test_demo_prints_the_report_and_writes_markdown_and_html(tmp_path: Path) -> 
         "\n", ""
     )
     # A second run replaces the demo project and its reports in place.
-    again = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path), "--no-lab"])
+    again = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path), "--no-lab", "--json"])
     assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout)  # the story went to stderr
+    assert summary["decisions"]["risk_flags"] == "lora" and summary["verdicts"] is None
+    assert "72" in summary["answer_before"] and "48" in summary["answer_after"]

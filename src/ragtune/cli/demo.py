@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,18 @@ class DemoResult:
     resync_seconds: float
     lab: LabResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON shape of ``ragtune demo --json``."""
+        return {
+            "decisions": {c.name: c.decision for c in self.report.capabilities},
+            "reports": [str(p.resolve()) for p in self.reports],
+            "answer_before": self.answer_before,
+            "answer_after": self.answer_after,
+            "resync_seconds": round(self.resync_seconds, 3),
+            "verdicts": [v.to_dict() for v in self.lab.verdicts] if self.lab else None,
+            "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
+        }
 
 
 def run_demo(directory: Path, console: Console, options: DemoOptions | None = None) -> DemoResult:
@@ -322,6 +335,7 @@ def demo_command(
             "answers): a few minutes; its figures mean nothing.",
         ),
     ] = False,
+    as_json: kit.JsonOption = False,
 ) -> None:
     """Run the contract-review example end to end, offline, on the embedded defaults.
 
@@ -338,7 +352,11 @@ def demo_command(
             train_steps=train_steps, lab=not no_lab, lab_items=lab_items, max_tokens=max_tokens
         )
     )
+    # With --json the story goes to stderr and stdout holds only the summary, for scripts.
+    console = kit.errors if as_json else kit.console
     try:
-        run_demo(directory, kit.console, options)
+        result = run_demo(directory, console, options)
     except RagtuneError as exc:
         kit.fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
