@@ -462,6 +462,46 @@ def test_watch_resyncs_within_a_second_of_a_change(project_dir: Path) -> None:
     assert "fifteen (15)" in reader.search("sick leave paid in full", k=1)[0].text
 
 
+def test_watch_json_prints_one_line_per_sync(project_dir: Path) -> None:
+    """`ragtune knowledge watch --json`: stdout holds only JSON lines, one per sync."""
+    import subprocess
+    import sys
+    import time
+
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ragtune.cli",
+            "knowledge",
+            "watch",
+            "-p",
+            str(project_dir),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    import threading
+
+    watchdog = threading.Timer(60, watcher.kill)  # a hung watcher fails the test, never hangs it
+    watchdog.start()
+    try:
+        assert watcher.stderr is not None and watcher.stdout is not None
+        assert "watching" in watcher.stderr.readline()  # the story goes to stderr
+        first = json.loads(watcher.stdout.readline())  # the sync it starts with
+        time.sleep(0.3)
+        (project_dir / "docs" / "leave.md").write_text(LEAVE.replace("ten (10)", "fifteen (15)"))
+        second = json.loads(watcher.stdout.readline())
+    finally:
+        watchdog.cancel()
+        watcher.terminate()
+        watcher.wait(10)
+    assert first["snapshot"] == 1 and second["snapshot"] == 2
+    assert second["changed"] == ["docs/leave.md"], second
+
+
 TOOL = """
 from ragtune.knowledge.tools import tool
 

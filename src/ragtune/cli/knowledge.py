@@ -330,17 +330,30 @@ def tools_command(
 def watch_command(
     project: ProjectArgument = None,
     project_flag: ProjectFlag = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON line per sync (JSON Lines), for scripts.")
+    ] = False,
 ) -> None:
     """Re-sync within a second of any source file changing, until interrupted (Ctrl-C)."""
     project = either_project(project, project_flag)
     from ragtune.knowledge.watch import watch
 
+    def report(result: SyncResult) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(sync_summary(result), default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            print_sync(result)
+
     with _knowledge(project) as kb:
 
         def ready(roots: list[Path]) -> None:
-            console.print("watching " + ", ".join(str(r) for r in roots) + " (Ctrl-C to stop)")
+            # With --json, stdout holds only the JSON lines: the rest goes to stderr.
+            (errors if as_json else console).print(
+                "watching " + ", ".join(str(r) for r in roots) + " (Ctrl-C to stop)"
+            )
 
         try:
-            watch(kb, print_sync, ready=ready)
+            watch(kb, report, ready=ready)
         except KeyboardInterrupt:
-            console.print("stopped")
+            (errors if as_json else console).print("stopped")
