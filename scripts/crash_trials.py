@@ -839,10 +839,13 @@ def run_trials(
         folder = copy_project(refs.template, work / f"trial-{number:03d}-{kind}")
         t0 = time.monotonic()
         rng = random.Random(f"{seed}-{number}")  # each trial's draws its own: repeatable
-        if kind == "serve":
-            trial = serve_trial(folder, refs, rng)
-        else:
-            trial = command_trial(kind, folder, refs, rng)
+        try:
+            if kind == "serve":
+                trial = serve_trial(folder, refs, rng)
+            else:
+                trial = command_trial(kind, folder, refs, rng)
+        except Exception as exc:  # the trial could not be run (a server that did not start)
+            trial = Trial(kind, number, 0.0, failed_check="run", detail=f"{exc}"[-2000:])
         trial.number, trial.seconds = number, round(time.monotonic() - t0, 2)
         results.append(trial)
         verdict = "survived" if trial.survived else f"FAILED {trial.failed_check}: {trial.detail}"
