@@ -164,3 +164,26 @@ def test_train_settings_are_checked_at_load(write_project: Callable[..., Path]) 
     assert "train.r must be a whole number >= 1, got 0" in message
     project = load_project(write_project(GOOD + "    train: {epochs: 3}\n"))
     assert project.config.capabilities[1].train == {"epochs": 3}
+
+
+def test_ragtune_project_names_the_default_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no project given, the commands take RAGTUNE_PROJECT before the current folder."""
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+    from ragtune.examples import copy_example
+
+    folder = copy_example("contract-review", tmp_path / "cr")
+    monkeypatch.chdir(tmp_path)  # no ragtune.yaml here
+    assert CliRunner().invoke(app, ["plan", "--json"]).exit_code == 2
+    monkeypatch.setenv("RAGTUNE_PROJECT", str(folder))
+    planned = CliRunner().invoke(app, ["plan", "--json"])
+    assert planned.exit_code == 0, planned.output
+    assert json.loads(planned.stdout)["project"] == "contract-review"
+    monkeypatch.setenv("RAGTUNE_PROJECT", str(tmp_path / "gone"))
+    missing = CliRunner().invoke(app, ["audit"])
+    assert missing.exit_code == 2 and "RAGTUNE_PROJECT=" in missing.output
+    named = CliRunner().invoke(app, ["audit", str(folder), "--json"])  # an argument wins
+    assert named.exit_code == 0, named.output

@@ -8,6 +8,7 @@ State (stores, adapters, build state) lives in ``.ragtune/`` beside the file.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -363,13 +364,25 @@ class Project:
         return (self.root / relative).resolve()
 
 
+PROJECT_ENV = "RAGTUNE_PROJECT"
+"""The environment variable naming the project when a command is given none (before ``.``)."""
+
+
 def find_project_file(target: str | Path | None = None) -> Path:
-    """The project file for a folder or file argument (default: ``./ragtune.yaml``)."""
-    path = Path(target) if target is not None else Path.cwd()
+    """The project file for a folder or file argument; default: the ``RAGTUNE_PROJECT``
+    environment variable, else ``./ragtune.yaml``."""
+    from_env = os.environ.get(PROJECT_ENV) if target is None else None
+    path = Path(target) if target is not None else Path(from_env or Path.cwd())
     if path.is_dir():
         path = path / PROJECT_FILE
     if not path.exists():
-        hint = "" if target is None else f" (from {str(target)!r})"
+        hint = (
+            f" (from {str(target)!r})"
+            if target is not None
+            else f" ({PROJECT_ENV}={from_env!r})"
+            if from_env
+            else ""
+        )
         raise ProjectError(
             f"{path}: no project file here{hint}. Run `ragtune init` to write one, or "
             "`ragtune init --example contract-review DIR` to start from the example."
