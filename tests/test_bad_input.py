@@ -188,8 +188,8 @@ def test_document_over_the_size_limit_is_skipped_by_name_and_size(tmp_path: Path
 
 def test_size_limit_default_and_bounds(tmp_path: Path) -> None:
     folder = project(tmp_path, docs__a_md="# A\n")
-    assert load_project(folder).config.knowledge.max_document_mb == 10.0
-    assert load_project(folder).config.knowledge.max_document_bytes == 10_000_000
+    assert load_project(folder).config.knowledge.max_document_mb == 5.0
+    assert load_project(folder).config.knowledge.max_document_bytes == 5_000_000
     project(tmp_path, PROJECT + "  max_document_mb: 0\n")
     with pytest.raises(
         ProjectError, match=r"line 9: `knowledge.max_document_mb`: .*greater than 0"

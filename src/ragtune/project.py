@@ -214,12 +214,12 @@ class KnowledgeSettings(BaseModel):
         384, ge=32, le=8192, description="A section longer than this is split (tokens)."
     )
     max_document_mb: float = Field(
-        10.0,
+        5.0,
         gt=0,
         le=100_000,
-        description="A source file larger than this (megabytes, 10^6 bytes) is skipped with a "
-        "message naming it and its size: sync time grows with the text (about 100 s for 10 MB "
-        "of text on two cores).",
+        description="A source file larger than this (megabytes of 10^6 bytes; a PDF counts its "
+        "images too) is skipped with a message naming it, its size and this limit. A MB of text "
+        "is about 900 chunks to embed: a minute or more on two cores.",
     )
 
     @property

@@ -111,7 +111,8 @@ def discover(root: Path, refs: list[str]) -> Discovered:
     hidden file named explicitly is used. Symlinked folders are not followed, and a file whose
     real path lies outside the project (a symbolic link out of it, an absolute path or ``..``
     elsewhere) is skipped with the reason: knowledge is what the project folder holds, and a
-    server would otherwise index and serve any file the link reaches.
+    server would otherwise index and serve any file the link reaches. A reference naming a
+    folder outside the project (``/``, ``../..``, a glob under one) is skipped whole, unwalked.
 
     Args:
         root: The project root (the folder holding ``ragtune.yaml``).
