@@ -732,3 +732,31 @@ def test_sync_does_not_follow_links_out_of_the_project(
     shown = CliRunner().invoke(app, ["knowledge", "sync", str(project_dir)])
     assert shown.exit_code == 0, shown.output
     assert "docs/secret.md" in shown.output and "outside the project" in shown.output
+
+
+@pytest.mark.slow
+def test_a_sync_with_nothing_to_embed_loads_no_model(
+    tmp_path: Path, example_project: Callable[..., Path]
+) -> None:
+    """The embedder's model loads on the first text it embeds: an unchanged sync and a keyword
+    search in a fresh process import no sentence-transformers (about 10 s here), and a change
+    still embeds with it."""
+    import subprocess
+    import sys
+
+    folder = example_project(tmp_path / "cr", sync=True)  # the default embedder, all-MiniLM
+    code = (
+        "import sys; from ragtune.knowledge.base import KnowledgeBase; "
+        "from ragtune.project import load_project; "
+        f"kb = KnowledgeBase(load_project({str(folder)!r})); r = kb.sync(); "
+        "hits = kb.search('breach notification', k=1, mode='bm25'); "
+        "print(r.embedded, len(hits), 'sentence_transformers' in sys.modules)"
+    )
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert quiet.stdout.split() == ["0", "1", "False"], quiet.stderr[-2000:]
+    (folder / "knowledge" / "nda.md").write_text(
+        (folder / "knowledge" / "nda.md").read_text() + "\n\n## 99. New\n\n99.1 A new clause.\n"
+    )
+    changed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    embedded, _, loaded = changed.stdout.split()
+    assert int(embedded) >= 1 and loaded == "True", changed.stderr[-2000:]

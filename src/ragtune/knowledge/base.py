@@ -33,15 +33,20 @@ class KnowledgeBase:
 
     @property
     def embedder(self) -> Embedder:
-        """The project's embedder (``knowledge.embedder``), loaded on first use."""
+        """The project's embedder (``knowledge.embedder``); its model loads on the first text
+        it embeds (:class:`~ragtune.knowledge.embed.LazyEmbedder`), so a sync with nothing to
+        embed and a keyword search load none."""
         if self._embedder is None:
-            from ragtune.knowledge.embed import load_embedder
+            from ragtune.knowledge.embed import LazyEmbedder, embedder_name
 
             settings = self.project.config.knowledge
             options = {"api_key_env": settings.api_key_env}
             if settings.base_url:
                 options["base_url"] = settings.base_url
-            self._embedder = load_embedder(settings.embedder, options)
+            recorded = self.store.get_meta("dim")
+            same = self.store.get_meta("embedder") == embedder_name(settings.embedder)
+            dim = int(recorded) if same and recorded and recorded.isdigit() else None
+            self._embedder = LazyEmbedder(settings.embedder, options, dim=dim)
         return self._embedder
 
     @cached_property

@@ -42,7 +42,11 @@ class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors of a fixed dimension."""
 
     name: str  # the identity recorded beside every vector: changing it re-embeds the store
-    dim: int
+
+    @property
+    def dim(self) -> int:
+        """The vectors' dimension."""
+        ...
 
     def embed(self, texts: list[str]) -> NDArray[np.float32]:
         """Embed a batch of texts; returns an (n, dim) float32 array with unit rows."""
@@ -85,6 +89,59 @@ def embedder_name(spec: str) -> str:
     if head == "st":
         return f"st:{Path(rest).expanduser().name}"
     return spec
+
+
+class LazyEmbedder:
+    """An embedder loaded on first use. Its name - what the store records beside its vectors -
+    comes from the spec, and its dimension from the store when the store was made with it, so
+    a sync with nothing to embed, a keyword search or a plan never load a model (about 10 s of
+    imports in a fresh process).
+
+    Args:
+        spec: The embedder spec (``knowledge.embedder``).
+        options: Passed to :func:`load_embedder`.
+        dim: The dimension, when known without the model (the store's, for the same name).
+    """
+
+    def __init__(
+        self, spec: str, options: dict[str, str] | None = None, *, dim: int | None = None
+    ) -> None:
+        self.spec = spec
+        self.options = options or {}
+        self.name = embedder_name(spec)
+        self._dim = dim
+        self._model: Embedder | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded."""
+        return self._model is not None
+
+    @property
+    def model(self) -> Embedder:
+        """The embedder itself, loaded now if it was not.
+
+        Raises:
+            EmbedderError: It cannot be loaded, or it records another name than its spec says.
+        """
+        if self._model is None:
+            model = load_embedder(self.spec, self.options)
+            if model.name != self.name:
+                raise EmbedderError(
+                    f"embedder {self.spec!r} calls itself {model.name!r}, not {self.name!r}: "
+                    "a registered embedder must record the name embedder_name() gives its spec"
+                )
+            self._model = model
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        """The vectors' dimension (from the store when known, else from the model)."""
+        return self._dim if self._dim is not None else self.model.dim
+
+    def embed(self, texts: list[str]) -> NDArray[np.float32]:
+        """Embed texts with the model (loaded on the first call)."""
+        return self.model.embed(texts)
 
 
 def _normalise(matrix: NDArray[np.float32]) -> NDArray[np.float32]:
