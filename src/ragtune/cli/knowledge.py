@@ -187,6 +187,10 @@ def search_command(
         ragtune knowledge search "liability cap" --capability templates -k 3 --json
 
         ragtune knowledge search "governing law" --as-of 1
+
+    Each run loads the embedder (a few seconds; --mode bm25 needs none). For many queries keep
+    one warm process: `ragtune serve` (its chat endpoint retrieves the same way) or, from Python,
+    `ragtune.load(PROJECT).search(...)`.
     """
     if mode not in ("hybrid", "bm25", "vector"):
         fail(RagtuneError(f"--mode accepts hybrid, bm25 or vector (got {mode!r})."))
