@@ -55,6 +55,7 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
         ("accelerate", "accelerate"),
         ("safetensors", "safetensors"),
         ("gguf", "gguf"),
+        ("llguidance", "llguidance"),
     ),
     "serve": (
         ("fastapi", "fastapi"),

@@ -257,14 +257,30 @@ def compliance(contract: OutputContract, outputs: list[str]) -> ComplianceReport
 
 
 def _load_schema(text: str, shown: str) -> JsonSchemaContract:
-    from jsonschema import exceptions, validators  # type: ignore[import-untyped]
-
     try:
         schema = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ContractError(
             shown, f"not valid JSON at column {exc.colno} ({exc.msg})", line=exc.lineno
         ) from None
+    return schema_contract(schema, shown)
+
+
+def schema_contract(schema: object, source: str) -> JsonSchemaContract:
+    """A JSON Schema contract from a schema already parsed (a request's ``response_format``,
+    say), checked as a contract file's schema is.
+
+    Args:
+        schema: The JSON Schema (an object, or true/false).
+        source: Where it came from, named by errors and :attr:`OutputContract.source`.
+
+    Raises:
+        ContractError: Not a JSON object, an unknown ``$schema``, or not a valid JSON Schema
+            (names the part at fault).
+    """
+    from jsonschema import exceptions, validators  # type: ignore[import-untyped]
+
+    shown = source
     if not isinstance(schema, dict | bool):
         raise ContractError(
             shown,

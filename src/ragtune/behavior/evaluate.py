@@ -1,16 +1,19 @@
 """How an adapter (or its base model) does on the held-out split: greedy answers, exact match,
-contract compliance, and compliance under enum-guided decoding as the runtime serves it."""
+contract compliance, and compliance under guided decoding as the runtime serves it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragtune.adapters import ScoreRecord, TrainConfig
 from ragtune.behavior.contract import OutputContract, compliance
 from ragtune.behavior.examples import Example
 from ragtune.prompt import training_messages
+
+if TYPE_CHECKING:
+    from ragtune.generate.guide import Grammar
 
 __all__ = ["EvalMetrics", "evaluate"]
 
@@ -24,9 +27,9 @@ class EvalMetrics:
         exact_match: Share whose greedy answer equals the expected output (whitespace stripped).
         compliance: Share that honours the output contract; None without a contract.
         outputs: The generated answers, in held-out order.
-        guided_compliance: The same with enum-guided decoding (how the local runtime serves a
-            JSON Schema contract, :mod:`ragtune.generate.guide`); None when the contract has no
-            string enum.
+        guided_compliance: The same with decoding guided by the JSON Schema (how the local
+            runtime serves a JSON Schema contract, :mod:`ragtune.generate.guide`); None without
+            a JSON Schema contract or when llguidance cannot compile it.
     """
 
     examples: int
@@ -54,17 +57,16 @@ def evaluate(
     contract: OutputContract | None,
 ) -> EvalMetrics:
     """Greedy answers to the held-out prompts (left-padded batches); exact match, compliance,
-    and compliance under enum-guided decoding when the contract has string enums."""
+    and compliance under guided decoding when the contract is a JSON Schema."""
     schema = getattr(contract, "schema", None)
     outputs = _answers(model, tokenizer, held, config, None)
     exact = sum(out == ex.output.strip() for out, ex in zip(outputs, held, strict=True))
     rate = compliance(contract, outputs).rate if contract is not None else None
     guided = None
     if contract is not None and isinstance(schema, dict):
-        from ragtune.generate.guide import enum_fields
-
-        if enum_fields(schema):
-            guided_outputs = _answers(model, tokenizer, held, config, schema)
+        grammar = _grammar(model, tokenizer, schema)
+        if grammar is not None:
+            guided_outputs = _answers(model, tokenizer, held, config, grammar)
             guided = compliance(contract, guided_outputs).rate
     return EvalMetrics(
         examples=len(held),
@@ -75,12 +77,26 @@ def evaluate(
     )
 
 
+def _grammar(model: Any, tokenizer: Any, schema: dict[str, Any]) -> Grammar | None:
+    """The schema compiled for guided decoding; None when llguidance cannot (serving would
+    refuse it with the reason)."""
+    from ragtune.generate.backend import BackendError
+    from ragtune.generate.guide import schema_grammar
+
+    eos = model.generation_config.eos_token_id
+    eos = tokenizer.eos_token_id if eos is None else eos
+    try:
+        return schema_grammar(tokenizer, schema, eos if isinstance(eos, list) else [eos])
+    except BackendError:
+        return None
+
+
 def _answers(
     model: Any,
     tokenizer: Any,
     held: Sequence[Example],
     config: TrainConfig,
-    schema: dict[str, Any] | None,
+    grammar: Grammar | None,
 ) -> list[str]:
     import torch
 
@@ -104,10 +120,10 @@ def _answers(
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         guided: dict[str, Any] = {}
-        if schema is not None:
+        if grammar is not None:
             from ragtune.generate.guide import guided_kwargs
 
-            guided, _ = guided_kwargs(tokenizer, schema, width)
+            guided, _ = guided_kwargs(grammar, width)
         with torch.no_grad():
             generated = model.generate(
                 input_ids=ids,

@@ -54,6 +54,7 @@ __all__ = [
     "FinishReason",
     "Generation",
     "GenerationParams",
+    "GuideError",
     "Stream",
     "backend_available",
     "backend_names",
@@ -79,6 +80,11 @@ class BackendError(RagtuneError):
     """A generation cannot be made: a bad request, an unknown or foreign adapter, a server error."""
 
 
+class GuideError(BackendError):
+    """A JSON Schema or regex the backend cannot guide its decoding by: not a valid schema, or
+    one its engine cannot express (names what failed)."""
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """How to answer one request, for every backend.
@@ -91,11 +97,12 @@ class GenerationParams:
             1e-45 overflows to inf, and sampling from that fails.
         stop: Strings that end the answer; the text is cut before the first one found.
         schema: The JSON Schema the answer must follow; a backend that can guide its decoding
-            by it does (the local ones), a remote one leaves it to the runtime's validation.
+            by it does (the local ones: llama.cpp's grammars, llguidance on transformers), a
+            remote one leaves it to the runtime's validation.
         regex: The regular expression the whole answer must match (a regex contract, ``.``
-            matching newlines too); llama.cpp guides its decoding by it
-            (:mod:`ragtune.generate.regex_grammar`), the other backends leave it to the
-            runtime's validation. At most one of ``schema`` and ``regex``.
+            matching newlines too); the local backends guide their decoding by it
+            (:mod:`ragtune.generate.regex_grammar`), a remote one leaves it to the runtime's
+            validation. At most one of ``schema`` and ``regex``.
         top_p: Nucleus sampling: only the most likely tokens whose probabilities add up to
             ``top_p`` are drawn from (1.0: all of them). Matters only when sampling.
         seed: Seeds the sampling, so a request repeated with the same seed, prompt and settings

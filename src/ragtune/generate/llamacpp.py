@@ -41,6 +41,7 @@ from ragtune.generate.backend import (
     BackendError,
     Generation,
     GenerationParams,
+    GuideError,
     Stream,
     check_messages,
     cut_at_stop,
@@ -348,7 +349,7 @@ class LlamaCppBackend:
                 validator_for(schema).check_schema(schema)
                 self._grammars[key] = LlamaGrammar.from_json_schema(key, verbose=False)
             except SchemaError as exc:
-                raise BackendError(f"the JSON Schema is not valid: {exc.message}") from exc
+                raise GuideError(f"the JSON Schema is not valid: {exc.message}") from exc
             except (
                 ValueError,
                 RuntimeError,
@@ -357,7 +358,7 @@ class LlamaCppBackend:
                 AttributeError,
                 AssertionError,
             ) as exc:
-                raise BackendError(
+                raise GuideError(
                     f"the JSON Schema cannot become a llama.cpp grammar ({exc}); simplify the "
                     "schema (llama.cpp supports types, enums, required properties, arrays and "
                     "$ref) or serve it with model.backend: transformers."
@@ -377,7 +378,7 @@ class LlamaCppBackend:
                     regex_to_gbnf(pattern), verbose=False
                 )
             except (RegexGrammarError, ValueError) as exc:
-                raise BackendError(f"the regex cannot become a llama.cpp grammar: {exc}") from exc
+                raise GuideError(f"the regex cannot become a llama.cpp grammar: {exc}") from exc
         return self._grammars[key]
 
     # -- the vocabulary ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ on the same :class:`~ragtune.generate.base.LoadedModel` while a backend serves i
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Generator, Iterator
@@ -54,6 +55,7 @@ from ragtune.generate.backend import (
 
 if TYPE_CHECKING:
     from ragtune.generate.base import LoadedModel
+    from ragtune.generate.guide import Grammar
     from ragtune.project import Project
 
 __all__ = ["LoadedAdapter", "LocalBackend"]
@@ -112,6 +114,7 @@ class LocalBackend:
             eos = loaded.tokenizer.eos_token_id
         self._eos_ids = set(eos if isinstance(eos, list) else [eos])
         self._specials = special_tokens(loaded.tokenizer)
+        self._grammars: dict[str, Grammar] = {}  # compiled contracts, by their text
 
     # -- the Backend interface -----------------------------------------------------------------
 
@@ -124,14 +127,15 @@ class LocalBackend:
             messages: ``{"role": ..., "content": ...}`` dicts; the model's chat template lays
                 them out, ending with the assistant's turn.
             params: The adapter (one under ``adapters_root``, or None for the base model), the
-                token budget, temperature (0 greedy) and stop strings. With a ``schema``, while
-                the answer is inside the value of one of its string-enum properties, only
-                tokens that continue an allowed value are let through
-                (:class:`ragtune.generate.guide.EnumGuide`).
+                token budget, temperature (0 greedy) and stop strings. A ``schema`` or
+                ``regex`` guides the decoding: only tokens that keep the answer inside the
+                contract are let through (:mod:`ragtune.generate.guide`, llguidance), so the
+                answer is the schema's JSON or matches the regex unless ``max_tokens`` runs out.
 
         Raises:
             BackendError: A bad argument; an unknown adapter (lists the known ones); an adapter
-                trained on another base model (names both hashes); PEFT cannot load it.
+                trained on another base model (names both hashes); PEFT cannot load it; a
+                schema or regex llguidance cannot compile (names what failed).
         """
         started = time.perf_counter()
         request = self._prepare(messages, params)
@@ -261,7 +265,7 @@ class LocalBackend:
         """Check the request and tokenise its prompt; an unknown adapter fails here."""
         check_messages(messages)
         adapter, max_tokens, temperature = params.adapter, params.max_tokens, params.temperature
-        stops, schema = list(params.stop), params.schema
+        stops = list(params.stop)
         if adapter is not None and adapter not in self._adapters:
             self._check_adapter(adapter)
         tokenizer = self.loaded.tokenizer
@@ -281,10 +285,11 @@ class LocalBackend:
             # transformers stops on the strings itself (StopStringCriteria); it needs the
             # tokenizer to see which tokens can spell them.
             kwargs.update(stop_strings=stops, tokenizer=tokenizer)
-        if schema is not None:
+        grammar = self._grammar(params)
+        if grammar is not None:
             from ragtune.generate.guide import guided_kwargs
 
-            guided, _ = guided_kwargs(tokenizer, schema, int(inputs["input_ids"].shape[1]))
+            guided, _ = guided_kwargs(grammar, int(inputs["input_ids"].shape[1]))
             kwargs.update(guided)
         return _Prepared(
             inputs=inputs,
@@ -295,6 +300,25 @@ class LocalBackend:
             model_name=adapter or BASE,
             seed=params.seed if temperature > 0 else None,
         )
+
+    def _grammar(self, params: GenerationParams) -> Grammar | None:
+        """The request's contract compiled by llguidance (once per contract), or None."""
+        if params.schema is not None:
+            key = "schema:" + json.dumps(params.schema, sort_keys=True)
+        elif params.regex is not None:
+            key = "regex:" + params.regex
+        else:
+            return None
+        if key not in self._grammars:
+            from ragtune.generate.guide import regex_grammar, schema_grammar
+
+            tokenizer = self.loaded.tokenizer
+            self._grammars[key] = (
+                schema_grammar(tokenizer, params.schema, self._eos_ids)
+                if params.schema is not None
+                else regex_grammar(tokenizer, str(params.regex), self._eos_ids)
+            )
+        return self._grammars[key]
 
     def _finish(self, output: Any, request: _Prepared) -> tuple[str, int, FinishReason]:
         """Text, completion tokens and finish reason of generate()'s output."""

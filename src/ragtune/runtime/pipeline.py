@@ -11,10 +11,12 @@ descriptions). The route says what serves it, from the audit's plan:
   contract-review case - the knowledge of those capabilities is retrieved too, and the answer
   comes in the behaviour's format from the current text.
 
-The output is checked against the capability's contract; on failure the model gets one repair
-attempt that names what was wrong, then the result carries ``contract_violation`` rather than
-silently bad output. Every result carries the citations (document, section, version, snapshot),
-the route and the time of each step.
+The output is checked against the capability's contract (or the one the request brings: an API
+client's ``response_format``); on failure the model gets one repair attempt that names what was
+wrong, then the result carries ``contract_violation`` rather than silently bad output. A
+client's own instructions go after the capability's rules in the system prompt, and the
+request's stop strings, ``top_p`` and ``seed`` reach the backend. Every result carries the
+citations (document, section, version, snapshot), the route and the time of each step.
 
 :class:`~ragtune.runtime.runtime.Runtime` holds what the steps share (project, knowledge base,
 contracts, examples, the generation backend); the steps read it and change nothing in it, so one
@@ -31,12 +33,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ragtune.behavior.contract import (
     ContractResult,
+    OutputContract,
     default_instructions,
 )
 from ragtune.behavior.examples import Example
 from ragtune.context import Passage, defuse, format_context
 from ragtune.generate.backend import GenerationParams
-from ragtune.prompt import KNOWLEDGE_SYSTEM, chat_messages, repair_messages
+from ragtune.prompt import (
+    KNOWLEDGE_SYSTEM,
+    chat_messages,
+    repair_messages,
+    with_client_instructions,
+)
 from ragtune.runtime.runtime import (
     PipelineError,
     Request,
@@ -53,6 +61,7 @@ __all__ = [
     "KNOWLEDGE_SYSTEM",
     "PromptCheck",
     "build_prompt",
+    "contract_for",
     "generate",
     "guide_regex",
     "guide_schema",
@@ -118,22 +127,40 @@ def select_shots(runtime: Runtime, route: Route, request: Request) -> list[Examp
     return runtime.shots_for(route.capability, request.question)
 
 
-def system_prompt(runtime: Runtime, route: Route) -> str | None:
+def contract_for(
+    runtime: Runtime, route: Route, request: Request | None = None
+) -> OutputContract | None:
+    """The contract the answer must honour: the request's own (a client's ``response_format``)
+    when it brings one, else the capability's, else None."""
+    if request is not None and request.contract is not None:
+        return request.contract
+    return runtime.contracts.get(route.capability)
+
+
+def system_prompt(
+    runtime: Runtime, route: Route, contract: OutputContract | None = None
+) -> str | None:
     """The system prompt of a route.
 
     A knowledge capability: its ``instructions`` or :data:`KNOWLEDGE_SYSTEM`. A behaviour: the
     prompt its adapter is trained with (:func:`ragtune.behavior.contract.default_instructions`:
     its instructions or description and, with a contract, exactly what to reply with); an
     adapter trained with another ``train.system_prompt`` gets that one.
+
+    ``contract`` is a contract the request brings in place of the capability's: a behaviour
+    is told to reply with it instead; any other prompt is followed by what to reply with.
     """
     cap = runtime.capability(route.capability)
     if route.strategy == "retrieval":
-        return cap.instructions or KNOWLEDGE_SYSTEM
-    if route.strategy == "lora" and cap.train.get("system_prompt"):
-        return str(cap.train["system_prompt"])
-    return default_instructions(
-        cap.instructions or cap.description, runtime.contracts.get(route.capability)
-    )
+        base = cap.instructions or KNOWLEDGE_SYSTEM
+    elif route.strategy == "lora" and cap.train.get("system_prompt"):
+        base = str(cap.train["system_prompt"])
+    else:
+        return default_instructions(
+            cap.instructions or cap.description,
+            contract or runtime.contracts.get(route.capability),
+        )
+    return base if contract is None else f"{base} Reply with only {contract.describe()}."
 
 
 def build_prompt(
@@ -147,12 +174,15 @@ def build_prompt(
     passages marked as data and numbered for citation (the layout adapters are trained on).
 
     What the client sent (the history and the question) is defused like retrieved text
-    (:func:`ragtune.context.defuse`): whatever the backend, it cannot open a chat turn."""
+    (:func:`ragtune.context.defuse`): whatever the backend, it cannot open a chat turn. The
+    client's instructions follow the capability's rules in the system prompt
+    (:func:`ragtune.prompt.with_client_instructions`); a contract the request brings replaces
+    the capability's there too."""
     context = format_context(passages, runtime.passage_chars(route)) if passages else None
     history = [{**turn, "content": defuse(turn["content"])} for turn in request.history]
-    return chat_messages(
-        system_prompt(runtime, route), shots, defuse(request.question), context, history
-    )
+    system = system_prompt(runtime, route, request.contract)
+    system = with_client_instructions(system, request.instructions)
+    return chat_messages(system, shots, defuse(request.question), context, history)
 
 
 def generate(
@@ -164,30 +194,36 @@ def generate(
 
 
 def generation_params(runtime: Runtime, route: Route, request: Request) -> GenerationParams:
-    """The route's adapter, the request's budget and temperature, and the schema that guides
-    the decoding (:func:`guide_schema`)."""
+    """The route's adapter, the request's budget and sampling settings (temperature, top_p,
+    seed, stop strings), and the schema or regex that guides the decoding
+    (:func:`guide_schema`, :func:`guide_regex`)."""
     return GenerationParams(
         adapter=route.adapter,
         max_tokens=request.max_tokens,
         temperature=request.temperature,
-        schema=guide_schema(runtime, route),
-        regex=guide_regex(runtime, route),
+        stop=request.stop,
+        schema=guide_schema(runtime, route, request),
+        regex=guide_regex(runtime, route, request),
+        top_p=request.top_p,
+        seed=request.seed,
     )
 
 
-def guide_schema(runtime: Runtime, route: Route) -> dict[str, Any] | None:
-    """The JSON Schema that guides the route's decoding, or None (no JSON Schema contract, or
-    the runtime is not ``guided``)."""
-    contract = runtime.contracts.get(route.capability)
+def guide_schema(
+    runtime: Runtime, route: Route, request: Request | None = None
+) -> dict[str, Any] | None:
+    """The JSON Schema that guides the decoding (:func:`contract_for`: the request's contract or
+    the route's), or None (no JSON Schema contract, or the runtime is not ``guided``)."""
+    contract = contract_for(runtime, route, request)
     schema = getattr(contract, "schema", None)
     return schema if runtime.guided and isinstance(schema, dict) else None
 
 
-def guide_regex(runtime: Runtime, route: Route) -> str | None:
-    """The regex contract that guides the route's decoding, or None: no regex contract, the
-    runtime is not ``guided``, or the pattern uses what a grammar cannot express (lookarounds,
+def guide_regex(runtime: Runtime, route: Route, request: Request | None = None) -> str | None:
+    """The regex contract that guides the decoding, or None: no regex contract, the runtime
+    is not ``guided``, or the pattern uses what a grammar cannot express (lookarounds,
     backreferences...; the answer is then only validated)."""
-    contract = runtime.contracts.get(route.capability)
+    contract = contract_for(runtime, route, request)
     pattern = getattr(contract, "pattern", None)
     if not runtime.guided or not isinstance(pattern, re.Pattern):
         return None
@@ -219,7 +255,7 @@ def validate(
         The generation kept, its contract result (None without a contract) and every
         generation made (for the usage).
     """
-    contract = runtime.contracts.get(route.capability)
+    contract = contract_for(runtime, route, request)
     if contract is None:
         return first, None, [first]
     checked = contract.validate(first.text)
@@ -311,7 +347,7 @@ def stream(
     def finish() -> Iterator[Result]:
         generation = pieces.collect()
         timings["generate"] = time.perf_counter() - clock
-        contract = runtime.contracts.get(result.route.capability)
+        contract = contract_for(runtime, result.route, request)
         check_started = time.perf_counter()
         checked = contract.validate(generation.text) if contract is not None else None
         timings["validate"] = time.perf_counter() - check_started

@@ -51,6 +51,16 @@ class Request:
             messages excluded.
         max_tokens: Token budget of the answer.
         temperature: 0 for greedy decoding.
+        instructions: The client's own instructions (an API request's system and developer
+            messages), placed after the capability's rules, which they cannot change
+            (:func:`ragtune.prompt.with_client_instructions`); empty: none.
+        contract: The output contract the client asks for (an API request's
+            ``response_format`` or forced function call); it replaces the capability's own
+            contract for this request: it guides the decoding, and the answer is validated
+            and repaired against it. None: the capability's contract, if it has one.
+        stop: Strings that end the answer (the text is cut before the first one).
+        top_p: Nucleus sampling when sampling (1.0: all tokens).
+        seed: Seeds the sampling, for an answer that repeats; None draws afresh.
     """
 
     question: str
@@ -58,6 +68,11 @@ class Request:
     history: tuple[dict[str, str], ...] = ()
     max_tokens: int = 256
     temperature: float = 0.0
+    instructions: str = ""
+    contract: OutputContract | None = None
+    stop: tuple[str, ...] = ()
+    top_p: float = 1.0
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +188,8 @@ class Runtime:
             (:func:`ragtune.generate.backend.open_backend`).
         embedder: The embedder for retrieval, few-shot and routing; default: the project's.
         decisions: Strategy per capability; default: the audit's decisions.
-        guided: Enum-guided decoding for capabilities with a JSON Schema contract (default).
+        guided: Decoding guided by the contract (a JSON Schema or a regex) where the backend can
+            (default).
     """
 
     def __init__(
@@ -187,8 +203,9 @@ class Runtime:
     ) -> None:
         self.project = project
         self.guided = guided
-        """Keep a JSON Schema contract's string enums to their values while decoding (local
-        backend, :mod:`ragtune.generate.guide`); False lets the model answer freely."""
+        """Keep answers inside their JSON Schema or regex contract while decoding (llama.cpp's
+        grammars, llguidance on transformers: :mod:`ragtune.generate.guide`); False lets the
+        model answer freely and only validates."""
         self._backend: Backend | None = backend if isinstance(backend, Backend) else None
         self._factory: BackendFactory | None = None if isinstance(backend, Backend) else backend
         self._embedder = embedder

@@ -3,6 +3,10 @@
 - :mod:`ragtune.server.app`: the FastAPI app (:func:`create_app`), put together from the routers;
 - :mod:`ragtune.server.settings`: the keys and limits it runs with (:class:`ServerSettings`);
 - :mod:`ragtune.server.chat`: ``/v1/models`` and ``/v1/chat/completions``, streamed or not;
+- :mod:`ragtune.server.fields`: which OpenAI field does what, and which are refused (400);
+- :mod:`ragtune.server.completions`: ``/v1/completions``, OpenAI's legacy completions;
+- :mod:`ragtune.server.embeddings`: ``/v1/embeddings``, from the knowledge base's embedder;
+- :mod:`ragtune.server.generation`: a request run in the queue and time limit, or streamed;
 - :mod:`ragtune.server.knowledge`: the endpoints that write or remove knowledge documents;
 - :mod:`ragtune.server.documents`: which documents may be written, and the sync after a change;
 - :mod:`ragtune.server.adapters`: the endpoint that reloads a retrained adapter;

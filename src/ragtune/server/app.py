@@ -6,8 +6,12 @@ endpoint                                   scope   what it does
 =========================================  ======  ==============================================
 ``POST /v1/chat/completions``              read    one request through the runtime; ``model`` is
                                                    a capability or ``auto``; ``stream: true``
-                                                   answers with server-sent events
+                                                   answers with server-sent events; every
+                                                   OpenAI field honoured or refused (400)
+``POST /v1/completions``                   read    the same for a prompt (OpenAI's legacy API)
+``POST /v1/embeddings``                    read    vectors from the knowledge base's embedder
 ``GET /v1/models``                         read    the capabilities, with the strategy of each
+``GET /v1/models/{model}``                 read    one capability
 ``PUT /v1/knowledge/documents/{path}``     write   write a document (the body), sync knowledge
 ``DELETE /v1/knowledge/documents/{path}``  write   remove a document, sync knowledge
 ``POST /v1/adapters/{name}/reload``        write   serve a retrained adapter
@@ -16,6 +20,7 @@ endpoint                                   scope   what it does
 =========================================  ======  ==============================================
 
 Each group of endpoints is a router of its own (:mod:`~ragtune.server.chat`,
+:mod:`~ragtune.server.completions`, :mod:`~ragtune.server.embeddings`,
 :mod:`~ragtune.server.knowledge`, :mod:`~ragtune.server.adapters`,
 :mod:`~ragtune.server.operations`); :func:`create_app` puts them together behind the limits, the
 request count and the error handlers. Every error has OpenAI's shape (:mod:`ragtune.server.errors`).
@@ -40,6 +45,8 @@ from ragtune import __version__
 from ragtune.runtime.runtime import Runtime
 from ragtune.server.adapters import adapters_router
 from ragtune.server.chat import chat_router
+from ragtune.server.completions import completions_router
+from ragtune.server.embeddings import embeddings_router
 from ragtune.server.errors import too_large
 from ragtune.server.handlers import CatchErrors, add_error_handlers
 from ragtune.server.knowledge import knowledge_router
@@ -73,7 +80,15 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
     app.state.ragtune = state
     _add_guards(app, state)
     add_error_handlers(app, state)
-    for router in (operations_router, chat_router, knowledge_router, adapters_router):
+    routers = (
+        operations_router,
+        chat_router,
+        completions_router,
+        embeddings_router,
+        knowledge_router,
+        adapters_router,
+    )
+    for router in routers:
         app.include_router(router(state))
     return app
 

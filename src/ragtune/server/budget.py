@@ -6,10 +6,11 @@ Two checks, each answered with a 400 that names the numbers, before any token is
 - :func:`check_message_count` (on the event loop, before any work): at most
   ``ServerSettings.max_messages`` messages;
 - :func:`prompt_check` (in the worker, inside the queue and the time limit, since counting needs
-  the backend's tokenizer): first the client's own text - the question and the history kept -
-  so a huge body is refused before retrieval; then, through the pipeline's ``check``, the whole
-  prompt the runtime has built (the system prompt, the passages, the examples, the history and
-  the question) before it generates. Prompt and ``max_tokens`` together must fit the window.
+  the backend's tokenizer): first the client's own text - the question, the history kept and
+  its instructions - so a huge body is refused before retrieval; then, through the pipeline's
+  ``check``, the whole prompt the runtime has built (the system prompt, the passages, the
+  examples, the history and the question) before it generates. Prompt and ``max_tokens``
+  together must fit the window.
 
 The window is ``model.context_tokens`` of ragtune.yaml for a local backend (the context llama.cpp
 is opened with; transformers models accept at least that much), capped by
@@ -125,6 +126,8 @@ def prompt_check(runtime: Runtime, request: Request, settings: ServerSettings) -
         return _unlimited
     count = runtime.backend.count_tokens
     turns = [turn["content"] for turn in request.history] + [request.question]
+    if request.instructions:
+        turns.append(request.instructions)
     # The assistant's header that opens the answer is part of the prompt too.
     client = TEMPLATE_TOKENS + sum(count(text) + TEMPLATE_TOKENS for text in turns)
     if client > room.prompt_tokens:

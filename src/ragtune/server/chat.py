@@ -1,57 +1,51 @@
-"""The OpenAI endpoints: the models a request may name (the capabilities), and chat completions,
-answered whole or streamed as server-sent events.
-
-Generation is blocking work: it runs in a worker thread, inside the generation queue and the
-request's time limit, so the event loop keeps answering while the model works.
+"""The OpenAI endpoints of the capabilities: the models a request may name (``GET /v1/models``,
+``GET /v1/models/{model}``), and chat completions, answered whole or streamed as server-sent
+events - as text, as JSON by the client's schema, or as a tool call
+(:mod:`ragtune.server.fields` says which field does what).
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import json
-import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import anyio
-import anyio.to_thread
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, Response
 
 from ragtune.errors import closest
-from ragtune.generate.backend import Stream
-from ragtune.runtime.pipeline import route, run, stream
+from ragtune.runtime.pipeline import route
 from ragtune.runtime.runtime import Request, Result, Runtime
 from ragtune.server.auth import require_scope
-from ragtune.server.budget import check_message_count, prompt_check
-from ragtune.server.errors import ApiError, error_for, error_responses, timeout_error
-from ragtune.server.handlers import describe_failure
-from ragtune.server.limits import Slot
+from ragtune.server.budget import check_message_count
+from ragtune.server.errors import ApiError, error_responses
+from ragtune.server.fields import Shape, chat_request
+from ragtune.server.generation import checked_run, generate, stream_response
 from ragtune.server.schemas import (
     ChatCompletion,
     ChatRequest,
     MessageError,
+    ModelEntry,
     ModelList,
     completion,
     completion_chunk,
     completion_id,
     result_extras,
-    to_request,
+    tool_call,
     usage,
 )
 from ragtune.server.settings import ServerSettings, ServerState
 
-__all__ = ["chat_router"]
+__all__ = ["chat_router", "check_model", "max_tokens_for"]
 
-log = logging.getLogger("ragtune.server")
-T = TypeVar("T")
+ModelName = Annotated[str, PathParam(description="A capability of the project.")]
 
 
 def chat_router(state: ServerState) -> APIRouter:
-    """``GET /v1/models`` and ``POST /v1/chat/completions`` over the state's runtime."""
+    """``GET /v1/models``, ``GET /v1/models/{model}`` and ``POST /v1/chat/completions`` over
+    the state's runtime."""
     router = APIRouter(tags=["openai"])
     read = require_scope(state.settings.keys, "read")
 
@@ -64,6 +58,27 @@ def chat_router(state: ServerState) -> APIRouter:
     async def models() -> dict[str, Any]:
         """The capabilities as OpenAI models; ``strategy`` says what serves each."""
         return {"object": "list", "data": _models(state.runtime)}
+
+    @router.get(
+        "/v1/models/{model}",
+        dependencies=[read],
+        response_model=None,
+        responses={200: {"model": ModelEntry}, **error_responses(401, 404)},
+    )
+    async def model(model: ModelName) -> dict[str, Any]:
+        """One capability as an OpenAI model (the client's ``models.retrieve``)."""
+        if model != "auto":
+            check_model(model, state.runtime)
+        found = [m for m in _models(state.runtime) if m["id"] == model]
+        if not found:
+            raise ApiError(
+                404,
+                "'auto' is not a model but a choice: the request is routed to the capability "
+                "whose questions are most like it (GET /v1/models lists them).",
+                param="model",
+                code="model_not_found",
+            )
+        return found[0]
 
     @router.post(
         "/v1/chat/completions",
@@ -82,13 +97,19 @@ def chat_router(state: ServerState) -> APIRouter:
         """Answer a chat request through the runtime (OpenAI's schema, with ragtune's extras:
         ``citations``, ``route``, ``contract_violation``, ``timings``)."""
         deadline = anyio.current_time() + state.settings.timeout_s
-        request = _request_for(chat, state.runtime, state.settings)
+        request, shape = _request_for(chat, state.runtime, state.settings)
         if chat.stream:
             include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-            return await _stream(state, request, include_usage, deadline)
-        result = await _generate(state, lambda: _checked_run(state, request), deadline)
+            return await stream_response(
+                state,
+                request,
+                lambda routed: ChatFraming(routed.route.capability, shape, include_usage),
+                deadline,
+            )
+        result = await generate(state, lambda: checked_run(state, request), deadline)
         state.metrics.result(result)
-        return JSONResponse(completion(result, completion_id()))
+        call = shape.call(result.text) if shape.calls else None
+        return JSONResponse(completion(result, completion_id(), call=call))
 
     return router
 
@@ -114,24 +135,27 @@ def _models(runtime: Runtime) -> list[dict[str, Any]]:
     return data
 
 
-def _request_for(chat: ChatRequest, runtime: Runtime, settings: ServerSettings) -> Request:
-    """The runtime request, after the checks that need the project and the limits."""
-    if chat.model != "auto" and chat.model not in runtime.capabilities:
-        close = closest(chat.model, runtime.capabilities)
-        hint = f" Did you mean {close!r}?" if close else ""
-        raise ApiError(
-            404,
-            f"model {chat.model!r} is not a capability of this server.{hint} Models: "
-            f"{', '.join(runtime.capabilities)}, or 'auto' to route by the question "
-            "(GET /v1/models lists them).",
-            param="model",
-            code="model_not_found",
-        )
-    check_message_count(chat, settings)
-    asked = chat.max_completion_tokens or chat.max_tokens
+def check_model(model: str, runtime: Runtime) -> None:
+    """404 ``model_not_found`` unless ``model`` is a capability or ``auto``, naming them."""
+    if model == "auto" or model in runtime.capabilities:
+        return
+    close = closest(model, runtime.capabilities)
+    hint = f" Did you mean {close!r}?" if close else ""
+    raise ApiError(
+        404,
+        f"model {model!r} is not a capability of this server.{hint} Models: "
+        f"{', '.join(runtime.capabilities)}, or 'auto' to route by the question "
+        "(GET /v1/models lists them).",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def max_tokens_for(asked: int | None, name: str, settings: ServerSettings) -> int:
+    """The answer's budget: the one asked for (400 above the server's limit), else the
+    server's default."""
     limit = settings.max_tokens_limit
     if asked is not None and asked > limit:
-        name = "max_completion_tokens" if chat.max_completion_tokens else "max_tokens"
         raise ApiError(
             400,
             f"{name} {asked} is above this server's limit of {limit}: ask for at most {limit} "
@@ -139,202 +163,65 @@ def _request_for(chat: ChatRequest, runtime: Runtime, settings: ServerSettings) 
             param=name,
             code="max_tokens_too_large",
         )
-    request = to_request(chat, asked or min(settings.default_max_tokens, limit))
+    return asked or min(settings.default_max_tokens, limit)
+
+
+def _request_for(
+    chat: ChatRequest, runtime: Runtime, settings: ServerSettings
+) -> tuple[Request, Shape]:
+    """The runtime request and the answer's shape, after the checks that need the project and
+    the limits."""
+    check_model(chat.model, runtime)
+    check_message_count(chat, settings)
+    name = "max_completion_tokens" if chat.max_completion_tokens else "max_tokens"
+    budget = max_tokens_for(chat.max_completion_tokens or chat.max_tokens, name, settings)
+    request, shape = chat_request(chat, budget)
     if not request.question.strip():
         raise MessageError("the last user message is empty: put the question in it.")
-    return request
+    return request, shape
 
 
-def _checked_run(state: ServerState, request: Request) -> Result:
-    """The request, its prompt counted against the model's room before it generates
-    (:func:`prompt_check`)."""
-    return run(state.runtime, request, prompt_check(state.runtime, request, state.settings))
+@dataclass
+class ChatFraming:
+    """The events of a streamed chat answer: the role, the content deltas, a final chunk with
+    the finish reason and ragtune's extras, the usage (when asked).
 
-
-def _checked_stream(
-    state: ServerState, request: Request
-) -> tuple[Result, Stream, Iterator[Result]]:
-    """The stream, its prompt counted against the model's room before it opens."""
-    return stream(state.runtime, request, prompt_check(state.runtime, request, state.settings))
-
-
-def _left(deadline: float) -> float:
-    """Seconds until ``deadline`` (an anyio clock time), never below zero."""
-    return max(0.0, deadline - anyio.current_time())
-
-
-async def _generate(state: ServerState, work: Callable[[], T], deadline: float) -> T:
-    """Run blocking generation in a worker thread, inside the queue and the time limit.
-
-    On the time limit the client is answered 504 at once; the worker cannot be interrupted
-    mid-generation, so its queue place is given back only when it has really finished.
-    """
-    slot = state.queue.enter()
-    started = time.perf_counter()
-    began = threading.Event()
-
-    def guarded() -> T:
-        began.set()
-        try:
-            return work()
-        finally:
-            slot.release(time.perf_counter() - started)
-
-    try:
-        with anyio.fail_after(_left(deadline)):
-            return await anyio.to_thread.run_sync(guarded, abandon_on_cancel=True)
-    except TimeoutError:
-        if not began.is_set():  # never started: nothing will give the place back
-            slot.release()
-        raise timeout_error(state.settings.timeout_s) from None
-
-
-# -- streaming ----------------------------------------------------------------------------------
-
-
-async def _stream(
-    state: ServerState, request: Request, include_usage: bool, deadline: float
-) -> StreamingResponse:
-    """Answer with server-sent events: the role, the content deltas, a final chunk with the
-    finish reason and ragtune's extras, the usage (when asked), then ``[DONE]``.
-
-    Routing, retrieval and the prompt happen before the response starts, so their errors are
-    ordinary HTTP errors. The pieces are read by a thread that owns the backend's stream and
-    hands them to the event loop; when the client goes away or the time limit passes, that
-    thread closes the stream, which stops a local model mid-generation.
-    """
-    slot = state.queue.enter()
-    started = time.perf_counter()
-    partial, pieces, finished = await _start_stream(state, request, slot, deadline)
-    relay = _Relay(asyncio.get_running_loop())
-    relay.start(pieces, finished, lambda: slot.release(time.perf_counter() - started))
-    chunk = functools.partial(
-        completion_chunk, completion_id(), int(time.time()), partial.route.capability
-    )
-    return StreamingResponse(
-        _events(state, relay, chunk, include_usage, deadline),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-async def _start_stream(
-    state: ServerState, request: Request, slot: Slot, deadline: float
-) -> tuple[Result, Stream, Iterator[Result]]:
-    """Route, retrieve, build the prompt and open the backend's stream in a worker thread; on a
-    failure the queue place is given back."""
-    try:
-        with anyio.fail_after(_left(deadline)):
-            return await anyio.to_thread.run_sync(
-                _checked_stream, state, request, abandon_on_cancel=True
-            )
-    except TimeoutError:
-        slot.release()
-        raise timeout_error(state.settings.timeout_s) from None
-    except BaseException:
-        slot.release()
-        raise
-
-
-class _Relay:
-    """Hands a backend's stream from the thread that reads it to the event loop.
-
-    The loop receives ``("piece", text)`` items, then ``("done", result)`` or ``("error",
-    exception)``, then ``("end", None)``. :meth:`stop` asks the thread to close the stream.
+    A tool call is sent whole once the answer is (its JSON is parsed to find the function):
+    one delta with the call, then the final chunk with ``finish_reason: "tool_calls"``.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.stopped = threading.Event()
+    model: str
+    shape: Shape
+    include_usage: bool
 
-    def start(self, pieces: Stream, finished: Iterator[Result], done: Callable[[], None]) -> None:
-        """Read ``pieces`` in a thread of its own; ``done`` runs when the stream is closed."""
-        threading.Thread(
-            target=self._produce,
-            args=(pieces, finished, done),
-            name="ragtune-stream",
-            daemon=True,
-        ).start()
+    def __post_init__(self) -> None:
+        self.ident = completion_id()
+        self.created = int(time.time())
 
-    def stop(self) -> None:
-        """The client left, the time ran out, or all was sent: close the stream."""
-        self.stopped.set()
+    def _chunk(
+        self, delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        return completion_chunk(self.ident, self.created, self.model, delta, finish, **extra)
 
-    def _put(self, item: tuple[str, Any]) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.inbox.put_nowait, item)
-        except RuntimeError:  # the event loop is gone (server shutting down)
-            self.stopped.set()
+    def start(self) -> list[dict[str, Any]]:
+        """The assistant's role (and, for a tool call, no content)."""
+        return [self._chunk({"role": "assistant", "content": None if self.shape.calls else ""})]
 
-    def _produce(
-        self, pieces: Stream, finished: Iterator[Result], done: Callable[[], None]
-    ) -> None:
-        try:
-            for piece in pieces:
-                self._put(("piece", piece))
-                if self.stopped.is_set():
-                    break
-            else:
-                self._put(("done", next(finished)))
-        except Exception as exc:  # handed to the event loop, which reports it to the client
-            log.error("streamed generation failed: %s", describe_failure(exc))
-            self._put(("error", exc))
-        finally:
-            pieces.close()  # stops a local generation that is still running
-            done()
-            self._put(("end", None))
+    def piece(self, text: str) -> list[dict[str, Any]]:
+        """A content delta; a tool call's pieces are held until the call is whole."""
+        return [] if self.shape.calls else [self._chunk({"content": text})]
 
-
-async def _events(
-    state: ServerState,
-    relay: _Relay,
-    chunk: Callable[..., dict[str, Any]],
-    include_usage: bool,
-    deadline: float,
-) -> AsyncIterator[str]:
-    """The server-sent events of one streamed answer, as the relay hands its items over."""
-    failed = False
-    try:
-        yield _sse(chunk({"role": "assistant", "content": ""}))
-        while True:
-            with anyio.move_on_after(_left(deadline)) as waited:
-                kind, value = await relay.inbox.get()
-            if waited.cancelled_caught:
-                yield _sse(timeout_error(state.settings.timeout_s).body())
-                failed = True
-                break
-            if kind == "end":
-                break
-            for event in _events_for(state, kind, value, chunk, include_usage):
-                yield event
-            failed = failed or kind == "error"
-        if not failed:
-            yield _sse("[DONE]")
-    finally:
-        relay.stop()
-
-
-def _events_for(
-    state: ServerState,
-    kind: str,
-    value: Any,
-    chunk: Callable[..., dict[str, Any]],
-    include_usage: bool,
-) -> list[str]:
-    """The events for one item of the relay: a content delta, the final chunks, or the error."""
-    if kind == "piece":
-        return [_sse(chunk({"content": value}))]
-    if kind == "done":
-        result: Result = value
-        state.metrics.result(result)
-        events = [_sse(chunk({}, result.finish_reason, **result_extras(result)))]
-        if include_usage:
-            events.append(_sse(chunk(usage=usage(result))))
+    def done(self, result: Result) -> list[dict[str, Any]]:
+        """The call (for a tool call), the finish reason with the extras, then the usage."""
+        events = []
+        finish = result.finish_reason
+        call = self.shape.call(result.text) if self.shape.calls else None
+        if call is not None:
+            events.append(self._chunk({"tool_calls": [tool_call(*call, index=0)]}))
+            finish = "tool_calls" if finish == "stop" else finish
+        elif self.shape.calls:  # not a call of any of the tools: the text as it came
+            events.append(self._chunk({"content": result.text}))
+        events.append(self._chunk({}, finish, **result_extras(result)))
+        if self.include_usage:
+            events.append(self._chunk(usage=usage(result)))
         return events
-    return [_sse(error_for(value, state.runtime).body())]  # "error"
-
-
-def _sse(data: dict[str, Any] | str) -> str:
-    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-    return f"data: {payload}\n\n"

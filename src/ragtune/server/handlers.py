@@ -170,8 +170,9 @@ def _http_error(
         return ApiError(
             404,
             f"no endpoint {request.method} {request.url.path}. This server answers "
-            "/v1/chat/completions, /v1/models, /v1/knowledge/documents/{path}, "
-            "/v1/adapters/{name}/reload, /metrics and /healthz.",
+            "/v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, "
+            "/v1/models/{model}, /v1/knowledge/documents/{path}, /v1/adapters/{name}/reload, "
+            "/metrics and /healthz.",
             code="not_found",
         )
     if exc.status_code == 405:

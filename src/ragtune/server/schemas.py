@@ -1,14 +1,15 @@
-"""The HTTP shapes: the OpenAI chat-completions request, and the objects the server answers with.
+"""The HTTP shapes: the OpenAI requests (chat completions, completions, embeddings), and the
+objects the server answers with.
 
-The request follows OpenAI's ``POST /v1/chat/completions`` so any OpenAI client works unchanged:
-``model`` names a capability (or ``auto``), ``messages`` carries the conversation. Fields this
-server has no use for (``top_p``, ``stop``, ``user``, ``tools``...) are accepted and ignored, so
-clients that always send them keep working; ``n`` above 1 is refused, since one answer is made.
+The chat request follows OpenAI's ``POST /v1/chat/completions`` so any OpenAI client works
+unchanged: ``model`` names a capability (or ``auto``), ``messages`` carries the conversation.
+Every field is honoured or refused with a 400 that names it (:mod:`ragtune.server.fields`).
 
-Answers are OpenAI objects (``chat.completion``, ``chat.completion.chunk``, ``list`` of
-``model``) with ragtune's extras beside the standard fields: ``citations``, ``route``,
-``contract_violation``, ``contract`` and ``timings``. OpenAI clients keep unknown fields, so the
-extras are there for whoever reads them (``response.model_extra["citations"]`` in openai-python).
+Answers are OpenAI objects (``chat.completion``, ``chat.completion.chunk``, ``text_completion``,
+``list`` of ``model`` or ``embedding``) with ragtune's extras beside the standard fields:
+``citations``, ``route``, ``contract_violation``, ``contract`` and ``timings``. OpenAI clients
+keep unknown fields, so the extras are there for whoever reads them
+(``response.model_extra["citations"]`` in openai-python).
 """
 
 from __future__ import annotations
@@ -20,24 +21,31 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragtune.errors import RagtuneError
-from ragtune.runtime.runtime import Request, Result
+from ragtune.runtime.runtime import Result
 
 __all__ = [
     "AdapterReloaded",
     "ChatCompletion",
     "ChatMessage",
     "ChatRequest",
+    "CompletionRequest",
     "DocumentChange",
+    "EmbeddingList",
+    "EmbeddingRequest",
     "ErrorBody",
     "ErrorDetail",
     "MessageError",
+    "ModelEntry",
     "ModelList",
     "StreamOptions",
+    "TextCompletion",
+    "ToolDefinition",
     "completion",
     "completion_chunk",
     "completion_id",
+    "message_text",
     "result_extras",
-    "to_request",
+    "tool_call",
     "usage",
 ]
 
@@ -67,8 +75,74 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(BaseModel):
+    """``response_format.json_schema``: the JSON Schema the answer must follow."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str | None = Field(None, description="The schema's name (not used).")
+    description: str | None = Field(None, description="What the answer is (not used).")
+    schema_: dict[str, Any] | None = Field(
+        None,
+        alias="schema",
+        description="The JSON Schema; the answer is decoded by it, validated and repaired "
+        "against it (none: any JSON object).",
+    )
+    strict: bool | None = Field(None, description="Always strict: the decoding follows it.")
+
+
+class ResponseFormat(BaseModel):
+    """``response_format``: ``text`` (default), ``json_object`` or ``json_schema``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class FunctionDefinition(BaseModel):
+    """A function the answer may call (``tools[i].function``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="a-z, A-Z, 0-9, _ and -, at most 64 characters.")
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(
+        None, description="The JSON Schema of its arguments (none: no arguments)."
+    )
+    strict: bool | None = Field(None, description="Always strict: the decoding follows it.")
+
+
+class ToolDefinition(BaseModel):
+    """One of ``tools``: a function."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    """``tool_choice`` naming the function to call."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["function"]
+    function: FunctionName
+
+
 class ChatRequest(BaseModel):
-    """``POST /v1/chat/completions`` (OpenAI's schema; unknown fields are ignored)."""
+    """``POST /v1/chat/completions`` (OpenAI's schema).
+
+    Every field is honoured or refused with a 400 that names it
+    (:mod:`ragtune.server.fields`); a field set to its default value is accepted as it is.
+    """
 
     model_config = ConfigDict(
         extra="allow",
@@ -92,20 +166,114 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage] = Field(
         min_length=1,
         description="The conversation; the last user message is the question, earlier user "
-        "and assistant turns are its history, system messages are replaced by the "
-        "capability's own instructions.",
+        "and assistant turns are its history, system and developer messages are the "
+        "client's instructions, placed after the capability's own (which they cannot "
+        "change: retrieved passages stay reference data).",
     )
     max_tokens: int | None = Field(None, ge=1, description="Token budget of the answer.")
     max_completion_tokens: int | None = Field(
         None, ge=1, description="OpenAI's newer name for max_tokens; wins when both are given."
     )
     temperature: float | None = Field(None, ge=0, le=2, description="0: greedy (default).")
-    stream: bool = Field(False, description="Answer as server-sent events.")
+    top_p: float | None = Field(
+        None, ge=0, le=1, description="Nucleus sampling when sampling; 0: greedy."
+    )
+    seed: int | None = Field(
+        None, description="Seeds the sampling: the same request and seed, the same answer."
+    )
+    stop: str | list[str] | None = Field(
+        None, description="Up to 4 strings that end the answer (not included in it)."
+    )
+    stream: bool | None = Field(False, description="Answer as server-sent events.")
     stream_options: StreamOptions | None = None
-    n: int | None = Field(None, ge=1, le=1, description="Only one answer is made.")
+    n: int | None = Field(None, ge=1, description="Only 1: one answer is made.")
+    response_format: ResponseFormat | None = Field(
+        None,
+        description="json_object or json_schema: the answer is decoded as JSON (by the schema), "
+        "validated and repaired against it.",
+    )
+    tools: list[ToolDefinition] | None = Field(
+        None,
+        description="Functions; with tool_choice 'required' or naming one, the answer is a "
+        "call (its arguments decoded by the function's parameters schema).",
+    )
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
+        None,
+        description="'required' or a named function: the answer is a tool call; 'none': a "
+        "text answer; 'auto' (the model choosing) is refused.",
+    )
+    parallel_tool_calls: bool | None = Field(None, description="One call is made either way.")
+    logprobs: bool | None = Field(None, description="Only false: no log probabilities.")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="Only 0.")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description="Only 0.")
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="Only 0.")
+    logit_bias: dict[str, float] | None = Field(None, description="Only empty.")
+    user: str | None = Field(None, description="Accepted; changes nothing.")
+    safety_identifier: str | None = Field(None, description="Accepted; changes nothing.")
+    prompt_cache_key: str | None = Field(None, description="Accepted; changes nothing.")
+    metadata: dict[str, str] | None = Field(None, description="Accepted; changes nothing.")
+    store: bool | None = Field(None, description="Only false: nothing is stored.")
+    service_tier: str | None = Field(None, description="Only 'auto' or 'default'.")
+    modalities: list[str] | None = Field(None, description="Only ['text'].")
 
 
-def _text(content: str | list[dict[str, Any]] | None, index: int) -> str:
+class CompletionRequest(BaseModel):
+    """``POST /v1/completions`` (OpenAI's legacy completions): the prompt is the question,
+    answered as a chat request with that one user message is; every field is honoured or
+    refused with a 400 that names it."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [{"model": "templates", "prompt": "How fast must a breach be notified?"}]
+        },
+    )
+
+    model: str = Field(min_length=1, description="A capability of the project, or 'auto' to route.")
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="The question: text, or a list holding one text (token ids are refused)."
+    )
+    max_tokens: int | None = Field(None, ge=1, description="Token budget of the answer.")
+    temperature: float | None = Field(None, ge=0, le=2, description="0: greedy (default).")
+    top_p: float | None = Field(None, ge=0, le=1, description="Nucleus sampling; 0: greedy.")
+    seed: int | None = Field(None, description="Seeds the sampling.")
+    stop: str | list[str] | None = Field(None, description="Up to 4 strings that end it.")
+    stream: bool | None = Field(False, description="Answer as server-sent events.")
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, description="Only 1.")
+    best_of: int | None = Field(None, ge=1, description="Only 1.")
+    echo: bool | None = Field(None, description="Only false: the prompt is not repeated.")
+    suffix: str | None = Field(None, description="Only empty: no text after the answer.")
+    logprobs: int | None = Field(None, ge=0, le=5, description="Only 0.")
+    presence_penalty: float | None = Field(None, ge=-2, le=2, description="Only 0.")
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="Only 0.")
+    logit_bias: dict[str, float] | None = Field(None, description="Only empty.")
+    user: str | None = Field(None, description="Accepted; changes nothing.")
+
+
+class EmbeddingRequest(BaseModel):
+    """``POST /v1/embeddings``: vectors from the embedder of the project's knowledge base."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"model": "all-MiniLM-L6-v2", "input": "breach notice"}]},
+    )
+
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A text or a list of texts (at most 2048; token ids are refused)."
+    )
+    model: str = Field(
+        min_length=1,
+        description="The knowledge base's embedder (GET /v1/models/{model} describes it).",
+    )
+    encoding_format: Literal["float", "base64"] | None = Field(
+        None, description="float (default) or base64 (little-endian float32)."
+    )
+    dimensions: int | None = Field(None, ge=1, description="Only the embedder's own.")
+    user: str | None = Field(None, description="Accepted; changes nothing.")
+
+
+def message_text(content: str | list[dict[str, Any]] | None, index: int) -> str:
     """A message's content as text; parts other than text, and text that is not valid Unicode
     (a lone UTF-16 surrogate: JSON allows ``"\\ud800"``, no tokenizer does), are refused."""
     if content is None:
@@ -136,37 +304,6 @@ def _unicode(text: str, where: str) -> str:
             where,
         ) from None
     return text
-
-
-def to_request(chat: ChatRequest, max_tokens: int) -> Request:
-    """The runtime request for a chat request.
-
-    Args:
-        chat: The validated chat request.
-        max_tokens: The budget to use (the request's, or the server's default), already checked
-            against the server's limit.
-
-    Raises:
-        MessageError: No user message, or a message with content other than text.
-    """
-    last_user = max((i for i, m in enumerate(chat.messages) if m.role == "user"), default=None)
-    if last_user is None:
-        raise MessageError(
-            "messages holds no user message: add {'role': 'user', 'content': 'your question'}."
-        )
-    question = _text(chat.messages[last_user].content, last_user)
-    history = tuple(
-        {"role": m.role, "content": _text(m.content, i)}
-        for i, m in enumerate(chat.messages[:last_user])
-        if m.role in ("user", "assistant")
-    )
-    return Request(
-        question=question,
-        capability=None if chat.model == "auto" else chat.model,
-        history=history,
-        max_tokens=max_tokens,
-        temperature=chat.temperature or 0.0,
-    )
 
 
 # -- answers -----------------------------------------------------------------------------------
@@ -209,21 +346,35 @@ def result_extras(result: Result) -> dict[str, Any]:
     }
 
 
-def completion(result: Result, ident: str, created: int | None = None) -> dict[str, Any]:
-    """A ``chat.completion`` object for a finished result."""
+def tool_call(name: str, arguments: str, index: int | None = None) -> dict[str, Any]:
+    """One of a message's ``tool_calls`` (with ``index``: as a streamed delta has it)."""
+    call = {
+        "id": f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
+    return call if index is None else {"index": index, **call}
+
+
+def completion(
+    result: Result,
+    ident: str,
+    created: int | None = None,
+    call: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """A ``chat.completion`` object for a finished result; with ``call`` (the function's name
+    and arguments), the answer is that tool call."""
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
+    finish = result.finish_reason
+    if call is not None:
+        message.update(content=None, tool_calls=[tool_call(*call)])
+        finish = "tool_calls" if finish == "stop" else finish
     return {
         "id": ident,
         "object": "chat.completion",
         "created": int(time.time()) if created is None else created,
         "model": result.route.capability,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.text, "refusal": None},
-                "finish_reason": result.finish_reason,
-                "logprobs": None,
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": usage(result),
         "system_fingerprint": None,
         **result_extras(result),
@@ -300,16 +451,28 @@ class ModelList(_Open):
     data: list[ModelEntry]
 
 
+class FunctionCalled(_Open):
+    name: str
+    arguments: str = Field(description="The arguments, as JSON text.")
+
+
+class ToolCall(_Open):
+    id: str
+    type: Literal["function"]
+    function: FunctionCalled
+
+
 class CompletionMessage(_Open):
     role: Literal["assistant"]
-    content: str
+    content: str | None = Field(description="The answer; null when it is a tool call.")
     refusal: None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class CompletionChoice(_Open):
     index: int
     message: CompletionMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
     logprobs: None = None
 
 
@@ -334,6 +497,52 @@ class ChatCompletion(_Open):
     contract_violation: bool
     contract: dict[str, Any]
     timings: dict[str, float]
+
+
+class TextChoice(_Open):
+    index: int
+    text: str
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class TextCompletion(_Open):
+    """A ``text_completion`` with ragtune's extras (``stream: true`` answers with server-sent
+    events of ``text_completion`` objects, one piece of text each)."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: Usage
+    citations: list[dict[str, Any]]
+    route: dict[str, Any]
+    contract_violation: bool
+    contract: dict[str, Any]
+    timings: dict[str, float]
+
+
+class Embedding(_Open):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(
+        description="The unit vector: numbers, or base64 of little-endian float32."
+    )
+
+
+class EmbeddingUsage(_Open):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(_Open):
+    """``POST /v1/embeddings``."""
+
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
 
 
 class SyncDone(_Open):
