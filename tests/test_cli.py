@@ -109,7 +109,7 @@ def test_fail_on_warning(write_project: Callable[..., Path], tmp_path: Path) -> 
     clean = runner.invoke(app, ["audit", str(clean_dir), "--fail-on", "warning"])
     assert clean.exit_code == 0, clean.output
     bad = runner.invoke(app, ["audit", str(clean_dir), "--fail-on", "error"])
-    assert bad.exit_code == 2
+    assert bad.exit_code == 2 and "'warning'" in bad.output  # the choices are listed
 
 
 def test_bad_input_exits_2_without_traceback(write_project: Callable[..., Path]) -> None:
