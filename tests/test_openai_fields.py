@@ -679,3 +679,23 @@ def test_the_real_model_repeats_a_sampled_answer_with_the_same_seed(real: str) -
 
     first, again, other = sample(7), sample(7), sample(8)
     assert first == again and first != other
+
+
+@pytest.mark.slow
+def test_the_transformers_backend_repeats_a_sampled_answer_with_the_same_seed(
+    base_model: Any, one_thread: None, tmp_path: Path
+) -> None:
+    from ragtune.generate.local import LocalBackend
+
+    local = LocalBackend(base_model, tmp_path)
+    messages = [{"role": "user", "content": "Write a poem about contracts."}]
+
+    def sample(seed: int, streamed: bool = False) -> str:
+        params = GenerationParams(max_tokens=8, temperature=1.0, top_p=0.95, seed=seed)
+        if streamed:
+            return "".join(local.stream(messages, params))
+        return local.generate(messages, params).text
+
+    first = sample(7)
+    assert sample(7) == first and sample(7, streamed=True) == first
+    assert sample(8) != first
