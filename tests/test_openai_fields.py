@@ -24,7 +24,13 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from ragtune.generate.backend import DEFAULT_PARAMS, Generation, GenerationParams, Stream
+from ragtune.generate.backend import (
+    DEFAULT_PARAMS,
+    Generation,
+    GenerationParams,
+    GuideError,
+    Stream,
+)
 from ragtune.project import load_project
 from ragtune.prompt import CLIENT_INSTRUCTIONS, CONTEXT_CLOSE, KNOWLEDGE_SYSTEM
 from ragtune.runtime.runtime import Runtime
@@ -45,7 +51,8 @@ FLAG = {
 
 class ScriptedBackend:
     """A stand-in backend: answers from ``answers`` in turn (then "See [1]."), records each
-    request's messages and params; a token is a word."""
+    request's messages and params; a token is a word. A schema holding ``x-unguidable`` is
+    one its engine "cannot express"."""
 
     name = "test:scripted"
     is_remote = False
@@ -59,6 +66,8 @@ class ScriptedBackend:
     def generate(
         self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
     ) -> Generation:
+        if params.schema is not None and "x-unguidable" in params.schema:
+            raise GuideError("the engine cannot express x-unguidable")
         with self.lock:
             self.calls.append((messages, params))
             text = self.answers.pop(0) if self.answers else "See [1]."
@@ -255,6 +264,14 @@ def test_a_bad_schema_is_400_naming_it_before_any_generation(
         "response_format.json_schema",
     )
     assert backend.calls == []
+
+
+def test_a_schema_the_engine_cannot_guide_by_is_the_clients_400(url: str) -> None:
+    odd = {"type": "json_schema", "json_schema": {"schema": {**FLAG, "x-unguidable": True}}}
+    for stream in (False, True):
+        reply = call("POST", f"{url}/v1/chat/completions", ask(response_format=odd, stream=stream))
+        message = refused(reply, "response_format.json_schema.schema")
+        assert "cannot be guided by the schema" in message and "x-unguidable" in message
 
 
 # -- sampling settings -------------------------------------------------------------------------
