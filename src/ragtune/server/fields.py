@@ -37,7 +37,7 @@ from typing import Any
 from ragtune.behavior.contract import ContractError, OutputContract, schema_contract
 from ragtune.runtime.runtime import Request
 from ragtune.server.errors import ApiError
-from ragtune.server.schemas import ChatRequest, ToolDefinition, message_text
+from ragtune.server.schemas import ChatRequest, MessageError, ToolDefinition, message_text
 
 __all__ = ["LABELS", "Shape", "chat_request", "refuse", "unsupported"]
 
@@ -206,8 +206,6 @@ def chat_request(chat: ChatRequest, max_tokens: int) -> tuple[Request, Shape]:
     """
     refuse(chat)
     shape = _shape(chat)
-    from ragtune.server.schemas import MessageError
-
     messages = chat.messages
     last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
     if last_user is None:
@@ -368,8 +366,9 @@ def _tool_instructions(chat: ChatRequest, shape: Shape) -> list[str]:
         return f"{name} ({described[name]})" if described[name] else name
 
     if not shape.wrapped:
-        return [f"Answer by calling the function {named(shape.tools[0])}: reply with its "
-                "arguments."]  # fmt: skip
+        return [
+            f"Answer by calling the function {named(shape.tools[0])}: reply with its arguments."
+        ]
     listed = "; ".join(named(name) for name in shape.tools)
     return [
         f"Answer by calling one of these functions: {listed}. Reply with "
