@@ -14,7 +14,7 @@ import pytest
 
 from ragtune.behavior.contract import default_instructions, load_contract
 from ragtune.behavior.examples import load_examples
-from ragtune.generate.backend import BackendError, GenerationParams
+from ragtune.generate.backend import GenerationParams, GuideError
 from ragtune.prompt import chat_messages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,7 +231,7 @@ def test_sampled_answers_match_the_regex_contract(backend: Any, pattern: str) ->
 def test_what_llguidance_cannot_compile_is_refused_by_name(
     backend: Any, params: GenerationParams, named: str
 ) -> None:
-    with pytest.raises(BackendError, match=named):
+    with pytest.raises(GuideError, match=named):
         backend.generate(ASK, params)
-    with pytest.raises(BackendError, match=named):
+    with pytest.raises(GuideError, match=named):
         backend.stream(ASK, params)  # refused at once, before any generation

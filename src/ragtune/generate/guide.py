@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ragtune.generate.backend import BackendError
+from ragtune.generate.backend import BackendError, GuideError
 
 __all__ = ["Grammar", "GrammarGuide", "guided_kwargs", "regex_grammar", "schema_grammar"]
 
@@ -92,14 +92,14 @@ def schema_grammar(tokenizer: Any, schema: dict[str, Any], eos_ids: Iterable[int
     try:
         validator_for(schema).check_schema(schema)
     except SchemaError as exc:
-        raise BackendError(f"the JSON Schema is not valid: {exc.message}") from exc
+        raise GuideError(f"the JSON Schema is not valid: {exc.message}") from exc
     llguidance = _llguidance()
     try:
         text = llguidance.LLMatcher.grammar_from_json_schema(
             json.dumps(schema), overrides=_JSON_OPTIONS
         )
     except ValueError as exc:
-        raise BackendError(f"llguidance cannot read the JSON Schema: {exc}") from exc
+        raise GuideError(f"llguidance cannot read the JSON Schema: {exc}") from exc
     return _compile(
         tokenizer,
         eos_ids,
@@ -122,7 +122,7 @@ def regex_grammar(tokenizer: Any, pattern: str, eos_ids: Iterable[int]) -> Gramm
     try:
         gbnf = regex_to_gbnf(pattern)
     except RegexGrammarError as exc:
-        raise BackendError(f"the regex cannot become a grammar: {exc}") from exc
+        raise GuideError(f"the regex cannot become a grammar: {exc}") from exc
     gbnf = _WIDE_ESCAPE.sub(lambda m: chr(int(m.group(1) or m.group(2), 16)), gbnf)
     llguidance = _llguidance()
     from llguidance.gbnf_to_lark import any_to_lark
@@ -130,7 +130,7 @@ def regex_grammar(tokenizer: Any, pattern: str, eos_ids: Iterable[int]) -> Gramm
     try:
         text = llguidance.LLMatcher.grammar_from_lark(any_to_lark(gbnf))
     except Exception as exc:  # the converter raises its own error classes (and asserts)
-        raise BackendError(f"llguidance cannot read the regex /{pattern}/: {exc}") from exc
+        raise GuideError(f"llguidance cannot read the regex /{pattern}/: {exc}") from exc
     return _compile(tokenizer, eos_ids, text, f"regex /{pattern}/", "simplify the regex")
 
 
@@ -235,7 +235,7 @@ def _compile(tokenizer: Any, eos_ids: Iterable[int], text: str, source: str, fix
         error = str(exc)
     error = " ".join(error.split())  # one line: llguidance draws carets under a regex
     if error:
-        raise BackendError(f"llguidance cannot compile the {source}: {error}; {fix}.")
+        raise GuideError(f"llguidance cannot compile the {source}: {error}; {fix}.")
     return Grammar(source, matcher, int(vocabulary.vocab_size), eos)
 
 
