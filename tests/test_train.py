@@ -192,7 +192,7 @@ def test_short_run_learns_and_saves_a_safetensors_adapter(  # type: ignore[no-un
     for side in ("base", "adapter"):
         metrics = manifest["metrics"][side]
         assert metrics["examples"] == 2 and 0.0 <= metrics["compliance"] <= 1.0
-        # The schema has string enums: the held-out answers are also scored enum-guided.
+        # A JSON Schema contract: the held-out answers are also scored guided by it.
         assert 0.0 <= metrics["guided_compliance"] <= 1.0
     # No checkpoint or staging folder is left, and the caller's model is plain again.
     assert not checkpoint_path(out).exists() and not staging_path(out).exists()

@@ -188,8 +188,8 @@ def build_prompt(
 def generate(
     runtime: Runtime, route: Route, messages: list[dict[str, str]], request: Request
 ) -> Generation:
-    """One generation with the route's adapter (or the base model), enum-guided when the
-    capability's contract is a JSON Schema and the runtime is ``guided``."""
+    """One generation with the route's adapter (or the base model), guided by the contract's
+    JSON Schema or regex when the runtime is ``guided``."""
     return runtime.backend.generate(messages, generation_params(runtime, route, request))
 
 
