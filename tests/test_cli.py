@@ -167,6 +167,15 @@ def test_init_interactive_writes_a_valid_project(tmp_path: Path) -> None:
     assert "shown_by_examples" not in yaml.safe_load((tmp_path / "ragtune.yaml").read_text())
     again = runner.invoke(app, ["init", str(tmp_path)], input=answers + "\n")
     assert again.exit_code == 2 and "already exists" in again.output
+    scripted = runner.invoke(
+        app, ["init", str(tmp_path), "--force", "--json"], input=answers + "\n"
+    )
+    assert scripted.exit_code == 0, scripted.output
+    # The questions went to stderr (the test runner echoes the typed answers to stdout).
+    assert json.loads(scripted.stdout.splitlines()[-1]) == {
+        "project_file": str(tmp_path / "ragtune.yaml"),
+        "capabilities": ["templates"],
+    }
 
 
 def test_init_example_copies_the_contract_review_project(tmp_path: Path) -> None:
@@ -175,6 +184,10 @@ def test_init_example_copies_the_contract_review_project(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     project = load_project(dest)
     assert project.config.project == "contract-review"
+    other = runner.invoke(
+        app, ["init", "--example", "contract-review", str(tmp_path / "cr2"), "--json"]
+    )
+    assert json.loads(other.stdout)["project_file"] == str(tmp_path / "cr2" / "ragtune.yaml")
     unknown = runner.invoke(app, ["init", "--example", "nope", str(tmp_path / "x")])
     assert unknown.exit_code == 2 and "contract-review" in unknown.output
 

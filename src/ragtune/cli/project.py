@@ -133,6 +133,10 @@ def init_command(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing ragtune.yaml.")
     ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print what was written as JSON (the questions go to stderr)."),
+    ] = False,
 ) -> None:
     """Write a ragtune.yaml by answering the audit's questions (the 30-minute audit).
 
@@ -151,6 +155,10 @@ def init_command(
             from ragtune.examples import copy_example
 
             dest = copy_example(example, directory, force=force)
+            if as_json:
+                done = {"project_file": str(dest / PROJECT_FILE), "example": example}
+                sys.stdout.write(json.dumps(done) + "\n")
+                return
             console.print(f"copied the {example} example to {dest}; next: ragtune audit {dest}")
             return
         target = directory / PROJECT_FILE
@@ -158,13 +166,19 @@ def init_command(
             raise RagtuneError(f"{target} already exists; pass --force to overwrite it.")
         config = run_questionnaire(
             lambda question, default: typer.prompt(
-                question, default=default, show_default=bool(default)
+                question, default=default, show_default=bool(default), err=as_json
             ),
-            lambda hint: console.print(f"[yellow]{hint}[/]"),
+            lambda hint: (errors if as_json else console).print(f"[yellow]{hint}[/]"),
             project_name=name,
         )
         write_atomic(target, dump_project(config))
         load_project(target, check_files=False)
     except RagtuneError as exc:
         fail(exc)
+    if as_json:
+        capabilities = [c.name for c in config.capabilities]
+        sys.stdout.write(
+            json.dumps({"project_file": str(target), "capabilities": capabilities}) + "\n"
+        )
+        return
     console.print(f"wrote {target}; next: ragtune audit {directory}")
