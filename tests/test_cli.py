@@ -213,3 +213,21 @@ def test_audit_imports_no_torch() -> None:
         check=True,
     )
     assert bare.stdout.strip() == "False"
+
+
+def test_quiet_prints_only_errors_and_json(tmp_path: Path) -> None:
+    from ragtune.cli.kit import console, state
+    from ragtune.examples import copy_example
+
+    folder = copy_example("contract-review", tmp_path / "cr")
+    try:
+        quiet = runner.invoke(app, ["-q", "audit", str(folder)])
+        assert quiet.exit_code == 0 and quiet.output == ""
+        scripted = runner.invoke(app, ["-q", "audit", str(folder), "--json"])
+        assert json.loads(scripted.stdout)["project"] == "contract-review"
+        bad = runner.invoke(app, ["-q", "audit", str(tmp_path / "none")])
+        assert bad.exit_code == 2 and "no project file" in bad.output
+    finally:
+        state["quiet"] = False
+        console.quiet = False
+    assert runner.invoke(app, ["audit", str(folder)]).output  # and loud again without it

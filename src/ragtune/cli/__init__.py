@@ -56,9 +56,17 @@ def main_callback(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the full traceback of an error.")
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="Print nothing but errors and --json output (no progress bars)."
+        ),
+    ] = False,
 ) -> None:
     """Knowledge in context, behaviour in weights."""
     state["debug"] = debug
+    state["quiet"] = quiet
+    console.quiet = quiet
 
 
 # The commands join the app in the order of the user's loop.

@@ -210,7 +210,7 @@ def _lab(
     )
     paths = default_eval_paths(project)
     items = load_eval(paths, project)
-    with LabProgress(quiet=False) as progress:
+    with LabProgress(quiet=bool(kit.state["quiet"])) as progress:
         data = run(
             project,
             items,

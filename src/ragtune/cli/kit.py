@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 console = Console()
 errors = Console(stderr=True)
-state = {"debug": False}
+state = {"debug": False, "quiet": False}
 
 ProjectOption = Annotated[
     Path | None,
@@ -88,7 +88,7 @@ def training_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int, int, flo
         bars.TextColumn(f"[bold]{label}[/]"), bars.BarColumn(), bars.MofNCompleteColumn(),
         bars.TextColumn("loss {task.fields[loss]}"), bars.TimeElapsedColumn(),
         bars.TextColumn("left"), bars.TimeRemainingColumn(),
-        console=errors, transient=True, disable=quiet or secondary_process(),
+        console=errors, transient=True, disable=quiet or state["quiet"] or secondary_process(),
     ) as bar:  # fmt: skip
         task = bar.add_task("", total=None, loss="-")
 

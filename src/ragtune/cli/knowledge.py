@@ -20,6 +20,7 @@ from ragtune.cli.kit import (
     either_project,
     errors,
     fail,
+    state,
 )
 from ragtune.errors import RagtuneError
 
@@ -67,7 +68,7 @@ def sync_bar(*, quiet: bool) -> Iterator[SyncProgress | None]:
     quiet)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if quiet:
+    if quiet or state["quiet"]:
         yield None
         return
     with Progress(

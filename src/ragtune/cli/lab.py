@@ -19,6 +19,7 @@ from ragtune.cli.kit import (
     errors,
     fail,
     project_or_fail,
+    state,
 )
 from ragtune.errors import RagtuneError
 from ragtune.holdout import SPLIT_SEED
@@ -172,7 +173,7 @@ def lab_command(
         paths = list(eval_paths) if eval_paths else default_eval_paths(loaded)
         items = load_eval(paths, loaded)
         shown = [shown_path(p, loaded.root) for p in paths]
-        with LabProgress(quiet=as_json) as progress:
+        with LabProgress(quiet=as_json or bool(state["quiet"])) as progress:
             data = run(
                 loaded,
                 items,
