@@ -153,7 +153,7 @@ def test_a_keyed_table_source_has_content_evidence(write_project: Callable[..., 
 
 def test_sources_are_the_files_the_knowledge_sync_uses(tmp_path: Path) -> None:
     """Hidden folders, unsupported files and tools: skipped by the audit as by the sync."""
-    for rel in ("docs/a.md", "docs/.cache/b.md", "docs/notes.docx", "docs/sub/c.txt"):
+    for rel in ("docs/a.md", "docs/.cache/b.md", "docs/notes.odt", "docs/sub/c.txt"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("text")
     files = evidence.source_files(tmp_path, ["docs", "docs/*.md", "tool:tools/x.py:lookup"])

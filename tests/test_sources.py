@@ -62,7 +62,7 @@ def test_discover_folders_files_and_globs(tmp_path: Path) -> None:
     write(tmp_path / "docs" / "a.md", "# A\n\ntext")
     write(tmp_path / "docs" / "sub" / "b.TXT", "text")
     write(tmp_path / "docs" / "sub" / "c.html", "<p>text</p>")
-    write(tmp_path / "docs" / "notes.docx", b"PK\x03\x04")
+    write(tmp_path / "docs" / "notes.odt", b"PK\x03\x04")
     write(tmp_path / "docs" / ".hidden.md", "secret")
     write(tmp_path / "docs" / ".cache" / "d.md", "cached")
     write(tmp_path / "papers" / "x.pdf", b"%PDF")
@@ -94,9 +94,9 @@ def test_discover_folders_files_and_globs(tmp_path: Path) -> None:
     ]
     assert all(p.is_absolute() for p in found.files)
     skipped = {p.relative_to(tmp_path).as_posix(): why for p, why in found.skipped}
-    assert set(skipped) == {"docs/notes.docx", "missing", "none/*.md"}
-    assert "unsupported file type '.docx'" in skipped["docs/notes.docx"]
-    assert ".md" in skipped["docs/notes.docx"]  # says what would be accepted
+    assert set(skipped) == {"docs/notes.odt", "missing", "none/*.md"}
+    assert "unsupported file type '.odt'" in skipped["docs/notes.odt"]
+    assert ".md" in skipped["docs/notes.odt"]  # says what would be accepted
     assert "names no file or folder" in skipped["missing"]
     assert "matches no files" in skipped["none/*.md"]
     assert found.key_columns == {tmp_path / "tables" / "rates.csv": "v"}
@@ -333,7 +333,7 @@ def test_pdf_title_from_first_line_without_metadata(tmp_path: Path) -> None:
         ("only_front_matter.md", b"---\ntitle: x\n---\n", "empty document"),
         ("empty.html", b"<html><script>x()</script></html>", "empty document"),
         ("bin.html", b"<p>a\x00b</p>", "binary content"),
-        ("report.docx", b"PK\x03\x04", r"unsupported file type '\.docx'.*\.md"),
+        ("report.odt", b"PK\x03\x04", r"unsupported file type '\.odt'.*\.md"),
         ("rates.csv", b"a,b\n1,2\n", "is a table"),
         ("broken.pdf", b"%PDF-1.4 this is not really a pdf", "not a readable PDF"),
     ],

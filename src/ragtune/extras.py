@@ -13,6 +13,7 @@ extra           what it adds
 ``all``         knowledge, train and serve
 ``langchain``   a LangChain retriever (:mod:`ragtune.integrations.langchain`)
 ``llamaindex``  a LlamaIndex retriever (:mod:`ragtune.integrations.llamaindex`)
+``office``      Word, PowerPoint and Excel sources (markitdown)
 ==============  ==================================================================
 
 A command that reaches for a package its extra did not install stops with the ``pip install``
@@ -67,6 +68,7 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
     "llama": (("llama_cpp", "llama-cpp-python"),),
     "langchain": (("langchain_core", "langchain-core"),),
     "llamaindex": (("llama_index", "llama-index-core"),),
+    "office": (("markitdown", "markitdown"),),
 }
 """Per extra (``core`` is the light install), the packages it brings: (import name, what
 ``pip install`` takes)."""

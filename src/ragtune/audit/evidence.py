@@ -22,9 +22,9 @@ from ragtune.behavior.leak import inspect_example
 from ragtune.knowledge.sources import DOCUMENT_SUFFIXES, TABLE_SUFFIXES, discover
 
 # The text formats among the knowledge sources (a PDF's text needs its parser: not scanned).
-TEXT_SUFFIXES = frozenset(s for s, kind in DOCUMENT_SUFFIXES.items() if kind != "pdf") | (
-    TABLE_SUFFIXES
-)
+TEXT_SUFFIXES = frozenset(
+    s for s, kind in DOCUMENT_SUFFIXES.items() if kind in ("markdown", "text", "html")
+) | (TABLE_SUFFIXES)
 MAX_FILES = 2000
 MAX_BYTES_PER_FILE = 2_000_000
 MAX_EXAMPLES = 5000

@@ -79,6 +79,9 @@ def parse_document(path: Path, root: Path, *, max_bytes: int | None = None) -> P
     - HTML: ``h1``-``h6`` as headings; ``p``, ``li``, ``pre``, ``blockquote`` and table rows
       (cells joined by `` | ``) as text; ``script``, ``style``, ``nav`` and the like dropped.
     - PDF: each page's extracted text, split on blank lines.
+    - Word, PowerPoint and Excel (``.docx``, ``.pptx``, ``.xlsx``): converted to Markdown by
+      ``markitdown`` (the ``office`` extra), then read as Markdown: headings, paragraphs, a
+      slide's title and text, a sheet as a table.
 
     Args:
         path: The file.
@@ -112,6 +115,8 @@ def parse_document(path: Path, root: Path, *, max_bytes: int | None = None) -> P
             title, blocks = None, _text_blocks(decode_text(data, rel))
         elif kind == "html":
             title, blocks = _parse_html(data, rel)
+        elif kind == "office":
+            title, blocks = _parse_markdown(_office_markdown(data, rel, suffix))
         else:
             title, blocks = _parse_pdf(data, rel)
     except RecursionError:  # a parser that recurses per level met a pathological nesting
@@ -367,6 +372,31 @@ def _html_block(name: str, tag: Tag) -> Block | None:
 
 
 # PDF --------------------------------------------------------------------------------------
+
+
+def _office_markdown(data: bytes, rel: str, suffix: str) -> str:
+    """A Word, PowerPoint or Excel file as Markdown, by markitdown."""
+    try:
+        from markitdown import MarkItDown, StreamInfo
+    except ModuleNotFoundError:
+        raise SourceError(
+            rel,
+            f"reading {suffix} files needs markitdown, which comes with ragtune's 'office' "
+            "extra: pip install 'ragtune[office]'",
+        ) from None
+    import zipfile
+
+    if not zipfile.is_zipfile(io.BytesIO(data)):  # markitdown would read it as plain text
+        raise SourceError(rel, f"not a readable {suffix} file (it is not an Office ZIP package)")
+    try:
+        converted = MarkItDown(enable_plugins=False).convert_stream(
+            io.BytesIO(data), stream_info=StreamInfo(extension=suffix, filename=Path(rel).name)
+        )
+    except Exception as exc:
+        raise SourceError(
+            rel, f"not a readable {suffix} file ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    return converted.text_content or ""
 
 
 def _parse_pdf(data: bytes, rel: str) -> tuple[str | None, list[Block]]:

@@ -27,7 +27,7 @@ from typing import Literal
 from ragtune.errors import RagtuneError
 from ragtune.knowledge.tools import is_tool_ref
 
-DocumentKind = Literal["markdown", "text", "html", "pdf"]
+DocumentKind = Literal["markdown", "text", "html", "pdf", "office"]
 
 DOCUMENT_SUFFIXES: dict[str, DocumentKind] = {
     ".md": "markdown",
@@ -36,6 +36,10 @@ DOCUMENT_SUFFIXES: dict[str, DocumentKind] = {
     ".html": "html",
     ".htm": "html",
     ".pdf": "pdf",
+    # Word, PowerPoint and Excel through markitdown (the `office` extra).
+    ".docx": "office",
+    ".pptx": "office",
+    ".xlsx": "office",
 }
 TABLE_SUFFIXES = frozenset({".csv"})
 SUPPORTED_SUFFIXES = frozenset(DOCUMENT_SUFFIXES) | TABLE_SUFFIXES

@@ -63,7 +63,9 @@ MAX_DEPTH = 32
 MAX_PATH_BYTES = 1024
 """The longest document path, in UTF-8 bytes."""
 
-_TEXT_SUFFIXES = frozenset(s for s, kind in DOCUMENT_SUFFIXES.items() if kind != "pdf") | {".csv"}
+_TEXT_SUFFIXES = frozenset(
+    s for s, kind in DOCUMENT_SUFFIXES.items() if kind in ("markdown", "text", "html")
+) | {".csv"}
 
 
 class DocumentError(RagtuneError):
