@@ -10,39 +10,11 @@ from pathlib import Path
 import pytest
 
 import ragtune
-from ragtune.generate.backend import DEFAULT_PARAMS, BackendError, Generation, GenerationParams
 from ragtune.knowledge.embed import HashingEmbedder
+from standins import ScriptedBackend
 
 BREACH = "Within how many hours must Provider notify Customer of a Personal Data Breach?"
-
-
-class Cites:
-    """A stand-in model that answers citing passage 1 and counts its calls."""
-
-    name = "test:cites"
-    is_remote = False
-    model_sha256 = None
-
-    def __init__(self) -> None:
-        self.calls: list[list[dict[str, str]]] = []
-
-    def generate(
-        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
-    ) -> Generation:
-        self.calls.append(messages)
-        return Generation("Within seventy-two (72) hours [1].", 30, 8, "stop", "base", 0.0)
-
-    def stream(self, messages, params=DEFAULT_PARAMS):  # type: ignore[no-untyped-def]
-        raise BackendError("no streaming here")
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def reload_adapter(self, name: str) -> str | None:
-        return None
-
-    def close(self) -> None:
-        pass
+CITED = "Within seventy-two (72) hours [1]."
 
 
 @pytest.fixture
@@ -52,7 +24,7 @@ def project(tmp_path: Path, example_project: Callable[..., Path]) -> Path:
 
 @pytest.fixture
 def opened(project: Path) -> Iterator[ragtune.Ragtune]:
-    with ragtune.load(project, backend=Cites(), embedder=HashingEmbedder(256)) as rt:
+    with ragtune.load(project, backend=ScriptedBackend(CITED), embedder=HashingEmbedder(256)) as rt:
         yield rt
 
 

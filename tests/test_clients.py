@@ -3,7 +3,7 @@
 ``OpenAIEmbeddings``, and LlamaIndex's ``OpenAILike`` (legacy completions with
 ``is_chat_model=False``, chat with ``is_chat_model=True``).
 
-A stand-in backend (:class:`test_openai_fields.ScriptedBackend`) answers from a script, so what
+A stand-in backend (:class:`standins.ScriptedBackend`) answers from a script, so what
 each client sent - the schema of its structured output, its system message - is checked
 exactly; the real llama.cpp base model (one thread) answers the slow tests.
 """
@@ -23,7 +23,8 @@ from ragtune.project import load_project
 from ragtune.prompt import CLIENT_INSTRUCTIONS
 from ragtune.runtime.runtime import Runtime
 from ragtune.server import ServerSettings, create_app
-from test_openai_fields import BREACH, ScriptedBackend, real
+from standins import ScriptedBackend
+from test_openai_fields import BREACH, real
 from test_server import serving
 
 langchain_openai = pytest.importorskip("langchain_openai")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -23,16 +22,18 @@ from typer.testing import CliRunner
 
 from ragtune.cli import app as cli_app
 from ragtune.context import CONTROL_TOKEN
-from ragtune.generate.backend import DEFAULT_PARAMS, BackendError, Generation, GenerationParams
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.project import load_project
 from ragtune.runtime.pipeline import run
 from ragtune.runtime.runtime import Request, Runtime
 from ragtune.server import ApiKeys, ServerSettings, create_app
+from standins import ScriptedBackend
+from test_server import serving
 
 WRITE = "write-key-c0ffee42"
 READ = "read-key-9b1d77aa"
 BREACH = "Within how many hours must Provider notify Customer of a Personal Data Breach?"
+ANSWER = "72 hours [1]."
 
 CLOSE_TAG = re.compile(r"<\s*/\s*context\b[^<>]*>", re.IGNORECASE)
 OPEN_TAG = re.compile(r"<\s*context\b[^<>]*>", re.IGNORECASE)
@@ -70,37 +71,6 @@ HOSTILE = {
         "counterparties capability.\n"
     ),
 }
-
-
-class RecordingBackend:
-    """A stand-in model: records every prompt it is sent and answers citing passage 1."""
-
-    name = "test:recording"
-    is_remote = False
-    model_sha256 = None
-
-    def __init__(self) -> None:
-        self.prompts: list[list[dict[str, str]]] = []
-        self.lock = threading.Lock()
-
-    def generate(
-        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
-    ) -> Generation:
-        with self.lock:
-            self.prompts.append([dict(m) for m in messages])
-        return Generation("72 hours [1].", 40, 4, "stop", "base", 0.0)
-
-    def stream(self, messages, params=DEFAULT_PARAMS):  # type: ignore[no-untyped-def]
-        raise BackendError("this stand-in does not stream")
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def reload_adapter(self, name: str) -> str | None:
-        raise BackendError("this stand-in has no adapters")
-
-    def close(self) -> None:
-        pass
 
 
 def post(url: str, body: Any, key: str = READ, method: str = "POST") -> tuple[int, str]:
@@ -180,38 +150,20 @@ def run_both(runtime: Runtime) -> tuple[Any, Any]:
 
 
 @pytest.fixture
-def served(project: Path) -> Iterator[tuple[str, RecordingBackend]]:
-    """``project`` served by uvicorn on a loopback port, with the recording backend."""
-    import socket
-    import time
-
-    import uvicorn
-
-    backend = RecordingBackend()
+def served(project: Path) -> Iterator[tuple[str, ScriptedBackend]]:
+    """``project`` served by uvicorn on a loopback port, with the scripted backend."""
+    backend = ScriptedBackend(ANSWER)
     runtime = Runtime(load_project(project), backend=backend)
     keys = ApiKeys({WRITE: "write", READ: "read"})
-    app = create_app(runtime, ServerSettings(keys=keys))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start within 30 s"
-        time.sleep(0.05)
     try:
-        yield url, backend
+        with serving(create_app(runtime, ServerSettings(keys=keys))) as url:
+            yield url, backend
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
         runtime.close()
 
 
 def test_hostile_documents_put_through_the_api_stay_data(
-    project: Path, served: tuple[str, RecordingBackend]
+    project: Path, served: tuple[str, ScriptedBackend]
 ) -> None:
     url, backend = served
 
@@ -219,14 +171,14 @@ def test_hostile_documents_put_through_the_api_stay_data(
         """Each answer, with the prompt it was made from (not a repair's)."""
         answers = []
         for model in ("templates", "auto"):
-            backend.prompts.clear()
+            backend.calls.clear()
             status, body = post(
                 f"{url}/v1/chat/completions",
                 {"model": model, "messages": [{"role": "user", "content": BREACH}]},
             )
             assert status == 200, body
             assert WRITE not in body and READ not in body
-            answers.append((json.loads(body), backend.prompts[0]))
+            answers.append((json.loads(body), backend.calls[0][0]))
         return answers
 
     before = ask_both()
@@ -249,7 +201,7 @@ def test_hostile_documents_put_through_the_api_stay_data(
 
 
 def test_hostile_documents_synced_from_files_stay_data(project: Path) -> None:
-    backend = RecordingBackend()
+    backend = ScriptedBackend(ANSWER)
     runtime = Runtime(load_project(project), backend=backend)
     try:
         before = run_both(runtime)

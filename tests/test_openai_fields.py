@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,16 +24,13 @@ import pytest
 from pydantic import BaseModel
 
 from ragtune.generate.backend import (
-    DEFAULT_PARAMS,
-    Generation,
     GenerationParams,
-    GuideError,
-    Stream,
 )
 from ragtune.project import load_project
 from ragtune.prompt import CLIENT_INSTRUCTIONS, CONTEXT_CLOSE, KNOWLEDGE_SYSTEM
 from ragtune.runtime.runtime import Runtime
 from ragtune.server import ServerSettings, create_app
+from standins import ScriptedBackend
 from test_server import call, serving
 
 BREACH = "Within how many hours must Provider notify Customer of a Personal Data Breach?"
@@ -47,54 +43,6 @@ FLAG = {
     "required": ["risk", "hours"],
     "additionalProperties": False,
 }
-
-
-class ScriptedBackend:
-    """A stand-in backend: answers from ``answers`` in turn (then "See [1]."), records each
-    request's messages and params; a token is a word. A schema holding ``x-unguidable`` is
-    one its engine "cannot express"."""
-
-    name = "test:scripted"
-    is_remote = False
-    model_sha256 = None
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[list[dict[str, str]], GenerationParams]] = []
-        self.answers: list[str] = []
-        self.lock = threading.Lock()
-
-    def generate(
-        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
-    ) -> Generation:
-        if params.schema is not None and "x-unguidable" in params.schema:
-            raise GuideError("the engine cannot express x-unguidable")
-        with self.lock:
-            self.calls.append((messages, params))
-            text = self.answers.pop(0) if self.answers else "See [1]."
-        prompt = sum(self.count_tokens(m["content"]) for m in messages)
-        return Generation(text, prompt, self.count_tokens(text), "stop", "base", 0.0)
-
-    def stream(
-        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
-    ) -> Stream:
-        made = self.generate(messages, params)
-
-        def pieces() -> Any:
-            half = len(made.text) // 2
-            yield made.text[:half]
-            yield made.text[half:]
-            return made
-
-        return Stream(pieces())
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def reload_adapter(self, name: str) -> str | None:
-        return None
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ from schemathesis.core.failures import FailureGroup  # noqa: E402
 from ragtune.project import load_project  # noqa: E402
 from ragtune.runtime.runtime import Runtime  # noqa: E402
 from ragtune.server import ApiKeys, ServerSettings, create_app  # noqa: E402
-from test_server_limits import RecordingBackend  # noqa: E402
+from standins import ScriptedBackend  # noqa: E402
 
 WRITE = "write-key-schemathesis"
 EXAMPLES = int(os.environ.get("RAGTUNE_SCHEMATHESIS_EXAMPLES", "30"))
@@ -58,7 +58,7 @@ def app(
     tmp_path_factory: pytest.TempPathFactory, example_project: Callable[..., Path]
 ) -> Iterator[Any]:
     folder = example_project(tmp_path_factory.mktemp("st") / "cr", embedder="hashing", sync=True)
-    runtime = Runtime(load_project(folder), backend=RecordingBackend())
+    runtime = Runtime(load_project(folder), backend=ScriptedBackend())
     settings = ServerSettings(
         keys=ApiKeys({WRITE: "write"}), max_tokens_limit=64, max_body_bytes=16_384
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,59 +19,17 @@ import pytest
 from starlette.testclient import TestClient
 
 from ragtune.generate.backend import (
-    DEFAULT_PARAMS,
     GREEDY_BELOW,
-    Generation,
     GenerationParams,
-    Stream,
 )
 from ragtune.project import load_project
 from ragtune.runtime.runtime import Runtime
 from ragtune.server import ServerSettings, create_app
 from ragtune.server.documents import MAX_DEPTH, MAX_NAME_BYTES
 from ragtune.server.handlers import LOG_CHARS
+from standins import ScriptedBackend
 
 BREACH = "Within how many hours must Provider notify Customer of a Personal Data Breach?"
-
-
-class RecordingBackend:
-    """A stand-in backend: answers "See [1]." and records each request's messages and params;
-    a token is a word."""
-
-    name = "test:recording"
-    is_remote = False
-    model_sha256 = None
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[list[dict[str, str]], GenerationParams]] = []
-        self.lock = threading.Lock()
-
-    def generate(
-        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
-    ) -> Generation:
-        with self.lock:
-            self.calls.append((messages, params))
-        return Generation("See [1].", self.count_tokens(str(messages)), 3, "stop", "base", 0.0)
-
-    def stream(
-        self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
-    ) -> Stream:
-        made = self.generate(messages, params)
-
-        def pieces() -> Any:
-            yield made.text
-            return made
-
-        return Stream(pieces())
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def reload_adapter(self, name: str) -> str | None:
-        return None
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -81,19 +38,19 @@ def project(tmp_path_factory: pytest.TempPathFactory, example_project: Callable[
 
 
 @pytest.fixture(scope="module")
-def backend() -> RecordingBackend:
-    return RecordingBackend()
+def backend() -> ScriptedBackend:
+    return ScriptedBackend()
 
 
 @pytest.fixture(scope="module")
-def runtime(project: Path, backend: RecordingBackend) -> Iterator[Runtime]:
+def runtime(project: Path, backend: ScriptedBackend) -> Iterator[Runtime]:
     served = Runtime(load_project(project), backend=backend)
     yield served
     served.close()
 
 
 @pytest.fixture
-def client(runtime: Runtime, backend: RecordingBackend) -> Iterator[TestClient]:
+def client(runtime: Runtime, backend: ScriptedBackend) -> Iterator[TestClient]:
     backend.calls.clear()
     settings = ServerSettings(max_messages=16, max_tokens_limit=512, default_max_tokens=48)
     with TestClient(create_app(runtime, settings), raise_server_exceptions=False) as test:
@@ -122,7 +79,7 @@ def files(folder: Path) -> list[str]:
 
 
 def test_too_many_messages_is_400_naming_the_count_and_the_limit(
-    client: TestClient, backend: RecordingBackend
+    client: TestClient, backend: ScriptedBackend
 ) -> None:
     turns = [{"role": "user", "content": "hello there"}] * 1000
     refused = error(client.post("/v1/chat/completions", json=ask() | {"messages": turns}), 400)
@@ -136,7 +93,7 @@ def test_too_many_messages_is_400_naming_the_count_and_the_limit(
 
 
 def test_messages_longer_than_the_context_are_400_before_retrieval_and_generation(
-    client: TestClient, backend: RecordingBackend, runtime: Runtime
+    client: TestClient, backend: ScriptedBackend, runtime: Runtime
 ) -> None:
     window = runtime.project.config.model.context_tokens
     huge = "clause " * (window + 500)
@@ -151,7 +108,7 @@ def test_messages_longer_than_the_context_are_400_before_retrieval_and_generatio
 
 
 def test_a_prompt_that_overflows_with_its_passages_is_refused_naming_them(
-    runtime: Runtime, backend: RecordingBackend
+    runtime: Runtime, backend: ScriptedBackend
 ) -> None:
     backend.calls.clear()
     app = create_app(runtime, ServerSettings(max_prompt_tokens=200))
@@ -171,7 +128,7 @@ def test_a_prompt_that_overflows_with_its_passages_is_refused_naming_them(
 
 
 def test_max_tokens_null_or_absent_gets_the_servers_default(
-    client: TestClient, backend: RecordingBackend
+    client: TestClient, backend: ScriptedBackend
 ) -> None:
     for body in (ask(), ask(max_tokens=None), ask(max_completion_tokens=None)):
         assert client.post("/v1/chat/completions", json=body).status_code == 200
@@ -226,7 +183,7 @@ def test_document_names_no_file_system_takes_are_400_and_write_nothing(
 
 
 def test_a_lone_surrogate_in_a_message_is_400_naming_it(
-    client: TestClient, backend: RecordingBackend
+    client: TestClient, backend: ScriptedBackend
 ) -> None:
     url = "/v1/chat/completions"
     raw = b'{"model": "templates", "messages": [{"role": "user", "content": "hours? \\ud800"}]}'
@@ -254,7 +211,7 @@ def test_a_lone_surrogate_in_a_message_is_400_naming_it(
 
 @pytest.mark.parametrize("tiny", [5e-324, 1e-45, 1e-38, 1e-6])
 def test_a_tiny_temperature_is_greedy(
-    client: TestClient, backend: RecordingBackend, tiny: float
+    client: TestClient, backend: ScriptedBackend, tiny: float
 ) -> None:
     assert GenerationParams(temperature=tiny).temperature == 0.0
     assert GenerationParams(temperature=GREEDY_BELOW).temperature == GREEDY_BELOW
