@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -75,6 +76,21 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
 
 
+def _wal(db: sqlite3.Connection, wait_s: float = 10.0) -> None:
+    """Switch the database to write-ahead logging. Turning a new file to WAL needs it to
+    itself, and SQLite answers "database is locked" at once rather than through the busy
+    timeout when several processes open a new store together: try again for ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SQLiteStore(ExampleRows):
     """The knowledge store in one SQLite file (``.ragtune/knowledge.db``).
 
@@ -93,7 +109,7 @@ class SQLiteStore(ExampleRows):
         try:
             self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA busy_timeout = 10000")
-            self.db.execute("PRAGMA journal_mode = WAL")
+            _wal(self.db)
             self.db.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: cannot open the knowledge store: {exc}") from exc
