@@ -258,3 +258,43 @@ def test_an_unexpected_failure_is_500_and_logged_in_a_few_kilobytes(
     text = logged[0].getMessage()
     assert "RecursionError" in text and "GET /boom failed" in text
     assert len(text) < LOG_CHARS + 200, len(text)
+
+
+@pytest.mark.slow
+def test_a_write_while_another_process_syncs_waits_then_is_503_and_chat_goes_on(
+    client: TestClient, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PUT waits for another writer of the store (a CLI sync) without holding anything the
+    chat needs, and is answered 503 with Retry-After when the other writer is not done in
+    time; nothing is written."""
+    import subprocess
+    import sys
+    import time
+
+    import ragtune.server.knowledge as knowledge_routes
+
+    monkeypatch.setattr(knowledge_routes, "WRITE_WAIT_S", 2.0)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from filelock import FileLock; "
+         f"lock = FileLock({str(project / '.ragtune' / 'knowledge.db.lock')!r}); "
+         "lock.acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = files(project)
+        started = time.monotonic()
+        busy = client.put("/v1/knowledge/documents/knowledge/new.md", content=b"# New\n\ntext\n")
+        waited = time.monotonic() - started
+        refused = error(busy, 503)
+        assert busy.headers["Retry-After"] == "2" and refused["code"] == "store_busy"
+        assert "knowledge.db.lock" in refused["message"] and 1.5 < waited < 30
+        assert files(project) == before  # nothing written
+        assert client.post("/v1/chat/completions", json=ask()).status_code == 200
+    finally:
+        holder.kill()
+        holder.wait(10)
+    written = client.put("/v1/knowledge/documents/knowledge/new.md", content=b"# New\n\ntext\n")
+    assert written.status_code == 201, written.text
+    client.delete("/v1/knowledge/documents/knowledge/new.md")

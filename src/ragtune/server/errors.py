@@ -31,7 +31,8 @@ _MEANINGS = {
     422: "A field's value is out of range or of the wrong type, or the document cannot be read.",
     500: "An internal error (logged on the server) or a failure of the local model.",
     502: "The remote model server failed.",
-    503: "The generation queue is full: retry after Retry-After seconds.",
+    503: "Busy: the generation queue is full, or another process is writing the knowledge "
+    "store; retry after Retry-After seconds.",
     504: "The request passed the server's time limit.",
 }
 

@@ -3,13 +3,15 @@ checks and the sync are :mod:`ragtune.server.documents`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 from starlette.requests import Request as HTTPRequest
 
+from ragtune.knowledge.store import StoreError
 from ragtune.server.auth import require_scope
 from ragtune.server.documents import (
     DocumentTarget,
@@ -18,11 +20,18 @@ from ragtune.server.documents import (
     resolve_document,
     upsert_document,
 )
-from ragtune.server.errors import error_responses
+from ragtune.server.errors import ApiError, error_responses
 from ragtune.server.schemas import DocumentChange
 from ragtune.server.settings import ServerState
 
-__all__ = ["knowledge_router"]
+__all__ = ["WRITE_WAIT_S", "knowledge_router"]
+
+WRITE_WAIT_S = 5.0
+"""How long a document write waits for another writer of the knowledge store (a CLI sync or
+build) before it is answered 503 with ``Retry-After``: while it waits it holds nothing, so
+searches and chat go on."""
+
+T = TypeVar("T")
 
 OnlyCapability = Annotated[
     str | None, Query(description="Only this capability's sources may hold the path.")
@@ -56,7 +65,7 @@ def knowledge_router(state: ServerState) -> APIRouter:
         responses={
             200: {"model": DocumentChange, "description": "The document was replaced."},
             201: {"model": DocumentChange, "description": "The document was created."},
-            **error_responses(400, 401, 403, 404, 413, 422, 500),
+            **error_responses(400, 401, 403, 404, 413, 422, 500, 503),
         },
     )
     async def put_document(
@@ -66,7 +75,7 @@ def knowledge_router(state: ServerState) -> APIRouter:
         the next request is answered from the new text."""
         target = _target(request, path, capability)
         body = await request.body()
-        update = await anyio.to_thread.run_sync(upsert_document, runtime, target, body)
+        update = await anyio.to_thread.run_sync(_writing, upsert_document, target, body)
         return JSONResponse(
             update.to_dict(), status_code=201 if update.action == "created" else 200
         )
@@ -77,7 +86,7 @@ def knowledge_router(state: ServerState) -> APIRouter:
         response_model=None,
         responses={
             200: {"model": DocumentChange, "description": "The document was removed."},
-            **error_responses(400, 401, 403, 404, 422, 500),
+            **error_responses(400, 401, 403, 404, 422, 500, 503),
         },
     )
     async def remove_document(
@@ -85,8 +94,29 @@ def knowledge_router(state: ServerState) -> APIRouter:
     ) -> dict[str, Any]:
         """Remove a knowledge document and sync: its passages leave the live knowledge."""
         target = _target(request, path, capability)
-        update = await anyio.to_thread.run_sync(delete_document, runtime, target)
+        update = await anyio.to_thread.run_sync(_writing, delete_document, target)
         return update.to_dict()
+
+    def _writing(work: Callable[..., T], *args: Any) -> T:
+        """``work(runtime, *args)`` holding the store's writer lock, taken before the runtime's
+        own lock: a CLI sync in another process makes the write wait (searches go on) up to
+        :data:`WRITE_WAIT_S`, then answers 503 with ``Retry-After``."""
+        store = runtime.knowledge.store
+        hold = store.writing(WRITE_WAIT_S)
+        try:
+            hold.__enter__()
+        except StoreError as exc:
+            raise ApiError(
+                503,
+                f"{exc} Retry in {int(WRITE_WAIT_S)} s (Retry-After).",
+                type="server_error",
+                code="store_busy",
+                headers={"Retry-After": str(int(WRITE_WAIT_S))},
+            ) from None
+        try:
+            return work(runtime, *args)
+        finally:
+            hold.__exit__(None, None, None)
 
     def _target(request: HTTPRequest, path: str, capability: str | None) -> DocumentTarget:
         check_raw_path(request.scope.get("raw_path") or b"")
