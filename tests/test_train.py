@@ -216,6 +216,21 @@ def test_same_seed_same_losses(base_model, risk_flags: ExampleSet, tmp_path: Pat
     assert other.losses[0] != first.losses[0]
 
 
+def test_a_second_run_of_the_same_adapter_is_refused_at_once(tmp_path: Path) -> None:
+    """Two runs of one adapter would share its staging and checkpoint folders: while one holds
+    the adapter's lock, another is refused before it loads or writes anything."""
+    from ragtune.knowledge.store.lock import WriterLock
+
+    out_dir = tmp_path / "adapters" / "risk_flags"
+    out_dir.parent.mkdir(parents=True)
+    running = WriterLock(out_dir.parent / ".risk_flags", "the adapter")
+    with running.try_hold() as held:
+        assert held
+        with pytest.raises(TrainError, match="another run is training the adapter 'risk_flags'"):
+            train_adapter(None, None, out_dir, TrainConfig())  # type: ignore[arg-type]
+    assert not out_dir.exists() and not staging_path(out_dir).exists()
+
+
 def test_micro_batches_fit_the_token_budget_and_never_exceed_the_batch() -> None:
     assert TrainConfig(batch_size=4, max_length=1024).micro_batch() == 2
     assert TrainConfig(batch_size=4, max_length=384).micro_batch() == 4

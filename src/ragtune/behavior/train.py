@@ -22,7 +22,8 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,6 +154,43 @@ def train_adapter(
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    # One run of an adapter at a time: two would share its staging and checkpoint folders.
+    with _only_run(out_dir):
+        return _train(
+            loaded, examples, out_dir, config, contract, progress, resume, knowledge_snapshot,
+            context, started,
+        )  # fmt: skip
+
+
+@contextmanager
+def _only_run(out_dir: Path) -> Iterator[None]:
+    """Hold the adapter's lock file (``.<name>.lock`` beside it) for the run, or refuse at once
+    when another run holds it."""
+    from ragtune.knowledge.store.lock import WriterLock
+
+    lock = WriterLock(out_dir.parent / f".{out_dir.name}", f"the adapter {out_dir.name!r}")
+    with lock.try_hold() as held:
+        if not held:
+            raise TrainError(
+                f"{out_dir}: another run is training the adapter {out_dir.name!r} (it holds "
+                f"{lock.lock_path}); wait for it to finish, then run this one again."
+            )
+        yield
+
+
+def _train(
+    loaded: LoadedModel,
+    examples: ExampleSet,
+    out_dir: Path,
+    config: TrainConfig,
+    contract: OutputContract | None,
+    progress: ProgressCallback | None,
+    resume: bool,
+    knowledge_snapshot: str | None,
+    context: TrainingContext | None,
+    started: float,
+) -> TrainResult:
+    """The body of :func:`train_adapter`, run holding the adapter's lock."""
     model, tokenizer = loaded.model, loaded.tokenizer
     ckpt_dir, stage_dir = checkpoint_path(out_dir), staging_path(out_dir)
 

@@ -71,6 +71,8 @@ def check_adapters(project: Project, *, plan: bool = True) -> list[Check]:
     out = Area("adapters", project.root)
     root = project.adapters_dir
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if folder.name.startswith(".") and folder.name.endswith(".lock"):
+            continue  # a run's lock file: the kernel frees it when the run ends or dies
         if folder.name.startswith("."):
             out.warn(folder.name, f"{folder}: left by an interrupted training run or swap",
                      out.fix("adapter list") + " (restores a swap; `ragtune adapter train "
