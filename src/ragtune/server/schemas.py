@@ -482,21 +482,26 @@ class Usage(_Open):
     total_tokens: int
 
 
-class ChatCompletion(_Open):
-    """A ``chat.completion`` with ragtune's extras (``stream: true`` answers with server-sent
-    events of ``chat.completion.chunk`` objects instead)."""
+class _Answer(_Open):
+    """What every answer carries: OpenAI's identity and usage, and ragtune's extras."""
 
     id: str
-    object: Literal["chat.completion"]
     created: int
     model: str
-    choices: list[CompletionChoice]
     usage: Usage
     citations: list[dict[str, Any]]
     route: dict[str, Any]
     contract_violation: bool
     contract: dict[str, Any]
     timings: dict[str, float]
+
+
+class ChatCompletion(_Answer):
+    """A ``chat.completion`` with ragtune's extras (``stream: true`` answers with server-sent
+    events of ``chat.completion.chunk`` objects instead)."""
+
+    object: Literal["chat.completion"]
+    choices: list[CompletionChoice]
 
 
 class TextChoice(_Open):
@@ -506,21 +511,12 @@ class TextChoice(_Open):
     logprobs: None = None
 
 
-class TextCompletion(_Open):
+class TextCompletion(_Answer):
     """A ``text_completion`` with ragtune's extras (``stream: true`` answers with server-sent
     events of ``text_completion`` objects, one piece of text each)."""
 
-    id: str
     object: Literal["text_completion"]
-    created: int
-    model: str
     choices: list[TextChoice]
-    usage: Usage
-    citations: list[dict[str, Any]]
-    route: dict[str, Any]
-    contract_violation: bool
-    contract: dict[str, Any]
-    timings: dict[str, float]
 
 
 class Embedding(_Open):
