@@ -650,23 +650,16 @@ def _check_referenced_files(project: Project, root: yaml.Node | None) -> None:
 
 
 def _exists(root: Path, ref: str) -> bool:
-    if ref.startswith("tool:"):
-        # tool:FILE.py:FUNCTION must name a file; tool:package.module:FUNCTION is imported later.
-        target = ref[len("tool:") :].rpartition(":")[0]
-        return not target.endswith(".py") or _is_file(root / target)
-    ref = ref.split("#", 1)[0]  # "tables/rates.csv#matter_type" names the key column
     try:
+        if ref.startswith("tool:"):
+            # tool:FILE.py:FUNCTION names a file; tool:package.module:FUNCTION is imported later.
+            target = ref[len("tool:") :].rpartition(":")[0]
+            return not target.endswith(".py") or (root / target).is_file()
+        ref = ref.split("#", 1)[0]  # "tables/rates.csv#matter_type" names the key column
         if any(ch in ref for ch in "*?["):
             from ragtune.knowledge.sources import glob_files
 
             return glob_files(root, ref)[1]  # as the sync reads a glob, following no link
         return (root / ref).exists()
     except (OSError, ValueError):  # a name too long for the file system names no file
-        return False
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except (OSError, ValueError):
         return False

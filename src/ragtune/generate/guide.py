@@ -46,9 +46,9 @@ __all__ = ["Grammar", "GrammarGuide", "guided_kwargs", "regex_grammar", "schema_
 # json-schema-to-grammar allows).
 _JSON_SPACE = r"(?: |\n[ \t]{0,20})?"
 _JSON_OPTIONS = {"whitespace_flexible": False, "whitespace_pattern": _JSON_SPACE}
-# regex_to_gbnf writes characters past Latin-1 as \uXXXX / \UXXXXXXXX escapes; llguidance's
-# GBNF reader turns those into escapes its regex engine does not parse (\U10FFFF), so they are
-# written back as the characters themselves, which both read as they are.
+# regex_to_gbnf writes characters past Latin-1 as \u escapes of 4 hex digits or \U escapes of
+# 8; llguidance's GBNF reader turns those into escapes its regex engine does not parse
+# (\U10FFFF), so they are written back as the characters themselves, which both read as they are.
 _WIDE_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})|\\U([0-9A-Fa-f]{8})")
 
 
