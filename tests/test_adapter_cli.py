@@ -115,8 +115,9 @@ def test_training_runs_under_accelerate_launch(project: Path) -> None:
         "cpu"
     )
     assert (folder / "adapter_model.safetensors").is_file()
+    # No staging or checkpoint folder left; the lock file stays (the kernel frees the lock).
     leftovers = [p.name for p in folder.parent.iterdir() if p.name.startswith(".")]
-    assert leftovers == [], leftovers
+    assert leftovers == [".clause_summary.lock"], leftovers
     runner.invoke(app, ["adapter", "rm", "clause_summary", "-p", str(project)])
 
 

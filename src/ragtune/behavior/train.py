@@ -17,6 +17,7 @@ torch, transformers and peft are imported inside the functions that need them.
 from __future__ import annotations
 
 import math
+import os
 import random
 import resource
 import shutil
@@ -165,8 +166,16 @@ def train_adapter(
 @contextmanager
 def _only_run(out_dir: Path) -> Iterator[None]:
     """Hold the adapter's lock file (``.<name>.lock`` beside it) for the run, or refuse at once
-    when another run holds it."""
+    when another run holds it.
+
+    Under a distributed launcher (``accelerate launch``, ``torchrun``) the processes of one
+    launch are one run: only the first (``RANK`` 0) holds the lock, the others train beside it.
+    """
     from ragtune.knowledge.store.lock import WriterLock
+
+    if os.environ.get("RANK", "0").strip() not in ("", "0"):
+        yield
+        return
 
     lock = WriterLock(out_dir.parent / f".{out_dir.name}", f"the adapter {out_dir.name!r}")
     with lock.try_hold() as held:
