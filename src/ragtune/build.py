@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from ragtune.adapters import TrainConfig
 from ragtune.behavior.staleness import SHIPPED_ADAPTERS, AdapterPlan, plan_adapters
-from ragtune.knowledge.store.sqlite import SQLiteStore
-from ragtune.knowledge.sync import SyncPlan, knowledge_db, plan_sync
+from ragtune.knowledge.store import open_store
+from ragtune.knowledge.sync import SyncPlan, plan_sync, synced_store
 from ragtune.project import Capability, Project
 
 if TYPE_CHECKING:
@@ -114,9 +114,8 @@ def make_plan(project: Project) -> ProjectPlan:
     adapters = plan_adapters(project, lora)
     if not any(c.sources for c in project.config.capabilities):
         return ProjectPlan(project.config.project, None, adapters)
-    path = knowledge_db(project)
     # Planning a project never synced must not create its store: plan against an empty one.
-    store = SQLiteStore(path if path.exists() else Path(":memory:"))
+    store = synced_store(project) or open_store(":memory:")
     try:
         return ProjectPlan(project.config.project, plan_sync(project, store), adapters)
     finally:

@@ -205,6 +205,13 @@ class KnowledgeSettings(BaseModel):
         description="all-MiniLM-L6-v2 (offline default), st:FOLDER (a sentence-transformers "
         "folder), openai:MODEL (an OpenAI-compatible embeddings endpoint) or hashing (tests).",
     )
+    store: str | None = Field(
+        None,
+        description="Where the knowledge store is: empty for the embedded SQLite file "
+        "(.ragtune/knowledge.db), a file path, or postgresql://user@host:port/db (PostgreSQL "
+        "with pgvector; the password from PGPASSWORD or ~/.pgpass, not this file). "
+        "RAGTUNE_STORE overrides it.",
+    )
     base_url: str | None = Field(None, description="Base URL of the embeddings endpoint.")
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="Environment variable holding the endpoint's key."

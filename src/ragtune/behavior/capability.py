@@ -19,8 +19,7 @@ from ragtune.behavior.raft import TrainingContext
 from ragtune.behavior.train import ProgressCallback, TrainResult
 from ragtune.context import Passage
 from ragtune.errors import RagtuneError
-from ragtune.knowledge.store.sqlite import SQLiteStore
-from ragtune.knowledge.sync import knowledge_db
+from ragtune.knowledge.sync import synced_store
 from ragtune.project import Capability, Project
 
 
@@ -83,7 +82,7 @@ def check_leaks(
     knowledge index (BM25, no model)."""
     examples = examples if examples is not None else examples_of(project, capability)
     rows = [(e.line, e.input, e.output, e.context) for e in examples.examples]
-    store = _synced_store(project)
+    store = synced_store(project)
     if store is None:
         return scan_examples(rows, path=examples.path, threshold=DEFAULT_THRESHOLD)
     from ragtune.knowledge.search import search
@@ -97,18 +96,6 @@ def check_leaks(
         )
     finally:
         store.close()
-
-
-def _synced_store(project: Project) -> SQLiteStore | None:
-    """The project's knowledge store when one has been synced, else None."""
-    path = knowledge_db(project)
-    if not path.is_file():
-        return None
-    store = SQLiteStore(path)
-    if store.latest_snapshot() == 0:
-        store.close()
-        return None
-    return store
 
 
 def training_context(
@@ -127,7 +114,7 @@ def training_context(
     from ragtune.knowledge.base import KnowledgeBase
 
     sources = ", ".join(capability.context_from)
-    synced = _synced_store(project)
+    synced = synced_store(project)
     if synced is not None:
         synced.close()
     else:

@@ -53,7 +53,8 @@ class FewShotError(RagtuneError):
 
 
 class ExampleStore(Protocol):
-    """What few-shot selection needs from a store (:class:`SQLiteStore` has it)."""
+    """What few-shot selection needs from a store (every
+    :class:`~ragtune.knowledge.store.KnowledgeStore` has it)."""
 
     def examples_state(self, capability: str) -> tuple[str, str] | None:
         """(dataset sha256, embedder) of a capability's live examples; None when it has none."""

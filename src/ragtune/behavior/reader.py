@@ -282,13 +282,11 @@ def reader_pairs(project: Project, capability: Capability) -> ReaderPairs:
 
 def _live_chunks(project: Project, capability: str) -> list[ChunkRow] | None:
     """The capability's live chunks; None when the store was never synced."""
-    from ragtune.knowledge.store.sqlite import SQLiteStore
-    from ragtune.knowledge.sync import knowledge_db
+    from ragtune.knowledge.sync import synced_store
 
-    path = knowledge_db(project)
-    if not path.is_file():
+    store = synced_store(project)
+    if store is None:
         return None
-    store = SQLiteStore(path)
     try:
         return [c for doc in sorted(store.paths_of(capability)) for c in store.current_chunks(doc)]
     finally:

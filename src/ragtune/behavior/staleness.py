@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, Literal
 
 from ragtune.adapters import MANIFEST, AdapterError, AdapterManifest, TrainingRecord, list_adapters
@@ -361,13 +360,11 @@ def _superseded(project: Project, manifest: AdapterManifest) -> list[str]:
     quoted = context.quoted if context is not None else []
     if context is None or not quoted:
         return []
-    from ragtune.knowledge.store.sqlite import SQLiteStore
-    from ragtune.knowledge.sync import knowledge_db
+    from ragtune.knowledge.sync import synced_store
 
-    path = knowledge_db(project)
-    if not Path(path).is_file():
+    store = synced_store(project)
+    if store is None:
         return []
-    store = SQLiteStore(path)
     try:
         live = store.live_hashes(q["chunk_id"] for q in quoted)
     finally:

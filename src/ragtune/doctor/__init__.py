@@ -101,23 +101,21 @@ def repair(target: Path | str | None = None) -> list[str]:
         RagtuneError: The project cannot be loaded, or it has no store to rebuild from.
     """
     from ragtune.knowledge.index import VectorIndex
-    from ragtune.knowledge.store.migrations import transaction
-    from ragtune.knowledge.store.sqlite import SQLiteStore
-    from ragtune.knowledge.sync import knowledge_db
+    from ragtune.knowledge.store import StoreError, open_store
+    from ragtune.knowledge.sync import store_location
 
-    path = knowledge_db(load_project(target, check_files=False))
-    if not path.is_file():
-        raise RagtuneError(f"{path}: no knowledge store to repair; `ragtune knowledge sync` "
-                           "makes one.")  # fmt: skip
-    store = SQLiteStore(path)
+    project = load_project(target, check_files=False)
+    location = store_location(project)
+    try:
+        store = open_store(location, readonly=True)
+    except StoreError as exc:
+        raise RagtuneError(f"{exc} (nothing to repair)") from exc
     done = []
     try:
-        with transaction(store.db) as db:
-            db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
-        done.append(f"{path}: keyword index (FTS5) rebuilt from the chunks")
+        done.extend(store.repair())
         embedder, dim = store.get_meta("embedder"), store.get_meta("dim")
-        if embedder and dim:
-            index = path.with_name(INDEX)
+        if embedder and dim and not store.native_vectors:
+            index = project.state_dir / INDEX
             for derived in (index, index.with_name(INDEX + ".json")):
                 derived.unlink(missing_ok=True)
             VectorIndex(index, int(dim), embedder).catch_up(store)

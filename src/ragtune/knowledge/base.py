@@ -11,8 +11,14 @@ from ragtune.errors import RagtuneError
 from ragtune.knowledge.index import VectorIndex
 from ragtune.knowledge.search import Hit, Mode, filter_paths, search
 from ragtune.knowledge.store import ChunkRow, StoreError
-from ragtune.knowledge.store.sqlite import SQLiteStore
-from ragtune.knowledge.sync import Progress, SyncPlan, SyncResult, knowledge_db, plan_sync, sync
+from ragtune.knowledge.sync import (
+    Progress,
+    SyncPlan,
+    SyncResult,
+    open_project_store,
+    plan_sync,
+    sync,
+)
 from ragtune.knowledge.tools import Tool, is_tool_ref, load_tool
 from ragtune.project import Project
 
@@ -21,14 +27,15 @@ if TYPE_CHECKING:
 
 
 class KnowledgeBase:
-    """The knowledge of one project (``.ragtune/knowledge.db`` and its HNSW index).
+    """The knowledge of one project: its store (``.ragtune/knowledge.db`` by default, or
+    PostgreSQL) and, for a store that does not search vectors itself, its HNSW index file.
 
     The embedder is loaded only when something needs vectors (a sync that embeds, a search).
     """
 
     def __init__(self, project: Project, embedder: Embedder | None = None) -> None:
         self.project = project
-        self.store = SQLiteStore(knowledge_db(project))
+        self.store = open_project_store(project)
         self._embedder = embedder
 
     @property
@@ -51,11 +58,14 @@ class KnowledgeBase:
 
     @cached_property
     def index_path(self) -> Path:
-        """``.ragtune/knowledge.usearch`` beside the store."""
-        return self.store.path.with_name("knowledge.usearch")
+        """``.ragtune/knowledge.usearch`` beside the project file."""
+        return self.project.state_dir / "knowledge.usearch"
 
-    def index(self) -> VectorIndex:
-        """The HNSW index, caught up with the store (rebuilt if missing or foreign)."""
+    def index(self) -> VectorIndex | None:
+        """The HNSW index, caught up with the store (rebuilt if missing or foreign); None for
+        a store that searches vectors itself (pgvector)."""
+        if self.store.native_vectors:
+            return None
         index = self._vector_index()
         index.catch_up(self.store)
         return index
@@ -75,7 +85,8 @@ class KnowledgeBase:
         result = sync(
             self.project, self.store, self.embedder, progress=progress, lock_timeout=lock_timeout
         )
-        result.index = self._vector_index().catch_up(self.store)
+        if not self.store.native_vectors:
+            result.index = self._vector_index().catch_up(self.store)
         return result
 
     def _vector_index(self) -> VectorIndex:
@@ -109,14 +120,14 @@ class KnowledgeBase:
                         f"{', '.join(names)}."
                     )
         embedder = self.embedder if mode != "bm25" else None
-        live_vectors = as_of is None and mode != "bm25"
+        live_vectors = as_of is None and mode != "bm25" and not self.store.native_vectors
         if live_vectors:
             self._vector_index().open()  # the file, before the transaction starts
         with self.store.reading():
             if self.store.latest_snapshot() == 0:
                 raise StoreError(
-                    f"{self.store.path}: the knowledge store is empty; run `ragtune knowledge "
-                    "sync` first."
+                    f"{self.store.location}: the knowledge store is empty; run "
+                    "`ragtune knowledge sync` first."
                 )
             at = self.store.resolve_as_of(as_of) if as_of is not None else None
             paths = filter_paths(self.store, capability=capability, source=source, where=where)

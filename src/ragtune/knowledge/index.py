@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragtune.knowledge.store import KnowledgeStore
 from ragtune.knowledge.store.lock import WriterLock
-from ragtune.knowledge.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,10 +44,9 @@ class IndexState:
     size: int  # vectors in the index
 
 
-def store_signature(store: SQLiteStore) -> tuple[int, int]:
+def store_signature(store: KnowledgeStore) -> tuple[int, int]:
     """(all chunk rows, retired rows): rows are only added or retired, so any change moves it."""
-    row = store.db.execute("SELECT COUNT(*), COUNT(valid_to) FROM chunks").fetchone()
-    return int(row[0]), int(row[1])
+    return store.chunk_signature()
 
 
 def _share_libstdcxx() -> None:
@@ -109,7 +108,7 @@ class VectorIndex:
         self.index, self.state = index, state
         return True
 
-    def catch_up(self, store: SQLiteStore) -> str:
+    def catch_up(self, store: KnowledgeStore) -> str:
         """Bring the index to the store's live rows; returns what it did (for logs and tests).
 
         Reads the store in one read transaction, so the index matches one state of it even
@@ -128,7 +127,7 @@ class VectorIndex:
         if self.index is None:
             self._load()
 
-    def _catch_up(self, store: SQLiteStore) -> str:
+    def _catch_up(self, store: KnowledgeStore) -> str:
         import numpy as np
 
         rows, retired = store_signature(store)
@@ -144,21 +143,15 @@ class VectorIndex:
         assert state is not None
         if (state.rows, state.retired) == (rows, retired):
             return "current"
-        live_ids, _ = _live_ids(store)
+        live_ids = store.live_ids()
         have = set(np.asarray(self.index.keys).tolist()) if len(self.index) else set()
         remove = sorted(have - live_ids)
         add = sorted(live_ids - have)
         for key in remove:
             self.index.remove(key)
         if add:
-            found = store.db.execute(
-                "SELECT id, vector FROM chunks WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(add),),
-            ).fetchall()
-            self.index.add(
-                np.asarray([r[0] for r in found], dtype=np.uint64),
-                _matrix([bytes(r[1]) for r in found], self.dim),
-            )
+            ids, blobs = store.vectors_of(add)
+            self.index.add(np.asarray(ids, dtype=np.uint64), _matrix(blobs, self.dim))
         self._save(snapshot, rows, retired)
         return f"caught up: +{len(add)} -{len(remove)}"
 
@@ -228,11 +221,6 @@ class VectorIndex:
             (int(key), 1.0 - float(dist))
             for key, dist in zip(matches.keys, matches.distances, strict=True)
         ]
-
-
-def _live_ids(store: SQLiteStore) -> tuple[set[int], int]:
-    rows = store.db.execute("SELECT id FROM chunks WHERE valid_to IS NULL").fetchall()
-    return {int(r[0]) for r in rows}, len(rows)
 
 
 def _matrix(blobs: list[bytes], dim: int) -> NDArray[np.float32]:

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
 from ragtune.context import Passage
-from ragtune.knowledge.index import VectorIndex, brute_force
-from ragtune.knowledge.store import ChunkRow, StoreError
-from ragtune.knowledge.store.sqlite import SQLiteStore
+from ragtune.knowledge.index import VectorIndex
+from ragtune.knowledge.store import ChunkRow, KnowledgeStore, StoreError
 
 if TYPE_CHECKING:
     from ragtune.knowledge.embed import Embedder
@@ -104,7 +103,7 @@ def title_acronyms(title: str) -> set[str]:
     return found
 
 
-def document_aliases(store: SQLiteStore) -> dict[str, str]:
+def document_aliases(store: KnowledgeStore) -> dict[str, str]:
     """Acronym -> title for the live documents whose title gives one no other title shares.
 
     Cached per snapshot on the store: a sync that renames a document refreshes it.
@@ -114,9 +113,9 @@ def document_aliases(store: SQLiteStore) -> dict[str, str]:
     if cached is not None and cached[0] == snapshot:
         return cast(dict[str, str], cached[1])
     owners: dict[str, set[str]] = {}
-    for row in store.db.execute("SELECT DISTINCT title FROM documents WHERE valid_to IS NULL"):
-        for acronym in title_acronyms(str(row[0])):
-            owners.setdefault(acronym, set()).add(str(row[0]))
+    for title in store.live_titles():
+        for acronym in title_acronyms(title):
+            owners.setdefault(acronym, set()).add(title)
     aliases = {a: next(iter(titles)) for a, titles in owners.items() if len(titles) == 1}
     store.derived["aliases"] = (snapshot, aliases)
     return aliases
@@ -139,7 +138,7 @@ def expand_query(query: str, aliases: dict[str, str]) -> str:
 
 
 def search(
-    store: SQLiteStore,
+    store: KnowledgeStore,
     embedder: Embedder | None,
     index: VectorIndex | None,
     query: str,
@@ -163,7 +162,7 @@ def search(
 
 
 def _search(
-    store: SQLiteStore,
+    store: KnowledgeStore,
     embedder: Embedder | None,
     index: VectorIndex | None,
     query: str,
@@ -192,9 +191,8 @@ def _search(
                 allowed = None if paths is None else store.live_ids(paths)
                 found = index.exact(vector, pool, allowed)
             vector_ids = [rowid for rowid, _ in found]
-        else:
-            ids, blobs = store.vectors_at(as_of, paths)
-            vector_ids = [rowid for rowid, _ in brute_force(vector, ids, blobs, embedder.dim, pool)]
+        else:  # history, or a store that searches vectors itself
+            vector_ids = [rowid for rowid, _ in store.nearest(vector, pool, at=as_of, paths=paths)]
     fused = rrf([r for r in (bm25_ids, vector_ids) if r])
     ranked = sorted(fused, key=lambda key: -fused[key])
     rows = {key: row for key, row in store.chunks(ranked[:k]).items() if _visible(row, as_of)}
@@ -236,7 +234,7 @@ METADATA = ("kind", "title")  # document fields a search can filter on (--where 
 
 
 def filter_paths(
-    store: SQLiteStore,
+    store: KnowledgeStore,
     *,
     capability: str | Sequence[str] | None = None,
     source: str | None = None,
@@ -247,7 +245,7 @@ def filter_paths(
     ``where``."""
     if capability is None and source is None and not where:
         return None
-    documents = store.db.execute("SELECT DISTINCT path, kind, title FROM documents").fetchall()
+    documents = store.document_metadata()
     allowed = {row[0] for row in documents}
     if capability is not None:
         names = [capability] if isinstance(capability, str) else list(capability)

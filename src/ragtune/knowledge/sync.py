@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable
@@ -34,8 +35,7 @@ from ragtune.knowledge.chunk import (
 )
 from ragtune.knowledge.parse import ParsedDocument, parse_document
 from ragtune.knowledge.sources import SourceError, discover, relative_posix
-from ragtune.knowledge.store import DocumentRow, NewChunk
-from ragtune.knowledge.store.sqlite import SQLiteStore
+from ragtune.knowledge.store import DocumentRow, KnowledgeStore, NewChunk, StoreError, open_store
 from ragtune.knowledge.tables import load_table
 from ragtune.knowledge.tools import is_tool_ref
 from ragtune.project import Project
@@ -128,9 +128,43 @@ class SyncResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+STORE_ENV = "RAGTUNE_STORE"
+"""The environment variable naming the store (a URL or a file path); it wins over the file."""
+
+
 def knowledge_db(project: Project) -> Path:
-    """``.ragtune/knowledge.db`` beside the project file."""
+    """``.ragtune/knowledge.db`` beside the project file: the embedded store's default place."""
     return project.state_dir / "knowledge.db"
+
+
+def store_location(project: Project) -> str:
+    """Where the project's store is: ``RAGTUNE_STORE``, else ``knowledge.store`` in
+    ragtune.yaml, else ``.ragtune/knowledge.db``. A relative file path is read from the
+    project's folder."""
+    configured = os.environ.get(STORE_ENV, "").strip() or (project.config.knowledge.store or "")
+    if not configured:
+        return str(knowledge_db(project))
+    if "://" in configured:
+        return configured
+    return str(project.resolve(configured))
+
+
+def open_project_store(project: Project) -> KnowledgeStore:
+    """Open the project's store, creating it (and its schema) when there is none yet."""
+    return open_store(store_location(project))
+
+
+def synced_store(project: Project) -> KnowledgeStore | None:
+    """The project's store when it has been synced at least once, else None (nothing is
+    created)."""
+    try:
+        store = open_store(store_location(project), readonly=True)
+    except StoreError:
+        return None
+    if store.latest_snapshot() == 0:
+        store.close()
+        return None
+    return store
 
 
 def source_files(project: Project) -> tuple[list[SourceFile], list[tuple[str, str]]]:
@@ -237,7 +271,9 @@ class _Prepared:
     deleted: list[str]
 
 
-def _prepare(project: Project, store: SQLiteStore, progress: Progress | None = None) -> _Prepared:
+def _prepare(
+    project: Project, store: KnowledgeStore, progress: Progress | None = None
+) -> _Prepared:
     """Walk the sources once; hash each file, then parse, chunk and diff the changed ones."""
     settings = project.config.knowledge
     files, skipped = source_files(project)
@@ -297,17 +333,17 @@ def _counter(embedder_spec: str) -> Callable[[str], int]:
     return token_counter(None)
 
 
-def _embed_rate(store: SQLiteStore) -> float:
+def _embed_rate(store: KnowledgeStore) -> float:
     value = store.get_meta("embed_rate")
     return float(value) if value else DEFAULT_EMBED_RATE
 
 
-def _needs_reembed(store: SQLiteStore, embedder_name: str) -> bool:
+def _needs_reembed(store: KnowledgeStore, embedder_name: str) -> bool:
     recorded = store.get_meta("embedder")
     return recorded is not None and recorded != embedder_name
 
 
-def plan_sync(project: Project, store: SQLiteStore) -> SyncPlan:
+def plan_sync(project: Project, store: KnowledgeStore) -> SyncPlan:
     """What a sync would do now: no embedding, no writing."""
     from ragtune.knowledge.embed import embedder_name
 
@@ -319,7 +355,7 @@ def plan_sync(project: Project, store: SQLiteStore) -> SyncPlan:
 
 def sync(
     project: Project,
-    store: SQLiteStore,
+    store: KnowledgeStore,
     embedder: Embedder,
     *,
     progress: Progress | None = None,
@@ -327,7 +363,7 @@ def sync(
 ) -> SyncResult:
     """Bring the store up to date with the project's sources; see the module docstring.
 
-    Holds the store's writer lock throughout (:meth:`SQLiteStore.writing`): a second sync, in
+    Holds the store's writer lock throughout (:meth:`KnowledgeStore.writing`): a second sync, in
     this process or another, waits for this one and then sees what it wrote - up to
     ``lock_timeout`` seconds (default ``RAGTUNE_LOCK_TIMEOUT`` or 600; a server answering a
     request may want less).
@@ -340,7 +376,7 @@ def sync(
 
 
 def _sync(
-    project: Project, store: SQLiteStore, embedder: Embedder, progress: Progress | None
+    project: Project, store: KnowledgeStore, embedder: Embedder, progress: Progress | None
 ) -> SyncResult:
     """The body of :func:`sync`, run under the store's writer lock."""
     started = time.perf_counter()
@@ -403,7 +439,7 @@ def _remove_orphaned_writes(root: Path, files: list[Path], now: float | None = N
 class _Writer:
     """Embeds the new texts of documents in large batches, then writes each document."""
 
-    store: SQLiteStore
+    store: KnowledgeStore
     snapshot: int
     embedder: Embedder
     vectors: dict[str, bytes]  # by embed key: those stored before, then those computed here
@@ -462,7 +498,7 @@ class _Writer:
 
 
 def _finish(
-    store: SQLiteStore, snapshot: int, prepared: _Prepared, writer: _Writer, *, resumed: bool
+    store: KnowledgeStore, snapshot: int, prepared: _Prepared, writer: _Writer, *, resumed: bool
 ) -> None:
     """Retire deleted documents, record who uses what and close the snapshot."""
     for path in prepared.deleted:
@@ -488,7 +524,7 @@ def _finish(
 
 
 def reembed_store(
-    store: SQLiteStore, embedder: Embedder, *, progress: Progress | None = None
+    store: KnowledgeStore, embedder: Embedder, *, progress: Progress | None = None
 ) -> int:
     """Recompute every stored vector, history included, with a new embedder; returns texts embedded.
 
@@ -499,11 +535,8 @@ def reembed_store(
 
     from ragtune.knowledge.chunk import Chunk
 
-    rows = store.db.execute(
-        "SELECT text_hash, MIN(text), MIN(section), MIN(title) FROM chunks GROUP BY text_hash"
-    ).fetchall()
     keys, texts = [], []
-    for key, text, section, title in rows:
+    for key, text, section, title in store.texts_by_hash():
         chunk = Chunk("", "", 0, tuple(section.split(" > ")) if section else (), title, text, "", 0)
         keys.append(key)
         texts.append(chunk.search_text)
@@ -519,7 +552,7 @@ def reembed_store(
     return len(texts)
 
 
-def _apply(store: SQLiteStore, snapshot: int, item: _Work, vectors: dict[str, bytes]) -> None:
+def _apply(store: KnowledgeStore, snapshot: int, item: _Work, vectors: dict[str, bytes]) -> None:
     add = [
         NewChunk(
             chunk_id=c.chunk_id,

@@ -1,15 +1,20 @@
 """Knowledge stores: the source of truth for documents, chunks, their history and vectors.
 
-One interface, :class:`KnowledgeStore`; the embedded SQLite store is the default and registers the
-same way a PostgreSQL store (a later stage) will. Rows between the store and its callers are
-plain dataclasses.
+One interface, :class:`KnowledgeStore`, with two implementations registered the same way a
+plugin's would be (:func:`register_store`): the embedded SQLite file (the default,
+``.ragtune/knowledge.db``) and PostgreSQL with pgvector (``knowledge.store:
+postgresql://...`` in ragtune.yaml, or ``RAGTUNE_STORE``). :func:`open_store` opens either from
+its location. Rows between the store and its callers are plain dataclasses; nothing outside this
+package names an implementation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from ragtune.errors import RagtuneError
 
@@ -81,9 +86,58 @@ class NewChunk:
     vector: bytes
 
 
-class KnowledgeStore(Protocol):
-    """What sync, search, history and plan need from a store."""
+@dataclass(frozen=True)
+class ExampleRow:
+    """One few-shot example as stored (``vector`` is float32 bytes of its embedded text)."""
 
+    line: int
+    input: str
+    output: str
+    context: str | None
+    input_hash: str
+    vector: bytes
+
+
+class KnowledgeStore(Protocol):
+    """What sync, search, history, plan, few-shot selection and the doctor need from a store.
+
+    Visibility: a row is visible at snapshot ``S`` when ``valid_from <= S`` and ``valid_to`` is
+    null or greater than ``S``; live rows have a null ``valid_to``. ``at=None`` means live.
+    """
+
+    location: str
+    """Where the store is, for messages: a file path, or a URL without its password
+    (:func:`redact`)."""
+    native_vectors: bool
+    """True when the store searches vectors itself (pgvector); False when ragtune keeps a
+    derived vector index file beside it (:class:`ragtune.knowledge.index.VectorIndex`)."""
+    derived: dict[str, tuple[int, object]]
+    """Values computed from the store (search's document aliases), each with the snapshot it
+    was computed at, so a later snapshot recomputes it."""
+
+    # -- concurrency and upkeep
+    def writing(self, timeout: float | None = None) -> AbstractContextManager[None]:
+        """Hold the store's writer lock for the block (one sync at a time, across processes);
+        wait up to ``timeout`` seconds (None: ``RAGTUNE_LOCK_TIMEOUT``), then StoreError."""
+        ...
+
+    def reading(self) -> AbstractContextManager[object]:
+        """One read transaction for the block: every query in it sees the same state."""
+        ...
+
+    def optimize(self) -> None:
+        """Refresh the query planner's statistics after a sync."""
+        ...
+
+    def repair(self) -> list[str]:
+        """Rebuild what the store derives itself (its keyword index); returns what it did."""
+        ...
+
+    def close(self) -> None:
+        """Release the store."""
+        ...
+
+    # -- meta
     def get_meta(self, key: str) -> str | None:
         """A value recorded in the store (the embedder's name, its dimension)."""
         ...
@@ -92,12 +146,17 @@ class KnowledgeStore(Protocol):
         """Record a value in the store."""
         ...
 
+    # -- snapshots
     def begin_snapshot(self) -> int:
         """Start a sync, or resume the one an interrupted sync left open; returns its id."""
         ...
 
     def finish_snapshot(self, snapshot: int, counts: dict[str, float]) -> None:
-        """Mark a sync complete with what it did."""
+        """Mark a sync complete, adding ``counts`` to what it recorded so far."""
+        ...
+
+    def discard_empty_snapshot(self, snapshot: int) -> None:
+        """Drop a snapshot in which nothing changed."""
         ...
 
     def snapshots(self) -> list[Snapshot]:
@@ -112,26 +171,89 @@ class KnowledgeStore(Protocol):
         """A snapshot id from an id or an ISO time."""
         ...
 
+    # -- documents
     def current_documents(self) -> dict[str, DocumentRow]:
         """The live version of every document, by path."""
-        ...
-
-    def current_chunks(self, path: str) -> list[ChunkRow]:
-        """The live chunks of one document."""
         ...
 
     def document_versions(self, path: str) -> list[DocumentRow]:
         """Every version of a document, oldest first."""
         ...
 
+    def last_version(self, path: str) -> int:
+        """The highest version a document has had, live or retired (0: never stored)."""
+        ...
+
     def document_text(self, path: str, version: int) -> str | None:
         """The text of one version of a document (None: no such version)."""
         ...
 
+    def document_metadata(self) -> list[tuple[str, str, str]]:
+        """(path, kind, title) of every document version, distinct (search's filters)."""
+        ...
+
+    def live_titles(self) -> set[str]:
+        """The titles of the live documents."""
+        ...
+
+    def versions_at(self, paths: Iterable[str], at: int | None = None) -> dict[str, int]:
+        """The version of each document visible at a snapshot."""
+        ...
+
+    # -- chunks
+    def current_chunks(self, path: str) -> list[ChunkRow]:
+        """The live chunks of one document, in order."""
+        ...
+
+    def chunks(self, rowids: Sequence[int]) -> dict[int, ChunkRow]:
+        """Chunk rows by row id."""
+        ...
+
+    def lookup(self, path: str, key: str, at: int | None = None) -> ChunkRow | None:
+        """The row of a table whose key column equals ``key`` (case and spaces ignored)."""
+        ...
+
+    def live_hashes(self, chunk_ids: Iterable[str]) -> dict[str, str]:
+        """The text hash of each of these chunks that is live now."""
+        ...
+
+    def live_ids(self, paths: set[str] | None = None) -> set[int]:
+        """Row ids of the live chunks (of these documents)."""
+        ...
+
+    def chunk_signature(self) -> tuple[int, int]:
+        """(all chunk rows, retired rows): rows are only added or retired, so any change moves
+        it."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Live documents and chunks, and all chunk versions kept."""
+        ...
+
+    # -- vectors
     def vectors_by_hash(self, hashes: Iterable[str]) -> dict[str, bytes]:
         """Stored vectors for chunk texts already embedded (any version), by text hash."""
         ...
 
+    def vectors_at(
+        self, at: int | None = None, paths: set[str] | None = None
+    ) -> tuple[list[int], list[bytes]]:
+        """Row ids and vectors of the chunks visible at a snapshot, ordered by id."""
+        ...
+
+    def vectors_of(self, rowids: Sequence[int]) -> tuple[list[int], list[bytes]]:
+        """Row ids and vectors of these chunk rows."""
+        ...
+
+    def texts_by_hash(self) -> list[tuple[str, str, str, str]]:
+        """(text hash, text, section, title) of every distinct chunk text, history included."""
+        ...
+
+    def replace_vectors(self, vectors: dict[str, bytes]) -> None:
+        """Write new vectors for every row with these text hashes, in one transaction."""
+        ...
+
+    # -- writes
     def apply_document(
         self,
         snapshot: int,
@@ -147,10 +269,120 @@ class KnowledgeStore(Protocol):
         """Retire a deleted document and its chunks in one transaction; returns chunks retired."""
         ...
 
+    # -- capabilities
     def set_capabilities(self, members: dict[str, set[str]]) -> None:
         """Which capabilities each document serves (by path)."""
         ...
 
-    def close(self) -> None:
-        """Release the store."""
+    def paths_of(self, capability: str) -> set[str]:
+        """The documents a capability draws on."""
         ...
+
+    def capabilities_of(self, path: str) -> list[str]:
+        """The capabilities a document serves."""
+        ...
+
+    # -- search
+    def bm25(
+        self, query: str, limit: int, *, at: int | None = None, paths: set[str] | None = None
+    ) -> list[tuple[int, float]]:
+        """Row ids and keyword scores (higher is better) of the chunks matching ``query``."""
+        ...
+
+    def nearest(
+        self, vector: Any, limit: int, *, at: int | None = None, paths: set[str] | None = None
+    ) -> list[tuple[int, float]]:
+        """Row ids and cosine similarities of the chunks nearest ``vector`` (float32, unit
+        length), visible at ``at``, of ``paths``; exact where the store cannot do better."""
+        ...
+
+    # -- few-shot examples
+    def examples_state(self, capability: str) -> tuple[str, str] | None:
+        """(dataset sha256, embedder) of a capability's live examples; None when it has none."""
+        ...
+
+    def example_vectors_by_hash(self, hashes: Iterable[str], embedder: str) -> dict[str, bytes]:
+        """Vectors this embedder made for these example texts before."""
+        ...
+
+    def replace_examples(
+        self,
+        capability: str,
+        rows: Sequence[ExampleRow],
+        *,
+        path: str,
+        dataset_sha256: str,
+        embedder: str,
+    ) -> None:
+        """Make ``rows`` the capability's live examples, in one transaction."""
+        ...
+
+    def live_examples(self, capability: str) -> list[ExampleRow]:
+        """A capability's live examples with their vectors, in line order."""
+        ...
+
+
+StoreOpener = Callable[[str, bool], KnowledgeStore]
+"""Opens a store: ``(location, readonly) -> store``; readonly refuses to create one."""
+
+_OPENERS: dict[str, StoreOpener] = {}
+
+
+def register_store(scheme: str, opener: StoreOpener) -> None:
+    """Register a store implementation for locations ``<scheme>://...``.
+
+    ``"sqlite"`` also opens plain file paths. A later registration of the same scheme replaces
+    the earlier one (a plugin may override a built-in).
+    """
+    _OPENERS[scheme.lower()] = opener
+
+
+def store_scheme(location: str | Path) -> str:
+    """The scheme of a store location: ``postgresql`` for ``postgresql://...``, ``sqlite`` for
+    a file path."""
+    text = str(location)
+    if "://" in text:
+        return text.split("://", 1)[0].lower()
+    return "sqlite"
+
+
+def open_store(location: str | Path, *, readonly: bool = False) -> KnowledgeStore:
+    """Open (or create) the store at ``location``: a SQLite file path, ``sqlite:///path`` or
+    ``postgresql://user@host:port/db``.
+
+    Raises:
+        StoreError: An unknown scheme (naming the known ones), or the store cannot be opened;
+            with ``readonly``, there is no store there yet.
+    """
+    _register_builtins()
+    scheme = store_scheme(location)
+    opener = _OPENERS.get(scheme)
+    if opener is None:
+        known = ", ".join(f"{s}://" for s in sorted(_OPENERS))
+        raise StoreError(
+            f"store {redact(str(location))!r}: no store for {scheme}://; known: {known} or a "
+            "file path."
+        )
+    return opener(str(location), readonly)
+
+
+def redact(location: str) -> str:
+    """A store location without the password of its URL (for messages and logs)."""
+    if "://" not in location or "@" not in location:
+        return location
+    scheme, rest = location.split("://", 1)
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{host}"
+
+
+def _open_sqlite(location: str, readonly: bool) -> KnowledgeStore:
+    from ragtune.knowledge.store.sqlite import SQLiteStore
+
+    path = location.split("://", 1)[1] if "://" in location else location
+    return SQLiteStore(Path(path), readonly=readonly)
+
+
+def _register_builtins() -> None:
+    if "sqlite" not in _OPENERS:
+        register_store("sqlite", _open_sqlite)

@@ -9,21 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
+from ragtune.knowledge.store import ExampleRow
 from ragtune.knowledge.store.migrations import blobs_by_key, transaction
 
-
-@dataclass(frozen=True)
-class ExampleRow:
-    """One few-shot example as stored (``vector`` is float32 bytes of its embedded text)."""
-
-    line: int
-    input: str
-    output: str
-    context: str | None
-    input_hash: str
-    vector: bytes
+__all__ = ["ExampleRow", "ExampleRows"]
 
 
 class ExampleRows:

@@ -11,6 +11,7 @@ takes :meth:`SQLiteStore.reading`. Writers of whole snapshots (syncs) take
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ragtune.knowledge.store import (
     ChunkRow,
@@ -98,8 +100,11 @@ class SQLiteStore(ExampleRows):
     ``examples.py``.
     """
 
+    native_vectors = False  # the vector index is a derived file beside the store
+
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        self.location = str(path)
         # Values computed from the store (search's document aliases), each with the snapshot it
         # was computed at, so a later snapshot recomputes it.
         self.derived: dict[str, tuple[int, object]] = {}
@@ -143,6 +148,12 @@ class SQLiteStore(ExampleRows):
         """
         self.db.execute("PRAGMA analysis_limit = 1000")
         self.db.execute("ANALYZE")
+
+    def repair(self) -> list[str]:
+        """Rebuild the keyword index (FTS5) from the chunks."""
+        with transaction(self.db) as db:
+            db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
+        return [f"{self.path}: keyword index (FTS5) rebuilt from the chunks"]
 
     def close(self) -> None:
         """Close the connection."""
@@ -269,6 +280,16 @@ class SQLiteStore(ExampleRows):
             "SELECT text FROM documents WHERE path = ? AND version = ?", (path, version)
         ).fetchone()
         return None if row is None else str(row[0])
+
+    def document_metadata(self) -> list[tuple[str, str, str]]:
+        """(path, kind, title) of every document version, distinct."""
+        rows = self.db.execute("SELECT DISTINCT path, kind, title FROM documents").fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def live_titles(self) -> set[str]:
+        """The titles of the live documents."""
+        rows = self.db.execute("SELECT DISTINCT title FROM documents WHERE valid_to IS NULL")
+        return {str(r[0]) for r in rows}
 
     def current_chunks(self, path: str) -> list[ChunkRow]:
         """The live chunks of one document, in order."""
@@ -438,6 +459,35 @@ class SQLiteStore(ExampleRows):
         rows = self.db.execute(sql + "ORDER BY c.id", params).fetchall()
         return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
 
+    def vectors_of(self, rowids: Sequence[int]) -> tuple[list[int], list[bytes]]:
+        """Row ids and vectors of these chunk rows, ordered by id."""
+        rows = self.db.execute(
+            "SELECT id, vector FROM chunks WHERE id IN (SELECT value FROM json_each(?)) "
+            "ORDER BY id",
+            (json.dumps(sorted(int(i) for i in rowids)),),
+        ).fetchall()
+        return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
+
+    def texts_by_hash(self) -> list[tuple[str, str, str, str]]:
+        """(text hash, text, section, title) of every distinct chunk text, history included."""
+        rows = self.db.execute(
+            "SELECT text_hash, MIN(text), MIN(section), MIN(title) FROM chunks GROUP BY text_hash"
+        ).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+    def nearest(
+        self, vector: Any, limit: int, *, at: int | None = None, paths: set[str] | None = None
+    ) -> list[tuple[int, float]]:
+        """The exact nearest chunks by a matrix product over the visible vectors (the live
+        search uses the HNSW index file instead; this serves history and filters)."""
+        import numpy as np
+
+        from ragtune.knowledge.index import brute_force
+
+        query = np.asarray(vector, dtype=np.float32).ravel()
+        ids, blobs = self.vectors_at(at, paths)
+        return brute_force(query, ids, blobs, query.size, limit)
+
     def live_hashes(self, chunk_ids: Iterable[str]) -> dict[str, str]:
         """The text hash of each of these chunks that is live now; a chunk that was removed is
         missing from the result."""
@@ -448,14 +498,22 @@ class SQLiteStore(ExampleRows):
         )
         return {str(r[0]): str(r[1]) for r in rows}
 
-    def live_ids(self, paths: set[str]) -> set[int]:
-        """Row ids of the live chunks of these documents."""
-        rows = self.db.execute(
-            "SELECT id FROM chunks WHERE valid_to IS NULL "
-            "AND document IN (SELECT value FROM json_each(?))",
-            (_json_list(paths),),
-        )
+    def live_ids(self, paths: set[str] | None = None) -> set[int]:
+        """Row ids of the live chunks (of these documents)."""
+        if paths is None:
+            rows = self.db.execute("SELECT id FROM chunks WHERE valid_to IS NULL")
+        else:
+            rows = self.db.execute(
+                "SELECT id FROM chunks WHERE valid_to IS NULL "
+                "AND document IN (SELECT value FROM json_each(?))",
+                (_json_list(paths),),
+            )
         return {int(r[0]) for r in rows}
+
+    def chunk_signature(self) -> tuple[int, int]:
+        """(all chunk rows, retired rows)."""
+        row = self.db.execute("SELECT COUNT(*), COUNT(valid_to) FROM chunks").fetchone()
+        return int(row[0]), int(row[1])
 
     def versions_at(self, paths: Iterable[str], at: int | None = None) -> dict[str, int]:
         """The version of each document visible at a snapshot (default: the live one).
@@ -492,8 +550,6 @@ class SQLiteStore(ExampleRows):
 
 
 def _json_list(values: Iterable[str]) -> str:
-    import json
-
     return json.dumps(sorted(values))
 
 
