@@ -690,6 +690,17 @@ def test_the_remote_backend_talks_to_this_server(slow: str) -> None:
     assert stream.result is not None and "".join(pieces) == stream.result.text
     assert stream.result.text and 1 <= stream.result.completion_tokens <= 3
 
+    # A schema travels as response_format, and the server decodes by it: the 135M base model
+    # asked for the hours answers JSON with an integer, which it does not write unguided.
+    schema = {
+        "type": "object",
+        "properties": {"hours": {"type": "integer"}},
+        "required": ["hours"],
+        "additionalProperties": False,
+    }
+    shaped = backend.generate(messages, GenerationParams(max_tokens=24, schema=schema))
+    assert isinstance(json.loads(shaped.text)["hours"], int), shaped.text
+
     with pytest.raises(BackendError) as caught:
         backend.generate(messages, GenerationParams(adapter="summaries", max_tokens=3))
     message = str(caught.value)

@@ -122,8 +122,11 @@ class RemoteBackend:
     def generate(
         self, messages: list[dict[str, str]], params: GenerationParams = DEFAULT_PARAMS
     ) -> Generation:
-        """Answer the chat ``messages`` with the server model for ``params.adapter``; a schema is
-        left to the runtime's validation.
+        """Answer the chat ``messages`` with the server model for ``params.adapter``.
+
+        A schema (``params.schema``) is sent as ``response_format`` ``json_schema``, which vLLM,
+        llama.cpp's server, Ollama and OpenAI decode by; a regex is left to the runtime's
+        validation (servers spell regex guidance each their own way).
 
         Raises:
             BackendError: A bad argument, no model for the request, or the server failed
@@ -183,6 +186,7 @@ class RemoteBackend:
                 stop=list(params.stop) or openai.omit,
                 top_p=params.top_p if params.top_p < 1 else openai.omit,
                 seed=openai.omit if params.seed is None else params.seed,
+                response_format=_response_format(params.schema),
                 **extra,
             )
         except openai.OpenAIError as exc:
@@ -288,6 +292,15 @@ class RemoteBackend:
         except openai.OpenAIError:
             return ""
         return f" The server lists: {', '.join(names) or 'no models'}." if names else ""
+
+
+def _response_format(schema: dict[str, Any] | None) -> Any:
+    """The ``response_format`` that asks the server to decode by ``schema`` (omitted: none)."""
+    import openai
+
+    if schema is None:
+        return openai.omit
+    return {"type": "json_schema", "json_schema": {"name": "contract", "schema": schema}}
 
 
 def _finish_reason(reason: str | None) -> FinishReason:
