@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pg import fresh_database, postgres_server  # noqa: F401  (a real PostgreSQL, tests/pg.py)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 

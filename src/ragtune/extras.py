@@ -10,7 +10,8 @@ extra           what it adds
 ``train``       LoRA training and the local transformers engine (``knowledge`` too)
 ``serve``       ``ragtune serve``, ``ask`` and the lab's engines (``train`` too)
 ``llama``       the llama.cpp engine (llama-cpp-python builds from source)
-``all``         knowledge, train and serve
+``postgres``    the knowledge store on PostgreSQL with pgvector (psycopg, pgvector)
+``all``         knowledge, train, serve and postgres
 ``langchain``   a LangChain retriever (:mod:`ragtune.integrations.langchain`)
 ``llamaindex``  a LlamaIndex retriever (:mod:`ragtune.integrations.llamaindex`)
 ``office``      Word, PowerPoint and Excel sources (markitdown)
@@ -69,6 +70,7 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
     "langchain": (("langchain_core", "langchain-core"),),
     "llamaindex": (("llama_index", "llama-index-core"),),
     "office": (("markitdown", "markitdown"),),
+    "postgres": (("psycopg", "psycopg"), ("pgvector", "pgvector")),
 }
 """Per extra (``core`` is the light install), the packages it brings: (import name, what
 ``pip install`` takes)."""

@@ -383,6 +383,22 @@ def _open_sqlite(location: str, readonly: bool) -> KnowledgeStore:
     return SQLiteStore(Path(path), readonly=readonly)
 
 
+def _open_postgres(location: str, readonly: bool) -> KnowledgeStore:
+    try:
+        from ragtune.knowledge.store.postgres import PostgresStore
+    except ModuleNotFoundError as exc:
+        from ragtune.extras import missing_extra
+
+        hint = missing_extra(exc)
+        if hint is None:
+            raise
+        raise StoreError(f"store {redact(location)}: {hint}") from None
+    return PostgresStore(location, readonly=readonly)
+
+
 def _register_builtins() -> None:
     if "sqlite" not in _OPENERS:
         register_store("sqlite", _open_sqlite)
+    for scheme in ("postgresql", "postgres"):
+        if scheme not in _OPENERS:
+            register_store(scheme, _open_postgres)
