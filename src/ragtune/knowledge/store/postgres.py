@@ -23,9 +23,12 @@ Design choices:
   and the section and title (weight B), with a GIN index. :meth:`PostgresStore.bm25` matches any
   word of the query (``to_tsquery`` of the words joined by ``|``; the words are letters and
   digits only, so no punctuation can reach the query syntax) and ranks by BM25's own
-  ingredients: each word's ``ts_rank`` (1.0 for text, 0.5 for section and title, as
-  ``bm25(chunks_fts, 1.0, 0.5, 0.5)`` weighs them; divided by one plus the log of the chunk's
-  length) times its inverse document frequency over all chunk versions, as FTS5 counts it.
+  ingredients: each word's ``ts_rank`` in the chunk (1.0 for text, 0.5 for section and title,
+  as ``bm25(chunks_fts, 1.0, 0.5, 0.5)`` weighs them; divided by one plus the log of the
+  chunk's length, then saturated as ``r / (r + 1)``: normalisation ``1 | 32``) times the
+  word's inverse document frequency over all chunk versions, as FTS5 counts it, summed. On
+  the contract-review example (12 queries) its top hit is FTS5's for 11 and its top three for
+  11 (per-word ``ts_rank`` without normalisation: 7; with ``ts_rank_cd``: 4).
 - **Transactions.** The connection is in autocommit mode; every write method is one
   transaction. :meth:`PostgresStore.reading` opens one ``REPEATABLE READ READ ONLY``
   transaction on the same connection, and every method called inside it runs in it. A lock
@@ -750,12 +753,13 @@ class PostgresStore:
             " FROM terms, total),"
             " anyword AS (SELECT COALESCE(string_agg('(' || q::text || ')', ' | '), '')::tsquery"
             " AS q FROM terms)"
-            " SELECT c.id, (SELECT SUM(w.idf * ts_rank('{0, 0, 0.5, 1.0}', c.keywords, w.q, 1))"
+            " SELECT c.id, (SELECT SUM(w.idf * ts_rank(%(weights)s, c.keywords, w.q, 1 | 32))"
             " FROM weighted w WHERE c.keywords @@ w.q) AS score"
             " FROM chunks c, anyword"
             f" WHERE c.keywords @@ anyword.q AND {where}"
         )
         params["words"] = words
+        params["weights"] = "{0, 0, 0.5, 1.0}"  # D, C, B (section, title), A (text)
         if paths is not None:
             sql += " AND c.document = ANY(%(paths)s)"
             params["paths"] = sorted(paths)
