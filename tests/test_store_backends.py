@@ -488,6 +488,51 @@ def test_example_project_on_both_backends(
             assert postgres[key] == sqlite[key], key
 
 
+def test_copy_from_sqlite_keeps_ids_snapshots_and_history(
+    tmp_path: Path, fresh_database: str
+) -> None:
+    """An SQLite store's whole history copied into PostgreSQL answers every question alike,
+    row ids included; a second copy into the now full store is refused."""
+    from ragtune.knowledge.store.postgres import PostgresStore
+
+    sqlite = open_store(tmp_path / "knowledge.db")
+    target = open_store(fresh_database)
+    try:
+        write_history(sqlite)
+        sqlite.replace_examples(
+            "flags",
+            [ExampleRow(1, "in", "out", None, "x-in", vec(9))],
+            path="f.jsonl",
+            dataset_sha256="s1",
+            embedder="e",
+        )
+        assert isinstance(target, PostgresStore)
+        copied = target.copy_from(sqlite, capabilities=["flags", "none"])
+        assert copied == {"snapshots": 4, "documents": 4, "chunks": 6, "examples": 1}
+        ids = sorted(sqlite.live_ids())
+        assert sorted(target.live_ids()) == ids
+        assert target.chunks(ids) == sqlite.chunks(ids)
+        assert target.snapshots() == sqlite.snapshots()
+        for at in (1, 2, 3, 4):
+            assert target.vectors_at(at) == sqlite.vectors_at(at)
+        assert target.document_versions("docs/leave.md") == sqlite.document_versions(
+            "docs/leave.md"
+        )
+        assert target.document_text("docs/leave.md", 2) == sqlite.document_text("docs/leave.md", 2)
+        assert target.live_examples("flags") == sqlite.live_examples("flags")
+        assert target.examples_state("flags") == ("s1", "e")
+        annual = sqlite.current_chunks("docs/leave.md")[0].rowid
+        assert target.nearest(np.frombuffer(vec(1), np.float32), 1)[0][0] == annual
+        s5 = target.begin_snapshot()  # and the copy goes on from where the source was
+        target.apply_document(s5, doc("b.md", 1, "b"), "b", [chunk("b#1", 0, "beta", 8)], [])
+        assert s5 == 5 and max(target.live_ids()) == 7
+        with pytest.raises(StoreError, match="not empty"):
+            target.copy_from(sqlite)
+    finally:
+        sqlite.close()
+        target.close()
+
+
 def test_unreachable_server_names_the_url_without_its_password() -> None:
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))

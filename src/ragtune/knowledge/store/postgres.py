@@ -79,6 +79,7 @@ from ragtune.knowledge.store import (
     ChunkRow,
     DocumentRow,
     ExampleRow,
+    KnowledgeStore,
     NewChunk,
     Snapshot,
     StoreError,
@@ -799,6 +800,121 @@ class PostgresStore:
             )
             rows = self.conn.execute(sql, params).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
+
+    # -- copying another store ---------------------------------------------------------------------
+
+    def copy_from(
+        self, source: KnowledgeStore, *, capabilities: Iterable[str] = (), batch: int = 1000
+    ) -> dict[str, int]:
+        """Copy another store's whole history into this empty one, in one transaction.
+
+        Snapshots (ids, times, counts), every document version with its text, every chunk row
+        with its id, visibility and vector, the capabilities of each document and the meta values
+        come across as they are; chunk ids stay the same, so a derived index or a citation that
+        names a row id still points at the same text. The live few-shot examples of
+        ``capabilities`` come too (the previous versions SQLite keeps only to save embedding
+        are left behind). Reads ``source`` through the :class:`KnowledgeStore` protocol only, so
+        any store can be the source.
+
+        Returns:
+            What was copied: snapshots, document versions, chunk rows, examples.
+
+        Raises:
+            StoreError: This store is not empty, or the copy's counts differ from the source's
+                (then nothing is written).
+        """
+        if self.latest_snapshot() or self.chunk_signature()[0]:
+            raise StoreError(
+                f"{self.location}: the store is not empty; copy into a new database or schema."
+            )
+        copied = {"snapshots": 0, "documents": 0, "chunks": 0, "examples": 0}
+        with self.writing(), self._tx() as db, db.cursor() as cursor:
+            for snap in source.snapshots():
+                cursor.execute(
+                    "INSERT INTO snapshots (id, started_at, finished_at, status, docs_added, "
+                    "docs_changed, docs_deleted, chunks_added, chunks_retired, chunks_embedded, "
+                    "embed_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        snap.id, datetime.fromisoformat(snap.started_at),
+                        snap.finished_at and datetime.fromisoformat(snap.finished_at),
+                        snap.status, snap.docs_added, snap.docs_changed, snap.docs_deleted,
+                        snap.chunks_added, snap.chunks_retired, snap.chunks_embedded,
+                        snap.embed_seconds,
+                    ),
+                )  # fmt: skip
+                copied["snapshots"] += 1
+            paths = sorted({path for path, _, _ in source.document_metadata()})
+            for path in paths:
+                for d in source.document_versions(path):
+                    cursor.execute(
+                        "INSERT INTO documents (path, version, kind, title, sha256, text, "
+                        "valid_from, valid_to) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        (
+                            d.path, d.version, d.kind, d.title, d.sha256,
+                            source.document_text(path, d.version) or "", d.valid_from, d.valid_to,
+                        ),
+                    )  # fmt: skip
+                    copied["documents"] += 1
+            total, dim, start, empty = source.chunk_signature()[0], 0, 1, 0
+            while copied["chunks"] < total and empty < 100:  # ids: 1, 2, ... with rare gaps
+                ids = list(range(start, start + batch))
+                start += batch
+                rows = source.chunks(ids)
+                empty = 0 if rows else empty + 1
+                found, blobs = source.vectors_of(sorted(rows))
+                vectors = dict(zip(found, blobs, strict=True))
+                cursor.executemany(
+                    "INSERT INTO chunks (id, chunk_id, document, doc_version, ordinal, section, "
+                    "title, text, text_hash, tokens, embedding, valid_from, valid_to) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %b, %s, %s)",
+                    [
+                        (
+                            c.rowid, c.chunk_id, c.document, c.doc_version, c.ordinal, c.section,
+                            c.title, c.text, c.text_hash, c.tokens, _vector(vectors[c.rowid]),
+                            c.valid_from, c.valid_to,
+                        )
+                        for c in rows.values()
+                    ],
+                )  # fmt: skip
+                copied["chunks"] += len(rows)
+                if vectors:
+                    dim = len(next(iter(vectors.values()))) // 4
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence('chunks', 'id'), "
+                "(SELECT COALESCE(MAX(id), 0) + 1 FROM chunks), false)"
+            )
+            members = {path: set(source.capabilities_of(path)) for path in paths}
+            cursor.executemany(
+                "INSERT INTO doc_capabilities (path, capability) VALUES (%s, %s)",
+                [(path, cap) for path, caps in members.items() for cap in sorted(caps)],
+            )
+            for key in ("embedder", "dim", "embed_rate"):
+                value = source.get_meta(key)
+                if value is not None:
+                    cursor.execute("INSERT INTO meta (key, value) VALUES (%s, %s)", (key, value))
+            for capability in capabilities:
+                state = source.examples_state(capability)
+                if state is None:
+                    continue
+                rows_ = source.live_examples(capability)
+                self.replace_examples(
+                    capability,
+                    rows_,
+                    path=f"(copied from {source.location})",
+                    dataset_sha256=state[0],
+                    embedder=state[1],
+                )
+                copied["examples"] += len(rows_)
+            if dim:
+                self._ensure_index(db, dim)
+            if self.counts() != source.counts() or self.chunk_signature() != (
+                source.chunk_signature()
+            ):
+                raise StoreError(
+                    f"{self.location}: the copy of {source.location} does not add up: "
+                    f"{self.counts()} here, {source.counts()} there; nothing was written."
+                )
+        return copied
 
     # -- few-shot examples -------------------------------------------------------------------------
 
