@@ -747,10 +747,13 @@ class PostgresStore:
         where, params = _visible("c", at)
         sql = (
             "WITH words AS (SELECT to_tsquery('english', w) AS q FROM unnest(%(words)s::text[]) w),"
-            " terms AS (SELECT q, (SELECT COUNT(*) FROM chunks WHERE keywords @@ words.q) AS n"
+            # MATERIALIZED: computed once, not again for each chunk the outer query scores
+            " terms AS MATERIALIZED (SELECT q,"
+            " (SELECT COUNT(*) FROM chunks WHERE keywords @@ words.q) AS n"
             " FROM words WHERE numnode(q) > 0),"
-            " total AS (SELECT COUNT(*) AS n FROM chunks),"
-            " weighted AS (SELECT q, ln(1 + (total.n - terms.n + 0.5) / (terms.n + 0.5)) AS idf"
+            " total AS MATERIALIZED (SELECT COUNT(*) AS n FROM chunks),"
+            " weighted AS MATERIALIZED (SELECT q,"
+            " ln(1 + (total.n - terms.n + 0.5) / (terms.n + 0.5)) AS idf"
             " FROM terms, total),"
             " anyword AS (SELECT COALESCE(string_agg('(' || q::text || ')', ' | '), '')::tsquery"
             " AS q FROM terms)"
