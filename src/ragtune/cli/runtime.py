@@ -200,6 +200,16 @@ def serve_command(
         int,
         typer.Option("--max-body-bytes", min=1, help="The largest request body (then 413)."),
     ] = 1024 * 1024,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Server processes on the port, sharing the store, adapter reloads and "
+            "/metrics. Each loads its own copy of the model (memory x N) and admits "
+            "--queue / N generation requests.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the project over HTTP: an OpenAI-compatible API plus knowledge and adapter endpoints.
 
@@ -207,6 +217,14 @@ def serve_command(
     /v1/knowledge/documents/PATH` change a knowledge document and sync it at once (no restart,
     no retraining); `POST /v1/adapters/NAME/reload` serves a retrained adapter; `GET /metrics`
     speaks Prometheus.
+
+    With `--workers N`, N processes serve the port. They share the knowledge store (a document
+    written through one is served by all on their next request), adapter reloads (recorded in
+    .ragtune/reloads/, each worker reloads before its next request with that adapter) and
+    /metrics (Prometheus multiprocess mode: counters summed over the workers). The queue is
+    split: each worker admits --queue / N requests (rounded down), so the server never admits
+    more than --queue and no more than a share waits behind one model. Each worker loads its
+    own model copy: memory grows N times.
 
     API keys (bearer tokens with read or write scope) come from RAGTUNE_API_KEYS and
     --keys-file. Without keys the server is open, so it then refuses to bind anything but a
@@ -235,10 +253,17 @@ def serve_command(
             timeout_s=timeout,
             max_body_bytes=max_body_bytes,
         )
+        if workers > 1:
+            from ragtune.server.workers import queue_share
+
+            queue_share(queue, workers)  # refuses fewer places than workers
     except RagtuneError as exc:
         fail(exc)
     loaded = project_or_fail(project)
-    _serve(loaded, host, port, settings)
+    if workers > 1:
+        _serve_workers(loaded, host, port, settings, workers)
+    else:
+        _serve(loaded, host, port, settings)
 
 
 def _serve(loaded: Project, host: str, port: int, settings: ServerSettings) -> None:
@@ -254,21 +279,57 @@ def _serve(loaded: Project, host: str, port: int, settings: ServerSettings) -> N
         _warn_if_unsynced(runtime)
         _load_models(runtime)  # now, not on the first request (nor in its timings)
         app = create_app(runtime, settings)
-        where = f"[{host}]" if ":" in host else host
-        access = (
-            f"{len(settings.keys.keys)} API key(s) required"
-            if settings.keys.enabled
-            else "no API key (loopback only)"
-        )
-        models = ", ".join(runtime.capabilities)
-        console.print(
-            f"serving {escape(loaded.config.project or loaded.root.name)} on "
-            f"http://{where}:{port}/v1 - {access}; models: {escape(models)}",
-            highlight=False,
-        )
+        _say_serving(loaded, runtime, host, port, settings)
         uvicorn.run(app, host=host, port=port, log_level="info")
     except RagtuneError as exc:
         fail(exc)
     finally:
         if runtime is not None:
             runtime.close()
+
+
+def _serve_workers(
+    loaded: Project, host: str, port: int, settings: ServerSettings, workers: int
+) -> None:
+    """Check the project here, then run ``workers`` processes, each loading its own model."""
+    from ragtune.runtime.runtime import Runtime
+    from ragtune.server.workers import queue_share, run_workers
+
+    try:
+        runtime = Runtime(loaded)
+        try:
+            _warn_if_unsynced(runtime)
+            share = queue_share(settings.queue_depth, workers)
+            _say_serving(
+                loaded, runtime, host, port, settings,
+                f"{workers} workers, each with its own model and {share} queue places",
+            )  # fmt: skip
+        finally:
+            runtime.close()
+        run_workers(loaded.path, host, port, settings, workers)
+    except RagtuneError as exc:
+        fail(exc)
+
+
+def _say_serving(
+    loaded: Project,
+    runtime: Runtime,
+    host: str,
+    port: int,
+    settings: ServerSettings,
+    how: str | None = None,
+) -> None:
+    """Print where the project is served, who may call it and its models."""
+    where = f"[{host}]" if ":" in host else host
+    access = (
+        f"{len(settings.keys.keys)} API key(s) required"
+        if settings.keys.enabled
+        else "no API key (loopback only)"
+    )
+    models = ", ".join(runtime.capabilities)
+    console.print(
+        f"serving {escape(loaded.config.project or loaded.root.name)} on "
+        f"http://{where}:{port}/v1 - {access}; models: {escape(models)}"
+        + (f"; {escape(how)}" if how else ""),
+        highlight=False,
+    )

@@ -1,5 +1,6 @@
 """The adapters endpoint: serve an adapter as it is on disk now (after a retrain), without a
-restart."""
+restart - in every worker of the server (:mod:`ragtune.server.reloads` carries the reload to the
+other workers)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ragtune.generate.backend import BackendError
 from ragtune.runtime.runtime import Runtime
 from ragtune.server.auth import require_scope
 from ragtune.server.errors import ApiError, error_responses
+from ragtune.server.reloads import AdapterReloads
 from ragtune.server.schemas import AdapterReloaded
 from ragtune.server.settings import ServerState
 
@@ -30,12 +32,12 @@ def adapters_router(state: ServerState) -> APIRouter:
     )
     async def reload_adapter(name: str) -> dict[str, Any]:
         """Serve an adapter as it is now on disk (after a retrain), without a restart."""
-        return await _reload(state.runtime, name)
+        return await _reload(state.runtime, state.reloads, name)
 
     return router
 
 
-async def _reload(runtime: Runtime, name: str) -> dict[str, Any]:
+async def _reload(runtime: Runtime, reloads: AdapterReloads, name: str) -> dict[str, Any]:
     from ragtune.adapters import AdapterError, check_name, list_adapters
 
     try:
@@ -61,7 +63,7 @@ async def _reload(runtime: Runtime, name: str) -> dict[str, Any]:
             code="reload_unsupported",
         )
     try:
-        created_at = await anyio.to_thread.run_sync(backend.reload_adapter, name)
+        created_at = await anyio.to_thread.run_sync(reloads.reload, backend, name)
     except BackendError as exc:  # the adapter on disk cannot be served: the old one stays
         raise ApiError(400, str(exc), param="name", code="reload_failed") from None
     folder = runtime.adapters_root / name

@@ -53,6 +53,7 @@ from ragtune.server.knowledge import knowledge_router
 from ragtune.server.limits import GenerationQueue, LimitBody
 from ragtune.server.metrics import CountRequests, Metrics
 from ragtune.server.operations import operations_router
+from ragtune.server.reloads import RELOADS, AdapterReloads
 from ragtune.server.settings import ServerSettings, ServerState
 
 __all__ = ["create_app"]
@@ -70,7 +71,9 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
     """
     settings = settings or ServerSettings()
     queue = GenerationQueue(settings.queue_depth)
-    state = ServerState(runtime, settings, queue, Metrics(queue))
+    metrics = Metrics(queue)
+    reloads = AdapterReloads(runtime.project.state_dir / RELOADS, metrics.adapter_served)
+    state = ServerState(runtime, settings, queue, metrics, reloads)
     app = FastAPI(
         title="ragtune",
         version=__version__,

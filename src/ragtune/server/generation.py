@@ -59,9 +59,9 @@ def left(deadline: float) -> float:
 
 def checked_run(state: ServerState, request: Request) -> Result:
     """The request, its prompt counted against the model's room before it generates
-    (:func:`prompt_check`)."""
+    (:func:`prompt_check`), with its adapter as the last reload left it."""
     with _client_guide(request):
-        return run(state.runtime, request, prompt_check(state.runtime, request, state.settings))
+        return run(state.runtime, request, _before_generation(state, request))
 
 
 def _checked_stream(
@@ -69,7 +69,21 @@ def _checked_stream(
 ) -> tuple[Result, Stream, Iterator[Result]]:
     """The stream, its prompt counted against the model's room before it opens."""
     with _client_guide(request):
-        return stream(state.runtime, request, prompt_check(state.runtime, request, state.settings))
+        return stream(state.runtime, request, _before_generation(state, request))
+
+
+def _before_generation(state: ServerState, request: Request) -> Callable[[Result], None]:
+    """What runs once the request is routed and its prompt built: the prompt's size check, then
+    a reload of the route's adapter when another worker reloaded it
+    (:meth:`~ragtune.server.reloads.AdapterReloads.catch_up`)."""
+    check = prompt_check(state.runtime, request, state.settings)
+
+    def before(result: Result) -> None:
+        check(result)
+        if result.route.adapter is not None:
+            state.reloads.catch_up(state.runtime, result.route.adapter)
+
+    return before
 
 
 @contextmanager

@@ -114,6 +114,7 @@ class Slot:
             self.queue._admitted -= 1
             if seconds is not None:
                 self.queue._record(seconds)
+            self.queue._changed()
 
 
 class GenerationQueue:
@@ -139,6 +140,7 @@ class GenerationQueue:
         self._admitted = 0
         self._lock = threading.Lock()
         self._mean_seconds: float | None = None
+        self._watchers: list[Callable[[int], object]] = []
 
     @property
     def admitted(self) -> int:
@@ -151,7 +153,24 @@ class GenerationQueue:
             if self._admitted >= self.depth:
                 raise QueueFull(self.depth, self.retry_after())
             self._admitted += 1
+            self._changed()
             return Slot(self)
+
+    def watch(self, callback: Callable[[int], object]) -> None:
+        """Call ``callback(admitted)`` now and after every change (under the queue's lock).
+
+        The metrics' depth gauge is set so: a value written on each change, which Prometheus'
+        multiprocess mode can add up over the workers (a gauge that asks a function when
+        scraped cannot be read from another process).
+        """
+        with self._lock:
+            self._watchers.append(callback)
+            callback(self._admitted)
+
+    def _changed(self) -> None:
+        """Tell the watchers the new count; the caller holds the lock."""
+        for callback in self._watchers:
+            callback(self._admitted)
 
     def retry_after(self) -> int:
         """Seconds to wait before trying again: about one request's duration, 1 to 60."""

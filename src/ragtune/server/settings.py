@@ -9,6 +9,7 @@ from ragtune.runtime.runtime import Runtime
 from ragtune.server.auth import ApiKeys
 from ragtune.server.limits import GenerationQueue
 from ragtune.server.metrics import Metrics
+from ragtune.server.reloads import AdapterReloads
 
 __all__ = ["ServerSettings", "ServerState"]
 
@@ -75,3 +76,4 @@ class ServerState:
     settings: ServerSettings
     queue: GenerationQueue
     metrics: Metrics
+    reloads: AdapterReloads
