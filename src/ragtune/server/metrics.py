@@ -22,10 +22,11 @@ the workers start, each worker writes its values there, and ``GET /metrics`` - w
 answers it - reads them all (:class:`~prometheus_client.multiprocess.MultiProcessCollector`).
 Counters and histograms are summed over the workers, those of exited workers included; the queue
 gauges are summed over the live workers (the whole server's depth and bound); two gauges keep a
-``pid`` label, one series per live worker: ``ragtune_worker_requests`` (requests each worker
-answered, which shows how the load spreads) and ``ragtune_adapter_trained_timestamp_seconds``
-(which adapter version each worker serves, so a reload can be seen reaching all of them). The
-values of a worker that exited are dropped from the live gauges (:func:`forget_exited_workers`).
+``pid`` label, one series per live worker: ``ragtune_worker_requests{endpoint}`` (requests each
+worker answered, which shows how the load spreads) and
+``ragtune_adapter_trained_timestamp_seconds`` (which adapter version each worker serves, so a
+reload can be seen reaching all of them). The values of a worker that exited are dropped from the
+live gauges (:func:`forget_exited_workers`).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ class Metrics:
         self.worker_requests = (
             Gauge(
                 "ragtune_worker_requests",
-                "HTTP requests answered by each worker since it started.",
+                "HTTP requests answered by each worker since it started, by endpoint.",
+                ["endpoint"],
                 registry=self.registry,
                 multiprocess_mode="liveall",
             )
@@ -135,7 +137,7 @@ class Metrics:
         """Count one answered HTTP request."""
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()
         if self.worker_requests is not None:
-            self.worker_requests.inc()
+            self.worker_requests.labels(endpoint=endpoint).inc()
 
     def adapter_served(self, name: str, created_at: str | None) -> None:
         """Record the version of adapter ``name`` now served (its ``created_at``; None or an
