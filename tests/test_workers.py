@@ -141,6 +141,49 @@ def test_a_reload_in_one_worker_reaches_the_other(
             runtime.close()
 
 
+def test_two_reloads_at_once_take_turns_and_the_last_one_is_served_everywhere(
+    tmp_path: Path, example_project: Callable[..., Path]
+) -> None:
+    """A reload in each of two workers at the same time: the second waits for the first to
+    record its reload, so the record left is the last reload's and the first worker reloads
+    once more - no worker keeps a version older than the last reload read."""
+    import threading
+
+    folder = example_project(tmp_path / "cr", embedder="hashing")
+    project = load_project(folder)
+    events: list[str] = []
+    inside = threading.Event()
+
+    class Slow(CountingBackend):
+        def __init__(self, who: str, pause: float) -> None:
+            super().__init__()
+            self.who, self.pause = who, pause
+
+        def reload_adapter(self, name: str) -> str | None:
+            events.append(f"{self.who} starts")
+            inside.set()
+            time.sleep(self.pause)
+            events.append(f"{self.who} ends")
+            return super().reload_adapter(name)
+
+    first, second = Slow("first", 0.3), Slow("second", 0.0)
+    runtime = Runtime(project, backend=first)
+    trackers = [AdapterReloads(folder / ".ragtune" / RELOADS) for _ in (first, second)]
+    try:
+        thread = threading.Thread(target=trackers[0].reload, args=(first, "templates"))
+        thread.start()
+        inside.wait(5)
+        trackers[1].reload(second, "templates")
+        thread.join()
+        assert events == ["first starts", "first ends", "second starts", "second ends"]
+        record = json.loads((folder / ".ragtune" / RELOADS / "templates.json").read_text())
+        assert record["pid"] == os.getpid() and record["token"] == trackers[1]._tokens["templates"]
+        trackers[0].catch_up(runtime, "templates")  # its record was replaced: once more
+        assert first.reloads == ["templates", "templates"] and second.reloads == ["templates"]
+    finally:
+        runtime.close()
+
+
 # -- ragtune serve --workers 2, a real process -------------------------------------------------
 
 

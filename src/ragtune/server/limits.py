@@ -14,6 +14,13 @@ answers the next one at once with 503 and a ``Retry-After`` header. A client can
 
 A request keeps its place until its generation has really finished, even when the server gave up
 waiting for it (the request time limit): the model is still busy with it, so the queue says so.
+
+With several workers (``ragtune serve --workers N``) each worker has a queue of its own holding a
+share of the bound, ``depth // N`` places (:func:`ragtune.server.workers.queue_share`), rather
+than one count shared across processes: each worker has its own model, and what the bound is for
+- how many requests wait behind one model - is then bounded per model, while the server as a
+whole still admits no more than ``depth``. The price: a request that reaches a full worker is
+refused while another worker may have a free place (the client's retry usually lands elsewhere).
 """
 
 from __future__ import annotations

@@ -3,10 +3,11 @@
 A reload reaches the process that answered it at once. The other workers (``ragtune serve
 --workers N``, or another server on the same project) learn of it from a reload record:
 ``.ragtune/reloads/<adapter>.json``, written whole under a new token by each successful reload
-(a temporary file, then :func:`os.replace`). Before a worker generates with an adapter it reads
-that small file and compares the token with the one it last served (:meth:`AdapterReloads.
-catch_up`, a few microseconds); when it moved, the worker reloads the adapter from disk first.
-A reload that fails leaves no record, so the other workers keep the version they serve.
+(a temporary file, then :func:`os.replace`; two reloads at once take turns on a lock file beside
+the records). Before a worker generates with an adapter it reads that small file and compares
+the token with the one it last served (:meth:`AdapterReloads.catch_up`, a few microseconds);
+when it moved, the worker reloads the adapter from disk first. A reload that fails leaves no
+record, so the other workers keep the version they serve.
 """
 
 from __future__ import annotations
@@ -59,7 +60,12 @@ class AdapterReloads:
         Raises:
             BackendError: The adapter on disk cannot be served (nothing is recorded).
         """
-        with self._lock:
+        from filelock import FileLock
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # Reloads in two workers at once take turns, so the record left is that of the reload
+        # that read the disk last: the worker whose record was replaced reloads once more.
+        with self._lock, FileLock(str(self.folder / ".lock")):
             created_at = backend.reload_adapter(name)
             self._tokens[name] = self._record(name, created_at)
         self._served(name, created_at)
@@ -106,7 +112,6 @@ class AdapterReloads:
         token = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         record = {"adapter": name, "token": token, "created_at": created_at,
                   "pid": os.getpid(), "at": time.time()}  # fmt: skip
-        self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / f"{name}.json"
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
         try:

@@ -22,7 +22,8 @@ class ServerSettings:
         keys: The API keys; none means no authentication (``ragtune serve`` allows that only on
             a loopback address).
         queue_depth: Generation requests admitted at once (generating or waiting for the
-            model); the next one is answered 503 with ``Retry-After``.
+            model); the next one is answered 503 with ``Retry-After``. Per process: each of
+            ``ragtune serve --workers N`` gets a share of the server's bound.
         max_tokens_limit: The most ``max_tokens`` a request may ask for.
         default_max_tokens: ``max_tokens`` of a request that names none or sends ``null``
             (capped by the limit): an answer never runs on to the time limit unasked.
