@@ -169,7 +169,11 @@ def serve_command(
     ] = None,
     queue: Annotated[
         int,
-        typer.Option("--queue", min=1, help="Generation requests admitted at once; more get 503."),
+        typer.Option(
+            "--queue",
+            min=1,
+            help="Generation requests admitted at once (over all workers); more get 503.",
+        ),
     ] = 8,
     max_tokens_limit: Annotated[
         int, typer.Option("--max-tokens-limit", min=1, help="The most max_tokens a request gets.")
