@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -320,6 +321,41 @@ class KnowledgeStore(Protocol):
     def live_examples(self, capability: str) -> list[ExampleRow]:
         """A capability's live examples with their vectors, in line order."""
         ...
+
+
+def resolve_as_of(
+    store: KnowledgeStore, value: str, started_by: Callable[[datetime], int | None]
+) -> int:
+    """A snapshot id from ``"12"`` or an ISO time (the last snapshot started by then): the one
+    reading of ``--as-of`` both stores share.
+
+    Args:
+        store: The store whose snapshots are named.
+        value: What the user gave.
+        started_by: The id of the last snapshot started at or before an aware time, or None.
+
+    Raises:
+        StoreError: No such snapshot, a value that is neither, or a time before the first.
+    """
+    text = value.strip()
+    if text.isdigit():
+        snapshot = int(text)
+        known = [s.id for s in store.snapshots()]
+        if snapshot not in known:
+            listed = ", ".join(str(i) for i in known) or "none yet"
+            raise StoreError(f"--as-of {value}: no snapshot {snapshot} (snapshots: {listed}).")
+        return snapshot
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise StoreError(
+            f"--as-of {value!r}: give a snapshot id (see `ragtune knowledge history`) or an "
+            "ISO time such as 2026-07-01 or 2026-07-01T09:30."
+        ) from exc
+    found = started_by(when if when.tzinfo is not None else when.replace(tzinfo=UTC))
+    if found is None:
+        raise StoreError(f"--as-of {value}: the first snapshot is later than that.")
+    return found
 
 
 StoreOpener = Callable[[str, bool], KnowledgeStore]

@@ -84,6 +84,7 @@ from ragtune.knowledge.store import (
     Snapshot,
     StoreError,
     redact,
+    resolve_as_of,
 )
 from ragtune.knowledge.store.lock import LOCK_TIMEOUT_ENV, lock_timeout
 from ragtune.knowledge.store.postgres_migrations import MIGRATIONS, migrate
@@ -420,26 +421,12 @@ class PostgresStore:
 
     def resolve_as_of(self, value: str) -> int:
         """A snapshot id from ``"12"`` or an ISO time (the last snapshot started by then)."""
-        text = value.strip()
-        if text.isdigit():
-            snapshot = int(text)
-            if not self._one("SELECT 1 FROM snapshots WHERE id = %s", (snapshot,)):
-                known = ", ".join(str(s.id) for s in self.snapshots()) or "none yet"
-                raise StoreError(f"--as-of {value}: no snapshot {snapshot} (snapshots: {known}).")
-            return snapshot
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise StoreError(
-                f"--as-of {value!r}: give a snapshot id (see `ragtune knowledge history`) or an "
-                "ISO time such as 2026-07-01 or 2026-07-01T09:30."
-            ) from exc
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        row = self._one("SELECT MAX(id) FROM snapshots WHERE started_at <= %s", (when,))
-        if row[0] is None:
-            raise StoreError(f"--as-of {value}: the first snapshot is later than that.")
-        return int(row[0])
+
+        def started_by(when: datetime) -> int | None:
+            row = self._one("SELECT MAX(id) FROM snapshots WHERE started_at <= %s", (when,))
+            return None if row[0] is None else int(row[0])
+
+        return resolve_as_of(self, value, started_by)
 
     # -- documents and chunks ----------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from ragtune.knowledge.store import (
     NewChunk,
     Snapshot,
     StoreError,
+    resolve_as_of,
 )
 from ragtune.knowledge.store.examples import ExampleRows
 from ragtune.knowledge.store.lock import WriterLock
@@ -221,29 +222,15 @@ class SQLiteStore(ExampleRows):
 
     def resolve_as_of(self, value: str) -> int:
         """A snapshot id from ``"12"`` or an ISO time (the last snapshot started by then)."""
-        text = value.strip()
-        if text.isdigit():
-            snapshot = int(text)
-            if not self.db.execute("SELECT 1 FROM snapshots WHERE id = ?", (snapshot,)).fetchone():
-                known = ", ".join(str(s.id) for s in self.snapshots()) or "none yet"
-                raise StoreError(f"--as-of {value}: no snapshot {snapshot} (snapshots: {known}).")
-            return snapshot
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise StoreError(
-                f"--as-of {value!r}: give a snapshot id (see `ragtune knowledge history`) or an "
-                "ISO time such as 2026-07-01 or 2026-07-01T09:30."
-            ) from exc
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        row = self.db.execute(
-            "SELECT MAX(id) FROM snapshots WHERE started_at <= ?",
-            (when.astimezone(UTC).isoformat(timespec="microseconds"),),
-        ).fetchone()
-        if row[0] is None:
-            raise StoreError(f"--as-of {value}: the first snapshot is later than that.")
-        return int(row[0])
+
+        def started_by(when: datetime) -> int | None:
+            row = self.db.execute(
+                "SELECT MAX(id) FROM snapshots WHERE started_at <= ?",
+                (when.astimezone(UTC).isoformat(timespec="microseconds"),),
+            ).fetchone()
+            return None if row[0] is None else int(row[0])
+
+        return resolve_as_of(self, value, started_by)
 
     # -- documents and chunks ----------------------------------------------------------------------
 
