@@ -1,19 +1,21 @@
 """Server workers: requests per second of ``ragtune serve --workers 2`` against ``--workers 1``.
 
 The same server, started the way users start it (``ragtune serve`` as its own process on the
-contract-review example, synced, its own embedder, the default backend), with 1 and then 2
-workers; N concurrent clients each send R chat requests (``max_tokens`` small, so retrieval and
-reading the prompt dominate); each request on a connection of its own, so the kernel spreads them
-over the workers. Reported: requests per second, p50/p95 latency and how many requests each
-worker answered (from ``/metrics``), and the ratio of 2 workers to 1 in the same run.
+contract-review example, synced, its own embedder, the default backend), with 1 and with 2
+workers, both servers up at once; in each round N concurrent clients each send R chat requests
+(``max_tokens`` small, so retrieval and reading the prompt dominate) to one server, then to the
+other, the first in turn, so the machine's changing load hits both alike. Each request goes on a
+connection of its own, so the kernel spreads them over the workers. Reported: requests per
+second, p50/p95 latency, how many requests each worker answered (from ``/metrics``), and the
+ratio of 2 workers to 1 in the same run.
 
 Each worker holds its own model and generates on its own, so on a machine with spare cores two
 workers should approach twice the throughput; on a machine whose cores are already busy they
 share the same cores and the ratio says what is left. The machine's cores and load average are
 printed with the table.
 
-Usage: ``.venv/bin/python bench/bench_workers.py [--clients 4] [--requests 4] [--tokens 1]
-[--workers 1,2] [--json]``
+Usage: ``.venv/bin/python bench/bench_workers.py [--clients 4] [--requests 4] [--rounds 3]
+[--tokens 1] [--workers 1,2] [--json]``
 """
 
 from __future__ import annotations
@@ -124,32 +126,54 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-def load(folder: Path, workers: int, clients: int, requests: int, tokens: int) -> dict[str, Any]:
-    """Throughput and latency with ``workers`` workers and ``clients`` concurrent clients."""
+def batch(url: str, clients: int, requests: int, tokens: int) -> tuple[list[float], float]:
+    """``clients`` concurrent clients each sending ``requests`` requests: latencies, wall time."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        latencies = list(
+            pool.map(lambda i: ask(url, QUESTIONS[i % 4], tokens), range(clients * requests))
+        )
+    return latencies, time.perf_counter() - started
+
+
+def compare(
+    folder: Path, counts: list[int], clients: int, requests: int, tokens: int, rounds: int
+) -> list[dict[str, Any]]:
+    """Throughput and latency of each worker count. Every server is up at once (an idle one
+    costs no CPU); the rounds alternate between them, in turn first, so a change of the
+    machine's load hits them alike."""
     queue = max(8, clients * 2)
-    url, process = start(folder, workers, queue, folder.parent / f"serve-{workers}.log")
+    servers = [start(folder, w, queue, folder.parent / f"serve-{w}.log") for w in counts]
+    latencies: list[list[float]] = [[] for _ in counts]
+    walls = [0.0 for _ in counts]
     try:
-        with ThreadPoolExecutor(clients) as pool:  # warm-up: each worker's first requests
-            list(pool.map(lambda i: ask(url, QUESTIONS[i % 4], tokens), range(clients * 2)))
-        before = _per_worker(url)
-        started = time.perf_counter()
-        with ThreadPoolExecutor(clients) as pool:
-            latencies = list(
-                pool.map(lambda i: ask(url, QUESTIONS[i % 4], tokens), range(clients * requests))
-            )
-        wall = time.perf_counter() - started
-        after = _per_worker(url)
+        for url, _ in servers:  # warm-up: each worker's first requests
+            batch(url, clients, 2, tokens)
+        before = [_per_worker(url) for url, _ in servers]
+        for r in range(rounds):
+            order = list(range(len(counts)))
+            for i in order[r % len(order) :] + order[: r % len(order)]:
+                done, wall = batch(servers[i][0], clients, requests, tokens)
+                latencies[i] += done
+                walls[i] += wall
+        after = [_per_worker(url) for url, _ in servers]
     finally:
-        stop(process)
-    spread = sorted((after[p] - before.get(p, 0) for p in after), reverse=True)
-    return {
-        "workers": workers,
-        "requests": len(latencies),
-        "rps": len(latencies) / wall,
-        "p50_s": float(np.percentile(latencies, 50)),
-        "p95_s": float(np.percentile(latencies, 95)),
-        "per_worker": [int(n) for n in spread if n] or [len(latencies)],
-    }
+        for _, process in servers:
+            stop(process)
+    rows = []
+    for i, workers in enumerate(counts):
+        spread = sorted((after[i][p] - before[i].get(p, 0) for p in after[i]), reverse=True)
+        rows.append(
+            {
+                "workers": workers,
+                "requests": len(latencies[i]),
+                "rps": len(latencies[i]) / walls[i],
+                "p50_s": float(np.percentile(latencies[i], 50)),
+                "p95_s": float(np.percentile(latencies[i], 95)),
+                "per_worker": [int(n) for n in spread if n],
+            }
+        )
+    return rows
 
 
 def _per_worker(url: str) -> dict[str, float]:
@@ -167,7 +191,8 @@ def _per_worker(url: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=4, help="Concurrent clients.")
-    parser.add_argument("--requests", type=int, default=4, help="Requests per client.")
+    parser.add_argument("--requests", type=int, default=4, help="Requests per client a round.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds over the servers.")
     parser.add_argument("--tokens", type=int, default=1, help="max_tokens of each request.")
     parser.add_argument("--workers", default="1,2", help="Worker counts to compare, first = 1x.")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
@@ -183,7 +208,7 @@ def main() -> None:
         kb.sync()
         kb.close()
         counts = [int(w) for w in args.workers.split(",")]
-        rows = [load(folder, w, args.clients, args.requests, args.tokens) for w in counts]
+        rows = compare(folder, counts, args.clients, args.requests, args.tokens, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     base = rows[0]["rps"]
@@ -192,10 +217,12 @@ def main() -> None:
         print(json.dumps({"machine": machine, "runs": rows}, indent=2))
         return
     table = Table(
-        title=f"ragtune serve --workers: {args.clients} clients x {args.requests} chat requests, "
-        f"max_tokens {args.tokens} ({machine['cpus']} CPUs, load {machine['load_avg_1m']} after)"
+        title=f"ragtune serve --workers: {args.rounds} rounds of {args.clients} clients x "
+        f"{args.requests} chat requests, max_tokens {args.tokens} ({machine['cpus']} CPUs, "
+        f"load {machine['load_avg_1m']} after)"
     )
-    for column in ("workers", "req/s", "p50", "p95", "requests per worker", "against"):
+    against = f"against {rows[0]['workers']} worker(s)"
+    for column in ("workers", "req/s", "p50", "p95", "requests per worker", against):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -204,7 +231,7 @@ def main() -> None:
             f"{row['p50_s']:.2f} s",
             f"{row['p95_s']:.2f} s",
             " + ".join(str(n) for n in row["per_worker"]),
-            f"{row['rps'] / base:.2f} x {rows[0]['workers']} worker(s)",
+            f"{row['rps'] / base:.2f} x",
         )
     Console().print(table)
 
