@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
 from ragtune.behavior.examples import Example, ExampleSet
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from ragtune.knowledge.embed import Embedder
-    from ragtune.knowledge.store.examples import ExampleRow
+    from ragtune.knowledge.store import KnowledgeStore
 
 __all__ = [
     "DEFAULT_K",
@@ -50,35 +49,6 @@ DEFAULT_K = 2
 
 class FewShotError(RagtuneError):
     """Examples cannot be selected: none indexed for the capability, or another embedder's."""
-
-
-class ExampleStore(Protocol):
-    """What few-shot selection needs from a store (every
-    :class:`~ragtune.knowledge.store.KnowledgeStore` has it)."""
-
-    def examples_state(self, capability: str) -> tuple[str, str] | None:
-        """(dataset sha256, embedder) of a capability's live examples; None when it has none."""
-        ...
-
-    def example_vectors_by_hash(self, hashes: Sequence[str], embedder: str) -> dict[str, bytes]:
-        """Vectors this embedder made for these example texts before, by input hash."""
-        ...
-
-    def replace_examples(
-        self,
-        capability: str,
-        rows: Sequence[ExampleRow],
-        *,
-        path: str,
-        dataset_sha256: str,
-        embedder: str,
-    ) -> None:
-        """Make ``rows`` the capability's live examples, in one transaction."""
-        ...
-
-    def live_examples(self, capability: str) -> list[ExampleRow]:
-        """A capability's live examples with their vectors, in line order."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -109,7 +79,7 @@ def input_hash(input: str, context: str | None = None) -> str:
 
 
 def index_examples(
-    store: ExampleStore, capability: str, examples: ExampleSet, embedder: Embedder
+    store: KnowledgeStore, capability: str, examples: ExampleSet, embedder: Embedder
 ) -> IndexResult:
     """Store a capability's examples with their vectors, replacing its previous ones.
 
@@ -158,7 +128,7 @@ def index_examples(
             )
         fresh = {h: row.tobytes() for h, row in zip(missing, vectors, strict=True)}
 
-    from ragtune.knowledge.store.examples import ExampleRow
+    from ragtune.knowledge.store import ExampleRow
 
     rows = [
         ExampleRow(
@@ -191,11 +161,11 @@ class _Loaded:
 
 
 # Per store, per capability: the matrix last read. Keyed weakly so a closed store's go with it.
-_CACHE: WeakKeyDictionary[ExampleStore, dict[str, _Loaded]] = WeakKeyDictionary()
+_CACHE: WeakKeyDictionary[KnowledgeStore, dict[str, _Loaded]] = WeakKeyDictionary()
 
 
 def select_examples(
-    store: ExampleStore,
+    store: KnowledgeStore,
     capability: str,
     request: str,
     embedder: Embedder,
@@ -251,7 +221,7 @@ def select_examples(
     return [loaded.examples[i] for i in order]
 
 
-def _load(store: ExampleStore, capability: str, embedder: Embedder) -> _Loaded:
+def _load(store: KnowledgeStore, capability: str, embedder: Embedder) -> _Loaded:
     """The capability's examples and matrix, from memory unless the store has moved on."""
     import numpy as np
 
