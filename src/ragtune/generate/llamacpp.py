@@ -340,7 +340,9 @@ class LlamaCppBackend:
         """llama.cpp's grammar for a JSON Schema, made once per schema."""
         from llama_cpp import LlamaGrammar
 
-        key = json.dumps(schema, sort_keys=True)
+        # Not sort_keys: llama.cpp writes the properties in the order the schema lists them, and
+        # an adapter learned that order (sorted, a flag's "rationale" came before its "risk").
+        key = json.dumps(schema)
         if key not in self._grammars:
             from jsonschema import SchemaError  # type: ignore[import-untyped]
             from jsonschema.validators import validator_for  # type: ignore[import-untyped]

@@ -304,7 +304,7 @@ class LocalBackend:
     def _grammar(self, params: GenerationParams) -> Grammar | None:
         """The request's contract compiled by llguidance (once per contract), or None."""
         if params.schema is not None:
-            key = "schema:" + json.dumps(params.schema, sort_keys=True)
+            key = "schema:" + json.dumps(params.schema)  # the order of properties matters
         elif params.regex is not None:
             key = "regex:" + params.regex
         else:
