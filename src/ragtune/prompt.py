@@ -141,9 +141,12 @@ def with_client_instructions(system: str | None, instructions: str) -> str | Non
     return f"{system.rstrip()}\n\n{added}" if system and system.strip() else added
 
 
-def training_messages(example: Shot, system: str | None = None) -> list[Message]:
-    """One training example as the runtime would send it, its output as the assistant's turn."""
-    messages = chat_messages(system, [], example.input, example.context)
+def training_messages(
+    example: Shot, system: str | None = None, shots: Sequence[Shot] = ()
+) -> list[Message]:
+    """One training example as the runtime would send it, its output as the assistant's turn,
+    after the few-shot ``shots`` the runtime would show with it."""
+    messages = chat_messages(system, shots, example.input, example.context)
     messages.append({"role": "assistant", "content": example.output})
     return messages
 

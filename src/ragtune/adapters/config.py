@@ -122,6 +122,14 @@ class TrainConfig:
     context_chars: int = field(
         default=360, metadata=_help("Each retrieved passage is clipped to this many characters.")
     )
+    shots: int = field(
+        default=0,
+        metadata=_help(
+            "Examples shown in each training prompt: the most similar other training examples, "
+            "as few-shot turns; the runtime then serves the adapter with as many examples "
+            "chosen the same way (few-shot + LoRA). 0: none."
+        ),
+    )
 
     def __post_init__(self) -> None:
         self.target_modules = tuple(self.target_modules)
@@ -131,7 +139,8 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TrainError(f"TrainConfig.{name} must be a whole number >= 1, got {value!r}")
         for name in (
-            "warmup_steps", "checkpoint_every", "eval_max_new_tokens", "seed", "context_passages"
+            "warmup_steps", "checkpoint_every", "eval_max_new_tokens", "seed", "context_passages",
+            "shots",
         ):  # fmt: skip
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -98,6 +98,27 @@ def check_leaks(
         store.close()
 
 
+def training_shots(project: Project, examples: ExampleSet, config: TrainConfig) -> ExampleSet:
+    """The examples with ``config.shots`` few-shot examples each (few-shot + LoRA), chosen from
+    the training side of the split with the project's embedder, as the runtime will choose them
+    (:func:`ragtune.behavior.fewshot.with_training_shots`); as they are when ``shots`` is 0."""
+    if not config.shots:
+        return examples
+    from ragtune.behavior.fewshot import with_training_shots
+    from ragtune.knowledge.base import KnowledgeBase
+
+    pool = (
+        split(examples, held_out=config.held_out, seed=config.seed)[0]
+        if config.held_out
+        else list(examples.examples)
+    )
+    kb = KnowledgeBase(project)
+    try:
+        return with_training_shots(examples, pool, config.shots, kb.embedder)
+    finally:
+        kb.close()
+
+
 def training_context(
     project: Project, capability: Capability, examples: ExampleSet, config: TrainConfig
 ) -> tuple[ExampleSet, TrainingContext | None]:
@@ -176,6 +197,7 @@ def train_capability(
         raise BuildError("\n".join([leak.summary(), *leak.details(5)]))
     if config.held_out:  # too few for the split: fail before the model loads
         split(examples, held_out=config.held_out, seed=config.seed)
+    examples = training_shots(project, examples, config)
     examples, context = training_context(project, capability, examples, config)
     contract = (
         load_contract(project.resolve(capability.output_contract), project.root)

@@ -50,7 +50,7 @@ def encode_example(tokenizer: Any, example: Example, config: TrainConfig) -> Enc
     longer than ``max_length`` loses tokens from the middle of the prompt first (the start, with
     the system prompt, and the assistant header at its end stay), and only then the answer's end.
     """
-    messages = training_messages(example, config.system_prompt)
+    messages = training_messages(example, config.system_prompt, example.shots)
     prompt_text = tokenizer.apply_chat_template(
         messages[:-1], add_generation_prompt=True, tokenize=False
     )

@@ -108,7 +108,7 @@ def _answers(
         prompts = [
             tokenizer(
                 tokenizer.apply_chat_template(
-                    training_messages(ex, config.system_prompt)[:-1],
+                    training_messages(ex, config.system_prompt, ex.shots)[:-1],
                     add_generation_prompt=True,
                     tokenize=False,
                 ),

@@ -64,12 +64,15 @@ class Example:
             JSON text.
         context: Retrieved text served alongside the input, if any (context-aware training).
         line: 1-based line of the example in its file; 0 when it was not read from a file.
+        shots: Other examples shown before it in its training prompt (``train.shots``), most
+            similar first; not part of the example's JSONL object.
     """
 
     input: str
     output: str
     context: str | None = None
     line: int = 0
+    shots: tuple[Example, ...] = ()
 
     def to_dict(self) -> dict[str, str]:
         """The example as its JSONL object: ``input``, ``output`` and ``context`` when set."""

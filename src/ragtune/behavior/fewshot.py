@@ -13,13 +13,17 @@ adapter. Which examples: the ones most similar to the request, by embedding simi
   been re-indexed. Optionally, maximal marginal relevance (Carbonell & Goldstein, 1998) trades a
   little similarity for diversity, so two near-identical examples do not fill both slots.
 - :func:`ragtune.prompt.chat_messages` lays the shots and the request out as chat messages.
+- :func:`with_training_shots` gives each training example of an adapter trained with
+  ``train.shots`` the examples the runtime would show with it (few-shot + LoRA): chosen the same
+  way, from the training side only, never the example itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
@@ -41,6 +45,7 @@ __all__ = [
     "index_examples",
     "input_hash",
     "select_examples",
+    "with_training_shots",
 ]
 
 DEFAULT_K = 2
@@ -272,3 +277,40 @@ def _mmr(sims: NDArray[np.float32], matrix: NDArray[np.float32], k: int, lam: fl
         available[best] = False
         redundancy = np.maximum(redundancy, matrix @ matrix[best])
     return chosen
+
+
+def with_training_shots(
+    examples: ExampleSet, pool: Sequence[Example], k: int, embedder: Embedder
+) -> ExampleSet:
+    """Each example with the ``k`` examples of ``pool`` most similar to its input, most similar
+    first, as :func:`select_examples` chooses them at run time (the pool's texts embedded with
+    their context, the input alone, cosine, ties to the earlier line).
+
+    An example is never its own shot, nor is another with the same input (a duplicate would
+    teach copying). ``pool`` is the training side of the split, so a held-out example's answer
+    never appears in a training prompt.
+
+    Args:
+        examples: The examples to give shots (their ``context`` is left as it is).
+        pool: The examples shots are chosen from.
+        k: Shots per example; fewer when the pool is smaller.
+        embedder: The embedder the runtime selects with (the project's).
+
+    Raises:
+        ValueError: ``k`` is negative.
+    """
+    import numpy as np
+
+    if k < 0:
+        raise ValueError(f"k must be 0 or more, got {k}")
+    if k == 0 or not pool:
+        return examples
+    vectors = embedder.embed([example_text(e.input, e.context) for e in pool])
+    matrix = np.asarray(vectors, dtype=np.float32)
+    queries = np.asarray(embedder.embed([e.input for e in examples.examples]), dtype=np.float32)
+    given = []
+    for example, sims in zip(examples.examples, queries @ matrix.T, strict=True):
+        order = np.argsort(-sims, kind="stable")
+        picked = [pool[int(i)] for i in order if pool[int(i)].input != example.input][:k]
+        given.append(replace(example, shots=tuple(picked)))
+    return replace(examples, examples=given)

@@ -121,10 +121,12 @@ def retrieve(runtime: Runtime, route: Route, request: Request) -> list[Passage]:
 
 
 def select_shots(runtime: Runtime, route: Route, request: Request) -> list[Example]:
-    """The few-shot examples for a ``few-shot`` route (none otherwise)."""
-    if route.strategy != "few-shot":
-        return []
-    return runtime.shots_for(route.capability, request.question)
+    """The few-shot examples for a ``few-shot`` route, and for an adapter trained with shots
+    (``train.shots``: as many, chosen the same way); none otherwise."""
+    if route.strategy == "few-shot":
+        return runtime.shots_for(route.capability, request.question)
+    k = runtime.adapter_shots(route)
+    return runtime.shots_for(route.capability, request.question, k=k) if k else []
 
 
 def contract_for(

@@ -280,16 +280,25 @@ class Runtime:
     def passage_chars(self, route: Route) -> int:
         """Characters per passage in the prompt: what the route's adapter was trained with
         (context-aware training clips passages), else :data:`PASSAGE_CHARS`."""
+        chars = self._trained_with(route, "context_chars")
+        return chars if isinstance(chars, int) and chars > 0 else PASSAGE_CHARS
+
+    def adapter_shots(self, route: Route) -> int:
+        """Few-shot examples the route's adapter was trained with (``train.shots``), which it is
+        served with too; 0 without an adapter or shots."""
+        shots = self._trained_with(route, "shots")
+        return shots if isinstance(shots, int) and shots > 0 else 0
+
+    def _trained_with(self, route: Route, setting: str) -> object:
+        """A training setting of the route's adapter (its manifest's ``config``), or None."""
         if route.adapter is None:
-            return PASSAGE_CHARS
+            return None
         from ragtune.adapters import AdapterError, load_manifest
 
         try:
-            config = load_manifest(self.adapters_root, route.adapter).config
+            return load_manifest(self.adapters_root, route.adapter).config.get(setting)
         except AdapterError:
-            return PASSAGE_CHARS
-        chars = config.get("context_chars")
-        return chars if isinstance(chars, int) and chars > 0 else PASSAGE_CHARS
+            return None
 
     def capability(self, name: str) -> Capability:
         """A capability by name; the error lists the known ones."""
