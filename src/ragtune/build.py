@@ -23,6 +23,7 @@ from ragtune.project import Capability, Project
 if TYPE_CHECKING:
     from ragtune.behavior.capability import CapabilityTraining
     from ragtune.behavior.train import ProgressCallback
+    from ragtune.generate.remote_adapters import Registration
     from ragtune.knowledge.sync import Progress, SyncResult
 
 __all__ = ["NO_RETRAINING", "BuildResult", "ProjectPlan", "build", "install_shipped", "make_plan"]
@@ -133,6 +134,8 @@ class BuildResult:
         planned: The adapters the plan listed (trained or not), with the reasons.
         installed: The adapters copied from the project's ``adapters/`` folder instead of
             trained (shipped, and current for the examples, base model and settings).
+        registered: The adapters trained or installed now, registered with the project's
+            server (``model.server``; none without one).
     """
 
     project: str
@@ -140,6 +143,7 @@ class BuildResult:
     adapters: list[CapabilityTraining] = field(default_factory=list)
     planned: list[AdapterPlan] = field(default_factory=list)
     installed: list[str] = field(default_factory=list)
+    registered: list[Registration] = field(default_factory=list)
 
 
 TrainingProgress = Callable[[AdapterPlan], AbstractContextManager["ProgressCallback | None"]]
@@ -176,9 +180,12 @@ def build(
     Raises:
         RagtuneError: A source, store, example or training setting is bad; what finished
             before it stays finished (each document and each adapter is written whole).
+        RegistrationError: The server of ``model.server`` did not take an adapter just
+            trained; the adapters stay trained (``ragtune adapter register`` tries again).
     """
     from ragtune.behavior.capability import capability_of, train_capability
     from ragtune.behavior.staleness import train_config_for
+    from ragtune.generate.remote_adapters import register_adapters
     from ragtune.knowledge.base import KnowledgeBase
 
     knowledge = None
@@ -207,6 +214,8 @@ def build(
             result.adapters.append(
                 train_capability(project, adapter.capability, config, progress=progress)
             )
+    fresh = [*result.installed, *(done.capability for done in result.adapters)]
+    result.registered = register_adapters(project, fresh)  # raises after trying each
     return result
 
 

@@ -288,6 +288,20 @@ class ModelSettings(BaseModel):
     timeout_s: float = Field(
         60.0, gt=0, le=3600, description="openai backend: seconds to wait for the server."
     )
+    server: Literal["vllm", "llama.cpp", "llama-cpp-python"] | None = Field(
+        None,
+        description="openai backend: the server's kind, so build registers each adapter it "
+        "trains there and requests select it: vllm (/v1/load_lora_adapter; requests by the "
+        "adapter's model name), llama.cpp (llama-server's --lora adapters, selected by id per "
+        "request), llama-cpp-python (one model alias per adapter). Unset: nothing is "
+        "registered; requests name the adapter as the model.",
+    )
+    server_adapters_dir: str | None = Field(
+        None,
+        description="openai backend: where the server finds this project's .ragtune/adapters "
+        "(its own path, when it runs in a container or on another machine); default: this "
+        "machine's path.",
+    )
 
 
 class ProjectConfig(BaseModel):

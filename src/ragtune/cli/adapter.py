@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -103,8 +104,17 @@ def train_command(
     result = done.result
     if secondary_process():  # under `accelerate launch`: the first process reports
         return
+    from ragtune.generate.remote_adapters import register_adapters
+
+    try:  # with model.server: the server takes the new adapter (a failure keeps it trained)
+        registered, refused = register_adapters(loaded, [done.capability]), None
+    except RagtuneError as exc:
+        registered, refused = [], exc
     if as_json:
-        sys.stdout.write(json.dumps(done.summary(), indent=2, default=str) + "\n")
+        payload = {**done.summary(), "registered": [asdict(r) for r in registered]}
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        if refused is not None:
+            fail(refused)
         return
     console.print(
         f"adapter {done.capability}: {result.steps} steps, loss {result.final_loss:.3f}, "
@@ -129,6 +139,10 @@ def train_command(
                 f"  {label:8} exact match {metrics.exact_match:.0%}, contract compliance "
                 f"{compliance}{guided} on {metrics.examples} held-out examples"
             )
+    for registration in registered:
+        console.print(registration.describe(), highlight=False)
+    if refused is not None:
+        fail(refused)
 
 
 @adapter_app.command("list")
@@ -254,3 +268,82 @@ def import_command(
         return
     gguf = "with a GGUF LoRA for llama.cpp" if made.manifest.gguf_lora else "PEFT weights only"
     console.print(f"imported {name}: {made.layers} layers, {gguf}, at {made.path}")
+
+
+@adapter_app.command("register")
+def register_command(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Adapters to register (default: all).")
+    ] = None,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register the project's adapters with its server (`model.server`: vllm loads each through
+    /v1/load_lora_adapter; llama.cpp and llama-cpp-python are checked to hold each).
+
+    `ragtune build` does this for each adapter it trains; run it when that failed (the server
+    was down) or after the server restarted.
+
+    Example: `ragtune adapter register risk_flags -p my-review`
+    """
+    from ragtune.adapters import list_adapters
+    from ragtune.generate.remote_adapters import register_adapters
+
+    loaded = project_or_fail(project)
+    try:
+        if loaded.config.model.server is None or loaded.config.model.backend != "openai":
+            raise RagtuneError(
+                "no server to register with: set model.backend: openai, model.base_url and "
+                "model.server (vllm, llama.cpp or llama-cpp-python) in ragtune.yaml."
+            )
+        wanted = names or [a.name for a in list_adapters(loaded.adapters_dir)]
+        registered = register_adapters(loaded, wanted)
+    except RagtuneError as exc:
+        fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(r) for r in registered], indent=2) + "\n")
+        return
+    if not registered:
+        console.print("no adapters yet: `ragtune adapter train CAPABILITY`")
+    for registration in registered:
+        console.print(registration.describe(), highlight=False)
+
+
+@adapter_app.command("serve-command")
+def serve_command_command(
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="vllm, llama.cpp (llama-server) or llama-cpp-python (default: model.server).",
+        ),
+    ] = None,
+    project: ProjectOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the command that starts a server with the project's adapters, listening where
+    model.base_url points: `vllm serve BASE --enable-lora --lora-modules name=path ...`,
+    `llama-server -m BASE.gguf --lora a.gguf ...`, or `python -m llama_cpp.server --config_file
+    FILE` (the file, one model alias per adapter, is written into .ragtune/).
+
+    Example: `ragtune adapter serve-command --server vllm -p my-review`
+    """
+    from ragtune.generate.remote_adapters import serve_command
+
+    loaded = project_or_fail(project)
+    try:
+        command = serve_command(loaded, server)
+    except RagtuneError as exc:
+        fail(exc)
+    if command.config is not None and command.config_path is not None:
+        command.config_path.parent.mkdir(parents=True, exist_ok=True)
+        command.config_path.write_text(json.dumps(command.config, indent=2) + "\n")
+    if as_json:
+        payload = {**asdict(command), "shell": command.shell()}
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        return
+    sys.stdout.write(command.shell() + "\n")
+    if command.config_path is not None:
+        console.print(f"# its config file: {command.config_path}", highlight=False)
+    for name, why in command.skipped:
+        console.print(f"# left out {name}: {why}", highlight=False)

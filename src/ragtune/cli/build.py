@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -140,6 +141,7 @@ def build_command(
             **({"knowledge": sync_summary(built.knowledge)} if built.knowledge else {}),
             "adapters": [done.summary() for done in built.adapters],
             "installed": built.installed,
+            "registered": [asdict(r) for r in built.registered],
         }
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         return
@@ -157,5 +159,7 @@ def build_command(
                 f" (base {base:.0%})" if base is not None else ""
             )
         console.print(f"adapter {done.capability}: {result.steps} steps at {result.path}{scores}")
+    for registration in built.registered:
+        console.print(registration.describe(), highlight=False)
     if train and not built.adapters and not built.installed:
         console.print("adapters: nothing behavioural changed, no training needed")

@@ -12,6 +12,10 @@ into the model name the server knows:
   them when you use the capability names);
 - ``None`` (the base model) is sent as ``default_model``.
 
+With ``model.server`` set (vllm, llama.cpp, llama-cpp-python) the server's kind decides how a
+request selects the adapter (llama-server: its ``lora`` ids) and ``ragtune build`` registers
+each adapter it trains there (:mod:`ragtune.generate.remote_adapters`).
+
 Errors from the server or the network become :class:`BackendError` naming the URL, the model and
 what to check. Token counts come from the server's ``usage``; :meth:`RemoteBackend.count_tokens`
 can only estimate (the server's tokenizer is not here).
@@ -38,9 +42,10 @@ from ragtune.generate.backend import (
 if TYPE_CHECKING:
     import openai
 
+    from ragtune.generate.remote_adapters import ServerClient
     from ragtune.project import Project
 
-__all__ = ["CHARS_PER_TOKEN", "RemoteBackend", "resolve_model"]
+__all__ = ["CHARS_PER_TOKEN", "RemoteBackend", "resolve_model", "server_key"]
 
 CHARS_PER_TOKEN = 4
 """English text averages about four characters a token in the common BPE vocabularies."""
@@ -83,6 +88,9 @@ class RemoteBackend:
         default_model: The server's model name for requests without an adapter.
         timeout: Seconds to wait for the server before giving up on a request.
         max_retries: Retries of a failed connection or a 429/5xx answer, with back-off.
+        server: The server's kind's client (``model.server``), which says how a request
+            selects an adapter there (a model name, llama-server's ``lora`` ids) and with which
+            sampling settings; None sends the adapter's name as the model and nothing else.
     """
 
     def __init__(
@@ -94,6 +102,7 @@ class RemoteBackend:
         timeout: float = 60,
         *,
         max_retries: int = 2,
+        server: ServerClient | None = None,
     ) -> None:
         import openai
 
@@ -108,6 +117,7 @@ class RemoteBackend:
         self.models = dict(models or {})
         self.default_model = default_model
         self.timeout = float(timeout)
+        self.server = server
         self.name = f"remote:{self.base_url}"
         self.is_remote = True
         self.model_sha256: str | None = None
@@ -132,11 +142,9 @@ class RemoteBackend:
             BackendError: A bad argument, no model for the request, or the server failed
                 (names the URL, the model and what to check).
         """
-        model, started = (
-            resolve_model(params.adapter, self.models, self.default_model),
-            time.perf_counter(),
-        )
-        response = self._create(model, messages, params)
+        started = time.perf_counter()
+        model, extra = self._select(params.adapter)
+        response = self._create(model, messages, params, extra_body=extra)
         if not response.choices:
             raise BackendError(f"{self.base_url}: model {model!r} answered with no choices.")
         choice = response.choices[0]
@@ -161,14 +169,24 @@ class RemoteBackend:
         gets its completion tokens counted as the pieces received (servers send about one token
         a piece) and its prompt tokens estimated.
         """
-        model, started = (
-            resolve_model(params.adapter, self.models, self.default_model),
-            time.perf_counter(),
-        )
+        started = time.perf_counter()
+        model, extra = self._select(params.adapter)
         response = self._create(
-            model, messages, params, stream=True, stream_options={"include_usage": True}
+            model,
+            messages,
+            params,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body=extra,
         )
         return Stream(self._pieces(response, model, messages, started))
+
+    def _select(self, adapter: str | None) -> tuple[str, dict[str, Any] | None]:
+        """The model name and the extra body fields that select ``adapter`` on the server."""
+        if self.server is None:
+            return resolve_model(adapter, self.models, self.default_model), None
+        served_as = None if adapter is None else resolve_model(adapter, self.models, None)
+        return self.server.request(served_as)
 
     def _create(
         self, model: str, messages: list[dict[str, str]], params: GenerationParams, **extra: Any
@@ -206,6 +224,8 @@ class RemoteBackend:
     def close(self) -> None:
         """Close the client's connections."""
         self.client.close()
+        if self.server is not None:
+            self.server.close()
 
     def count_tokens(self, text: str) -> int:
         """An estimate: characters / 4, rounded up. The server's tokenizer is not available here."""
@@ -308,16 +328,37 @@ def _finish_reason(reason: str | None) -> FinishReason:
     return "length" if reason == "length" else "stop"
 
 
+def server_key(project: Project) -> str | None:
+    """The server's key: the environment variable ``model.api_key_env`` names (None: no key).
+
+    Raises:
+        BackendError: The variable is named but not set.
+    """
+    import os
+
+    name = project.config.model.api_key_env
+    if not name:
+        return None
+    key = os.environ.get(name)
+    if not key:
+        raise BackendError(
+            f"model.api_key_env names {name}, which is not set in this environment: export it "
+            "with the server's key."
+        )
+    return key
+
+
 @register_backend("openai", available=lambda: find_spec("openai") is not None)
 def open_remote(project: Project) -> RemoteBackend:
     """The openai backend for a project: ``model.base_url``, the key from the environment
     variable ``model.api_key_env`` names, ``model.models`` as the adapter -> server model names
-    (its ``base`` entry names the base model).
+    (its ``base`` entry names the base model), and ``model.server``'s way of selecting adapters
+    (:mod:`ragtune.generate.remote_adapters`).
 
     Raises:
         BackendError: No base_url, or the key's variable is named but not set.
     """
-    import os
+    from ragtune.generate.remote_adapters import open_server
 
     settings = project.config.model
     if not settings.base_url:
@@ -326,14 +367,13 @@ def open_remote(project: Project) -> RemoteBackend:
             "e.g. base_url: http://127.0.0.1:8000/v1 (vLLM), :8080/v1 (llama.cpp), :11434/v1 "
             "(Ollama)."
         )
-    key = None
-    if settings.api_key_env:
-        key = os.environ.get(settings.api_key_env)
-        if not key:
-            raise BackendError(
-                f"model.api_key_env names {settings.api_key_env}, which is not set in this "
-                "environment: export it with the server's key."
-            )
     models = dict(settings.models)
     default_model = models.pop("base", None)
-    return RemoteBackend(settings.base_url, key, models, default_model, timeout=settings.timeout_s)
+    return RemoteBackend(
+        settings.base_url,
+        server_key(project),
+        models,
+        default_model,
+        timeout=settings.timeout_s,
+        server=open_server(project),
+    )
