@@ -36,6 +36,8 @@ from ragtune.generate.remote_adapters import (
 )
 from ragtune.project import load_project
 
+runner = CliRunner()
+
 Route = Callable[["Recorder", dict[str, Any] | list[Any] | None], tuple[int, Any]]
 
 
@@ -305,7 +307,7 @@ def test_serve_commands_name_every_adapter(project_with_adapter: Path) -> None:
     assert [(m["model_alias"], m.get("lora_path")) for m in python.config["models"]] == [
         ("base", None), ("tpl", "/srv/adapters/templates/adapter.gguf")
     ]  # fmt: skip
-    result = CliRunner().invoke(
+    result = runner.invoke(
         app, ["adapter", "serve-command", "--server", "llama-cpp-python", "-p",
               str(project_with_adapter)],
     )  # fmt: skip
@@ -313,6 +315,81 @@ def test_serve_commands_name_every_adapter(project_with_adapter: Path) -> None:
     assert "python -m llama_cpp.server --config_file" in result.output
     written = json.loads((project.state_dir / "llama-cpp-python.json").read_text())
     assert written == python.config
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def install_only(example_project: Callable[..., Path], tmp_path: Path) -> Path:
+    """The example whose plan only installs the shipped ``templates`` adapter (risk_flags'
+    examples taken out, so nothing trains); a hashing embedder keeps the sync quick."""
+    folder = example_project(tmp_path / "review", embedder="hashing")
+    config = folder / "ragtune.yaml"
+    config.write_text(config.read_text().replace("    examples: behavior/risk_flags.jsonl\n", ""))
+    return folder
+
+
+def test_build_registers_the_adapter_it_installs(
+    install_only: Path, recorder: Callable[[dict[str, Route]], Recorder]
+) -> None:
+    from ragtune.build import build
+
+    vllm = recorder(vllm_routes())
+    set_model(install_only, backend="openai", base_url=f"{vllm.url}/v1", server="vllm")
+    built = build(load_project(install_only))
+    assert built.installed == ["templates"]
+    assert [(r.adapter, r.action) for r in built.registered] == [("templates", "loaded")]
+    folder = install_only / ".ragtune" / "adapters" / "templates"
+    assert vllm.state["loaded"] == {"templates": str(folder.resolve())}
+    again = runner.invoke(app, ["build", str(install_only)])
+    assert again.exit_code == 0, again.output
+    assert "loaded on vllm" not in again.output, "nothing new: nothing registered"
+
+
+def test_build_with_the_server_down_keeps_the_adapter_and_register_retries(
+    install_only: Path, recorder: Callable[[dict[str, Route]], Recorder]
+) -> None:
+    down = f"http://127.0.0.1:{_free_port()}/v1"
+    set_model(install_only, backend="openai", base_url=down, server="vllm")
+    failed = runner.invoke(app, ["build", str(install_only)])
+    assert failed.exit_code != 0
+    assert "'templates'" in failed.output and "127.0.0.1" in failed.output
+    assert "trained adapters are kept" in failed.output
+    assert (install_only / ".ragtune" / "adapters" / "templates" / "adapter.gguf").is_file()
+
+    vllm = recorder(vllm_routes())
+    config = install_only / "ragtune.yaml"
+    config.write_text(config.read_text().replace(down, f"{vllm.url}/v1"))
+    retried = runner.invoke(app, ["adapter", "register", "-p", str(install_only)])
+    assert retried.exit_code == 0, retried.output
+    assert "adapter templates: loaded on vllm" in retried.output
+    assert list(vllm.state["loaded"]) == ["templates"]
+
+
+@pytest.mark.slow
+def test_adapter_train_registers_the_adapter_it_trained(
+    example_project: Callable[..., Path],
+    tmp_path: Path,
+    recorder: Callable[[dict[str, Route]], Recorder],
+) -> None:
+    folder = example_project(tmp_path / "review", embedder="hashing", shared_models=True)
+    vllm = recorder(vllm_routes())
+    set_model(folder, backend="openai", base_url=f"{vllm.url}/v1", server="vllm")
+    trained = runner.invoke(
+        app,
+        ["adapter", "train", "clause_summary", "-p", str(folder), "--steps", "1",
+         "--batch-size", "2", "--max-length", "128", "--eval-tokens", "0", "--json"],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    summary = json.loads(trained.stdout)
+    assert [(r["adapter"], r["action"]) for r in summary["registered"]] == [
+        ("clause_summary", "loaded")
+    ]
+    assert vllm.state["loaded"] == {"clause_summary": str(Path(summary["path"]).resolve())}
 
 
 # -- a real server that is not ragtune's: llama-cpp-python's -----------------------------------
