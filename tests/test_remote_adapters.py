@@ -301,6 +301,7 @@ def test_serve_commands_name_every_adapter(project_with_adapter: Path) -> None:
     assert vllm.argv[vllm.argv.index("--max-lora-rank") + 1] == "16"  # the example's r
     assert vllm.argv[vllm.argv.index("--port") + 1] == "8001"
     assert vllm.shell().startswith("VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve ")
+    assert "first training run" in vllm.notes[0]  # no de-quantised base here yet
     assert llama.argv[0] == "llama-server" and llama.argv[2].endswith(".gguf")
     assert llama.argv[llama.argv.index("--lora") + 1] == "/srv/adapters/templates/adapter.gguf"
     assert python.config is not None

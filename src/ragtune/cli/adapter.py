@@ -347,3 +347,5 @@ def serve_command_command(
         console.print(f"# its config file: {command.config_path}", highlight=False)
     for name, why in command.skipped:
         console.print(f"# left out {name}: {why}", highlight=False)
+    for note in command.notes:
+        console.print(f"# {note}", highlight=False)

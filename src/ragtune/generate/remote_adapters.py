@@ -144,6 +144,7 @@ class ServeCommand:
         config_path: Where ``argv`` expects that file.
         adapters: The adapters it serves.
         skipped: Adapters left out, with the reason.
+        notes: What must hold before the command works.
     """
 
     server: str
@@ -153,6 +154,7 @@ class ServeCommand:
     config_path: Path | None = None
     adapters: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def shell(self) -> str:
         """The command as one shell line, environment first."""
@@ -244,7 +246,7 @@ class ServerClient:
             return self._http.request(method, url, json=json)
         except httpx.HTTPError as exc:
             raise RegistrationError(
-                f"cannot reach the {self.kind} server at {redact_url(url)} to register adapter "
+                f"cannot reach the {self.kind} server at {redact_url(url)} for adapter "
                 f"{adapter!r}: {exc}. Check that it is running and that model.base_url is its "
                 "API root."
             ) from exc
@@ -308,9 +310,15 @@ class VllmServer(ServerClient):
         ]  # fmt: skip
         if adapters:
             argv += ["--lora-modules", *(f"{a.served_as}={a.server_folder}" for a in adapters)]
+        notes = []
+        if not Path(argv[2]).exists() and _is_gguf(project):
+            notes.append(
+                f"{argv[2]} is the GGUF base de-quantised, the weights the adapters were trained "
+                "on; the first training run here makes it (`ragtune adapter train CAPABILITY`)."
+            )
         return ServeCommand(
             cls.kind, argv, {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"},
-            adapters=[a.name for a in adapters],
+            adapters=[a.name for a in adapters], notes=notes,
         )  # fmt: skip
 
 
@@ -683,6 +691,12 @@ def _gguf_base(project: Project) -> str:
             "llama.cpp server needs: serve it with vLLM, or give a .gguf."
         )
     return str(spec.gguf_path.resolve())
+
+
+def _is_gguf(project: Project) -> bool:
+    from ragtune.generate.base import resolve_base_model
+
+    return resolve_base_model(project.config.model.base_model).gguf_file is not None
 
 
 def _hf_base(project: Project) -> str:
