@@ -76,6 +76,21 @@ def test_connection_refused_names_the_url_and_model(closed_port: int) -> None:
     assert time.perf_counter() - started < 10  # refused at once, not waited out
 
 
+def test_a_password_in_base_url_is_never_shown(closed_port: int) -> None:
+    backend = RemoteBackend(
+        f"http://ops:hunter2@127.0.0.1:{closed_port}/v1?token=s3cret",
+        None,
+        default_model="base-lm",
+        max_retries=0,
+    )
+    with pytest.raises(BackendError) as caught:
+        backend.generate(ASK, GenerationParams(max_tokens=4))
+    message = str(caught.value)
+    assert f"cannot connect to http://ops:***@127.0.0.1:{closed_port}/v1 " in message
+    assert "hunter2" not in message and "s3cret" not in message
+    assert "hunter2" not in backend.name
+
+
 def test_bad_requests_fail_before_the_network(closed_port: int) -> None:
     backend = RemoteBackend(f"http://127.0.0.1:{closed_port}/v1", None, max_retries=0)
     with pytest.raises(BackendError, match="max_tokens must be a whole number >= 1, got 0"):

@@ -187,3 +187,21 @@ def test_ragtune_project_names_the_default_project(
     assert missing.exit_code == 2 and "RAGTUNE_PROJECT=" in missing.output
     named = CliRunner().invoke(app, ["audit", str(folder), "--json"])  # an argument wins
     assert named.exit_code == 0, named.output
+
+
+def test_a_server_setting_without_the_openai_backend_is_refused(
+    write_project: Callable[..., Path],
+) -> None:
+    folder = write_project(
+        """
+        version: 1
+        project: p
+        model: {server: vllm}
+        capabilities:
+          - name: notes
+            description: Answer questions about our notes.
+            kind: knowledge
+        """
+    )
+    with pytest.raises(ProjectError, match=r"model\.server: 'vllm'.*backend: openai"):
+        load_project(folder)

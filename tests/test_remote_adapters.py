@@ -27,10 +27,10 @@ from typer.testing import CliRunner
 
 from ragtune.build import install_shipped
 from ragtune.cli import app
+from ragtune.errors import redact_url
 from ragtune.generate.backend import GenerationParams, open_backend
 from ragtune.generate.remote_adapters import (
     RegistrationError,
-    redact_url,
     register_adapters,
     serve_command,
 )

@@ -303,6 +303,18 @@ class ModelSettings(BaseModel):
         "machine's path.",
     )
 
+    @model_validator(mode="after")
+    def _server_needs_openai(self) -> ModelSettings:
+        for name in ("server", "server_adapters_dir"):
+            value = getattr(self, name)
+            if value is not None and self.backend != "openai":
+                raise ValueError(
+                    f"model.{name}: {value!r} is for a server ragtune sends requests to, but "
+                    f"model.backend is {self.backend or 'the default (local)'}; set "
+                    "backend: openai and base_url, or remove it"
+                )
+        return self
+
 
 class ProjectConfig(BaseModel):
     """The whole ``ragtune.yaml``."""

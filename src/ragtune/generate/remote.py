@@ -28,6 +28,7 @@ from collections.abc import Generator, Mapping
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any, cast
 
+from ragtune.errors import redact_url
 from ragtune.generate.backend import (
     DEFAULT_PARAMS,
     BackendError,
@@ -118,7 +119,9 @@ class RemoteBackend:
         self.default_model = default_model
         self.timeout = float(timeout)
         self.server = server
-        self.name = f"remote:{self.base_url}"
+        self.url = redact_url(self.base_url)
+        """``base_url`` without its password and query: what messages name."""
+        self.name = f"remote:{self.url}"
         self.is_remote = True
         self.model_sha256: str | None = None
         # Local servers accept any key; the client insists on one, so a placeholder stands in.
@@ -146,7 +149,7 @@ class RemoteBackend:
         model, extra = self._select(params.adapter)
         response = self._create(model, messages, params, extra_body=extra)
         if not response.choices:
-            raise BackendError(f"{self.base_url}: model {model!r} answered with no choices.")
+            raise BackendError(f"{self.url}: model {model!r} answered with no choices.")
         choice = response.choices[0]
         text = choice.message.content or ""
         usage = response.usage
@@ -276,7 +279,7 @@ class RemoteBackend:
         """An openai error as a message that says which server, which model and what to check."""
         import openai
 
-        where = f"{self.base_url} (model {model!r})"
+        where = f"{self.url} (model {model!r})"
         if isinstance(exc, openai.APITimeoutError):
             return BackendError(
                 f"{where}: no answer within {self.timeout:g} s. Check that the server is up and "

@@ -35,8 +35,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from ragtune.errors import redact_url
 from ragtune.generate.backend import BackendError
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ __all__ = [
     "ServedAdapter",
     "ServerClient",
     "open_server",
-    "redact_url",
     "register_adapters",
     "serve_command",
     "served_adapters",
@@ -160,17 +160,6 @@ class ServeCommand:
         """The command as one shell line, environment first."""
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
         return f"{env} {shlex.join(self.argv)}" if env else shlex.join(self.argv)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password and query (where keys hide), for messages and logs."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, _, host = netloc.rpartition("@")
-        user = credentials.split(":", 1)[0]
-        netloc = f"{user}{':***' if ':' in credentials else ''}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class ServerClient:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ragtune.errors import RagtuneError
+from ragtune.errors import redact_url as redact
 
 
 class StoreError(RagtuneError):
@@ -400,16 +401,6 @@ def open_store(location: str | Path, *, readonly: bool = False) -> KnowledgeStor
             "file path."
         )
     return opener(str(location), readonly)
-
-
-def redact(location: str) -> str:
-    """A store location without the password of its URL (for messages and logs)."""
-    if "://" not in location or "@" not in location:
-        return location
-    scheme, rest = location.split("://", 1)
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{host}"
 
 
 def _open_sqlite(location: str, readonly: bool) -> KnowledgeStore:
