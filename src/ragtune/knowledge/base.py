@@ -120,7 +120,8 @@ class KnowledgeBase:
                         f"{', '.join(names)}."
                     )
         embedder = self.embedder if mode != "bm25" else None
-        live_vectors = as_of is None and mode != "bm25" and not self.store.native_vectors
+        # The live vector index serves history too (search.nearest): open it for any vector search.
+        live_vectors = mode != "bm25" and not self.store.native_vectors
         if live_vectors:
             self._vector_index().open()  # the file, before the transaction starts
         with self.store.reading():

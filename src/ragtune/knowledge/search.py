@@ -19,16 +19,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
 from ragtune.context import Passage
-from ragtune.knowledge.index import VectorIndex
+from ragtune.knowledge.index import EXACT_INDEX, VectorIndex, brute_force
 from ragtune.knowledge.store import ChunkRow, KnowledgeStore, StoreError
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from ragtune.knowledge.embed import Embedder
 
 RRF_K = 60
 POOL = 50  # candidates taken from each list before fusion
 # Below this many live chunks an exact matrix product is as fast as HNSW (about 1 ms) and exact.
-HNSW_FROM = 20_000
+HNSW_FROM = EXACT_INDEX
 Mode = Literal["hybrid", "bm25", "vector"]
 
 
@@ -182,17 +185,11 @@ def _search(
         if embedder is None:
             raise StoreError("vector search needs an embedder.")
         vector = embedder.embed([query])[0]
-        if as_of is None and index is not None:
-            # Live search: HNSW on a large store; below HNSW_FROM, or with a filter, an exact
-            # product over the matrix the index keeps in memory.
-            if paths is None and index.size >= HNSW_FROM:
-                found = index.search(vector, pool)
-            else:
-                allowed = None if paths is None else store.live_ids(paths)
-                found = index.exact(vector, pool, allowed)
-            vector_ids = [rowid for rowid, _ in found]
-        else:  # history, or a store that searches vectors itself
-            vector_ids = [rowid for rowid, _ in store.nearest(vector, pool, at=as_of, paths=paths)]
+        if index is not None:
+            found = nearest(store, index, vector, pool, at=as_of, paths=paths)
+        else:  # a store that searches vectors itself
+            found = store.nearest(vector, pool, at=as_of, paths=paths)
+        vector_ids = [rowid for rowid, _ in found]
     fused = rrf([r for r in (bm25_ids, vector_ids) if r])
     ranked = sorted(fused, key=lambda key: -fused[key])
     rows = {key: row for key, row in store.chunks(ranked[:k]).items() if _visible(row, as_of)}
@@ -221,6 +218,36 @@ def _search(
         for key in top
         if key in rows
     ]
+
+
+def nearest(
+    store: KnowledgeStore,
+    index: VectorIndex,
+    vector: NDArray[np.float32],
+    k: int,
+    *,
+    at: int | None = None,
+    paths: set[str] | None = None,
+) -> list[tuple[int, float]]:
+    """The ``k`` chunks nearest ``vector`` among those visible at ``at`` (None: live), of
+    ``paths``, by the live vector index.
+
+    Live and unfiltered: HNSW on a large store, an exact product below :data:`HNSW_FROM`.
+    Filtered: the index keeps to the allowed rows (:meth:`VectorIndex.filtered`). At a past
+    snapshot: the live rows added since are left out of the index's answer, and the rows retired
+    since (read from the store with their vectors: as many as the changes since, not the
+    store's size) are ranked exactly beside it.
+    """
+    if at is None:
+        if paths is None:
+            return index.search(vector, k) if index.size >= HNSW_FROM else index.exact(vector, k)
+        return index.filtered(vector, k, allowed=store.live_ids(paths))
+    late, old_ids, old_blobs = store.since(at, paths)
+    allowed = None if paths is None else store.live_ids(paths)
+    found = index.filtered(vector, k, allowed=allowed, excluded=late)
+    if old_ids:
+        found += brute_force(vector, old_ids, old_blobs, index.dim, k)
+    return sorted(found, key=lambda hit: -hit[1])[:k]
 
 
 def _visible(row: ChunkRow, at: int | None) -> bool:

@@ -128,7 +128,8 @@ class KnowledgeStore(Protocol):
         ...
 
     def optimize(self) -> None:
-        """Refresh the query planner's statistics after a sync."""
+        """Refresh the query planner's statistics, and what the store derives itself (its
+        keyword index), after a sync."""
         ...
 
     def repair(self) -> list[str]:
@@ -245,6 +246,14 @@ class KnowledgeStore(Protocol):
 
     def vectors_of(self, rowids: Sequence[int]) -> tuple[list[int], list[bytes]]:
         """Row ids and vectors of these chunk rows."""
+        ...
+
+    def since(
+        self, at: int, paths: set[str] | None = None
+    ) -> tuple[set[int], list[int], list[bytes]]:
+        """What separates the live chunks from those visible at snapshot ``at`` (of ``paths``):
+        the live row ids added after it, and the row ids and vectors of the rows visible then
+        and retired since (a search ``--as-of`` takes the rest from the live vector index)."""
         ...
 
     def texts_by_hash(self) -> list[tuple[str, str, str, str]]:

@@ -580,6 +580,28 @@ class PostgresStore:
         )
         return [int(r[0]) for r in rows], [_bytes(r[1]) for r in rows]
 
+    def since(
+        self, at: int, paths: set[str] | None = None
+    ) -> tuple[set[int], list[int], list[bytes]]:
+        """The live rows added after snapshot ``at`` and the rows visible then and retired since
+        (with vectors), of ``paths``; pgvector searches history itself, this serves the protocol."""
+        where: str = ""
+        params: dict[str, Any] = {"at": at}
+        if paths is not None:
+            where = "AND c.document = ANY(%(paths)s) "
+            params["paths"] = sorted(paths)
+        late = self._all(
+            f"SELECT c.id FROM chunks c WHERE c.valid_from > %(at)s AND c.valid_to IS NULL {where}",
+            params,
+        )
+        old = self._all(
+            "SELECT c.id, c.embedding FROM chunks c WHERE c.valid_to > %(at)s "
+            f"AND c.valid_from <= %(at)s {where}ORDER BY c.id",
+            params,
+            binary=True,
+        )
+        return {int(r[0]) for r in late}, [int(r[0]) for r in old], [_bytes(r[1]) for r in old]
+
     def texts_by_hash(self) -> list[tuple[str, str, str, str]]:
         """(text hash, text, section, title) of every distinct chunk text, history included."""
         rows = self._all(

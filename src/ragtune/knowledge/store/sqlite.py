@@ -30,6 +30,7 @@ from ragtune.knowledge.store import (
     resolve_as_of,
 )
 from ragtune.knowledge.store.examples import ExampleRows
+from ragtune.knowledge.store.keyword import KeywordIndex, available
 from ragtune.knowledge.store.lock import WriterLock
 from ragtune.knowledge.store.migrations import (
     blobs_by_key,
@@ -69,14 +70,21 @@ _STOPWORDS = frozenset(
 )
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 query matching any of the words of ``text`` (stop words dropped), or ``None``."""
+def query_words(text: str) -> list[str]:
+    """The distinct words of ``text``, lower case, stop words dropped (all of them when every
+    word is one)."""
     words = [w for w in _FTS_TOKEN.findall(text.lower()) if w not in _STOPWORDS]
     if not words:
         words = _FTS_TOKEN.findall(text.lower())
+    return list(dict.fromkeys(words))
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 query matching any of the words of ``text`` (stop words dropped), or ``None``."""
+    words = query_words(text)
     if not words:
         return None
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+    return " OR ".join(f'"{w}"' for w in words)
 
 
 def _wal(db: sqlite3.Connection, wait_s: float = 10.0) -> None:
@@ -122,6 +130,9 @@ class SQLiteStore(ExampleRows):
         self.db.row_factory = sqlite3.Row
         migrate(self.db)
         self.writer = WriterLock(path, "the knowledge store")
+        # BM25 through tantivy (knowledge.keyword/ beside the file) when it is installed;
+        # FTS5 inside the file answers whenever that index cannot.
+        self.keyword = KeywordIndex(path.with_name(path.stem + ".keyword")) if available() else None
 
     # -- concurrency -------------------------------------------------------------------------------
 
@@ -141,20 +152,29 @@ class SQLiteStore(ExampleRows):
     # -- upkeep ------------------------------------------------------------------------------------
 
     def optimize(self) -> None:
-        """Refresh the query planner's statistics (sampled: milliseconds even at 100k chunks).
+        """Refresh the query planner's statistics (sampled: milliseconds even at 100k chunks),
+        and bring the keyword index (tantivy) up to the store: a sync calls it when it is done.
 
-        With them, BM25's join reads the small visibility index instead of whole chunk rows
-        (vectors included): 2.3x faster at 50k chunks in bench_knowledge. Never run on an empty
-        store - statistics of empty tables mislead the planner into slow inserts.
+        With the statistics, FTS5's join reads the small visibility index instead of whole chunk
+        rows (vectors included): 2.3x faster at 50k chunks in bench_knowledge. Never run on an
+        empty store - statistics of empty tables mislead the planner into slow inserts.
         """
         self.db.execute("PRAGMA analysis_limit = 1000")
         self.db.execute("ANALYZE")
+        if self.keyword is not None:
+            with self.reading() as db:
+                self.keyword.catch_up(db)
 
     def repair(self) -> list[str]:
-        """Rebuild the keyword index (FTS5) from the chunks."""
+        """Rebuild the keyword indexes (FTS5 and tantivy) from the chunks."""
         with transaction(self.db) as db:
             db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
-        return [f"{self.path}: keyword index (FTS5) rebuilt from the chunks"]
+        done = [f"{self.path}: keyword index (FTS5) rebuilt from the chunks"]
+        if self.keyword is not None:
+            with self.reading() as db:
+                done.append(f"{self.keyword.path}: keyword index (tantivy) "
+                            f"{self.keyword.rebuild(db)}")  # fmt: skip
+        return done
 
     def close(self) -> None:
         """Close the connection."""
@@ -417,7 +437,23 @@ class SQLiteStore(ExampleRows):
     def bm25(
         self, query: str, limit: int, *, at: int | None = None, paths: set[str] | None = None
     ) -> list[tuple[int, float]]:
-        """Row ids and BM25 scores (higher is better) of the chunks matching ``query``."""
+        """Row ids and BM25 scores (higher is better) of the chunks matching ``query``.
+
+        Through the tantivy keyword index, caught up first if the store moved on; through FTS5
+        (:meth:`fts_bm25`) when tantivy is not installed or another process is writing that
+        index while it is behind.
+        """
+        if self.keyword is not None:
+            with self.reading() as db:
+                if self.keyword.catch_up(db) != "busy":
+                    return self.keyword.search(query_words(query), limit, at=at, paths=paths)
+        return self.fts_bm25(query, limit, at=at, paths=paths)
+
+    def fts_bm25(
+        self, query: str, limit: int, *, at: int | None = None, paths: set[str] | None = None
+    ) -> list[tuple[int, float]]:
+        """:meth:`bm25` by FTS5: exhaustive (every matching row is scored), the reference the
+        tantivy index is tested against."""
         match = fts_query(query)
         if match is None:
             return []
@@ -454,6 +490,29 @@ class SQLiteStore(ExampleRows):
             (json.dumps(sorted(int(i) for i in rowids)),),
         ).fetchall()
         return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
+
+    def since(
+        self, at: int, paths: set[str] | None = None
+    ) -> tuple[set[int], list[int], list[bytes]]:
+        """What separates the live chunks from those visible at snapshot ``at`` (of ``paths``):
+        the live rows added after it, and the row ids and vectors of the rows visible then and
+        retired since. Both are read by index, in time with the changes since ``at``, not with
+        the store's size."""
+        where = ""
+        params: dict[str, object] = {"at": at}
+        if paths is not None:
+            where = "AND c.document IN (SELECT value FROM json_each(:paths)) "
+            params["paths"] = _json_list(paths)
+        late = self.db.execute(
+            f"SELECT c.id FROM chunks c WHERE c.valid_from > :at AND c.valid_to IS NULL {where}",
+            params,
+        )
+        old = self.db.execute(
+            "SELECT c.id, c.vector FROM chunks c WHERE c.valid_to > :at AND c.valid_from <= :at "
+            f"{where}ORDER BY c.id",
+            params,
+        ).fetchall()
+        return {int(r[0]) for r in late}, [int(r[0]) for r in old], [bytes(r[1]) for r in old]
 
     def texts_by_hash(self) -> list[tuple[str, str, str, str]]:
         """(text hash, text, section, title) of every distinct chunk text, history included."""
