@@ -206,20 +206,23 @@ class VectorIndex:
         signature = (self.state.rows, self.state.retired) if self.state else None
         if getattr(self, "_matrix_for", None) != signature:
             keys = np.asarray(self.index.keys, dtype=np.uint64)
-            self._matrix = (keys.tolist(), np.asarray(self.index.get(keys), dtype=np.float32))
+            self._matrix = (keys, np.asarray(self.index.get(keys), dtype=np.float32))
             self._matrix_for = signature
-        ids, matrix = self._matrix
+        keys, matrix = self._matrix
         scores = matrix @ vector.astype(np.float32)
         if allowed is not None or excluded:
-            keys = np.asarray(ids, dtype=np.uint64)
-            mask = np.ones(len(ids), dtype=bool)
+            mask = np.ones(len(keys), dtype=bool)
             if allowed is not None:
                 mask &= np.isin(keys, np.fromiter(allowed, dtype=np.uint64, count=len(allowed)))
             if excluded:
                 mask &= ~np.isin(keys, np.fromiter(excluded, dtype=np.uint64, count=len(excluded)))
             scores = np.where(mask, scores, -np.inf)
-        top = [i for i in np.argsort(-scores)[:k] if np.isfinite(scores[i])]
-        return [(ids[i], float(scores[i])) for i in top]
+        if k < len(scores):
+            part = np.argpartition(-scores, k)[:k]
+            order = part[np.argsort(-scores[part])]
+        else:
+            order = np.argsort(-scores)
+        return [(int(keys[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]
 
     def filtered(
         self,

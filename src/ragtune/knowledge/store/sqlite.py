@@ -503,13 +503,15 @@ class SQLiteStore(ExampleRows):
         if paths is not None:
             where = "AND c.document IN (SELECT value FROM json_each(:paths)) "
             params["paths"] = _json_list(paths)
+        # INDEXED BY: the planner otherwise walks every live row for ``valid_to IS NULL``
         late = self.db.execute(
-            f"SELECT c.id FROM chunks c WHERE c.valid_from > :at AND c.valid_to IS NULL {where}",
+            "SELECT c.id FROM chunks c INDEXED BY chunks_from "
+            f"WHERE c.valid_from > :at AND c.valid_to IS NULL {where}",
             params,
         )
         old = self.db.execute(
-            "SELECT c.id, c.vector FROM chunks c WHERE c.valid_to > :at AND c.valid_from <= :at "
-            f"{where}ORDER BY c.id",
+            "SELECT c.id, c.vector FROM chunks c INDEXED BY chunks_to "
+            f"WHERE c.valid_to > :at AND c.valid_from <= :at {where}ORDER BY c.id",
             params,
         ).fetchall()
         return {int(r[0]) for r in late}, [int(r[0]) for r in old], [bytes(r[1]) for r in old]
@@ -549,8 +551,8 @@ class SQLiteStore(ExampleRows):
         if paths is None:
             rows = self.db.execute("SELECT id FROM chunks WHERE valid_to IS NULL")
         else:
-            rows = self.db.execute(
-                "SELECT id FROM chunks WHERE valid_to IS NULL "
+            rows = self.db.execute(  # by document: the planner otherwise walks every live row
+                "SELECT id FROM chunks INDEXED BY chunks_live WHERE valid_to IS NULL "
                 "AND document IN (SELECT value FROM json_each(?))",
                 (_json_list(paths),),
             )
