@@ -3,6 +3,7 @@ history included, checked, refused when it should be and undone when it fails.""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from collections.abc import Callable
@@ -10,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from pg import PostgresServer
+from ragtune.cli import app
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.migrate import MigrationError, migrate_store, switch_store
 from ragtune.knowledge.store import StoreError, open_store
@@ -197,3 +200,93 @@ def test_unreachable_target_names_it_without_the_password(synced: Path) -> None:
     with pytest.raises(StoreError, match="cannot connect") as err:
         migrate_store(load_project(synced), url)
     assert "s3cret" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value)
+
+
+def test_switch_store_keeps_the_file_and_leaves_the_password_out(tmp_path: Path) -> None:
+    text = (
+        "# contract review\n"
+        "version: 1\n"
+        "project: demo\n"
+        "knowledge:\n"
+        "  embedder: hashing  # tests\n"
+        "  store: old.db\n"
+        "capabilities:\n"
+        "  - name: a\n"
+        "    kind: knowledge\n"
+        "    description: answers from the docs\n"
+        "    sources: [docs]\n"
+    )
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "ragtune.yaml").write_text(text)
+    url = "postgresql://ragtune:s3cret@db:5432/kb?sslmode=require&password=x"
+    switch_store(load_project(tmp_path), url)
+    written = (tmp_path / "ragtune.yaml").read_text()
+    assert written == text.replace(
+        "store: old.db", "store: postgresql://ragtune@db:5432/kb?sslmode=require"
+    )
+    (tmp_path / "ragtune.yaml").write_text(text.replace("  store: old.db\n", ""))
+    switch_store(load_project(tmp_path), "postgresql://u@h/db")
+    assert load_project(tmp_path).config.knowledge.store == "postgresql://u@h/db"
+    assert load_project(tmp_path).config.knowledge.embedder == "hashing"
+    assert "# tests" in (tmp_path / "ragtune.yaml").read_text()
+    no_section = text.replace("knowledge:\n  embedder: hashing  # tests\n  store: old.db\n", "")
+    (tmp_path / "ragtune.yaml").write_text(no_section)
+    switch_store(load_project(tmp_path), "postgresql://u@h/db")
+    assert (tmp_path / "ragtune.yaml").read_text().startswith(no_section)
+    assert load_project(tmp_path).config.knowledge.store == "postgresql://u@h/db"
+
+
+def test_cli_migrate_json_switch_and_exit_codes(synced: Path, fresh_database: str) -> None:
+    runner = CliRunner()
+    base = ["knowledge", "migrate", "-p", str(synced)]
+    bad = runner.invoke(app, [*base, "--to", str(synced / "copy.db")])
+    assert bad.exit_code == 2 and "PostgreSQL" in bad.output and not (synced / "copy.db").exists()
+    assert runner.invoke(app, base).exit_code == 2  # --to is required
+
+    done = runner.invoke(app, [*base, "--to", fresh_database, "--json", "--switch"])
+    assert done.exit_code == 0, done.output
+    payload = json.loads(done.output)
+    assert payload["searches_agreed"] == payload["searches"] > 0
+    assert all(there == here for there, here in payload["counts"].values())
+    assert payload["copied"]["snapshots"] == 4
+    assert payload["switched"] == str(synced / "ragtune.yaml")
+    assert load_project(synced).config.knowledge.store == fresh_database
+
+    again = runner.invoke(app, [*base, "--to", fresh_database])  # now the project's own store
+    assert again.exit_code == 2 and "own store" in again.output
+
+
+def test_cli_migrate_says_what_to_set(synced: Path, fresh_database: str) -> None:
+    result = CliRunner().invoke(
+        app, ["knowledge", "migrate", "-p", str(synced), "--to", fresh_database]
+    )
+    assert result.exit_code == 0, result.output
+    assert "counts equal" in result.output
+    assert f"store: {fresh_database}" in result.output.replace("\n", "")
+    assert load_project(synced).config.knowledge.store is None  # not switched
+    again = CliRunner().invoke(
+        app, ["knowledge", "migrate", "-p", str(synced), "--to", fresh_database]
+    )
+    assert again.exit_code == 2 and "not empty" in again.output
+
+
+def test_a_copy_whose_searches_disagree_is_rolled_back(
+    synced: Path,
+    fresh_database: str,
+    postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The checks run inside the copy's transaction: a disagreement (planted: the comparison
+    says no) undoes the copy that had already been written in full."""
+    from ragtune.knowledge import migrate
+
+    open_store(fresh_database).close()  # an empty store there already: its tables stay
+    tables = _tables(postgres_server, fresh_database)
+    monkeypatch.setattr(migrate, "_same_ranking", lambda there, here: False)
+    with pytest.raises(MigrationError, match="sample searches answer differently"):
+        migrate_store(load_project(synced), fresh_database)
+    assert _tables(postgres_server, fresh_database) == tables
+    store = open_store(fresh_database, readonly=True)
+    assert store.latest_snapshot() == 0 and store.chunk_signature() == (0, 0)
+    assert store.get_meta("embedder") is None
+    store.close()

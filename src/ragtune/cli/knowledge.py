@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -362,3 +363,122 @@ def watch_command(
             watch(kb, report, ready=ready)
         except KeyboardInterrupt:
             (errors if as_json else console).print("stopped")
+
+
+@knowledge_app.command("migrate")
+def migrate_command(
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="The PostgreSQL database to copy into: postgresql://USER@HOST:PORT/DB (an empty "
+            "database with pgvector; the password from PGPASSWORD or ~/.pgpass).",
+            show_default=False,
+        ),
+    ],
+    project: ProjectOption = None,
+    switch: Annotated[
+        bool,
+        typer.Option(
+            "--switch",
+            help="When the copy checks out, set knowledge.store in ragtune.yaml to it (written "
+            "atomically, comments kept, the password left out).",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy the project's knowledge store into PostgreSQL, history included, and check it.
+
+    Every snapshot, document version and chunk row (with its vector and row id) comes across,
+    with the capabilities and the few-shot examples, so `search --as-of` answers the same on the
+    copy. The copy is one transaction, checked before it commits: the counts of both stores, and
+    a sample of vector searches (live and as of earlier snapshots) and keyword searches. If
+    anything fails, the target is left as it was. The project's own store is only read.
+
+    The target must be an empty database (or schema) with pgvector; once, as a superuser:
+
+        psql -c 'CREATE DATABASE ragtune'
+
+        psql -d ragtune -c 'CREATE EXTENSION vector'
+
+    Then:
+
+        ragtune knowledge migrate --to postgresql://ragtune@db.internal:5432/ragtune
+
+        ragtune knowledge migrate --to postgresql://ragtune@db:5432/ragtune --switch --json
+
+    Without --switch the project keeps using its current store until you set
+    `knowledge.store: postgresql://...` in ragtune.yaml (or RAGTUNE_STORE, which wins over it).
+    Exit status 2: a bad or unreachable target, one that is not empty, or a copy that did not
+    check out.
+    """
+    from ragtune.knowledge.migrate import migrate_store, switch_store, url_without_password
+    from ragtune.knowledge.sync import STORE_ENV
+    from ragtune.project import load_project
+
+    try:
+        loaded = load_project(project)
+        with migrate_bar(quiet=as_json) as progress:
+            report = migrate_store(loaded, to, progress=progress)
+        switched = switch_store(loaded, to) if switch else None
+    except RagtuneError as exc:
+        fail(exc)
+    if as_json:
+        payload = {**report.to_dict(), "switched": str(switched) if switched else None}
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    counts = report.counts
+    agreed, total = report.agreed
+    console.print(
+        f"copied {report.source} to {report.target} in {report.seconds:.1f} s: "
+        f"{counts['snapshots'][1]} snapshots, {counts['document_versions'][1]} document versions "
+        f"({counts['documents'][1]} live), {counts['chunk_rows'][1]} chunk rows "
+        f"({counts['chunks'][1]} live), {counts['examples'][1]} few-shot examples; counts equal, "
+        f"{agreed}/{total} sample searches agree",
+        highlight=False,
+    )
+    if report.open_snapshot is not None:
+        errors.print(
+            f"[yellow]note[/] snapshot {report.open_snapshot} was open (an interrupted sync); it "
+            "was copied open and the next sync on the new store finishes it",
+            highlight=False,
+        )
+    if switched is not None:
+        console.print(f"{switched}: knowledge.store now names {report.target}", highlight=False)
+    else:
+        console.print(
+            f"next: set `store: {url_without_password(to)}` under `knowledge:` in ragtune.yaml "
+            "to use it (or run this again with --switch, into a new database)",
+            highlight=False,
+        )
+    if os.environ.get(STORE_ENV, "").strip():
+        errors.print(
+            f"[yellow]note[/] {STORE_ENV} is set and wins over ragtune.yaml: change or unset it "
+            "too",
+            highlight=False,
+        )
+
+
+@contextmanager
+def migrate_bar(*, quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A progress bar on stderr for a migration (chunk rows copied, then sample searches);
+    yields its callback (None when quiet)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if quiet or state["quiet"]:
+        yield None
+        return
+    with Progress(
+        TextColumn("[bold]{task.fields[stage]}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None, stage="opening")
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None, stage=stage)
+
+        yield progress

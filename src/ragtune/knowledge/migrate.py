@@ -508,7 +508,7 @@ def switch_store(project: Project, url: str) -> Path:
 
     path = project.path
     text = path.read_text(encoding="utf-8")
-    value = _without_password(url)
+    value = url_without_password(url)
     line = f"store: {_yaml_scalar(value)}"
     root = yaml.compose(text)
     knowledge = None
@@ -547,16 +547,22 @@ def switch_store(project: Project, url: str) -> Path:
     return path
 
 
-def _without_password(url: str) -> str:
-    """The URL with its password left out (libpq reads it from PGPASSWORD or ~/.pgpass)."""
-    from urllib.parse import urlsplit, urlunsplit
+def url_without_password(url: str) -> str:
+    """The URL with its password left out, from the user part or the query, and the rest kept
+    (``?host=``, ``?sslmode=``): what may go into ragtune.yaml (libpq reads the password from
+    PGPASSWORD or ~/.pgpass)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{user}@{host}" if user else host)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        kept = [(k, v) for k, v in query if k != "password"]
+        parts = parts._replace(query=urlencode(kept, safe="/%:"))
+    return urlunsplit(parts)
 
 
 def _yaml_scalar(value: str) -> str:
