@@ -8,11 +8,14 @@ that fixes it. :func:`diagnose` runs them all, in the order a problem is best fi
    not imported), and the generation backend ``model.backend`` resolves to;
 2. **models**: the embedder and the base model, present on disk (nothing is downloaded);
 3. **store** (:mod:`~ragtune.doctor.store`): ``.ragtune/knowledge.db`` - SQLite's
-   ``integrity_check``, the FTS5 keyword index against its chunks, the schema's migrations
-   against those this ragtune knows, interrupted syncs, the embedder of its vectors;
+   ``integrity_check``, the FTS5 keyword index against its chunks - or, on PostgreSQL, the
+   server reached, pgvector created in the database and the GIN keyword index; then the
+   schema's migrations against those this ragtune knows, interrupted syncs, the embedder of
+   its vectors;
 4. **index**: what is derived from the store - the usearch vector file and its record (the
-   snapshot and row counts it reflects, its keys against the live chunks), leftovers of an
-   interrupted save, the few-shot examples against their files;
+   snapshot and row counts it reflects, its keys against the live chunks) and leftovers of an
+   interrupted save, or PostgreSQL's HNSW index against the vectors' dimension; the few-shot
+   examples against their files;
 5. **adapters** (:mod:`~ragtune.doctor.files`): each adapter's manifest, its safetensors weights
    (whole: sizes agreeing with the header), its GGUF LoRA against the SHA-256 the manifest
    records, the base model it was trained on against the one installed, and what ``ragtune

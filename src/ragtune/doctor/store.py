@@ -1,18 +1,33 @@
-"""The knowledge store and what is derived from it: integrity, FTS5, schema, snapshots, the
-vector index and the few-shot examples."""
+"""The knowledge store and what is derived from it: integrity, keyword index, schema, snapshots,
+the vector index and the few-shot examples.
+
+The SQLite file is read with SQL of its own (``integrity_check``, FTS5's integrity-check, the
+usearch file beside it). A PostgreSQL store (``knowledge.store`` / ``RAGTUNE_STORE`` naming a
+``postgresql://`` URL) is read on a connection of the doctor's own, read only: the server
+reached, pgvector created in the database, the schema's migrations, an open snapshot, the
+vectors' dimension, the keyword (GIN) and the derived HNSW indexes. Whatever the backend, what
+the :class:`~ragtune.knowledge.store.KnowledgeStore` protocol answers is then checked the same
+way (the few-shot examples, the documents from outside the project). Nothing is created or
+migrated: a store with pending migrations is only named.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shlex
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ragtune.doctor.report import Area, Check
 from ragtune.errors import RagtuneError
 from ragtune.project import Project
+
+if TYPE_CHECKING:
+    from ragtune.knowledge.store import KnowledgeStore
 
 INDEX = "knowledge.usearch"
 """The vector index file, beside the store (as ``KnowledgeBase.index_path`` names it)."""
@@ -43,16 +58,19 @@ def check_store(project: Project) -> tuple[list[Check], bool]:
     Returns:
         The checks, and whether the store is readable (the checks that read it need one).
     """
-    from ragtune.knowledge.sync import knowledge_db
-    from ragtune.knowledge.tools import is_tool_ref
+    from ragtune.knowledge.store import store_scheme
+    from ragtune.knowledge.sync import store_location
 
     out = Area("store", project.root)
-    path, sync = knowledge_db(project), out.fix("knowledge sync")
+    location = store_location(project)
+    if store_scheme(location) in ("postgresql", "postgres"):
+        return out.checks, _check_postgres(project, location, out)
+    if "://" in location and store_scheme(location) != "sqlite":
+        return out.checks, _check_any(project, location, out)
+    path = Path(location.split("://", 1)[1] if "://" in location else location)
+    sync = out.fix("knowledge sync")
     if not path.is_file():
-        if any(not is_tool_ref(r) for c in project.config.capabilities for r in c.sources):
-            out.fail("knowledge store", f"{path}: none yet; retrieval has nothing to search", sync)
-        else:
-            out.ok("knowledge store", "no capability has sources: no store needed")
+        _no_store(project, str(path), out)
         return out.checks, False
     aside = f"mv {shlex.quote(str(path))} {shlex.quote(str(path) + '.broken')} && {sync}"
     try:
@@ -79,7 +97,9 @@ def check_store(project: Project) -> tuple[list[Check], bool]:
     else:
         out.fail("keyword index", f"the FTS5 index does not match the chunks ({fts})",
                  out.fix("doctor --repair"))  # fmt: skip
-    _check_schema(applied, out)
+    from ragtune.knowledge.store.migrations import MIGRATIONS
+
+    _check_schema(applied, [name for name, _ in MIGRATIONS], out)
     if unfinished:
         out.fail("snapshots", f"snapshot {', '.join(unfinished)} is open: a sync was interrupted "
                  "(the next sync finishes it)", sync)  # fmt: skip
@@ -87,6 +107,178 @@ def check_store(project: Project) -> tuple[list[Check], bool]:
         out.ok("snapshots", "no interrupted sync")
     _check_embedder(project, meta, bad_vectors, out)
     return out.checks, True
+
+
+def _no_store(project: Project, where: str, out: Area) -> None:
+    """No store yet: a failure when a capability has sources to search."""
+    from ragtune.knowledge.tools import is_tool_ref
+
+    if any(not is_tool_ref(r) for c in project.config.capabilities for r in c.sources):
+        out.fail("knowledge store", f"{where}: none yet; retrieval has nothing to search",
+                 out.fix("knowledge sync"))  # fmt: skip
+    else:
+        out.ok("knowledge store", "no capability has sources: no store needed")
+
+
+def _check_any(project: Project, location: str, out: Area) -> bool:
+    """A store of a backend the doctor knows nothing particular about (a plugin's): what the
+    protocol answers. Returns whether it could be opened."""
+    from ragtune.knowledge.store import StoreError, open_store, redact
+
+    try:
+        store = open_store(location, readonly=True)
+    except StoreError as exc:
+        out.fail("knowledge store", str(exc), out.fix("knowledge sync"))
+        return False
+    try:
+        out.ok("knowledge store", f"{redact(location)} opens")
+        _check_contents(project, store, out)
+    finally:
+        store.close()
+    return True
+
+
+def _check_contents(project: Project, store: KnowledgeStore, out: Area) -> None:
+    """Through the protocol: an interrupted sync, the embedder of the vectors, the counts."""
+    open_ = [str(s.id) for s in store.snapshots() if s.status == "open"]
+    if open_:
+        out.fail("snapshots", f"snapshot {', '.join(open_)} is open: a sync was interrupted "
+                 "(the next sync finishes it)", out.fix("knowledge sync"))  # fmt: skip
+    else:
+        out.ok("snapshots", "no interrupted sync")
+    meta = {k: v for k in ("embedder", "dim") if (v := store.get_meta(k)) is not None}
+    _check_embedder(project, meta, 0, out)
+    counts, (rows, retired) = store.counts(), store.chunk_signature()
+    out.ok("contents", f"{counts['documents']} live documents, {counts['chunks']} live chunks; "
+           f"{rows} chunk rows kept ({retired} retired) over {len(store.snapshots())} "
+           "snapshot(s)")  # fmt: skip
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _postgres(location: str) -> Iterator[Any]:
+    """A read-only connection of the doctor's own to the store's database."""
+    import psycopg
+
+    conn = psycopg.connect(
+        location, autocommit=True, connect_timeout=10, application_name="ragtune doctor"
+    )
+    try:
+        conn.read_only = True
+        yield conn
+    finally:
+        conn.close()
+
+
+def _psql(location: str, sql: str) -> str:
+    """The psql command that runs ``sql`` on the store's database (its password left out)."""
+    from ragtune.knowledge.migrate import url_without_password
+
+    return f"psql {shlex.quote(url_without_password(location))} -c {shlex.quote(sql)}"
+
+
+def _check_postgres(project: Project, location: str, out: Area) -> bool:
+    """The server, pgvector, the schema, snapshots, vectors and the keyword index of a
+    PostgreSQL store. Returns whether the store can be read (the schema is current)."""
+    from ragtune.errors import redact_url
+    from ragtune.knowledge.store.postgres_migrations import INSTALL_PGVECTOR, MIGRATIONS
+
+    shown = redact_url(location)
+    try:
+        import psycopg
+    except ModuleNotFoundError:
+        out.fail("server", f"{shown}: the PostgreSQL client is not installed",
+                 "pip install 'ragtune[postgres]'")  # fmt: skip
+        return False
+    try:
+        with _postgres(location) as db:
+            version = str(db.execute("SHOW server_version").fetchone()[0])
+            out.ok("server", f"{shown}: PostgreSQL {version.split()[0]} reached")
+            row = db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            found = row.fetchone()
+            if found is None:
+                create = _psql(location, "CREATE EXTENSION vector")
+                sql = "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+                if db.execute(sql).fetchone() is None:
+                    said = f"{shown}: the server has no pgvector. {INSTALL_PGVECTOR}"
+                else:
+                    said = (
+                        f"{shown}: pgvector is installed on the server but not created in this "
+                        "database; its owner or a superuser runs CREATE EXTENSION vector once"
+                    )
+                out.fail("pgvector", said, create)
+            else:
+                out.ok("pgvector", f"pgvector {found[0]}")
+            if db.execute("SELECT to_regclass('migrations')").fetchone()[0] is None:
+                _no_store(project, shown, out)
+                return False
+            applied = [str(r[0]) for r in db.execute("SELECT name FROM migrations ORDER BY 1")]
+            _check_schema(applied, [name for name, _ in MIGRATIONS], out)
+            if any(name not in applied for name, _ in MIGRATIONS) or found is None:
+                return False
+            keywords = _index_state(db, "chunks_keywords")
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        out.fail("server", f"{shown}: cannot be read: {redact_url(first)}. Check the host, port, "
+                 "database and user of knowledge.store (or RAGTUNE_STORE); a password comes from "
+                 "PGPASSWORD or ~/.pgpass", _psql(location, "SELECT 1"))  # fmt: skip
+        return False
+    if keywords is None:
+        out.fail("keyword index", "chunks_keywords (GIN over the chunks' words) is missing: "
+                 "keyword search reads every chunk", _psql(location,
+                 "CREATE INDEX chunks_keywords ON chunks USING gin (keywords)"))  # fmt: skip
+    elif not keywords[1]:
+        out.fail("keyword index", "chunks_keywords is not valid (an interrupted build)",
+                 out.fix("doctor --repair"))  # fmt: skip
+    else:
+        out.ok("keyword index", "chunks_keywords (GIN) valid")
+    return _check_any(project, location, out)
+
+
+def _index_state(db: Any, name: str) -> tuple[str, bool] | None:
+    """(definition, valid) of an index of the store's schema; None when it does not exist."""
+    row = db.execute(
+        "SELECT pg_get_indexdef(i.indexrelid), i.indisvalid FROM pg_index i "
+        "WHERE i.indexrelid = to_regclass(%s)",
+        (name,),
+    ).fetchone()
+    return None if row is None else (str(row[0]), bool(row[1]))
+
+
+def _check_hnsw(location: str, out: Area) -> None:
+    """The derived HNSW index of a PostgreSQL store against its live vectors."""
+    from ragtune.knowledge.store.postgres import HNSW_MAX_DIM
+
+    with _postgres(location) as db:
+        live = int(db.execute("SELECT COUNT(*) FROM chunks WHERE valid_to IS NULL").fetchone()[0])
+        dim = db.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
+        state = _index_state(db, "chunks_hnsw")
+    wanted = int(dim[0]) if dim and str(dim[0]).isdigit() else None
+    create = (
+        f"CREATE INDEX chunks_hnsw ON chunks USING hnsw ((embedding::vector({wanted})) "
+        "vector_cosine_ops) WHERE valid_to IS NULL"
+    )
+    if state is None:
+        if not live or wanted is None:
+            return out.ok("vector index", "no live chunks: no HNSW index needed")
+        if wanted > HNSW_MAX_DIM:
+            return out.ok("vector index", f"vectors of {wanted} dimensions are searched exactly "
+                          f"(pgvector's HNSW takes up to {HNSW_MAX_DIM})")  # fmt: skip
+        return out.warn("vector index", f"chunks_hnsw is missing: each vector search reads all "
+                        f"{live} live vectors", _psql(location, create))  # fmt: skip
+    found = re.search(r"vector\((\d+)\)", state[0])
+    has = int(found.group(1)) if found else None
+    if wanted is not None and has != wanted:
+        return out.fail("vector index", f"chunks_hnsw indexes vectors of dimension {has}, the "
+                        f"store's are {wanted}: vector search reads every row",
+                        _psql(location, f"DROP INDEX chunks_hnsw; {create}"))  # fmt: skip
+    if not state[1]:
+        return out.fail("vector index", "chunks_hnsw is not valid (an interrupted build)",
+                        _psql(location, "REINDEX INDEX chunks_hnsw"))  # fmt: skip
+    out.ok("vector index", f"chunks_hnsw (HNSW, cosine) over {live} live vectors of dimension "
+           f"{has}")  # fmt: skip
 
 
 def _fts_problem(db: sqlite3.Connection) -> str | None:
@@ -107,10 +299,8 @@ def _fts_problem(db: sqlite3.Connection) -> str | None:
         db.execute("ROLLBACK")
 
 
-def _check_schema(applied: list[str], out: Area) -> None:
-    from ragtune.knowledge.store.migrations import MIGRATIONS
-
-    known = [name for name, _ in MIGRATIONS]
+def _check_schema(applied: list[str], known: list[str], out: Area) -> None:
+    """The migrations applied against those this ragtune knows (``known``, in order)."""
     unknown = [name for name in applied if name not in known]
     pending = [name for name in known if name not in applied]
     if unknown:
@@ -143,14 +333,36 @@ def _check_embedder(project: Project, meta: dict[str, str], bad: int, out: Area)
 # -- derived indexes ---------------------------------------------------------------------------
 
 
+def _sqlite_path(project: Project) -> Path | None:
+    """The SQLite file of the project's store; None for a store elsewhere (a URL)."""
+    from ragtune.knowledge.store import store_scheme
+    from ragtune.knowledge.sync import store_location
+
+    location = store_location(project)
+    if store_scheme(location) != "sqlite":
+        return None
+    return Path(location.split("://", 1)[1] if "://" in location else location)
+
+
 def check_indexes(project: Project) -> list[Check]:
     """The vector index and the few-shot examples against the store (a readable one)."""
-    from ragtune.knowledge.sync import knowledge_db
+    from ragtune.knowledge.store import open_store, store_scheme
+    from ragtune.knowledge.sync import store_location
 
     out = Area("index", project.root)
-    path = knowledge_db(project)
-    _check_vector_index(path, out)
-    leftovers = sorted(p.name for p in path.parent.glob(f".{INDEX}*.tmp"))
+    path = _sqlite_path(project)
+    if path is None:
+        location = store_location(project)
+        if store_scheme(location) in ("postgresql", "postgres"):
+            _check_hnsw(location, out)
+        store = open_store(location, readonly=True)
+        try:
+            _check_examples_of(project, _indexed_examples(project, store), out)
+        finally:
+            store.close()
+        return out.checks
+    _check_vector_index(path, project.state_dir / INDEX, out)
+    leftovers = sorted(p.name for p in project.state_dir.glob(f".{INDEX}*.tmp"))
     if leftovers:
         out.warn("temporary files", f"left by an interrupted save: {', '.join(leftovers)} (the "
                  "next save removes them)", out.fix("knowledge sync"))  # fmt: skip
@@ -158,7 +370,7 @@ def check_indexes(project: Project) -> list[Check]:
     return out.checks
 
 
-def _check_vector_index(db_path: Path, out: Area) -> None:
+def _check_vector_index(db_path: Path, path: Path, out: Area) -> None:
     from ragtune.knowledge.index import IndexState
 
     sync = out.fix("knowledge sync")
@@ -167,7 +379,6 @@ def _check_vector_index(db_path: Path, out: Area) -> None:
         rows, retired = db.execute("SELECT COUNT(*), COUNT(valid_to) FROM chunks").fetchone()
         live = {int(r[0]) for r in db.execute("SELECT id FROM chunks WHERE valid_to IS NULL")}
         snapshot = db.execute("SELECT COALESCE(MAX(id), 0) FROM snapshots").fetchone()[0]
-    path = db_path.with_name(INDEX)
     record = path.with_name(INDEX + ".json")
     if not live and not path.exists():
         return out.ok("vector index", "no live chunks: no vector index needed")
@@ -216,12 +427,23 @@ def _index_keys(path: Path) -> tuple[set[int], str | None]:
 
 
 def _check_examples(project: Project, db_path: Path, out: Area) -> None:
-    """Few-shot examples: indexed from the current file? (The runtime re-indexes them if not.)"""
-    from ragtune.behavior.examples import load_examples
-
+    """Few-shot examples in an SQLite file."""
     with open_store(db_path) as db:
         sql = "SELECT capability, dataset_sha256 FROM examples WHERE valid = 1"
         indexed = {str(r[0]): str(r[1]) for r in db.execute(sql)}
+    _check_examples_of(project, indexed, out)
+
+
+def _indexed_examples(project: Project, store: KnowledgeStore) -> dict[str, str]:
+    """The dataset SHA-256 of each capability's live examples in a store (the protocol's)."""
+    states = {c.name: store.examples_state(c.name) for c in project.config.capabilities}
+    return {name: state[0] for name, state in states.items() if state is not None}
+
+
+def _check_examples_of(project: Project, indexed: dict[str, str], out: Area) -> None:
+    """Few-shot examples: indexed from the current file? (The runtime re-indexes them if not.)"""
+    from ragtune.behavior.examples import load_examples
+
     stale = []
     for capability in project.config.capabilities:
         if capability.name in indexed and capability.examples:
@@ -239,9 +461,18 @@ def _check_examples(project: Project, db_path: Path, out: Area) -> None:
 def outside_documents(project: Project) -> list[str]:
     """Live documents whose path leaves the project (indexed through a link before sync
     refused to follow links out of it)."""
-    from ragtune.knowledge.sync import knowledge_db
+    path = _sqlite_path(project)
+    if path is None:
+        from ragtune.knowledge.store import open_store as open_any
+        from ragtune.knowledge.sync import store_location
 
-    with open_store(knowledge_db(project)) as db:
-        sql = "SELECT path FROM documents WHERE valid_to IS NULL"
-        paths = [str(r[0]) for r in db.execute(sql)]
+        store = open_any(store_location(project), readonly=True)
+        try:
+            paths = list(store.current_documents())
+        finally:
+            store.close()
+    else:
+        with open_store(path) as db:
+            sql = "SELECT path FROM documents WHERE valid_to IS NULL"
+            paths = [str(r[0]) for r in db.execute(sql)]
     return [p for p in paths if p.startswith("/") or p.split("/")[0] == ".."]
