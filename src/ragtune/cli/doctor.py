@@ -23,8 +23,9 @@ def doctor_command(
         bool,
         typer.Option(
             "--repair",
-            help="Rebuild the derived indexes (FTS5 keyword index, vector file) from the store "
-            "first; the store itself is never changed.",
+            help="Rebuild the derived indexes (the keyword index, the vector file; on "
+            "PostgreSQL its keyword index) from the store first; the store itself is never "
+            "changed.",
         ),
     ] = False,
 ) -> None:
@@ -32,7 +33,8 @@ def doctor_command(
 
     Checks, in the order to fix them in: **install** (the packages each feature needs; the
     backend `model.backend` resolves to), **models** (the embedder and the base model on disk,
-    no network), **store** (SQLite and FTS5 integrity, schema migrations, interrupted syncs),
+    no network), **store** (SQLite and FTS5 integrity, or on PostgreSQL the server, pgvector and
+    the GIN and HNSW indexes; schema migrations, interrupted syncs),
     **index** (the vector index against the store's live chunks and snapshot), **adapters**
     (manifests, safetensors weights, the GGUF LoRA against its recorded SHA-256, the base model
     they were trained on, what `ragtune plan` would train) and **links** (symbolic links out of
