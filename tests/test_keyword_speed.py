@@ -263,3 +263,19 @@ def test_filtered_and_as_of_vector_search_match_exact_search_over_the_visible_ro
         exact_path = paths is small or n < EXACT_INDEX
         floor = 1.0 if exact_path else 0.8  # HNSW's own recall here is about 0.9
         assert np.mean(recalls) >= floor, (at, paths is small, np.mean(recalls))
+
+
+def test_a_filter_s_live_rows_are_read_again_after_the_index_catches_up(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    index, _ = _vector_store(store, tmp_path, 2_000)
+    paths = {"docs/v0001.md", "docs/v0003.md"}
+    query = np.zeros(DIM, dtype=np.float32)
+    query[0] = 1.0
+    first = nearest(store, index, query, 5, paths=paths)
+    assert {store.chunks([r])[r].document for r, _ in first} <= paths
+    doc = "docs/v0003.md"
+    _put(store, doc, [_chunk(doc, 900, "exactly the query", query, DIM)])
+    index.catch_up(store)
+    (top, score), *_ = nearest(store, index, query, 5, paths=paths)
+    assert store.chunks([top])[top].text == "exactly the query" and score > 0.999

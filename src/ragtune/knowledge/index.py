@@ -224,6 +224,24 @@ class VectorIndex:
             order = np.argsort(-scores)
         return [(int(keys[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]
 
+    def live_ids(self, store: KnowledgeStore, paths: set[str]) -> set[int]:
+        """The live row ids of these documents, kept with the index state they were read at:
+        a filter that repeats (a capability's documents) reads them once per sync, not once per
+        search (25k ids take about 30 ms to read at 100k chunks)."""
+        signature = (self.state.rows, self.state.retired) if self.state else None
+        key = frozenset(paths)
+        cache: dict[frozenset[str], tuple[object, set[int]]] = self.__dict__.setdefault(
+            "_live_ids", {}
+        )
+        found = cache.get(key)
+        if found is not None and found[0] == signature:
+            return found[1]
+        ids = store.live_ids(paths)
+        if len(cache) >= 32:
+            cache.clear()
+        cache[key] = (signature, ids)
+        return ids
+
     def filtered(
         self,
         vector: NDArray[np.float32],
@@ -234,8 +252,8 @@ class VectorIndex:
     ) -> list[tuple[int, float]]:
         """The ``k`` nearest live chunks among ``allowed`` row ids (None: all) less ``excluded``.
 
-        A large allowed share is searched in HNSW with a bigger ``k`` (the share's inverse,
-        doubled) and the rest dropped, widening the search until ``k`` remain; a small one
+        A large allowed share is searched in HNSW with a bigger ``k`` (the share's inverse, and
+        a quarter more) and the rest dropped, doubling it until ``k`` remain; a small one
         (:data:`EXACT_UP_TO` rows or fewer) by an exact product over its vectors alone. Neither
         reads a vector from the store, so a filtered search costs about what an unfiltered one
         does.
@@ -260,7 +278,7 @@ class VectorIndex:
         def keep(key: int) -> bool:
             return key not in excluded and (allowed is None or key in allowed)
 
-        count = min(size, int(k / max(share, 1e-9) * 2) + 1)
+        count = min(size, int(k / max(share, 1e-9) * 1.25) + 1)
         while True:
             matches = self.index.search(vector, count)
             found = [
@@ -270,9 +288,9 @@ class VectorIndex:
             ]
             if len(found) >= k or count >= size:
                 return found[:k]
-            if count * 4 >= size // 4:  # most of the index: exact is as cheap and sure
+            if count * 2 >= size // 4:  # most of the index: exact is as cheap and sure
                 return self.exact(vector, k, allowed, excluded)
-            count *= 4
+            count *= 2
 
     def _exact_among(
         self, vector: NDArray[np.float32], k: int, keys: set[int]

@@ -241,9 +241,9 @@ def nearest(
     if at is None:
         if paths is None:
             return index.search(vector, k) if index.size >= HNSW_FROM else index.exact(vector, k)
-        return index.filtered(vector, k, allowed=store.live_ids(paths))
+        return index.filtered(vector, k, allowed=index.live_ids(store, paths))
     late, old_ids, old_blobs = store.since(at, paths)
-    allowed = None if paths is None else store.live_ids(paths)
+    allowed = None if paths is None else index.live_ids(store, paths)
     found = index.filtered(vector, k, allowed=allowed, excluded=late)
     if old_ids:
         found += brute_force(vector, old_ids, old_blobs, index.dim, k)
