@@ -528,6 +528,7 @@ def bench_query(tmp: Path, args: argparse.Namespace) -> tuple[Path, Path, int]:
     hnsw = lat(lambda i: index.search(qvecs[i], K))
     bm25 = lat(lambda i: store.bm25(queries[i], K))
     bm25_rare = lat(lambda i: store.bm25(rare[i], K))
+    fts_store = lat(lambda i: store.fts_bm25(queries[i], K))
     fts_sql = (
         "SELECT rowid, bm25(chunks_fts, 1.0, 0.5, 0.5) FROM chunks_fts WHERE chunks_fts MATCH ? "
         "ORDER BY bm25(chunks_fts, 1.0, 0.5, 0.5) LIMIT ?"
@@ -561,7 +562,8 @@ def bench_query(tmp: Path, args: argparse.Namespace) -> tuple[Path, Path, int]:
         ("numpy brute force (matrix in memory; exact floor)", brute),
         ("vector: usearch HNSW (VectorIndex.search)", hnsw),
         ("BM25: raw FTS5 MATCH ... ORDER BY bm25 (no join)", fts),
-        ("BM25: store.bm25 (FTS5 + live-row join)", bm25),
+        ("BM25: store.fts_bm25 (FTS5 + live-row join; the fallback)", fts_store),
+        ("BM25: store.bm25 (the tantivy keyword index)", bm25),
         ("BM25: store.bm25, rare-word queries", bm25_rare),
         (f"hybrid: search() (BM25 + HNSW, pool {POOL}, RRF, rows)", hybrid),
         (f"search.py exact path (vectors_at + brute_force; {exact_n} q)", exact),
