@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -63,24 +63,30 @@ def _run_sync(kb: KnowledgeBase, quiet: bool) -> SyncResult:
         return kb.sync(progress)
 
 
-@contextmanager
-def sync_bar(*, quiet: bool) -> Iterator[SyncProgress | None]:
-    """An embedding progress bar on stderr; yields the sync's progress callback (None when
-    quiet)."""
+def _stage_bar(*, described: bool) -> Any:
+    """A transient rich progress bar on stderr: the task's ``stage`` in bold, the bar, done of
+    total, the time, and (``described``) the task's description."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if quiet or state["quiet"]:
-        yield None
-        return
-    with Progress(
+    columns = [
         TextColumn("[bold]{task.fields[stage]}[/]"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=errors,
-        transient=True,
-    ) as bar:
+    ]
+    if described:
+        columns.append(TextColumn("{task.description}"))
+    return Progress(*columns, console=errors, transient=True)
+
+
+@contextmanager
+def sync_bar(*, quiet: bool) -> Iterator[SyncProgress | None]:
+    """An embedding progress bar on stderr; yields the sync's progress callback (None when
+    quiet)."""
+    if quiet or state["quiet"]:
+        yield None
+        return
+    with _stage_bar(described=True) as bar:
         task = bar.add_task("", total=None, stage="reading")
 
         def progress(done: int, total: int, document: str) -> None:
@@ -463,19 +469,10 @@ def migrate_command(
 def migrate_bar(*, quiet: bool) -> Iterator[Callable[[str, int, int], None] | None]:
     """A progress bar on stderr for a migration (chunk rows copied, then sample searches);
     yields its callback (None when quiet)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     if quiet or state["quiet"]:
         yield None
         return
-    with Progress(
-        TextColumn("[bold]{task.fields[stage]}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-    ) as bar:
+    with _stage_bar(described=False) as bar:
         task = bar.add_task("", total=None, stage="opening")
 
         def progress(stage: str, done: int, total: int) -> None:
