@@ -201,6 +201,54 @@ def test_a_behind_index_another_process_is_writing_falls_back_to_fts5(
         del writer
 
 
+REBUILD = """
+import sys
+from pathlib import Path
+from ragtune.knowledge.store.sqlite import SQLiteStore
+store = SQLiteStore(Path(sys.argv[1]))
+with store.reading() as db:
+    for _ in range(3):
+        store.keyword.rebuild(db)
+print(len(store.bm25("quokka", 5)))
+"""
+
+
+def test_processes_rebuilding_at_once_take_turns_and_spare_each_other_s_folders(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    _random_store(store)
+    _put(store, "docs/q.md", [_chunk("docs/q.md", 0, "quokka indemnity")])
+    store.optimize()
+    # A folder named by a live process (a rebuild in progress elsewhere) is left alone; one
+    # named by a process that is gone is a killed rebuild's, and is removed.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".knowledge.keyword.{sleeper.pid}.abc"
+        dead = tmp_path / ".knowledge.keyword.999999999.abc"
+        live.mkdir()
+        dead.mkdir()
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", REBUILD, str(tmp_path / "knowledge.db")],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        outcomes = [run.communicate(timeout=240) for run in runs]
+        assert [run.returncode for run in runs] == [0, 0, 0], [err for _, err in outcomes]
+        assert [out.strip() for out, _ in outcomes] == ["1", "1", "1"]
+        assert live.is_dir() and not dead.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert [r for r, _ in store.bm25("quokka", 5)] == [r for r, _ in store.fts_bm25("quokka", 5)]
+
+
 # -- vectors ---------------------------------------------------------------------------------------
 
 DIM = 32

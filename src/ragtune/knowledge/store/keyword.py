@@ -31,6 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ragtune.knowledge.store.lock import WriterLock
+
 LIVE = (1 << 63) - 1  # valid_to of a live row (no snapshot id reaches it)
 FORMAT = 1  # bump when the schema or the tokenizer changes: an older index is rebuilt
 # Column weights as FTS5's bm25(chunks_fts, 1.0, 0.5, 0.5): the text counts twice its headings.
@@ -93,6 +95,9 @@ class KeywordIndex:
         self.index: Any = None
         self.state: KeywordState | None = None
         self._schema: Any = None
+        # One writer at a time across processes (knowledge.keyword.lock): two rebuilding at
+        # once would rename folders over each other.
+        self.writer = WriterLock(path, "the keyword index")
 
     # -- keeping it current ------------------------------------------------------------------------
 
@@ -114,9 +119,14 @@ class KeywordIndex:
             return "current"
         if self._load() and self.current(db):
             return "loaded"
-        if self.index is None or self.state is None:
-            return self.rebuild(db)
-        return self._update(db, self.state)
+        with self.writer.try_hold() as held:
+            if not held:
+                return "busy"
+            if self._load() and self.current(db):  # the writer before us brought it up to date
+                return "loaded"
+            if self.index is None or self.state is None:
+                return self.rebuild(db)
+            return self._update(db, self.state)
 
     def _load(self) -> bool:
         import tantivy
@@ -162,12 +172,18 @@ class KeywordIndex:
         return f"caught up: {len(rows)} rows"
 
     def rebuild(self, db: sqlite3.Connection) -> str:
-        """Write the whole index into a folder of its own, then rename it into place."""
+        """Write the whole index into a folder of its own, then rename it into place (holding
+        the index's writer lock, waiting for another writer)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.writer.hold():
+            return self._rebuild(db)
+
+    def _rebuild(self, db: sqlite3.Connection) -> str:
         import tantivy
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for leftover in self.path.parent.glob(f".{self.path.name}.*"):
-            if leftover.is_dir() and not _alive(leftover):
+        prefix = f".{self.path.name}."
+        for leftover in self.path.parent.glob(f"{prefix}*"):
+            if leftover.is_dir() and not _alive(leftover.name[len(prefix) :]):
                 shutil.rmtree(leftover, ignore_errors=True)  # a killed rebuild's
         folder = Path(
             tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.{os.getpid()}.")
@@ -284,10 +300,11 @@ def _signature(db: sqlite3.Connection, since: int) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def _alive(folder: Path) -> bool:
-    """Whether the process that named a temporary folder (``.name.<pid>.…``) still runs."""
-    parts = folder.name.split(".")
-    pid = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
+def _alive(suffix: str) -> bool:
+    """Whether the process that named a temporary folder (``.<index name>.<pid>.…``, given
+    here without its ``.<index name>.`` prefix, which has dots of its own) still runs."""
+    first = suffix.split(".", 1)[0]
+    pid = int(first) if first.isdigit() else 0
     if pid <= 0 or pid == os.getpid():
         return False
     try:
