@@ -31,6 +31,7 @@ adapter register`` tries again.
 from __future__ import annotations
 
 import shlex
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -162,7 +163,7 @@ class ServeCommand:
         return f"{env} {shlex.join(self.argv)}" if env else shlex.join(self.argv)
 
 
-class ServerClient:
+class ServerClient(ABC):
     """Talks to one server about adapters: registers them and selects them per request.
 
     Args:
@@ -196,14 +197,14 @@ class ServerClient:
         """The server's root: the API root without its ``/v1``."""
         return self.base_url.removesuffix("/v1")
 
+    @abstractmethod
     def register(self, adapter: ServedAdapter) -> Registration:
-        """Make the server serve ``adapter`` as it is on disk now.
+        """Make the server serve ``adapter`` as it is on disk now (each kind its own way).
 
         Raises:
             RegistrationError: The server is unreachable, refused, or does not hold the adapter
                 (names the server, the adapter and what to do).
         """
-        raise NotImplementedError
 
     def request(self, served_as: str | None) -> tuple[str, dict[str, Any]]:
         """The model name and the extra body fields of a request for ``served_as`` (the
@@ -215,11 +216,11 @@ class ServerClient:
         return served_as or self.default_model, {}
 
     @classmethod
+    @abstractmethod
     def command(
         cls, project: Project, adapters: list[ServedAdapter], base_url: str
     ) -> ServeCommand:
-        """The command that starts this kind of server with ``adapters``."""
-        raise NotImplementedError
+        """The command that starts this kind of server with ``adapters`` (each kind its own)."""
 
     def close(self) -> None:
         """Close the connections."""
