@@ -203,7 +203,7 @@ class VectorIndex:
 
         if self.index is None or len(self.index) == 0:
             return []
-        signature = (self.state.rows, self.state.retired) if self.state else None
+        signature = self._reflects
         if getattr(self, "_matrix_for", None) != signature:
             keys = np.asarray(self.index.keys, dtype=np.uint64)
             self._matrix = (keys, np.asarray(self.index.get(keys), dtype=np.float32))
@@ -217,18 +217,13 @@ class VectorIndex:
             if excluded:
                 mask &= ~np.isin(keys, np.fromiter(excluded, dtype=np.uint64, count=len(excluded)))
             scores = np.where(mask, scores, -np.inf)
-        if k < len(scores):
-            part = np.argpartition(-scores, k)[:k]
-            order = part[np.argsort(-scores[part])]
-        else:
-            order = np.argsort(-scores)
-        return [(int(keys[i]), float(scores[i])) for i in order if np.isfinite(scores[i])]
+        return [(int(keys[i]), float(scores[i])) for i in _top(scores, k) if np.isfinite(scores[i])]
 
     def live_ids(self, store: KnowledgeStore, paths: set[str]) -> set[int]:
         """The live row ids of these documents, kept with the index state they were read at:
         a filter that repeats (a capability's documents) reads them once per sync, not once per
         search (25k ids take about 30 ms to read at 100k chunks)."""
-        signature = (self.state.rows, self.state.retired) if self.state else None
+        signature = self._reflects
         key = frozenset(paths)
         cache: dict[frozenset[str], tuple[object, set[int]]] = self.__dict__.setdefault(
             "_live_ids", {}
@@ -306,6 +301,11 @@ class VectorIndex:
         return brute_force(vector, ids.tolist(), matrix, self.dim, k)
 
     @property
+    def _reflects(self) -> tuple[int, int] | None:
+        """The chunk rows and retired rows the index reflects: what its caches are kept for."""
+        return (self.state.rows, self.state.retired) if self.state else None
+
+    @property
     def size(self) -> int:
         """Vectors in the index."""
         return 0 if self.index is None else len(self.index)
@@ -344,9 +344,14 @@ def brute_force(
         return []
     matrix = _matrix(blobs, dim) if isinstance(blobs, list) else blobs
     scores = matrix @ query.astype(np.float32).ravel()
-    if k < len(ids):
+    return [(int(ids[i]), float(scores[i])) for i in _top(scores, k)]
+
+
+def _top(scores: NDArray[np.float32], k: int) -> NDArray[np.intp]:
+    """Positions of the ``k`` highest scores, highest first (a partial sort when k is small)."""
+    import numpy as np
+
+    if k < len(scores):
         part = np.argpartition(-scores, k)[:k]
-        top = part[np.argsort(-scores[part])]
-    else:
-        top = np.argsort(-scores)
-    return [(int(ids[i]), float(scores[i])) for i in top]
+        return part[np.argsort(-scores[part])]
+    return np.argsort(-scores)
