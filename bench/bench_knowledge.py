@@ -42,9 +42,9 @@ from ragtune.examples import example_path
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.chunk import chunk_document, default_tokenizer_json, token_counter
 from ragtune.knowledge.embed import load_embedder
-from ragtune.knowledge.index import VectorIndex
+from ragtune.knowledge.index import EXACT_INDEX, VectorIndex
 from ragtune.knowledge.parse import parse_document
-from ragtune.knowledge.search import HNSW_FROM, POOL, search
+from ragtune.knowledge.search import POOL, search
 from ragtune.knowledge.store import DocumentRow, NewChunk
 from ragtune.knowledge.store.sqlite import SQLiteStore, fts_query
 from ragtune.knowledge.sync import EMBED_BATCH, source_files
@@ -580,7 +580,7 @@ def bench_query(tmp: Path, args: argparse.Namespace) -> tuple[Path, Path, int]:
     )
     print(
         f"\nHNSW recall@{K} against brute force: {recall:.3f} (connectivity 16, expansion_search "
-        f"64). search.py uses HNSW from {HNSW_FROM:,} live chunks, so hybrid does here; below "
+        f"64). search.py uses HNSW from {EXACT_INDEX:,} live chunks, so hybrid does here; below "
         "that it takes the exact path of the last row, whose cost grows with the store (it reads "
         "every live vector from SQLite per query). BM25 queries are 2-5 content words, OR-ed: "
         f"drawn as often as they occur they match a median of {matched(queries):,} of {n:,} rows; "

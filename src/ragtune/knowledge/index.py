@@ -259,6 +259,8 @@ class VectorIndex:
             return []
         if size < EXACT_INDEX:
             return self.exact(vector, k, allowed, excluded)
+        if allowed is None and not excluded:
+            return self.search(vector, k)
         excluded = excluded or set()
         if allowed is not None:
             wanted = allowed - excluded if excluded else allowed

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
 from ragtune.context import Passage
-from ragtune.knowledge.index import EXACT_INDEX, VectorIndex, brute_force
+from ragtune.knowledge.index import VectorIndex, brute_force
 from ragtune.knowledge.store import ChunkRow, KnowledgeStore, StoreError
 
 if TYPE_CHECKING:
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 RRF_K = 60
 POOL = 50  # candidates taken from each list before fusion
-# Below this many live chunks an exact matrix product is as fast as HNSW (about 1 ms) and exact.
-HNSW_FROM = EXACT_INDEX
 Mode = Literal["hybrid", "bm25", "vector"]
 
 
@@ -232,16 +230,16 @@ def nearest(
     """The ``k`` chunks nearest ``vector`` among those visible at ``at`` (None: live), of
     ``paths``, by the live vector index.
 
-    Live and unfiltered: HNSW on a large store, an exact product below :data:`HNSW_FROM`.
-    Filtered: the index keeps to the allowed rows (:meth:`VectorIndex.filtered`). At a past
+    Live: HNSW on a large store, an exact product below
+    :data:`~ragtune.knowledge.index.EXACT_INDEX` chunks; filtered, the index keeps to the allowed
+    rows (:meth:`VectorIndex.filtered` decides both). At a past
     snapshot: the live rows added since are left out of the index's answer, and the rows retired
     since (read from the store with their vectors: as many as the changes since, not the
     store's size) are ranked exactly beside it.
     """
     if at is None:
-        if paths is None:
-            return index.search(vector, k) if index.size >= HNSW_FROM else index.exact(vector, k)
-        return index.filtered(vector, k, allowed=index.live_ids(store, paths))
+        allowed = None if paths is None else index.live_ids(store, paths)
+        return index.filtered(vector, k, allowed=allowed)
     late, old_ids, old_blobs = store.since(at, paths)
     allowed = None if paths is None else index.live_ids(store, paths)
     found = index.filtered(vector, k, allowed=allowed, excluded=late)
