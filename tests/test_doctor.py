@@ -312,3 +312,37 @@ def test_help_teaches() -> None:
                  "Exit 0"):  # fmt: skip
         assert word in result.output
     assert "doctor" in runner.invoke(app, ["--help"]).output
+
+
+def test_keyword_index_missing_then_repaired(project: Path) -> None:
+    shutil.rmtree(project / ".ragtune/knowledge.keyword")
+    code, report = doctor(project)
+    check = {(c["area"], c["name"]): c for c in report["checks"]}[("index", "keyword index")]
+    assert (code, check["status"]) == (0, "warn")  # FTS5 answers meanwhile: a warning
+    assert "knowledge.keyword is missing: FTS5 answers" in check["detail"]
+    assert check["fix"] == f"ragtune doctor --repair -p {project}"
+    assert runner.invoke(app, ["doctor", str(project), "--repair"]).exit_code == 0
+    code, report = doctor(project)
+    check = {(c["area"], c["name"]): c for c in report["checks"]}[("index", "keyword index")]
+    assert check["status"] == "ok" and "current at snapshot 1" in check["detail"]
+
+
+def test_keyword_index_missing_rows(project: Path) -> None:
+    import tantivy
+
+    from ragtune.knowledge.store.keyword import _register
+
+    index = tantivy.Index.open(str(project / ".ragtune/knowledge.keyword"))
+    _register(index)
+    writer = index.writer(heap_size=15_000_000, num_threads=1)
+    writer.delete_documents_by_query(tantivy.Query.term_query(index.schema, "id", 1))
+    writer.commit()
+    writer.wait_merging_threads()
+    rows = sqlite3.connect(project / ".ragtune/knowledge.db").execute("SELECT COUNT(*) FROM chunks")
+    total = rows.fetchone()[0]
+    code, report = doctor(project)
+    check = failed(report)[("index", "keyword index")]
+    assert code == 1
+    assert f"{total - 1} chunk versions indexed, the store has {total}" in check["detail"]
+    assert runner.invoke(app, ["doctor", str(project), "--repair"]).exit_code == 0
+    assert doctor(project)[0] == 0  # the fix it names fixes it

@@ -362,6 +362,7 @@ def check_indexes(project: Project) -> list[Check]:
             store.close()
         return out.checks
     _check_vector_index(path, project.state_dir / INDEX, out)
+    _check_keyword_index(path, out)
     leftovers = sorted(p.name for p in project.state_dir.glob(f".{INDEX}*.tmp"))
     if leftovers:
         out.warn("temporary files", f"left by an interrupted save: {', '.join(leftovers)} (the "
@@ -372,39 +373,101 @@ def check_indexes(project: Project) -> list[Check]:
 
 def _check_vector_index(db_path: Path, path: Path, out: Area) -> None:
     from ragtune.knowledge.index import IndexState
+    from ragtune.knowledge.store.keyword import change_mark
 
     sync = out.fix("knowledge sync")
+    record = path.with_name(INDEX + ".json")
+    try:
+        state: IndexState | None = IndexState.from_json(
+            json.loads(record.read_text(encoding="utf-8"))
+        )
+        problem = None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+        state, problem = None, exc
     with open_store(db_path) as db:
         meta = {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta")}
-        rows, retired = db.execute("SELECT COUNT(*), COUNT(valid_to) FROM chunks").fetchone()
         live = {int(r[0]) for r in db.execute("SELECT id FROM chunks WHERE valid_to IS NULL")}
-        snapshot = db.execute("SELECT COALESCE(MAX(id), 0) FROM snapshots").fetchone()[0]
-    record = path.with_name(INDEX + ".json")
+        now = change_mark(db, state.mark.since if state else None)
     if not live and not path.exists():
         return out.ok("vector index", "no live chunks: no vector index needed")
     if not path.is_file() or not record.is_file():
         gone = record if path.is_file() else path
         return out.fail("vector index", f"{gone} is missing ({len(live)} live chunks)", sync)
-    try:
-        state = IndexState(**json.loads(record.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
-        return out.fail("vector index", f"{record}: unreadable ({exc})", sync)
+    if state is None:
+        return out.fail("vector index", f"{record}: unreadable ({problem})", sync)
     if (state.embedder, str(state.dim)) != (meta.get("embedder"), meta.get("dim")):
         return out.fail("vector index", f"{path}: built with {state.embedder} (dimension "
                         f"{state.dim}), the store's vectors are {meta.get('embedder')} "
                         f"({meta.get('dim')})", sync)  # fmt: skip
-    if (state.rows, state.retired) != (rows, retired):
-        return out.fail("vector index", f"{path} is stale: built at snapshot {state.snapshot} "
-                        f"from {state.rows} chunk rows ({state.retired} retired); the store is at "
-                        f"snapshot {snapshot} with {rows} ({retired} retired)", sync)  # fmt: skip
-    keys, problem = _index_keys(path)
-    if problem is not None:
-        return out.fail("vector index", f"{path}: cannot be loaded ({problem})", sync)
+    if now != state.mark:
+        was = state.mark
+        return out.fail("vector index", f"{path} is stale: built at snapshot {was.snapshot} "
+                        f"up to chunk row {was.max_id}; the store is at snapshot {now.snapshot}, "
+                        f"row {now.max_id}, {now.retired_since - was.retired_since} rows retired "
+                        "since", sync)  # fmt: skip
+    keys, unloadable = _index_keys(path)
+    if unloadable is not None:
+        return out.fail("vector index", f"{path}: cannot be loaded ({unloadable})", sync)
     if len(keys) != state.size or keys != live:
         return out.fail("vector index", f"{path}: {len(keys)} vectors (its record says "
                         f"{state.size}), {len(keys - live)} of them not live, {len(live - keys)} "
                         "live chunks missing", sync)  # fmt: skip
-    out.ok("vector index", f"{len(keys)} vectors, the live chunks at snapshot {state.snapshot}")
+    out.ok(
+        "vector index", f"{len(keys)} vectors, the live chunks at snapshot {state.mark.snapshot}"
+    )
+
+
+def _check_keyword_index(db_path: Path, out: Area) -> None:
+    """The tantivy keyword index beside the file against the store's chunks (every version).
+
+    Where it is missing, behind or unreadable, FTS5 answers instead (slower, never wrong) and
+    the next search or sync rebuilds it; ``doctor --repair`` rebuilds it now.
+    """
+    from ragtune.knowledge.store.keyword import FORMAT, KeywordState, available, change_mark
+
+    path = db_path.with_name(db_path.stem + ".keyword")
+    if not available():
+        return out.ok("keyword index", "tantivy is not installed: FTS5 answers keyword searches "
+                      "(install the knowledge extra for the faster index)")  # fmt: skip
+    record = path.with_name(path.name + ".json")
+    repair = out.fix("doctor --repair")
+    if not record.is_file() or not path.is_dir():
+        return out.warn("keyword index", f"{record if path.is_dir() else path} is missing: FTS5 "
+                        "answers until the next search or sync builds it", repair)  # fmt: skip
+    try:
+        state = KeywordState(**json.loads(record.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        return out.fail("keyword index", f"{record}: unreadable ({exc})", repair)
+    if state.format != FORMAT:
+        return out.warn("keyword index", f"{path}: format {state.format}, this version writes "
+                        f"{FORMAT}: the next search rebuilds it", repair)  # fmt: skip
+    with open_store(db_path) as db:
+        now = change_mark(db, state.since)
+        rows = int(db.execute("SELECT COUNT(*) FROM chunks WHERE id <= ?",
+                              (state.max_id,)).fetchone()[0])  # fmt: skip
+    held, problem = _keyword_rows(path)
+    if problem is not None:
+        return out.fail("keyword index", f"{path}: cannot be opened ({problem})", repair)
+    if held != rows:
+        return out.fail("keyword index", f"{path}: {held} chunk versions indexed, the store has "
+                        f"{rows} up to row {state.max_id}", repair)  # fmt: skip
+    if now != state.mark:
+        behind = (f"{path} is behind: built at snapshot {state.snapshot} up to chunk row "
+                  f"{state.max_id}; the store is at snapshot {now.snapshot}, row {now.max_id} "
+                  "(the next search catches it up)")  # fmt: skip
+        return out.warn("keyword index", behind, out.fix("knowledge sync"))
+    out.ok("keyword index", f"{held} chunk versions (tantivy), current at snapshot "
+           f"{state.snapshot}")  # fmt: skip
+
+
+def _keyword_rows(path: Path) -> tuple[int, str | None]:
+    """How many documents a tantivy index holds, or why it cannot be opened."""
+    import tantivy
+
+    try:
+        return int(tantivy.Index.open(str(path)).searcher().num_docs), None
+    except Exception as exc:  # a corrupt folder of any kind
+        return 0, str(exc) or type(exc).__name__
 
 
 def _index_keys(path: Path) -> tuple[set[int], str | None]:

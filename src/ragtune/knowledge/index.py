@@ -1,7 +1,8 @@
 """The vector index: a usearch HNSW file beside the store, derived and always rebuildable.
 
 The index holds the live chunks' vectors under their row ids. A small JSON file beside it records
-what it reflects (the store's snapshot, its row counts, the embedder); when the store has moved on,
+what it reflects (the store's :class:`~ragtune.knowledge.store.ChangeMark`: its highest row id,
+latest snapshot and rows retired since; the embedder); when the store has moved on,
 :meth:`VectorIndex.catch_up` adds the new rows and removes the retired ones, and a missing,
 corrupt or foreign index file is rebuilt from SQLite.
 
@@ -20,11 +21,11 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragtune.knowledge.store import KnowledgeStore
+from ragtune.knowledge.store import ChangeMark, KnowledgeStore
 from ragtune.knowledge.store.lock import WriterLock
 
 if TYPE_CHECKING:
@@ -41,17 +42,15 @@ EXACT_INDEX = 20_000
 class IndexState:
     """What an index file reflects."""
 
-    snapshot: int
-    rows: int  # chunk rows in the store (all versions) when the index was written
-    retired: int  # retired chunk rows then
+    mark: ChangeMark  # the store's when the index was written
     embedder: str
     dim: int
     size: int  # vectors in the index
 
-
-def store_signature(store: KnowledgeStore) -> tuple[int, int]:
-    """(all chunk rows, retired rows): rows are only added or retired, so any change moves it."""
-    return store.chunk_signature()
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IndexState:
+        """From the record beside the index (TypeError or KeyError where it is not one)."""
+        return cls(**{**data, "mark": ChangeMark(**data["mark"])})
 
 
 def _share_libstdcxx() -> None:
@@ -98,8 +97,8 @@ class VectorIndex:
         loaded is never older than the record says (a newer one only catches up for nothing).
         """
         try:
-            state = IndexState(**json.loads(self.meta_path.read_text()))
-        except (OSError, ValueError, TypeError):
+            state = IndexState.from_json(json.loads(self.meta_path.read_text()))
+        except (OSError, ValueError, TypeError, KeyError):
             return False
         if state.embedder != self.embedder or state.dim != self.dim:
             return False
@@ -135,19 +134,19 @@ class VectorIndex:
     def _catch_up(self, store: KnowledgeStore) -> str:
         import numpy as np
 
-        rows, retired = store_signature(store)
-        snapshot = store.latest_snapshot()
         if self.index is None:
+            mark = store.change_mark()
             ids, blobs = store.vectors_at()
             self.index = self._new()
             if ids:
                 self.index.add(np.asarray(ids, dtype=np.uint64), _matrix(blobs, self.dim))
-            self._save(snapshot, rows, retired)
+            self._save(mark)
             return "rebuilt"
         state = self.state
         assert state is not None
-        if (state.rows, state.retired) == (rows, retired):
+        if store.change_mark(state.mark.since) == state.mark:
             return "current"
+        mark = store.change_mark()
         live_ids = store.live_ids()
         have = set(np.asarray(self.index.keys).tolist()) if len(self.index) else set()
         remove = sorted(have - live_ids)
@@ -157,14 +156,12 @@ class VectorIndex:
         if add:
             ids, blobs = store.vectors_of(add)
             self.index.add(np.asarray(ids, dtype=np.uint64), _matrix(blobs, self.dim))
-        self._save(snapshot, rows, retired)
+        self._save(mark)
         return f"caught up: +{len(add)} -{len(remove)}"
 
-    def _save(self, snapshot: int, rows: int, retired: int) -> None:
-        self.state = IndexState(
-            snapshot=snapshot, rows=rows, retired=retired, embedder=self.embedder, dim=self.dim,
-            size=len(self.index),
-        )  # fmt: skip
+    def _save(self, mark: ChangeMark) -> None:
+        state = IndexState(mark=mark, embedder=self.embedder, dim=self.dim, size=len(self.index))
+        self.state = state
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.writer.try_hold() as held:
             if not held:  # another process is saving: ours stays current in memory
@@ -173,7 +170,7 @@ class VectorIndex:
                 with contextlib.suppress(OSError):  # a killed writer's; none is writing now
                     leftover.unlink()
             self._write(self.path, lambda tmp: self.index.save(str(tmp)))
-            self._write(self.meta_path, lambda tmp: tmp.write_text(json.dumps(self.state.__dict__)))
+            self._write(self.meta_path, lambda tmp: tmp.write_text(json.dumps(asdict(state))))
 
     def _write(self, target: Path, write: Callable[[Path], object]) -> None:
         """Write ``target`` through a temporary file of this process, then replace it."""
@@ -303,9 +300,9 @@ class VectorIndex:
         return brute_force(vector, ids.tolist(), matrix, self.dim, k)
 
     @property
-    def _reflects(self) -> tuple[int, int] | None:
-        """The chunk rows and retired rows the index reflects: what its caches are kept for."""
-        return (self.state.rows, self.state.retired) if self.state else None
+    def _reflects(self) -> ChangeMark | None:
+        """The store state the index reflects: what its caches are kept for."""
+        return self.state.mark if self.state else None
 
     @property
     def size(self) -> int:

@@ -31,6 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ragtune.knowledge.store import ChangeMark
 from ragtune.knowledge.store.lock import WriterLock
 
 LIVE = (1 << 63) - 1  # valid_to of a live row (no snapshot id reaches it)
@@ -57,6 +58,11 @@ class KeywordState:
     snapshot: int  # the store's latest snapshot then
     since: int  # that snapshot while it was open, else the next: where later retirements fall
     retired_since: int  # rows with valid_to >= since then
+
+    @property
+    def mark(self) -> ChangeMark:
+        """The store's :class:`ChangeMark` when the index was written."""
+        return ChangeMark(self.max_id, self.snapshot, self.since, self.retired_since)
 
 
 def _schema() -> Any:
@@ -106,7 +112,7 @@ class KeywordIndex:
         state = self.state
         if self.index is None or state is None:
             return False
-        return _signature(db, state.since) == (state.max_id, state.snapshot, state.retired_since)
+        return change_mark(db, state.since) == state.mark
 
     def catch_up(self, db: sqlite3.Connection) -> str:
         """Bring the index to the store ``db`` reads; returns what it did.
@@ -216,11 +222,10 @@ class KeywordIndex:
         return f"rebuilt: {count} rows"
 
     def _save(self, db: sqlite3.Connection) -> None:
-        row = db.execute("SELECT id, status FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()
-        snapshot = 0 if row is None else int(row[0])
-        since = snapshot if row is not None and row[1] == "open" else snapshot + 1
-        max_id, _, retired = _signature(db, since)
-        self.state = KeywordState(FORMAT, max_id, snapshot, since, retired)
+        mark = change_mark(db)
+        self.state = KeywordState(
+            FORMAT, mark.max_id, mark.snapshot, mark.since, mark.retired_since
+        )
         fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.meta_path.name}.")
         with os.fdopen(fd, "w") as out:
             json.dump(asdict(self.state), out)
@@ -288,16 +293,19 @@ def _document(row: Sequence[Any]) -> Any:
     return doc
 
 
-def _signature(db: sqlite3.Connection, since: int) -> tuple[int, int, int]:
-    """(highest row id, latest snapshot, rows retired in or after snapshot ``since``): each read
-    from an index, so it costs about the same at 1M chunks as at 1k."""
+def change_mark(db: sqlite3.Connection, since: int | None = None) -> ChangeMark:
+    """Where the chunks of the store ``db`` reads stand (see :class:`ChangeMark`): each part
+    read from an index, so it costs about the same at 1M chunks as at 1k."""
+    if since is None:
+        row = db.execute("SELECT id, status FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()
+        since = 1 if row is None else int(row[0]) + (row[1] != "open")
     row = db.execute(
         "SELECT (SELECT COALESCE(MAX(id), 0) FROM chunks), "
         "(SELECT COALESCE(MAX(id), 0) FROM snapshots), "
         "(SELECT COUNT(*) FROM chunks WHERE valid_to >= ?)",
         (since,),
     ).fetchone()
-    return int(row[0]), int(row[1]), int(row[2])
+    return ChangeMark(int(row[0]), int(row[1]), since, int(row[2]))
 
 
 def _alive(suffix: str) -> bool:

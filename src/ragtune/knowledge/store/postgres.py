@@ -76,6 +76,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ragtune.knowledge.store import (
+    ChangeMark,
     ChunkRow,
     DocumentRow,
     ExampleRow,
@@ -535,6 +536,19 @@ class PostgresStore:
         """(all chunk rows, retired rows)."""
         row = self._one("SELECT COUNT(*), COUNT(valid_to) FROM chunks")
         return int(row[0]), int(row[1])
+
+    def change_mark(self, since: int | None = None) -> ChangeMark:
+        """Where the chunks stand now (index reads only)."""
+        if since is None:
+            row = self._one("SELECT id, status FROM snapshots ORDER BY id DESC LIMIT 1")
+            since = 1 if row is None else int(row[0]) + (row[1] != "open")
+        row = self._one(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM chunks), "
+            "(SELECT COALESCE(MAX(id), 0) FROM snapshots), "
+            "(SELECT COUNT(*) FROM chunks WHERE valid_to >= %s)",
+            (since,),
+        )
+        return ChangeMark(int(row[0]), int(row[1]), since, int(row[2]))
 
     def counts(self) -> dict[str, int]:
         """Live documents and chunks, and all chunk versions kept."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.knowledge.store import (
+    ChangeMark,
     ChunkRow,
     DocumentRow,
     NewChunk,
@@ -30,7 +31,7 @@ from ragtune.knowledge.store import (
     resolve_as_of,
 )
 from ragtune.knowledge.store.examples import ExampleRows
-from ragtune.knowledge.store.keyword import KeywordIndex, available
+from ragtune.knowledge.store.keyword import KeywordIndex, available, change_mark
 from ragtune.knowledge.store.lock import WriterLock
 from ragtune.knowledge.store.migrations import (
     blobs_by_key,
@@ -562,6 +563,10 @@ class SQLiteStore(ExampleRows):
         """(all chunk rows, retired rows)."""
         row = self.db.execute("SELECT COUNT(*), COUNT(valid_to) FROM chunks").fetchone()
         return int(row[0]), int(row[1])
+
+    def change_mark(self, since: int | None = None) -> ChangeMark:
+        """Where the chunks stand now (three index reads)."""
+        return change_mark(self.db, since)
 
     def versions_at(self, paths: Iterable[str], at: int | None = None) -> dict[str, int]:
         """The version of each document visible at a snapshot (default: the live one).
