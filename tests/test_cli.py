@@ -231,3 +231,24 @@ def test_quiet_prints_only_errors_and_json(tmp_path: Path) -> None:
         state["quiet"] = False
         console.quiet = False
     assert runner.invoke(app, ["audit", str(folder)]).output  # and loud again without it
+
+
+def test_the_libraries_own_tqdm_bars_stay_off() -> None:
+    """transformers draws a tqdm bar of its own when it reads a GGUF file ("Converting and
+    de-quantizing GGUF tensors"); the CLI turns tqdm's bars off unless the environment asks."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from ragtune.cli import quiet_libraries; quiet_libraries()\n"
+        "from tqdm.auto import tqdm\n"
+        "list(tqdm(range(3), desc='Converting tensors'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "Converting tensors" not in ran.stderr + ran.stdout
+    bare = code.split("\n", 1)[1]  # without the CLI's settings the bar is drawn
+    ran = subprocess.run([sys.executable, "-c", bare], capture_output=True, text=True, env=env)
+    assert "Converting tensors" in ran.stderr

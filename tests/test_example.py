@@ -49,6 +49,30 @@ def test_the_shipped_reader_is_current_so_plan_installs_it_and_trains_it_not(
     )
 
 
+def test_the_shipped_risk_flag_adapter_is_current_and_never_saw_the_eval_clauses(
+    tmp_path: Path,
+) -> None:
+    """The example's risk-flag adapter matches its examples, settings (three worked examples a
+    clause) and base model: a fresh copy installs it. It was trained on the train side of
+    behavior/risk_flags.jsonl only, and none of the lab's eval clauses is among its inputs."""
+    from ragtune.adapters import load_manifest
+    from ragtune.build import install_shipped, make_plan
+    from ragtune.examples import copy_example
+    from ragtune.holdout import input_key
+
+    project = load_project(copy_example("contract-review", tmp_path / "cr"))
+    plan = {a.capability: a for a in make_plan(project).adapters}
+    assert plan["risk_flags"].action == "install", plan["risk_flags"].reasons
+    install_shipped(project, "risk_flags")
+    manifest = load_manifest(project.adapters_dir, "risk_flags")
+    assert manifest.config["shots"] == 3 and manifest.gguf_lora
+    assert (manifest.dataset.train, manifest.dataset.held_out) == (262, 66)
+    trained = set(manifest.dataset.inputs)
+    assert len(trained) == manifest.dataset.train
+    clauses = (project.root / "eval" / "clauses.jsonl").read_text().splitlines()
+    assert clauses and not {input_key(json.loads(line)["input"]) for line in clauses} & trained
+
+
 def test_build_installs_a_current_shipped_adapter_and_trains_a_stale_one(tmp_path: Path) -> None:
     """``ragtune plan`` and ``build`` on a copy holding only the templates capability: the
     shipped reader is installed, not trained; once its settings differ from the shipped one's,
@@ -141,13 +165,16 @@ def test_demo_prints_the_report_and_writes_markdown_and_html(tmp_path: Path) -> 
         "contract-review"
     )
     # build -> ask -> lab: the adapter, a cited answer, a flagged clause, the lab's reports.
-    assert "adapter risk_flags: 2 steps" in flat
-    # The reader ships with the example: the demo installs it and trains it not.
-    assert "adapter templates: shipped with the example" in flat
-    assert "adapter templates: 2 steps" not in flat
+    # Both adapters ship with the example: the demo installs them and trains neither.
+    for name in ("templates", "risk_flags"):
+        assert f"adapter {name}: shipped with the example" in flat
+        assert f"adapter {name}: 2 steps" not in flat
     # The served runtime answers through the reader, before and after legal's revision.
     assert flat.count("A (retrieval, reader templates)") >= 3
     assert "Q (templates)" in flat and "Q (risk_flags)" in flat and "knowledge/dpa.md" in flat
+    # The shipped adapter names the flagged clause's category right (a most-favoured-nation
+    # clause, eval/clauses.jsonl line 1), as the served runtime answers it.
+    assert 'A (lora): {"category":"Most Favored Nation"' in flat
     lab = json.loads((tmp_path / "reports" / "lab" / "lab.json").read_text())
     assert [a["name"] for a in lab["arms"]] == ["zero-shot", "few-shot", "RAG", "LoRA", "RAG+LoRA"]
     assert lab["drift"]["questions"] == 1 and lab["eval"]["by_capability"] == {

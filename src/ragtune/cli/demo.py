@@ -1,8 +1,10 @@
 """``ragtune demo``: the contract-review example end to end, offline, on the embedded defaults.
 
 1. audit: the decision for each capability, written as Markdown, HTML and JSON;
-2. build: sync the templates and the playbook into the store, train the risk-flag adapter (on a
-   demo budget of steps; ``ragtune build`` trains the full one);
+2. build: sync the templates and the playbook into the store, install the adapters the example
+   ships (the templates' reader and the risk-flag adapter, trained by ``ragtune build`` at the
+   example's settings); an adapter that is not shipped, or no longer matches, is trained on a
+   demo budget of steps;
 3. ask: a question answered with citations, and a clause flagged in the house style;
 4. lab: the five arms on the example's eval sets, then the drift test on a copy of the project
    (legal's revision lands, the knowledge re-syncs, the LoRA-only arm stays stale);
@@ -38,7 +40,8 @@ if TYPE_CHECKING:
 EXAMPLE = "contract-review"
 QUESTION = "How many hours do we have to notify the customer of a personal data breach?"
 DEMO_TRAIN_STEPS = 8
-"""Steps of the risk-flag adapter in the demo (``ragtune build`` trains the full one)."""
+"""Steps of an adapter the demo trains (one the example does not ship, or no longer matches);
+``ragtune build`` trains the full one."""
 DEMO_LAB_ITEMS = 4
 """Eval items per capability in the demo's lab (the changed questions first)."""
 
@@ -129,7 +132,7 @@ def _build(project: Project, console: Console, options: DemoOptions) -> None:
     from ragtune.build import build
     from ragtune.cli.kit import training_bar
 
-    console.rule("[bold]2. build[/]: sync the knowledge, train the risk-flag adapter")
+    console.rule("[bold]2. build[/]: sync the knowledge, install (or train) the adapters")
 
     def budget(capability: Capability, config: TrainConfig) -> TrainConfig:
         return replace(config, max_steps=options.train_steps, batch_size=2, eval_max_new_tokens=0)
@@ -340,9 +343,9 @@ def demo_command(
     """Run the contract-review example end to end, offline, on the embedded defaults.
 
     Copies the example project to --dir, then: audit (Markdown, HTML, JSON reports) -> build
-    (sync the knowledge, train the risk-flag adapter on a demo budget) -> ask (a question with
+    (sync the knowledge, install the shipped adapters) -> ask (a question with
     citations, a clause flagged) -> lab (five arms, then the drift test) -> legal's revision
-    lands and one sync serves the new answer. Prints where each report is. About 10 minutes
+    lands and one sync serves the new answer. Prints where each report is. About 6 minutes
     on 2 CPU cores; --no-lab takes seconds.
     """
     options = (

@@ -220,19 +220,35 @@ class VectorIndex:
         """The live row ids of these documents, kept with the index state they were read at:
         a filter that repeats (a capability's documents) reads them once per sync, not once per
         search (25k ids take about 30 ms to read at 100k chunks)."""
+        return self._memo(("live", frozenset(paths)), lambda: store.live_ids(paths))
+
+    def since(
+        self, store: KnowledgeStore, at: int, paths: set[str] | None = None
+    ) -> tuple[set[int], list[int], NDArray[np.float32]]:
+        """What separates the live chunks from those visible at snapshot ``at`` (of ``paths``):
+        the live rows added after it, and the ids and vectors (a matrix) of the rows retired
+        since (:meth:`KnowledgeStore.since`), kept with the index state like :meth:`live_ids`:
+        repeated searches as of one snapshot read them once."""
+
+        def read() -> tuple[set[int], list[int], NDArray[np.float32]]:
+            late, old_ids, old_blobs = store.since(at, paths)
+            return late, old_ids, _matrix(old_blobs, self.dim)
+
+        key = ("since", at, None if paths is None else frozenset(paths))
+        return self._memo(key, read)
+
+    def _memo(self, key: tuple[object, ...], read: Callable[[], Any]) -> Any:
+        """``read()``, kept until the index reflects another state of the store (32 at most)."""
         signature = self._reflects
-        key = frozenset(paths)
-        cache: dict[frozenset[str], tuple[object, set[int]]] = self.__dict__.setdefault(
-            "_live_ids", {}
-        )
+        cache: dict[tuple[object, ...], tuple[object, Any]] = self.__dict__.setdefault("_memos", {})
         found = cache.get(key)
         if found is not None and found[0] == signature:
             return found[1]
-        ids = store.live_ids(paths)
+        value = read()
         if len(cache) >= 32:
             cache.clear()
-        cache[key] = (signature, ids)
-        return ids
+        cache[key] = (signature, value)
+        return value
 
     def filtered(
         self,

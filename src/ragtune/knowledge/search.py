@@ -235,16 +235,17 @@ def nearest(
     rows (:meth:`VectorIndex.filtered` decides both). At a past
     snapshot: the live rows added since are left out of the index's answer, and the rows retired
     since (read from the store with their vectors: as many as the changes since, not the
-    store's size) are ranked exactly beside it.
+    store's size, and kept with the index's state, so searches as of one snapshot read them
+    once) are ranked exactly beside it.
     """
     if at is None:
         allowed = None if paths is None else index.live_ids(store, paths)
         return index.filtered(vector, k, allowed=allowed)
-    late, old_ids, old_blobs = store.since(at, paths)
+    late, old_ids, old_vectors = index.since(store, at, paths)
     allowed = None if paths is None else index.live_ids(store, paths)
     found = index.filtered(vector, k, allowed=allowed, excluded=late)
     if old_ids:
-        found += brute_force(vector, old_ids, old_blobs, index.dim, k)
+        found += brute_force(vector, old_ids, old_vectors, index.dim, k)
     return sorted(found, key=lambda hit: -hit[1])[:k]
 
 
