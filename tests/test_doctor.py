@@ -63,9 +63,11 @@ def test_healthy_example_passes(healthy: Path) -> None:
     assert by_name[("store", "keyword index")]["status"] == "ok"
     backend = by_name[("install", "backend")]["detail"]
     assert "llama.cpp" in backend or "transformers" in backend
-    # risk_flags has no adapter yet: served by prompting meanwhile, a warning and not a failure
-    assert by_name[("adapters", "plan: risk_flags")]["status"] == "warn"
-    assert "adapter train risk_flags" in by_name[("adapters", "plan: risk_flags")]["fix"]
+    # risk_flags is shipped but not installed yet: served by prompting meanwhile, a warning
+    # (not a failure) whose fix installs it
+    plan = by_name[("adapters", "plan: risk_flags")]
+    assert plan["status"] == "warn" and plan["detail"].startswith("install: adapters/risk_flags")
+    assert plan["fix"] == f"ragtune build -p {healthy}"
     assert (healthy / ".ragtune/knowledge.db").read_bytes() == before  # nothing was written
 
     text = runner.invoke(app, ["doctor", str(healthy)])
