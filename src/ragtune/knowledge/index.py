@@ -33,7 +33,11 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 
-EXACT_UP_TO = 5_000  # allowed rows a filtered search takes exactly (about 1 ms at 384 dims)
+# Allowed rows a filtered search ranks exactly, by a product over their vectors kept in memory
+# (0.76 ms for 25k rows at 384 dims, measured on 2 cores, against 0.93 ms for an unfiltered
+# HNSW top-50 and 2.8 ms for the over-fetching HNSW search it replaces); at most 46 MB a filter.
+EXACT_UP_TO = 30_000
+KEPT_FILTERS = 4  # allowed sets whose vectors are kept between searches
 # Below this many vectors an exact product over them all is as fast as HNSW (about 1 ms).
 EXACT_INDEX = 20_000
 
@@ -260,11 +264,12 @@ class VectorIndex:
     ) -> list[tuple[int, float]]:
         """The ``k`` nearest live chunks among ``allowed`` row ids (None: all) less ``excluded``.
 
-        A large allowed share is searched in HNSW with a bigger ``k`` (the share's inverse, and
-        a quarter more) and the rest dropped, doubling it until ``k`` remain; a small one
-        (:data:`EXACT_UP_TO` rows or fewer) by an exact product over its vectors alone. Neither
-        reads a vector from the store, so a filtered search costs about what an unfiltered one
-        does.
+        Up to :data:`EXACT_UP_TO` allowed rows are ranked exactly, by a product over their
+        vectors alone, kept in memory for the next search with the same set (a capability's
+        documents: :meth:`live_ids` hands out one set object per index state); a larger allowed
+        share is searched in HNSW with a bigger ``k`` (the share's inverse, and a quarter more)
+        and the rest dropped, doubling it until ``k`` remain. Neither reads a vector from the
+        store, so a filtered search costs about what an unfiltered one does.
         """
 
         size = self.size
@@ -276,10 +281,9 @@ class VectorIndex:
             return self.search(vector, k)
         excluded = excluded or set()
         if allowed is not None:
-            wanted = allowed - excluded if excluded else allowed
-            if len(wanted) <= max(EXACT_UP_TO, k):
-                return self._exact_among(vector, k, wanted)
-            share = len(wanted) / size
+            if len(allowed) <= max(EXACT_UP_TO, k):
+                return self._exact_among(vector, k, allowed, excluded)
+            share = len(allowed) / size
         else:
             share = (size - len(excluded)) / size
             if share <= 0:
@@ -303,17 +307,43 @@ class VectorIndex:
             count *= 2
 
     def _exact_among(
-        self, vector: NDArray[np.float32], k: int, keys: set[int]
+        self, vector: NDArray[np.float32], k: int, keys: set[int], excluded: set[int]
     ) -> list[tuple[int, float]]:
-        """Exact nearest among these row ids, from their vectors in the index."""
+        """Exact nearest among these row ids less ``excluded``, from their vectors in the index
+        (kept for the next search with the same set object)."""
         import numpy as np
 
-        present = [key for key in keys if self.index.contains(key)]
-        if not present:
+        ids, matrix = self._vectors_of(keys)
+        if not len(ids):
             return []
-        ids = np.asarray(sorted(present), dtype=np.uint64)
-        matrix = np.asarray(self.index.get(ids), dtype=np.float32).reshape(len(ids), self.dim)
-        return brute_force(vector, ids.tolist(), matrix, self.dim, k)
+        scores = matrix @ vector.astype(np.float32).ravel()
+        if excluded:
+            gone = np.fromiter(excluded, dtype=np.uint64, count=len(excluded))
+            scores = np.where(np.isin(ids, gone), -np.inf, scores)
+        return [(int(ids[i]), float(scores[i])) for i in _top(scores, k) if np.isfinite(scores[i])]
+
+    def _vectors_of(self, keys: set[int]) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
+        """The ids (of ``keys``, those in the index) and their vectors, as a matrix: kept for
+        the last :data:`KEPT_FILTERS` sets while the index reflects the same state. A set is
+        recognised by identity, so nothing is hashed per search."""
+        import numpy as np
+
+        kept: dict[int, tuple[object, set[int], Any, Any]] = self.__dict__.setdefault("_kept", {})
+        found = kept.get(id(keys))
+        if found is not None and found[1] is keys and found[0] == self._reflects:
+            return found[2], found[3]
+        ids = np.sort(np.fromiter(keys, dtype=np.uint64, count=len(keys)))
+        if len(ids):
+            ids = ids[np.asarray(self.index.contains(ids), dtype=bool)]
+        matrix = (
+            np.asarray(self.index.get(ids), dtype=np.float32).reshape(len(ids), self.dim)
+            if len(ids)
+            else np.zeros((0, self.dim), dtype=np.float32)
+        )
+        if len(kept) >= KEPT_FILTERS:
+            kept.pop(next(iter(kept)))
+        kept[id(keys)] = (self._reflects, keys, ids, matrix)
+        return ids, matrix
 
     @property
     def _reflects(self) -> ChangeMark | None:
