@@ -560,3 +560,32 @@ def test_a_user_who_may_not_create_pgvector_is_told_who_can(
     postgres_server.execute("CREATE EXTENSION vector", database="noext")
     store = open_store(postgres_server.url("noext", user="plain"))  # then the owner may go on
     store.close()
+
+
+def test_postgres_builds_its_hnsw_index_when_the_first_snapshot_finishes(
+    fresh_database: str,
+) -> None:
+    """The first sync's rows go in without an index (searched exactly meanwhile, same answer);
+    finishing the snapshot builds the HNSW index over them at once; later syncs keep it."""
+    store = open_store(fresh_database)
+
+    def hnsw() -> str | None:
+        row = store._one("SELECT pg_get_indexdef(to_regclass('chunks_hnsw'))")  # type: ignore[attr-defined]
+        return row[0]
+
+    try:
+        s1 = store.begin_snapshot()
+        rows = [chunk(f"c#{i}", i, f"Clause {i} text.", i) for i in range(40)]
+        store.apply_document(s1, doc("docs/a.md", 1, "a1"), "", rows, [])
+        assert hnsw() is None
+        query = np.frombuffer(vec(7), dtype=np.float32)
+        during = [r for r, _ in store.nearest(query, 5)]
+        store.finish_snapshot(s1, {"docs_added": 1})
+        assert f"vector({DIM})" in (hnsw() or "") and "hnsw" in (hnsw() or "")
+        assert [r for r, _ in store.nearest(query, 5)] == during
+        s2 = store.begin_snapshot()
+        store.apply_document(s2, doc("docs/b.md", 1, "b1"), "", [chunk("b#1", 0, "B.", 99)], [])
+        store.finish_snapshot(s2, {"docs_added": 1})
+        assert f"vector({DIM})" in (hnsw() or "")
+    finally:
+        store.close()
