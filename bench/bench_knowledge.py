@@ -31,7 +31,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -430,24 +430,20 @@ class VectorSource:
         return unit(self.centre[self.rng.integers(0, self.centres, n)] + self.noise * noise)
 
 
-def build_store(
-    folder: Path, n: int, rng: np.random.Generator, source: VectorSource
-) -> tuple[SQLiteStore, float]:
-    """``n`` chunk rows with random unit vectors and vocabulary text, through the store API."""
+def synthetic_documents(
+    n: int, rng: np.random.Generator, source: VectorSource, per_doc: int = CHUNKS_PER_DOC
+) -> Iterator[tuple[str, list[NewChunk]]]:
+    """``n`` chunks of vocabulary text with vectors from ``source``, in documents of
+    ``per_doc`` numbered clauses: the synthetic corpus of this bench and bench_store."""
     vocab, freq, _, _ = vocabulary()
     words_arr = np.asarray(vocab)
-    store = SQLiteStore(folder / "knowledge.db")
-    start = time.perf_counter()
-    snapshot = store.begin_snapshot()
-    store.set_meta("embedder", FixedEmbedder.name)
-    store.set_meta("dim", str(DIM))
-    for first in range(0, n, CHUNKS_PER_DOC):
-        size = min(CHUNKS_PER_DOC, n - first)
+    for first in range(0, n, per_doc):
+        size = min(per_doc, n - first)
         lengths = rng.integers(35, 90, size=size)
         picks = words_arr[rng.choice(len(vocab), size=int(lengths.sum()), p=freq)]
         vectors = source(size)
-        doc = f"docs/agreement-{first // CHUNKS_PER_DOC:05d}.md"
-        title = f"Agreement {first // CHUNKS_PER_DOC}"
+        doc = f"docs/agreement-{first // per_doc:05d}.md"
+        title = f"Agreement {first // per_doc}"
         add, at = [], 0
         for i in range(size):
             body = " ".join(picks[at : at + lengths[i]]).capitalize() + "."
@@ -466,9 +462,22 @@ def build_store(
                     vector=vectors[i].tobytes(),
                 )
             )
+        yield doc, add
+
+
+def build_store(
+    folder: Path, n: int, rng: np.random.Generator, source: VectorSource
+) -> tuple[SQLiteStore, float]:
+    """``n`` chunk rows with random unit vectors and vocabulary text, through the store API."""
+    store = SQLiteStore(folder / "knowledge.db")
+    start = time.perf_counter()
+    snapshot = store.begin_snapshot()
+    store.set_meta("embedder", FixedEmbedder.name)
+    store.set_meta("dim", str(DIM))
+    for doc, add in synthetic_documents(n, rng, source):
         full = "\n\n".join(c.text for c in add)
-        row = DocumentRow(doc, 1, "markdown", title, hashlib.sha256(full.encode()).hexdigest(),
-                          snapshot, None)  # fmt: skip
+        row = DocumentRow(doc, 1, "markdown", add[0].title,
+                          hashlib.sha256(full.encode()).hexdigest(), snapshot, None)  # fmt: skip
         store.apply_document(snapshot, row, full, add, [])
     store.finish_snapshot(snapshot, {"docs_added": n // CHUNKS_PER_DOC})
     store.optimize()  # as a sync does when it finishes

@@ -40,9 +40,13 @@ def example_project(pytestconfig: pytest.Config) -> Callable[..., Path]:
     """Copy the contract-review example (without its state) into a folder; return the folder.
 
     ``embedder`` replaces the example's embedder (``hashing`` where a test is about logic, not
-    semantics); ``sync`` indexes its knowledge; ``shared_models`` links its model cache to
-    pytest's, the one :func:`base_model` fills (20 s the first time, about 1 s after).
+    semantics); ``store`` puts its knowledge elsewhere (a ``postgresql://`` URL); ``sync``
+    indexes its knowledge; ``install`` copies in adapters the example ships (as ``ragtune
+    build`` installs them); ``shared_models`` links its model cache to pytest's, the one
+    :func:`base_model` fills (20 s the first time, about 1 s after).
     """
+    import shutil
+
     from ragtune.examples import copy_example
     from ragtune.knowledge.base import KnowledgeBase
     from ragtune.project import load_project
@@ -51,13 +55,19 @@ def example_project(pytestconfig: pytest.Config) -> Callable[..., Path]:
         dest: Path,
         *,
         embedder: str | None = None,
+        store: str | None = None,
         sync: bool = False,
+        install: tuple[str, ...] = (),
         shared_models: bool = False,
     ) -> Path:
         folder = copy_example("contract-review", dest)
-        if embedder is not None:
+        knowledge = {"embedder": embedder, "store": store}
+        if any(knowledge.values()):
             config = folder / "ragtune.yaml"
-            config.write_text(config.read_text() + f"knowledge:\n  embedder: {embedder}\n")
+            lines = "".join(f"  {k}: {v}\n" for k, v in knowledge.items() if v is not None)
+            config.write_text(config.read_text() + f"knowledge:\n{lines}")
+        for name in install:
+            shutil.copytree(folder / "adapters" / name, folder / ".ragtune" / "adapters" / name)
         if sync:
             kb = KnowledgeBase(load_project(folder))
             try:

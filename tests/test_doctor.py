@@ -26,10 +26,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def healthy(example_project: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The contract-review example, synced (hashing embedder), with its shipped adapter."""
-    folder = example_project(tmp_path_factory.mktemp("doctor") / "review", embedder="hashing",
-                             sync=True)  # fmt: skip
-    shutil.copytree(folder / "adapters" / "templates", folder / ".ragtune/adapters/templates")
-    return folder
+    return example_project(tmp_path_factory.mktemp("doctor") / "review", embedder="hashing",
+                           sync=True, install=("templates",))  # fmt: skip
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ healthy, then each planted fault named with its fix."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -33,16 +32,8 @@ def _no_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def project(example_project: Callable[..., Path], tmp_path: Path, fresh_database: str) -> Path:
     """The contract-review example on PostgreSQL (hashing embedder), synced, with the adapter
     it ships."""
-    folder = example_project(tmp_path / "review", embedder="hashing")
-    config = folder / "ragtune.yaml"
-    config.write_text(config.read_text() + f"  store: {fresh_database}\n")
-    kb = KnowledgeBase(load_project(folder))
-    try:
-        kb.sync()
-    finally:
-        kb.close()
-    shutil.copytree(folder / "adapters" / "templates", folder / ".ragtune/adapters/templates")
-    return folder
+    return example_project(tmp_path / "review", embedder="hashing", store=fresh_database,
+                           sync=True, install=("templates",))  # fmt: skip
 
 
 def doctor(folder: Path, *args: str) -> tuple[int, dict[str, Any]]:

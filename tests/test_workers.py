@@ -311,21 +311,8 @@ def _up(url: str) -> bool:
 def _project(copy: Callable[..., Path], dest: Path, store: str) -> Path:
     """The example with the hashing embedder, its knowledge synced into ``store`` and its
     shipped reader adapter installed."""
-    from ragtune.knowledge.base import KnowledgeBase
-
-    folder = copy(dest, embedder="hashing", shared_models=True)
-    if store != "sqlite":
-        config = folder / "ragtune.yaml"
-        config.write_text(config.read_text() + f"  store: {store}\n")
-    kb = KnowledgeBase(load_project(folder))
-    try:
-        kb.sync()
-    finally:
-        kb.close()
-    import shutil
-
-    shutil.copytree(folder / "adapters" / "templates", folder / ".ragtune/adapters/templates")
-    return folder
+    return copy(dest, embedder="hashing", store=None if store == "sqlite" else store, sync=True,
+                install=("templates",), shared_models=True)  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
