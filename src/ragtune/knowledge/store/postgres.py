@@ -14,12 +14,13 @@ Design choices:
   when the first snapshot with vectors finishes - built over the rows at once, which pgvector
   does several times faster than adding them one by one to an index (searches during that first
   sync scan exactly) - and dropped and created again when a re-embedding changes ``D``. A
-  live search orders by ``embedding::vector(D) <=> query`` (the index, ``hnsw.ef_search`` raised
-  to at least twice the pool); a search of history (``at``) or of some documents (``paths``)
-  orders by ``embedding <=> query`` without the cast, which no index matches: an exact scan of
-  the visible rows, so its top-k is the true one (an HNSW scan with a filter returns fewer rows
-  than asked when the filter is selective, even with pgvector's iterative scans). An embedder
-  of more than 2,000 dimensions (pgvector's HNSW limit) is searched exactly.
+  search orders by ``embedding::vector(D) <=> query`` (the index, ``hnsw.ef_search`` raised to
+  at least twice the pool). A search of some documents (``paths``) filters during the index
+  scan (``hnsw.iterative_scan = strict_order``, pgvector 0.8), and a search of history (``at``)
+  takes the live rows that existed then through the index and ranks the rows retired since
+  exactly beside them; where the index answers fewer rows than asked (a very selective filter),
+  the search scans the visible rows exactly instead, so it is never short. An embedder of more
+  than 2,000 dimensions (pgvector's HNSW limit) is searched exactly.
 - **Keywords.** ``chunks.keywords`` is a generated ``tsvector`` (the ``english`` configuration,
   ASCII punctuation read as a space, as FTS5's unicode61 splits words) of the text (weight A)
   and the section and title (weight B), with a GIN index. :meth:`PostgresStore.bm25` matches any
@@ -810,33 +811,67 @@ class PostgresStore:
     def nearest(
         self, vector: Any, limit: int, *, at: int | None = None, paths: set[str] | None = None
     ) -> list[tuple[int, float]]:
-        """Row ids and cosine similarities of the chunks nearest ``vector``: the HNSW index for a
-        live search of every document, an exact scan for history and filters."""
+        """Row ids and cosine similarities of the chunks nearest ``vector`` among those visible
+        at ``at`` (None: live), of ``paths``.
+
+        With the HNSW index: the live rows through it (filters applied during the scan, which
+        pgvector's iterative scan continues until enough rows pass), and for a search of history
+        the rows retired since ``at`` ranked exactly beside them (as many as the changes since,
+        read by ``valid_to``'s index). An exact scan of the visible rows where there is no index,
+        and wherever the index answers fewer rows than asked (a filter more selective than the
+        scan's reach, or fewer rows than ``limit``), so the answer is never short.
+        """
         import numpy as np
 
         query = np.asarray(vector, dtype=np.float32).ravel()
         dim = query.size
-        where, params = _visible("c", at)
-        params.update({"q": _vector(query.tobytes()), "limit": limit})
-        if self._hnsw_dim is None and at is None and paths is None:
+        if self._hnsw_dim is None:
             self._hnsw_dim = self._index_dim()  # another process may have created it since
-        if at is None and paths is None and self._hnsw_dim == dim:
-            distance = f"c.embedding::vector({dim}) <=> %(q)b::vector({dim})"
-        else:
-            distance = "c.embedding <=> %(q)b"
-            if paths is not None:
-                where += " AND c.document = ANY(%(paths)s)"
-                params["paths"] = sorted(paths)
-        sql = (
-            f"SELECT c.id, 1 - ({distance}) FROM chunks c WHERE {where} "
-            f"ORDER BY {distance}, c.id LIMIT %(limit)s"
-        )
+        params: dict[str, object] = {"q": _vector(query.tobytes()), "limit": limit}
+        only = ""
+        if paths is not None:
+            only = " AND c.document = ANY(%(paths)s)"
+            params["paths"] = sorted(paths)
         with self._mutex, self.conn.transaction():
             self.conn.execute(
                 "SELECT set_config('hnsw.ef_search', %s, true)", (str(max(EF_SEARCH, 2 * limit)),)
             )
-            rows = self.conn.execute(sql, params).fetchall()
+            if self._hnsw_dim == dim:
+                found = self._through_index(dim, at, only, params)
+                if len(found) >= limit:
+                    return found[:limit]
+            where, visible = _visible("c", at)
+            distance = "c.embedding <=> %(q)b"
+            rows = self.conn.execute(
+                f"SELECT c.id, 1 - ({distance}) FROM chunks c WHERE {where}{only} "
+                f"ORDER BY {distance}, c.id LIMIT %(limit)s",
+                {**params, **visible},
+            ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
+
+    def _through_index(
+        self, dim: int, at: int | None, only: str, params: dict[str, object]
+    ) -> list[tuple[int, float]]:
+        """The live rows (visible at ``at``; of ``only``'s documents) nearest the query through
+        the HNSW index, plus, for a search of history, the rows retired since ``at`` ranked
+        exactly; best first (inside the caller's transaction)."""
+        distance = f"c.embedding::vector({dim}) <=> %(q)b::vector({dim})"
+        since = " AND c.valid_from <= %(at)s" if at is not None else ""
+        if only or at is not None:  # filtered: scan on until enough rows pass (pgvector 0.8)
+            self.conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
+        rows = self.conn.execute(
+            f"SELECT c.id, 1 - ({distance}) FROM chunks c WHERE c.valid_to IS NULL{since}{only} "
+            f"ORDER BY {distance} LIMIT %(limit)s",
+            {**params, "at": at},
+        ).fetchall()
+        if at is not None:
+            rows += self.conn.execute(
+                "SELECT c.id, 1 - (c.embedding <=> %(q)b) FROM chunks c WHERE c.valid_to > %(at)s "
+                f"AND c.valid_from <= %(at)s{only} ORDER BY c.embedding <=> %(q)b, c.id "
+                "LIMIT %(limit)s",
+                {**params, "at": at},
+            ).fetchall()
+        return sorted(((int(r[0]), float(r[1])) for r in rows), key=lambda hit: -hit[1])
 
     # -- copying another store ---------------------------------------------------------------------
 
