@@ -592,14 +592,16 @@ def test_postgres_builds_its_hnsw_index_when_the_first_snapshot_finishes(
 
 
 def test_postgres_filtered_and_history_searches_go_through_the_index_and_are_never_short(
-    fresh_database: str,
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """3,000 rows in 30 documents, then 300 of them replaced: a search of some documents and a
     search as of the first snapshot find (nearly) what an exact scan of the rows visible there
     finds, never a row not visible there; a filter to one 5-row document gets all 5 (the index
-    answers short, the exact scan takes over); the index's scan count shows a search of history
-    in it."""
+    answers short, the exact scan takes over); the index's scan count shows each in it, and a
+    filter of fewer rows than EXACT_FILTER (lowered here to 100) ranked exactly without it."""
     from ragtune.knowledge.store.postgres import PostgresStore
+
+    monkeypatch.setattr("ragtune.knowledge.store.postgres.EXACT_FILTER", 100)
 
     store = open_store(fresh_database)
     assert isinstance(store, PostgresStore)
@@ -658,10 +660,12 @@ def test_postgres_filtered_and_history_searches_go_through_the_index_and_are_nev
             ).fetchone()
             return int(row[0])
 
-        # History goes through the HNSW index (filters: PostgreSQL's planner chooses between
-        # the index and the documents' own rows, by their share)
+        for at, paths in ((s1, None), (None, some), (s1, some)):
+            before = index_scans()
+            store.nearest(rng.standard_normal(DIM).astype(np.float32), 10, at=at, paths=paths)
+            assert index_scans() > before, (at, paths)  # through the HNSW index, not a sort
         before = index_scans()
-        store.nearest(rng.standard_normal(DIM).astype(np.float32), 10, at=s1)
-        assert index_scans() > before
+        assert len(store.nearest(np.ones(DIM, np.float32), 10, paths={"docs/tiny.md"})) == 5
+        assert index_scans() == before  # 5 rows: ranked exactly, no index scan
     finally:
         store.close()

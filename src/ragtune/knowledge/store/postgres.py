@@ -98,6 +98,7 @@ log = logging.getLogger("ragtune.knowledge")
 HNSW_MAX_DIM = 2000  # pgvector indexes vector columns of up to 2,000 dimensions
 EF_SEARCH = 100  # hnsw.ef_search of a live search (pgvector's default is 40)
 BUILD_MEMORY = "1GB"  # maintenance_work_mem of the transaction that builds the HNSW index
+EXACT_FILTER = 2_000  # rows of a filter's documents ranked exactly rather than through HNSW
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits: nothing tsquery would parse
 _CHUNK_COLUMNS = (
     "c.id, c.chunk_id, c.document, c.doc_version, c.ordinal, c.section, c.title, c.text, "
@@ -836,7 +837,7 @@ class PostgresStore:
             self.conn.execute(
                 "SELECT set_config('hnsw.ef_search', %s, true)", (str(max(EF_SEARCH, 2 * limit)),)
             )
-            if self._hnsw_dim == dim:
+            if self._hnsw_dim == dim and not (only and self._few(params, at)):
                 found = self._through_index(dim, at, only, params)
                 if len(found) >= limit:
                     return found[:limit]
@@ -849,6 +850,18 @@ class PostgresStore:
             ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
+    def _few(self, params: dict[str, object], at: int | None) -> bool:
+        """Whether the documents ``params["paths"]`` hold :data:`EXACT_FILTER` or fewer rows
+        (live, or visible at ``at``): ranked exactly at once, cheaper than an index scan that
+        looks for them among all the rows. Counts at most one row past the limit."""
+        visible, bound = _visible("c", at)
+        row = self.conn.execute(  # inside the caller's transaction
+            f"SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE {visible} AND c.document = "
+            f"ANY(%(paths)s) LIMIT {EXACT_FILTER + 1}) few",
+            {**params, **bound},
+        ).fetchone()
+        return int(row[0]) <= EXACT_FILTER
+
     def _through_index(
         self, dim: int, at: int | None, only: str, params: dict[str, object]
     ) -> list[tuple[int, float]]:
@@ -859,8 +872,12 @@ class PostgresStore:
         since = " AND c.valid_from <= %(at)s" if at is not None else ""
         if only or at is not None:  # filtered: scan on until enough rows pass (pgvector 0.8)
             self.conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
+        # ``(...) IS TRUE`` keeps the planner from answering a filter through the documents'
+        # btree and sorting every row it matches (108 ms for a quarter of 100k rows, against
+        # about 12 ms through HNSW, measured): the index scan filters as it goes
+        fenced = f" AND ({only[5:]}) IS TRUE" if only else ""
         rows = self.conn.execute(
-            f"SELECT c.id, 1 - ({distance}) FROM chunks c WHERE c.valid_to IS NULL{since}{only} "
+            f"SELECT c.id, 1 - ({distance}) FROM chunks c WHERE c.valid_to IS NULL{since}{fenced} "
             f"ORDER BY {distance} LIMIT %(limit)s",
             {**params, "at": at},
         ).fetchall()
