@@ -57,6 +57,23 @@ class ChangeMark:
     retired_since: int  # rows retired in snapshot ``since`` or later
 
 
+def read_change_mark(
+    one: Callable[[str, tuple[object, ...]], Any], since: int | None, param: str
+) -> ChangeMark:
+    """A store's :class:`ChangeMark`, by ``one(sql, params)`` (the first row of a query) with the
+    driver's parameter marker ``param`` (``?`` or ``%s``): the same SQL on both stores."""
+    if since is None:
+        row = one("SELECT id, status FROM snapshots ORDER BY id DESC LIMIT 1", ())
+        since = 1 if row is None else int(row[0]) + (row[1] != "open")
+    row = one(
+        "SELECT (SELECT COALESCE(MAX(id), 0) FROM chunks), "
+        "(SELECT COALESCE(MAX(id), 0) FROM snapshots), "
+        f"(SELECT COUNT(*) FROM chunks WHERE valid_to >= {param})",
+        (since,),
+    )
+    return ChangeMark(int(row[0]), int(row[1]), since, int(row[2]))
+
+
 @dataclass(frozen=True)
 class DocumentRow:
     """One version of a document as stored."""

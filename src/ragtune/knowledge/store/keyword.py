@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ragtune.knowledge.store import ChangeMark
+from ragtune.knowledge.store import ChangeMark, read_change_mark
 from ragtune.knowledge.store.lock import WriterLock
 
 LIVE = (1 << 63) - 1  # valid_to of a live row (no snapshot id reaches it)
@@ -296,16 +296,7 @@ def _document(row: Sequence[Any]) -> Any:
 def change_mark(db: sqlite3.Connection, since: int | None = None) -> ChangeMark:
     """Where the chunks of the store ``db`` reads stand (see :class:`ChangeMark`): each part
     read from an index, so it costs about the same at 1M chunks as at 1k."""
-    if since is None:
-        row = db.execute("SELECT id, status FROM snapshots ORDER BY id DESC LIMIT 1").fetchone()
-        since = 1 if row is None else int(row[0]) + (row[1] != "open")
-    row = db.execute(
-        "SELECT (SELECT COALESCE(MAX(id), 0) FROM chunks), "
-        "(SELECT COALESCE(MAX(id), 0) FROM snapshots), "
-        "(SELECT COUNT(*) FROM chunks WHERE valid_to >= ?)",
-        (since,),
-    ).fetchone()
-    return ChangeMark(int(row[0]), int(row[1]), since, int(row[2]))
+    return read_change_mark(lambda sql, params: db.execute(sql, params).fetchone(), since, "?")
 
 
 def _alive(suffix: str) -> bool:

@@ -87,6 +87,7 @@ from ragtune.knowledge.store import (
     NewChunk,
     Snapshot,
     StoreError,
+    read_change_mark,
     redact,
     resolve_as_of,
 )
@@ -550,16 +551,7 @@ class PostgresStore:
 
     def change_mark(self, since: int | None = None) -> ChangeMark:
         """Where the chunks stand now (index reads only)."""
-        if since is None:
-            row = self._one("SELECT id, status FROM snapshots ORDER BY id DESC LIMIT 1")
-            since = 1 if row is None else int(row[0]) + (row[1] != "open")
-        row = self._one(
-            "SELECT (SELECT COALESCE(MAX(id), 0) FROM chunks), "
-            "(SELECT COALESCE(MAX(id), 0) FROM snapshots), "
-            "(SELECT COUNT(*) FROM chunks WHERE valid_to >= %s)",
-            (since,),
-        )
-        return ChangeMark(int(row[0]), int(row[1]), since, int(row[2]))
+        return read_change_mark(self._one, since, "%s")
 
     def counts(self) -> dict[str, int]:
         """Live documents and chunks, and all chunk versions kept."""
