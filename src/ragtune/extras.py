@@ -93,6 +93,19 @@ def installed(extra: str) -> bool:
     return all(find_spec(name) is not None for name, _ in EXTRAS[extra])
 
 
+def require(extra: str, what: str) -> None:
+    """Refuse ``what`` (a RagtuneError naming the ``pip install`` that fixes it) before it
+    starts, where ``extra`` is not installed: a command that needs two extras names the one its
+    own work needs, not whichever import happens first."""
+    if not installed(extra):
+        from ragtune.errors import RagtuneError
+
+        raise RagtuneError(
+            f"{what} needs ragtune's {extra!r} extra: pip install 'ragtune[{extra}]' (or "
+            "'ragtune[all]' for everything)"
+        )
+
+
 def missing_extra(exc: ModuleNotFoundError) -> str | None:
     """What to tell the user when ``exc`` is a package an extra installs; None otherwise."""
     extra = extra_of(exc.name)

@@ -20,6 +20,7 @@ from ragtune.cli.kit import (
     training_bar,
 )
 from ragtune.errors import RagtuneError
+from ragtune.extras import require
 
 adapter_app = typer.Typer(
     help=(
@@ -86,6 +87,7 @@ def train_command(
 
     loaded = project_or_fail(project)
     try:
+        require("train", "training an adapter")
         given = {
             "max_steps": steps, "epochs": epochs, "batch_size": batch_size,
             "learning_rate": learning_rate, "max_length": max_length, "seed": seed,
