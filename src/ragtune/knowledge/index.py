@@ -86,6 +86,7 @@ class VectorIndex:
         self.index: Any = None
         self.state: IndexState | None = None
         self.writer = WriterLock(path, "the vector index")
+        self._forget()
 
     def _new(self) -> Any:
         _share_libstdcxx()
@@ -114,6 +115,7 @@ class VectorIndex:
         if len(index) != state.size:
             return False
         self.index, self.state = index, state
+        self._forget()
         return True
 
     def catch_up(self, store: KnowledgeStore) -> str:
@@ -166,6 +168,7 @@ class VectorIndex:
     def _save(self, mark: ChangeMark) -> None:
         state = IndexState(mark=mark, embedder=self.embedder, dim=self.dim, size=len(self.index))
         self.state = state
+        self._forget()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.writer.try_hold() as held:
             if not held:  # another process is saving: ours stays current in memory
@@ -199,31 +202,25 @@ class VectorIndex:
         excluded: set[int] | None = None,
     ) -> list[tuple[int, float]]:
         """Exact nearest live chunks (among ``allowed`` row ids if given, less ``excluded``),
-        from a matrix kept in memory between searches."""
+        by a product over their vectors, kept in memory between searches (:meth:`_vectors`)."""
         import numpy as np
 
         if self.index is None or len(self.index) == 0:
             return []
-        signature = self._reflects
-        if getattr(self, "_matrix_for", None) != signature:
-            keys = np.asarray(self.index.keys, dtype=np.uint64)
-            self._matrix = (keys, np.asarray(self.index.get(keys), dtype=np.float32))
-            self._matrix_for = signature
-        keys, matrix = self._matrix
-        scores = matrix @ vector.astype(np.float32)
-        if allowed is not None or excluded:
-            mask = np.ones(len(keys), dtype=bool)
-            if allowed is not None:
-                mask &= np.isin(keys, np.fromiter(allowed, dtype=np.uint64, count=len(allowed)))
-            if excluded:
-                mask &= ~np.isin(keys, np.fromiter(excluded, dtype=np.uint64, count=len(excluded)))
-            scores = np.where(mask, scores, -np.inf)
-        return [(int(keys[i]), float(scores[i])) for i in _top(scores, k) if np.isfinite(scores[i])]
+        ids, matrix = self._vectors(allowed)
+        if not len(ids):
+            return []
+        scores = matrix @ vector.astype(np.float32).ravel()
+        if excluded:
+            gone = np.fromiter(excluded, dtype=np.uint64, count=len(excluded))
+            scores = np.where(np.isin(ids, gone), -np.inf, scores)
+        return [(int(ids[i]), float(scores[i])) for i in _top(scores, k) if np.isfinite(scores[i])]
 
     def live_ids(self, store: KnowledgeStore, paths: set[str]) -> set[int]:
-        """The live row ids of these documents, kept with the index state they were read at:
-        a filter that repeats (a capability's documents) reads them once per sync, not once per
-        search (25k ids take about 30 ms to read at 100k chunks)."""
+        """The live row ids of these documents, kept until the index reflects another state of
+        the store: a filter that repeats (a capability's documents) reads them once per sync,
+        not once per search (25k ids take about 30 ms to read at 100k chunks), and gets the same
+        set object each time (which :meth:`_vectors` recognises)."""
         return self._memo(("live", frozenset(paths)), lambda: store.live_ids(paths))
 
     def since(
@@ -231,8 +228,8 @@ class VectorIndex:
     ) -> tuple[set[int], list[int], NDArray[np.float32]]:
         """What separates the live chunks from those visible at snapshot ``at`` (of ``paths``):
         the live rows added after it, and the ids and vectors (a matrix) of the rows retired
-        since (:meth:`KnowledgeStore.since`), kept with the index state like :meth:`live_ids`:
-        repeated searches as of one snapshot read them once."""
+        since (:meth:`KnowledgeStore.since`), kept like :meth:`live_ids`: repeated searches as
+        of one snapshot read them once."""
 
         def read() -> tuple[set[int], list[int], NDArray[np.float32]]:
             late, old_ids, old_blobs = store.since(at, paths)
@@ -243,16 +240,17 @@ class VectorIndex:
 
     def _memo(self, key: tuple[object, ...], read: Callable[[], Any]) -> Any:
         """``read()``, kept until the index reflects another state of the store (32 at most)."""
-        signature = self._reflects
-        cache: dict[tuple[object, ...], tuple[object, Any]] = self.__dict__.setdefault("_memos", {})
-        found = cache.get(key)
-        if found is not None and found[0] == signature:
-            return found[1]
-        value = read()
-        if len(cache) >= 32:
-            cache.clear()
-        cache[key] = (signature, value)
-        return value
+        cache = self._memos
+        if key not in cache:
+            if len(cache) >= 32:
+                cache.clear()
+            cache[key] = read()
+        return cache[key]
+
+    def _forget(self) -> None:
+        """Drop what was kept for the state the index reflected before."""
+        self._memos: dict[tuple[object, ...], Any] = {}
+        self._kept: dict[int | None, tuple[set[int] | None, Any, Any]] = {}
 
     def filtered(
         self,
@@ -282,7 +280,7 @@ class VectorIndex:
         excluded = excluded or set()
         if allowed is not None:
             if len(allowed) <= max(EXACT_UP_TO, k):
-                return self._exact_among(vector, k, allowed, excluded)
+                return self.exact(vector, k, allowed, excluded)
             share = len(allowed) / size
         else:
             share = (size - len(excluded)) / size
@@ -306,49 +304,33 @@ class VectorIndex:
                 return self.exact(vector, k, allowed, excluded)
             count *= 2
 
-    def _exact_among(
-        self, vector: NDArray[np.float32], k: int, keys: set[int], excluded: set[int]
-    ) -> list[tuple[int, float]]:
-        """Exact nearest among these row ids less ``excluded``, from their vectors in the index
-        (kept for the next search with the same set object)."""
+    def _vectors(self, keys: set[int] | None) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
+        """The ids (of ``keys`` that are in the index; None: all of them) and their vectors as a
+        matrix, kept for the whole index and the last :data:`KEPT_FILTERS` sets until the index
+        reflects another state. A set is recognised by identity, so nothing is hashed per
+        search."""
         import numpy as np
 
-        ids, matrix = self._vectors_of(keys)
-        if not len(ids):
-            return []
-        scores = matrix @ vector.astype(np.float32).ravel()
-        if excluded:
-            gone = np.fromiter(excluded, dtype=np.uint64, count=len(excluded))
-            scores = np.where(np.isin(ids, gone), -np.inf, scores)
-        return [(int(ids[i]), float(scores[i])) for i in _top(scores, k) if np.isfinite(scores[i])]
-
-    def _vectors_of(self, keys: set[int]) -> tuple[NDArray[np.uint64], NDArray[np.float32]]:
-        """The ids (of ``keys``, those in the index) and their vectors, as a matrix: kept for
-        the last :data:`KEPT_FILTERS` sets while the index reflects the same state. A set is
-        recognised by identity, so nothing is hashed per search."""
-        import numpy as np
-
-        kept: dict[int, tuple[object, set[int], Any, Any]] = self.__dict__.setdefault("_kept", {})
-        found = kept.get(id(keys))
-        if found is not None and found[1] is keys and found[0] == self._reflects:
-            return found[2], found[3]
-        ids = np.sort(np.fromiter(keys, dtype=np.uint64, count=len(keys)))
-        if len(ids):
-            ids = ids[np.asarray(self.index.contains(ids), dtype=bool)]
+        kept = self._kept
+        slot = None if keys is None else id(keys)
+        found = kept.get(slot)
+        if found is not None and found[0] is keys:
+            return found[1], found[2]
+        if keys is None:
+            ids = np.asarray(self.index.keys, dtype=np.uint64)
+        else:
+            ids = np.sort(np.fromiter(keys, dtype=np.uint64, count=len(keys)))
+            if len(ids):
+                ids = ids[np.asarray(self.index.contains(ids), dtype=bool)]
         matrix = (
             np.asarray(self.index.get(ids), dtype=np.float32).reshape(len(ids), self.dim)
             if len(ids)
             else np.zeros((0, self.dim), dtype=np.float32)
         )
-        if len(kept) >= KEPT_FILTERS:
-            kept.pop(next(iter(kept)))
-        kept[id(keys)] = (self._reflects, keys, ids, matrix)
+        if slot is not None and sum(key is not None for key in kept) >= KEPT_FILTERS:
+            kept.pop(next(key for key in kept if key is not None))
+        kept[slot] = (keys, ids, matrix)
         return ids, matrix
-
-    @property
-    def _reflects(self) -> ChangeMark | None:
-        """The store state the index reflects: what its caches are kept for."""
-        return self.state.mark if self.state else None
 
     @property
     def size(self) -> int:

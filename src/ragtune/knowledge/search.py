@@ -238,11 +238,10 @@ def nearest(
     store's size, and kept with the index's state, so searches as of one snapshot read them
     once) are ranked exactly beside it.
     """
+    allowed = None if paths is None else index.live_ids(store, paths)
     if at is None:
-        allowed = None if paths is None else index.live_ids(store, paths)
         return index.filtered(vector, k, allowed=allowed)
     late, old_ids, old_vectors = index.since(store, at, paths)
-    allowed = None if paths is None else index.live_ids(store, paths)
     found = index.filtered(vector, k, allowed=allowed, excluded=late)
     if old_ids:
         found += brute_force(vector, old_ids, old_vectors, index.dim, k)
