@@ -127,6 +127,11 @@ def _visible(alias: str, at: int | None) -> tuple[str, dict[str, object]]:
     )
 
 
+def _and(condition: str | None) -> str:
+    """`` AND condition`` to append to a WHERE clause, or nothing."""
+    return f" AND {condition}" if condition else ""
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -821,41 +826,41 @@ class PostgresStore:
         if self._hnsw_dim is None:
             self._hnsw_dim = self._index_dim()  # another process may have created it since
         params: dict[str, object] = {"q": _vector(query.tobytes()), "limit": limit}
-        only = ""
+        only = None  # the documents' condition, when searching some
         if paths is not None:
-            only = " AND c.document = ANY(%(paths)s)"
+            only = "c.document = ANY(%(paths)s)"
             params["paths"] = sorted(paths)
         with self._mutex, self.conn.transaction():
             self.conn.execute(
                 "SELECT set_config('hnsw.ef_search', %s, true)", (str(max(EF_SEARCH, 2 * limit)),)
             )
-            if self._hnsw_dim == dim and not (only and self._few(params, at)):
+            if self._hnsw_dim == dim and not (only and self._few(only, params, at)):
                 found = self._through_index(dim, at, only, params)
                 if len(found) >= limit:
                     return found[:limit]
             where, visible = _visible("c", at)
             distance = "c.embedding <=> %(q)b"
             rows = self.conn.execute(
-                f"SELECT c.id, 1 - ({distance}) FROM chunks c WHERE {where}{only} "
+                f"SELECT c.id, 1 - ({distance}) FROM chunks c WHERE {where}{_and(only)} "
                 f"ORDER BY {distance}, c.id LIMIT %(limit)s",
                 {**params, **visible},
             ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
-    def _few(self, params: dict[str, object], at: int | None) -> bool:
-        """Whether the documents ``params["paths"]`` hold :data:`EXACT_FILTER` or fewer rows
+    def _few(self, only: str, params: dict[str, object], at: int | None) -> bool:
+        """Whether the documents of condition ``only`` hold :data:`EXACT_FILTER` or fewer rows
         (live, or visible at ``at``): ranked exactly at once, cheaper than an index scan that
         looks for them among all the rows. Counts at most one row past the limit."""
         visible, bound = _visible("c", at)
         row = self.conn.execute(  # inside the caller's transaction
-            f"SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE {visible} AND c.document = "
-            f"ANY(%(paths)s) LIMIT {EXACT_FILTER + 1}) few",
+            f"SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE {visible} AND {only} "
+            f"LIMIT {EXACT_FILTER + 1}) few",
             {**params, **bound},
         ).fetchone()
         return int(row[0]) <= EXACT_FILTER
 
     def _through_index(
-        self, dim: int, at: int | None, only: str, params: dict[str, object]
+        self, dim: int, at: int | None, only: str | None, params: dict[str, object]
     ) -> list[tuple[int, float]]:
         """The live rows (visible at ``at``; of ``only``'s documents) nearest the query through
         the HNSW index, plus, for a search of history, the rows retired since ``at`` ranked
@@ -867,7 +872,7 @@ class PostgresStore:
         # ``(...) IS TRUE`` keeps the planner from answering a filter through the documents'
         # btree and sorting every row it matches (108 ms for a quarter of 100k rows, against
         # about 12 ms through HNSW, measured): the index scan filters as it goes
-        fenced = f" AND ({only[5:]}) IS TRUE" if only else ""
+        fenced = _and(f"({only}) IS TRUE" if only else None)
         rows = self.conn.execute(
             f"SELECT c.id, 1 - ({distance}) FROM chunks c WHERE c.valid_to IS NULL{since}{fenced} "
             f"ORDER BY {distance} LIMIT %(limit)s",
@@ -876,7 +881,7 @@ class PostgresStore:
         if at is not None:
             rows += self.conn.execute(
                 "SELECT c.id, 1 - (c.embedding <=> %(q)b) FROM chunks c WHERE c.valid_to > %(at)s "
-                f"AND c.valid_from <= %(at)s{only} ORDER BY c.embedding <=> %(q)b, c.id "
+                f"AND c.valid_from <= %(at)s{_and(only)} ORDER BY c.embedding <=> %(q)b, c.id "
                 "LIMIT %(limit)s",
                 {**params, "at": at},
             ).fetchall()
