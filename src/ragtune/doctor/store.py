@@ -423,9 +423,15 @@ def _check_keyword_index(db_path: Path, out: Area) -> None:
     Where it is missing, behind or unreadable, FTS5 answers instead (slower, never wrong) and
     the next search or sync rebuilds it; ``doctor --repair`` rebuilds it now.
     """
-    from ragtune.knowledge.store.keyword import FORMAT, KeywordState, available, change_mark
+    from ragtune.knowledge.store.keyword import (
+        FORMAT,
+        KeywordState,
+        available,
+        change_mark,
+        keyword_path,
+    )
 
-    path = db_path.with_name(db_path.stem + ".keyword")
+    path = keyword_path(db_path)
     if not available():
         return out.ok("keyword index", "tantivy is not installed: FTS5 answers keyword searches "
                       "(install the knowledge extra for the faster index)")  # fmt: skip

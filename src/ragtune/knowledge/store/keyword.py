@@ -41,6 +41,11 @@ BOOSTS = {"text": 1.0, "section": 0.5, "title": 0.5}
 _BATCH = 5_000
 
 
+def keyword_path(db_path: Path) -> Path:
+    """The keyword index folder of the SQLite file ``db_path`` (``knowledge.keyword/``)."""
+    return db_path.with_name(db_path.stem + ".keyword")
+
+
 @lru_cache(maxsize=1)
 def available() -> bool:
     """Whether tantivy is installed (the ``knowledge`` extra)."""

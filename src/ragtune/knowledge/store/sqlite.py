@@ -31,7 +31,12 @@ from ragtune.knowledge.store import (
     resolve_as_of,
 )
 from ragtune.knowledge.store.examples import ExampleRows
-from ragtune.knowledge.store.keyword import KeywordIndex, available, change_mark
+from ragtune.knowledge.store.keyword import (
+    KeywordIndex,
+    available,
+    change_mark,
+    keyword_path,
+)
 from ragtune.knowledge.store.lock import WriterLock
 from ragtune.knowledge.store.migrations import (
     blobs_by_key,
@@ -133,7 +138,7 @@ class SQLiteStore(ExampleRows):
         self.writer = WriterLock(path, "the knowledge store")
         # BM25 through tantivy (knowledge.keyword/ beside the file) when it is installed;
         # FTS5 inside the file answers whenever that index cannot.
-        self.keyword = KeywordIndex(path.with_name(path.stem + ".keyword")) if available() else None
+        self.keyword = KeywordIndex(keyword_path(path)) if available() else None
 
     # -- concurrency -------------------------------------------------------------------------------
 
