@@ -143,6 +143,16 @@ def test_regex_fullmatch_on_stripped_text() -> None:
     assert bad.errors[0].startswith("does not match the regular expression")
 
 
+def test_a_match_that_ends_in_an_allowed_space_is_valid_as_written() -> None:
+    """A guided answer is the pattern's match exactly: the summary contract's last character may
+    be a space, and stripping it would leave a full stop the pattern forbids there."""
+    contract = load_contract(SUMMARY_REGEX)
+    written = "Summary: The customer may end the contract on notice.\nWatch: fees are kept. "
+    assert not contract.pattern.fullmatch(written.strip())  # type: ignore[attr-defined]
+    result = contract.validate(written)
+    assert result.ok and result.parsed == written
+
+
 def test_regex_uses_dotall(tmp_path: Path) -> None:
     contract = load_contract(write(tmp_path, "any.txt", "\n\n  A.*Z  \nignored line\n"))
     assert contract.validate("A\nmiddle\nZ").ok

@@ -6,8 +6,9 @@ A behaviour capability names its contract in ``ragtune.yaml`` (``output_contract
   does not say). The output must be JSON, optionally inside one fenced ```` ```json ```` block,
   and valid against the schema (``format`` keywords are checked too).
 - any other file (``.regex``, ``.txt``) holds one regular expression on its first non-empty
-  line (surrounding whitespace stripped). The whole output, stripped, must match it
-  (``re.fullmatch`` with ``re.DOTALL``).
+  line (surrounding whitespace stripped). The whole output, stripped or as written, must match
+  it (``re.fullmatch`` with ``re.DOTALL``): a guided answer is the pattern's match exactly, and
+  its last character may be a space the pattern allows.
 
 The runtime validates each generated answer with :meth:`OutputContract.validate`; the lab and
 adapter evaluation score a batch with :func:`compliance`.
@@ -180,7 +181,7 @@ class JsonSchemaContract(OutputContract):
 
 
 class RegexContract(OutputContract):
-    """The whole output, stripped, must match a regular expression (``re.DOTALL``)."""
+    """The whole output, stripped or as written, must match a regular expression (``re.DOTALL``)."""
 
     kind: ContractKind = "regex"
 
@@ -189,10 +190,12 @@ class RegexContract(OutputContract):
         self.pattern = pattern
 
     def validate(self, text: str) -> ContractResult:
-        """``re.fullmatch`` the stripped text."""
+        """``re.fullmatch`` the stripped text, else the text as written (a guided answer whose
+        pattern lets it end in a space matches only unstripped)."""
         stripped = text.strip()
-        if self.pattern.fullmatch(stripped):
-            return ContractResult(ok=True, errors=[], parsed=stripped)
+        for candidate in (stripped, text):
+            if self.pattern.fullmatch(candidate):
+                return ContractResult(ok=True, errors=[], parsed=candidate)
         return ContractResult(
             ok=False,
             errors=[
