@@ -591,6 +591,27 @@ def test_postgres_builds_its_hnsw_index_when_the_first_snapshot_finishes(
         store.close()
 
 
+def test_the_index_build_gets_at_least_its_memory_and_keeps_a_larger_setting(
+    fresh_database: str,
+) -> None:
+    """pgvector's build slows many times once its graph outgrows ``maintenance_work_mem``: the
+    build's transaction raises the default to BUILD_MEMORY, and a database set higher for a big
+    first load keeps its own; both only for that transaction."""
+    from ragtune.knowledge.store.postgres import BUILD_MEMORY, build_memory
+
+    store = open_store(fresh_database)
+    try:
+        for setting, during in [("64MB", BUILD_MEMORY), ("3GB", "3GB")]:
+            with store._tx() as db:  # type: ignore[attr-defined]
+                db.execute(f"SET maintenance_work_mem = '{setting}'")
+            with store._tx() as db:  # type: ignore[attr-defined]
+                assert build_memory(db) == during
+                assert db.execute("SHOW maintenance_work_mem").fetchone()[0] == during
+            assert store._one("SHOW maintenance_work_mem")[0] == setting  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
 def test_postgres_filtered_and_history_searches_go_through_the_index_and_are_never_short(
     fresh_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -98,7 +98,7 @@ log = logging.getLogger("ragtune.knowledge")
 
 HNSW_MAX_DIM = 2000  # pgvector indexes vector columns of up to 2,000 dimensions
 EF_SEARCH = 100  # hnsw.ef_search of a live search (pgvector's default is 40)
-BUILD_MEMORY = "1GB"  # maintenance_work_mem of the transaction that builds the HNSW index
+BUILD_MEMORY = "1GB"  # the least maintenance_work_mem of the transaction that builds the HNSW index
 EXACT_FILTER = 2_000  # rows of a filter's documents ranked exactly rather than through HNSW
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits: nothing tsquery would parse
 _CHUNK_COLUMNS = (
@@ -134,6 +134,18 @@ def _and(condition: str | None) -> str:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def build_memory(db: Any) -> str:
+    """Raise ``maintenance_work_mem`` to :data:`BUILD_MEMORY` for the rest of ``db``'s
+    transaction unless it is set higher already; the setting in force."""
+    row = db.execute(
+        "SELECT CASE WHEN pg_size_bytes(current_setting('maintenance_work_mem')) "
+        "< pg_size_bytes(%s) THEN set_config('maintenance_work_mem', %s, true) "
+        "ELSE current_setting('maintenance_work_mem') END",
+        (BUILD_MEMORY, BUILD_MEMORY),
+    ).fetchone()
+    return str(row[0])
 
 
 class PostgresStore:
@@ -660,11 +672,12 @@ class PostgresStore:
 
     def _ensure_index(self, db: Any, dim: int) -> None:
         """Create the HNSW index for vectors of ``dim`` once (inside the caller's transaction),
-        with up to :data:`BUILD_MEMORY` for the build: pgvector builds far faster while its graph
-        fits in ``maintenance_work_mem`` (64 MB by default holds about 40k 384-d rows)."""
+        with at least :data:`BUILD_MEMORY` for the build: pgvector builds far faster while its graph
+        fits in ``maintenance_work_mem`` (64 MB by default holds about 40k 384-d rows, 1 GB about
+        600k). A larger setting of the database or role (for a bigger first load) is kept."""
         if self._hnsw_dim == dim or dim > HNSW_MAX_DIM:
             return
-        db.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
+        build_memory(db)
         db.execute(
             f"CREATE INDEX IF NOT EXISTS chunks_hnsw ON chunks USING hnsw "
             f"((embedding::vector({dim})) vector_cosine_ops) WHERE valid_to IS NULL"
