@@ -13,8 +13,7 @@ Where the pairs come from (:func:`reader_pairs`):
   the held-out side is only ever scored, by the lab;
 - **made from the documents** (``reader.from_documents``, on by default): each numbered clause
   of the capability's live documents that states a figure, date or duration becomes a question
-  naming the document and the clause's heading (and its number where two clauses would
-  otherwise get the same question), answered with the clause's sentences that hold the
+  naming the clause and its heading, answered with the clause's sentences that hold the
   figure and a citation. They teach where to look and to copy, not what the facts are: each
   is trained with its clause in the context, and the answer is worth only what the clause says.
 
@@ -89,9 +88,9 @@ _COUNT = re.compile(
 _DIGITS = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _ANSWER_CHARS = 320
 _QUESTIONS = (
-    "What does {where} say on {topic}?",
-    "What is the position in {where} on {topic}?",
-    "What does {where} provide about {topic}?",
+    "Under our {doc}, what does clause {number} on {topic} say?",
+    "What is the position in {doc} {number} ({topic})?",
+    "What does {doc} {number} provide about {topic}?",
 )
 
 
@@ -149,13 +148,8 @@ def team_pairs(project: Project, capability: Capability) -> tuple[list[Example],
 
 def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
     """Question/answer pairs from the numbered clauses of ``chunks`` that state a figure, date or
-    duration, at most ``limit``, in document order.
-
-    A question names the document and the clause's topic, as a team asks ("How many days does
-    the LP give on annual leave?"), and names the clause number only where another clause of
-    the document would get the same question: the reader learns to find the passage by what it
-    says, not by a number the team's questions rarely hold."""
-    found: list[tuple[str, str, str, str]] = []  # (name, number, topic, answer)
+    duration, at most ``limit``, in document order."""
+    rows: list[Example] = []
     by_document: dict[str, list[ChunkRow]] = {}
     for chunk in chunks:
         by_document.setdefault(chunk.document, []).append(chunk)
@@ -167,35 +161,26 @@ def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
             for match in _CLAUSE.finditer(chunk.text):
                 number, body = match.group(1), " ".join(match.group(2).split())
                 answer = _answer(body)
-                if answer is not None and topic:
-                    found.append((name, number, topic, answer))
-    plain = [_question(name, number, topic, answer) for name, number, topic, answer in found]
-    rows = [
-        Example(
-            question
-            if plain.count(question) == 1
-            else _question(name, number, topic, answer, True),
-            f"{answer} ({name} {number}).",
-            None,
-            0,
-        )
-        for question, (name, number, topic, answer) in zip(plain, found, strict=True)
-    ]
-    return _numbered(rows[:limit])
+                if answer is None or not topic:
+                    continue
+                question = _question(name, number, topic, answer)
+                rows.append(Example(question, f"{answer} ({name} {number}).", None, 0))
+                if len(rows) >= limit:
+                    return _numbered(rows)
+    return _numbered(rows)
 
 
-def _question(name: str, number: str, topic: str, answer: str, numbered: bool = False) -> str:
+def _question(name: str, number: str, topic: str, answer: str) -> str:
     """A question on one clause: "how many <unit>" when its first figure is a count of days,
     hours, years..., else one of :data:`_QUESTIONS` (chosen by the clause number, so the same
-    clause always gets the same question); naming the clause number only when ``numbered``."""
+    clause always gets the same question)."""
     count = _COUNT.search(answer)
     unit = count.group(1) if count and count.group(1) else None
-    where = f"{name} {number}" if numbered else f"the {name}"
     if unit and not unit.startswith(("%", "percent")):
         plural = unit.lower() if unit.lower().endswith("s") else unit.lower() + "s"
-        return f"How many {plural} does {where} give on {topic}?"
+        return f"How many {plural} does {name} {number} on {topic} give?"
     template = _QUESTIONS[int(hashlib.sha1(number.encode()).hexdigest(), 16) % len(_QUESTIONS)]
-    return template.format(where=where, topic=topic)
+    return template.format(doc=name, number=number, topic=topic)
 
 
 def _numbered(rows: list[Example]) -> list[Example]:
@@ -203,17 +188,12 @@ def _numbered(rows: list[Example]) -> list[Example]:
 
 
 def _short_name(document: str, chunks: Sequence[ChunkRow]) -> str:
-    """What the team calls a document: the abbreviation it defines (``(the "DPA")``), else the
-    shortest acronym of its title that search reads (``Master Services Agreement`` -> ``MSA``,
-    ``Mutual Non-Disclosure Agreement`` -> ``NDA``), else its title, else its file name."""
-    from ragtune.knowledge.search import title_acronyms
-
+    """What the team calls a document: the abbreviation it defines (``(the "DPA")``), else its
+    title, else its file name."""
     head = " ".join(c.text for c in chunks[:2])
     if found := _ABBREVIATION.search(head):
         return found.group(1)
     title = chunks[0].title.strip() if chunks else ""
-    if acronyms := title_acronyms(title):
-        return min(acronyms, key=lambda a: (len(a), a))
     return title or document.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
