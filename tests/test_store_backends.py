@@ -612,6 +612,61 @@ def test_the_index_build_gets_at_least_its_memory_and_keeps_a_larger_setting(
         store.close()
 
 
+def test_postgres_keyword_search_ranks_the_rows_of_the_rarer_words(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 rows: every one says "customer", one in ten "breach", three "hours". Asked for all
+    three words, PostgreSQL ranks every matching row while they fit KEYWORD_ROWS; past it, the
+    rows of the rarer words only (rarest first, at least the rarest), which are the top of
+    the full ranking anyway. Past ESTIMATED_ROWS a word's row count comes from ANALYZE's
+    statistics instead of a count, close to it, and the ranking stays the same."""
+    from ragtune.knowledge.store import postgres
+
+    store = open_store(fresh_database)
+    try:
+        s1 = store.begin_snapshot()
+        rows = [
+            chunk(
+                f"c#{i}",
+                i,
+                "The customer pays."
+                + (" A breach is reported." if i % 10 == 0 else "")
+                + (" Within 72 hours." if i in (0, 10, 7) else ""),
+                i,
+            )
+            for i in range(300)
+        ]
+        store.apply_document(s1, doc("docs/a.md", 1, "a1"), "", rows, [])
+        store.finish_snapshot(s1, {"docs_added": 1})
+        store.optimize()
+        query = "customer breach hours"
+        full = store.bm25(query, 300)
+        assert len(full) == 300  # below KEYWORD_ROWS: every matching row
+        top = [r for r, _ in full[:3]]
+        monkeypatch.setattr(postgres, "KEYWORD_ROWS", 40)  # hours (3) + breach (30) fit
+        pruned = store.bm25(query, 300)
+        assert len(pruned) == 31  # the rows holding breach or hours; customer alone left out
+        assert [r for r, _ in pruned] == [r for r, _ in full[:31]]
+        monkeypatch.setattr(postgres, "KEYWORD_ROWS", 1)  # at least the rarest word
+        assert [r for r, _ in store.bm25(query, 300)][:3] == top
+        assert len(store.bm25(query, 300)) == 3
+
+        monkeypatch.setattr(postgres, "KEYWORD_ROWS", 20_000)
+        monkeypatch.setattr(postgres, "ESTIMATED_ROWS", 100)  # 300 rows: customer estimated
+        assert [r for r, _ in store.bm25(query, 300)] == [r for r, _ in full]
+        # 30 more rows, not analysed: the statistics still say 300 customers, the counts move.
+        with store._tx() as db:  # type: ignore[attr-defined]
+            db.execute("ALTER TABLE chunks SET (autovacuum_enabled = false)")
+        s2 = store.begin_snapshot()
+        more = [chunk(f"b#{i}", i, "The customer reports a breach.", 500 + i) for i in range(30)]
+        store.apply_document(s2, doc("docs/b.md", 1, "b1"), "", more, [])
+        store.finish_snapshot(s2, {"docs_added": 1})
+        terms = {q: n for q, n, _ in store._keyword_terms(["customer", "breach", "hours"])}  # type: ignore[attr-defined]
+        assert terms == {"'custom'": 300.0, "'breach'": 60.0, "'hour'": 3.0}
+    finally:
+        store.close()
+
+
 def test_postgres_filtered_and_history_searches_go_through_the_index_and_are_never_short(
     fresh_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

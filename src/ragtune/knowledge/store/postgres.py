@@ -70,6 +70,7 @@ before the first sync they say there is no knowledge store yet.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -98,6 +99,8 @@ log = logging.getLogger("ragtune.knowledge")
 
 HNSW_MAX_DIM = 2000  # pgvector indexes vector columns of up to 2,000 dimensions
 EF_SEARCH = 100  # hnsw.ef_search of a live search (pgvector's default is 40)
+KEYWORD_ROWS = 20_000  # rows a keyword search ranks, rarest words first (see bm25)
+ESTIMATED_ROWS = 10_000  # a word the statistics put in this many rows or more is not counted
 BUILD_MEMORY = "1GB"  # the least maintenance_work_mem of the transaction that builds the HNSW index
 EXACT_FILTER = 2_000  # rows of a filter's documents ranked exactly rather than through HNSW
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits: nothing tsquery would parse
@@ -784,40 +787,97 @@ class PostgresStore:
     def bm25(
         self, query: str, limit: int, *, at: int | None = None, paths: set[str] | None = None
     ) -> list[tuple[int, float]]:
-        """Row ids and keyword scores (higher is better) of the chunks matching any word of
+        """Row ids and keyword scores (higher is better) of the chunks matching words of
         ``query``: per word, its ``ts_rank`` in the chunk times its inverse document frequency
-        over all chunk versions (BM25's ``ln(1 + (N - n + 0.5) / (n + 0.5))``), summed."""
-        words = keyword_words(query)
-        if not words:
+        over all chunk versions (BM25's ``ln(1 + (N - n + 0.5) / (n + 0.5))``), summed.
+
+        PostgreSQL ranks every row it is given (its GIN index finds rows, it does not rank
+        them), so the rows ranked are those holding the query's rarer words: words are taken
+        rarest first while the rows holding them add up to :data:`KEYWORD_ROWS` (at least the
+        rarest word), and each of those rows is scored on every word. A row holding only the
+        query's commonest words - the ones that weigh least - is left out; below
+        :data:`KEYWORD_ROWS` matching rows in all, nothing is. A word's row count comes from
+        the planner's statistics when they put it at :data:`ESTIMATED_ROWS` or more (counting
+        it would read that many rows), else it is counted."""
+        terms = self._keyword_terms(keyword_words(query))
+        if not terms:
             return []
+        total = terms[0][2]
+        chosen: list[str] = []
+        rows = 0.0
+        for query_text, n, _ in sorted(terms, key=lambda t: t[1]):
+            if chosen and rows + n > KEYWORD_ROWS:
+                break
+            chosen.append(query_text)
+            rows += n
         where, params = _visible("c", at)
+        params["queries"] = [t[0] for t in terms]
+        params["idfs"] = [math.log(1 + (total - n + 0.5) / (n + 0.5)) for _, n, _ in terms]
+        params["any"] = " | ".join(f"({q})" for q in chosen)
+        params["weights"] = "{0, 0, 0.5, 1.0}"  # D, C, B (section, title), A (text)
         sql = (
-            "WITH words AS (SELECT to_tsquery('english', w) AS q FROM unnest(%(words)s::text[]) w),"
-            # MATERIALIZED: computed once, not again for each chunk the outer query scores
-            " terms AS MATERIALIZED (SELECT q,"
-            " (SELECT COUNT(*) FROM chunks WHERE keywords @@ words.q) AS n"
-            " FROM words WHERE numnode(q) > 0),"
-            " total AS MATERIALIZED (SELECT COUNT(*) AS n FROM chunks),"
-            " weighted AS MATERIALIZED (SELECT q,"
-            " ln(1 + (total.n - terms.n + 0.5) / (terms.n + 0.5)) AS idf"
-            " FROM terms, total),"
-            " anyword AS (SELECT COALESCE(string_agg('(' || q::text || ')', ' | '), '')::tsquery"
-            " AS q FROM terms)"
+            "WITH weighted AS MATERIALIZED (SELECT q::tsquery AS q, idf"
+            " FROM unnest(%(queries)s::text[], %(idfs)s::float8[]) AS t(q, idf))"
             " SELECT c.id, (SELECT SUM(w.idf * ts_rank(%(weights)s, c.keywords, w.q, 1 | 32))"
             " FROM weighted w WHERE c.keywords @@ w.q) AS score"
-            " FROM chunks c, anyword"
-            f" WHERE c.keywords @@ anyword.q AND {where}"
+            f" FROM chunks c WHERE c.keywords @@ %(any)s::tsquery AND {where}"
         )
-        params["words"] = words
-        params["weights"] = "{0, 0, 0.5, 1.0}"  # D, C, B (section, title), A (text)
         if paths is not None:
             sql += " AND c.document = ANY(%(paths)s)"
             params["paths"] = sorted(paths)
         sql += " ORDER BY score DESC, c.id LIMIT %(limit)s"
         params["limit"] = limit
         with self._mutex:
-            rows = self.conn.execute(sql, params).fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows]
+            found = self.conn.execute(sql, params).fetchall()
+        return [(int(r[0]), float(r[1])) for r in found]
+
+    def _keyword_terms(self, words: list[str]) -> list[tuple[str, float, float]]:
+        """Per word that can match (stop words cannot): its tsquery as text, the chunk rows
+        holding it (all versions) and the rows in all, estimated from the planner's statistics
+        where they are large (see :meth:`bm25`), else counted."""
+        if not words:
+            return []
+        with self._mutex:
+            found = self.conn.execute(
+                "WITH stats AS (SELECT most_common_elems::text::text[] AS elems,"
+                " most_common_elem_freqs AS freqs FROM pg_stats WHERE tablename = 'chunks'"
+                " AND attname = 'keywords' AND schemaname = current_schema()),"
+                " tuples AS (SELECT GREATEST(reltuples, 0) AS n FROM pg_class"
+                " WHERE oid = 'chunks'::regclass)"
+                " SELECT q::text, (SELECT s.freqs[array_position(s.elems,"
+                " (tsvector_to_array(to_tsvector('english', w)))[1])] FROM stats s), tuples.n"
+                " FROM unnest(%s::text[]) AS w, to_tsquery('english', w) AS q, tuples"
+                " WHERE numnode(q) > 0",
+                (words,),
+            ).fetchall()
+            if not found:
+                return []
+            tuples = float(found[0][2])
+            filters = ", ".join("COUNT(*) FILTER (WHERE keywords @@ %s::tsquery)" for _ in found)
+            if tuples < ESTIMATED_ROWS:  # a small table (or one never analysed): count it all
+                row = self.conn.execute(
+                    f"SELECT {filters}, COUNT(*) FROM chunks", [q for q, _, _ in found]
+                ).fetchone()
+                counts = {q: float(n) for (q, _, _), n in zip(found, row, strict=False)}
+                total = float(row[-1])
+            else:  # the common words' counts from the statistics, the rest counted by the index
+                counts = {
+                    q: share * tuples
+                    for q, share, _ in found
+                    if share is not None and share * tuples >= ESTIMATED_ROWS
+                }
+                rare = [q for q, _, _ in found if q not in counts]
+                if rare:
+                    some = ", ".join(
+                        "COUNT(*) FILTER (WHERE keywords @@ %s::tsquery)" for _ in rare
+                    )
+                    row = self.conn.execute(
+                        f"SELECT {some} FROM chunks WHERE keywords @@ %s::tsquery",
+                        [*rare, " | ".join(f"({q})" for q in rare)],
+                    ).fetchone()
+                    counts.update((q, float(n)) for q, n in zip(rare, row, strict=True))
+                total = tuples
+        return [(q, counts[q], total) for q, _, _ in found]
 
     def nearest(
         self, vector: Any, limit: int, *, at: int | None = None, paths: set[str] | None = None
