@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -252,3 +253,21 @@ def test_the_libraries_own_tqdm_bars_stay_off() -> None:
     bare = code.split("\n", 1)[1]  # without the CLI's settings the bar is drawn
     ran = subprocess.run([sys.executable, "-c", bare], capture_output=True, text=True, env=env)
     assert "Converting tensors" in ran.stderr
+
+
+def test_training_progress_reaches_a_log_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """Where stderr is not a terminal (a log, a CI job) the Rich bar shows nothing: a plain line
+    every tenth of the steps says how far training is; --json and --quiet keep stderr empty."""
+    from ragtune.cli.kit import training_bar
+
+    with training_bar("risk_flags", quiet=False) as progress:
+        for step in range(1, 61):
+            progress(step, 60, 1.0 / step)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert [line.split(",")[0] for line in lines] == [
+        f"risk_flags: step {step}/60" for step in range(6, 61, 6)
+    ]
+    assert lines[-1].startswith("risk_flags: step 60/60, loss 0.017, 0:0")
+    with training_bar("risk_flags", quiet=True) as progress:
+        progress(60, 60, 0.5)
+    assert not capsys.readouterr().err.strip()

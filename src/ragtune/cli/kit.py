@@ -81,18 +81,31 @@ def secondary_process() -> bool:
 @contextmanager
 def training_bar(label: str, *, quiet: bool) -> Iterator[Callable[[int, int, float], None]]:
     """A Rich progress bar with the loss and the time left, on stderr; yields the trainer's
-    progress callback."""
+    progress callback. Where stderr is not a terminal (a log file, a CI job), where a bar shows
+    nothing, a plain line every tenth of the steps says the step, the loss and the time taken."""
+    import time
+
     from rich import progress as bars
 
+    silent = quiet or state["quiet"] or secondary_process()
+    plain = not silent and not errors.is_terminal
+    started = time.monotonic()
     with bars.Progress(
         bars.TextColumn(f"[bold]{label}[/]"), bars.BarColumn(), bars.MofNCompleteColumn(),
         bars.TextColumn("loss {task.fields[loss]}"), bars.TimeElapsedColumn(),
         bars.TextColumn("left"), bars.TimeRemainingColumn(),
-        console=errors, transient=True, disable=quiet or state["quiet"] or secondary_process(),
+        console=errors, transient=True, disable=silent,
     ) as bar:  # fmt: skip
         task = bar.add_task("", total=None, loss="-")
 
         def progress(step: int, total: int, loss: float) -> None:
             bar.update(task, completed=step, total=total, loss=f"{loss:.3f}")
+            if plain and (step == total or step % max(1, total // 10) == 0):
+                minutes, seconds = divmod(int(time.monotonic() - started), 60)
+                errors.print(
+                    f"{label}: step {step}/{total}, loss {loss:.3f}, {minutes}:{seconds:02d}",
+                    markup=False,
+                    highlight=False,
+                )
 
         yield progress
