@@ -644,12 +644,30 @@ def test_postgres_keyword_search_ranks_the_rows_of_the_rarer_words(
         assert len(full) == 300  # below KEYWORD_ROWS: every matching row
         top = [r for r, _ in full[:3]]
         monkeypatch.setattr(postgres, "KEYWORD_ROWS", 40)  # hours (3) + breach (30) fit
-        pruned = store.bm25(query, 300)
-        assert len(pruned) == 31  # the rows holding breach or hours; customer alone left out
+        pruned = store.bm25(query, 31)
         assert [r for r, _ in pruned] == [r for r, _ in full[:31]]
-        monkeypatch.setattr(postgres, "KEYWORD_ROWS", 1)  # at least the rarest word
-        assert [r for r, _ in store.bm25(query, 300)][:3] == top
-        assert len(store.bm25(query, 300)) == 3
+        # Only the rows holding breach or hours were ranked: customer alone is left out ...
+        ranked: list[str] = []
+        execute = store.conn.execute  # type: ignore[attr-defined]
+
+        def spy(sql: str, params: Any = None) -> Any:
+            if isinstance(params, dict) and "any" in params:
+                ranked.append(str(params["any"]))
+            return execute(sql, params)
+
+        monkeypatch.setattr(store.conn, "execute", spy)  # type: ignore[attr-defined]
+        store.bm25(query, 31)
+        assert ranked == ["('hour') | ('breach')"]
+        monkeypatch.undo()
+        monkeypatch.setattr(postgres, "KEYWORD_ROWS", 40)
+        monkeypatch.setattr(postgres, "KEYWORD_ROWS", 1)  # ... and at least `limit` rows
+        assert [r for r, _ in store.bm25(query, 3)] == top
+        # A filter that leaves too few of the rarer words' rows ranks every match.
+        s0 = store.begin_snapshot()
+        plain = [chunk(f"p#{i}", i, "The customer signs.", 900 + i) for i in range(5)]
+        store.apply_document(s0, doc("docs/plain.md", 1, "p1"), "", plain, [])
+        store.finish_snapshot(s0, {"docs_added": 1})
+        assert len(store.bm25(query, 10, paths={"docs/plain.md"})) == 5
 
         monkeypatch.setattr(postgres, "KEYWORD_ROWS", 20_000)
         monkeypatch.setattr(postgres, "ESTIMATED_ROWS", 100)  # 300 rows: customer estimated

@@ -793,12 +793,14 @@ class PostgresStore:
 
         PostgreSQL ranks every row it is given (its GIN index finds rows, it does not rank
         them), so the rows ranked are those holding the query's rarer words: words are taken
-        rarest first while the rows holding them add up to :data:`KEYWORD_ROWS` (at least the
-        rarest word), and each of those rows is scored on every word. A row holding only the
+        rarest first while the rows holding them add up to :data:`KEYWORD_ROWS` (and at least
+        to ``limit``), and each of those rows is scored on every word. A row holding only the
         query's commonest words - the ones that weigh least - is left out; below
-        :data:`KEYWORD_ROWS` matching rows in all, nothing is. A word's row count comes from
-        the planner's statistics when they put it at :data:`ESTIMATED_ROWS` or more (counting
-        it would read that many rows), else it is counted."""
+        :data:`KEYWORD_ROWS` matching rows in all, nothing is, and when a filter or a past
+        snapshot leaves fewer than ``limit`` of the chosen rows, every match is ranked. A
+        word's row count comes from the planner's statistics when they put it at
+        :data:`ESTIMATED_ROWS` or more (counting it would read that many rows), else it is
+        counted."""
         terms = self._keyword_terms(keyword_words(query))
         if not terms:
             return []
@@ -806,7 +808,7 @@ class PostgresStore:
         chosen: list[str] = []
         rows = 0.0
         for query_text, n, _ in sorted(terms, key=lambda t: t[1]):
-            if chosen and rows + n > KEYWORD_ROWS:
+            if rows >= limit and rows + n > KEYWORD_ROWS:
                 break
             chosen.append(query_text)
             rows += n
@@ -829,6 +831,10 @@ class PostgresStore:
         params["limit"] = limit
         with self._mutex:
             found = self.conn.execute(sql, params).fetchall()
+            if len(found) < limit and len(chosen) < len(terms):
+                # a filter or a past snapshot left too few of those rows: rank every match
+                params["any"] = " | ".join(f"({t[0]})" for t in terms)
+                found = self.conn.execute(sql, params).fetchall()
         return [(int(r[0]), float(r[1])) for r in found]
 
     def _keyword_terms(self, words: list[str]) -> list[tuple[str, float, float]]:
