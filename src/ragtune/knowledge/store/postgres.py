@@ -135,6 +135,11 @@ def _and(condition: str | None) -> str:
     return f" AND {condition}" if condition else ""
 
 
+def _any_of(queries: list[str]) -> str:
+    """One tsquery matching any of ``queries`` (tsqueries as text)."""
+    return " | ".join(f"({q})" for q in queries)
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -801,21 +806,20 @@ class PostgresStore:
         word's row count comes from the planner's statistics when they put it at
         :data:`ESTIMATED_ROWS` or more (counting it would read that many rows), else it is
         counted."""
-        terms = self._keyword_terms(keyword_words(query))
+        terms, total = self._keyword_terms(keyword_words(query))
         if not terms:
             return []
-        total = terms[0][2]
         chosen: list[str] = []
         rows = 0.0
-        for query_text, n, _ in sorted(terms, key=lambda t: t[1]):
+        for query_text, n in sorted(terms, key=lambda t: t[1]):
             if rows >= limit and rows + n > KEYWORD_ROWS:
                 break
             chosen.append(query_text)
             rows += n
         where, params = _visible("c", at)
-        params["queries"] = [t[0] for t in terms]
-        params["idfs"] = [math.log(1 + (total - n + 0.5) / (n + 0.5)) for _, n, _ in terms]
-        params["any"] = " | ".join(f"({q})" for q in chosen)
+        params["queries"] = [q for q, _ in terms]
+        params["idfs"] = [math.log(1 + (total - n + 0.5) / (n + 0.5)) for _, n in terms]
+        params["any"] = _any_of(chosen)
         params["weights"] = "{0, 0, 0.5, 1.0}"  # D, C, B (section, title), A (text)
         sql = (
             "WITH weighted AS MATERIALIZED (SELECT q::tsquery AS q, idf"
@@ -833,16 +837,16 @@ class PostgresStore:
             found = self.conn.execute(sql, params).fetchall()
             if len(found) < limit and len(chosen) < len(terms):
                 # a filter or a past snapshot left too few of those rows: rank every match
-                params["any"] = " | ".join(f"({t[0]})" for t in terms)
+                params["any"] = _any_of([q for q, _ in terms])
                 found = self.conn.execute(sql, params).fetchall()
         return [(int(r[0]), float(r[1])) for r in found]
 
-    def _keyword_terms(self, words: list[str]) -> list[tuple[str, float, float]]:
-        """Per word that can match (stop words cannot): its tsquery as text, the chunk rows
-        holding it (all versions) and the rows in all, estimated from the planner's statistics
+    def _keyword_terms(self, words: list[str]) -> tuple[list[tuple[str, float]], float]:
+        """Per word that can match (stop words cannot), its tsquery as text and the chunk rows
+        holding it (all versions), and the rows in all: estimated from the planner's statistics
         where they are large (see :meth:`bm25`), else counted."""
         if not words:
-            return []
+            return [], 0.0
         with self._mutex:
             found = self.conn.execute(
                 "WITH stats AS (SELECT most_common_elems::text::text[] AS elems,"
@@ -857,33 +861,30 @@ class PostgresStore:
                 (words,),
             ).fetchall()
             if not found:
-                return []
+                return [], 0.0
             tuples = float(found[0][2])
-            filters = ", ".join("COUNT(*) FILTER (WHERE keywords @@ %s::tsquery)" for _ in found)
-            if tuples < ESTIMATED_ROWS:  # a small table (or one never analysed): count it all
+            # A small table (or one never analysed) is counted whole; in a large one the common
+            # words' counts come from the statistics and the rest are counted through the index.
+            small = tuples < ESTIMATED_ROWS
+            counts = {
+                q: share * tuples
+                for q, share, _ in found
+                if not small and share is not None and share * tuples >= ESTIMATED_ROWS
+            }
+            counted = [q for q, _, _ in found if q not in counts]
+            total = tuples
+            if counted:
+                filters = ", ".join(
+                    "COUNT(*) FILTER (WHERE keywords @@ %s::tsquery)" for _ in counted
+                )
                 row = self.conn.execute(
-                    f"SELECT {filters}, COUNT(*) FROM chunks", [q for q, _, _ in found]
+                    f"SELECT {filters}, COUNT(*) FROM chunks"
+                    + ("" if small else " WHERE keywords @@ %s::tsquery"),
+                    [*counted, *([] if small else [_any_of(counted)])],
                 ).fetchone()
-                counts = {q: float(n) for (q, _, _), n in zip(found, row, strict=False)}
-                total = float(row[-1])
-            else:  # the common words' counts from the statistics, the rest counted by the index
-                counts = {
-                    q: share * tuples
-                    for q, share, _ in found
-                    if share is not None and share * tuples >= ESTIMATED_ROWS
-                }
-                rare = [q for q, _, _ in found if q not in counts]
-                if rare:
-                    some = ", ".join(
-                        "COUNT(*) FILTER (WHERE keywords @@ %s::tsquery)" for _ in rare
-                    )
-                    row = self.conn.execute(
-                        f"SELECT {some} FROM chunks WHERE keywords @@ %s::tsquery",
-                        [*rare, " | ".join(f"({q})" for q in rare)],
-                    ).fetchone()
-                    counts.update((q, float(n)) for q, n in zip(rare, row, strict=True))
-                total = tuples
-        return [(q, counts[q], total) for q, _, _ in found]
+                counts.update((q, float(n)) for q, n in zip(counted, row[:-1], strict=True))
+                total = float(row[-1]) if small else tuples
+        return [(q, counts[q]) for q, _, _ in found], total
 
     def nearest(
         self, vector: Any, limit: int, *, at: int | None = None, paths: set[str] | None = None
