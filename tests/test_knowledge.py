@@ -288,6 +288,55 @@ def test_a_document_named_by_its_acronym_is_found(
     assert document_aliases(kb.store) == {}
 
 
+def test_named_documents_reads_acronyms_and_titles_and_drops_them() -> None:
+    from ragtune.knowledge.search import named_documents
+
+    names = {
+        "TEP": {"docs/expenses.md"},
+        "travel expenses policy": {"docs/expenses.md"},
+        "leave policy": {"docs/leave.md"},
+    }
+    assert named_documents("what does the TEP say about meals?", names) == (
+        {"docs/expenses.md"},
+        "what does the say about meals?",
+    )
+    assert named_documents("Leave Policy: carry-over?", names) == (
+        {"docs/leave.md"},
+        ": carry-over?",
+    )
+    # Only the name itself: the query is kept whole (nothing else to rank on).
+    assert named_documents("TEP", names) == ({"docs/expenses.md"}, "TEP")
+    assert named_documents("tep, TEPS and meals", names) == (set(), "tep, TEPS and meals")
+
+
+def test_a_question_naming_a_document_is_answered_from_it_first(
+    project_dir: Path, embedder: HashingEmbedder
+) -> None:
+    """ "sick leave days" matches the leave policy word for word, but the question names the
+    travel expenses policy: its chunks (both mention the company) come first, the rest fill the
+    places it cannot, and a capability that does not cover the named document searches as
+    before."""
+    (project_dir / "docs" / "expenses.md").write_text(
+        EXPENSES.replace("# Expenses policy", "# Travel Expenses Policy")
+    )
+    kb = open_kb(project_dir, embedder)
+    kb.sync()
+    question = "Under the TEP, what does the company pay when sick leave days run out?"
+    for mode in ("hybrid", "bm25"):
+        plain = kb.search(question.replace("Under the TEP, w", "W"), k=1, mode=mode)  # type: ignore[arg-type]
+        assert plain[0].document == "docs/leave.md"
+        hits = kb.search(question, k=6, mode=mode)  # type: ignore[arg-type]
+        documents = [h.document for h in hits]
+        named = documents.count("docs/expenses.md")
+        assert named >= 2 and documents[:named] == ["docs/expenses.md"] * named, documents
+        assert "docs/leave.md" in documents[named:], documents
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    # The policies capability covers docs/*.md: scoped. The fees capability does not cover the
+    # expenses policy, so its search is the usual one over its own table.
+    fees = kb.search(question, k=2, capability="fees")
+    assert fees and {h.document for h in fees} == {"tables/fees.csv"}
+
+
 def test_live_hashes_follow_edits_and_deletions(
     project_dir: Path, embedder: HashingEmbedder
 ) -> None:
