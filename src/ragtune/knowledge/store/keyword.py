@@ -281,6 +281,41 @@ class KeywordIndex:
         return [(int(key or 0), float(score)) for (score, _), key in zip(hits, ids, strict=True)]
 
 
+class TextIndex:
+    """BM25 over a list of texts held in memory (a capability's few-shot examples), the words
+    read as the store's keyword index reads them; a text's position is its id."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        import tantivy
+
+        builder = tantivy.SchemaBuilder()
+        builder.add_unsigned_field("position", indexed=False, fast=True)
+        builder.add_text_field("text", stored=False, tokenizer_name="ragtune")
+        self.index = tantivy.Index(builder.build())
+        _register(self.index)
+        writer = self.index.writer(heap_size=15_000_000, num_threads=1)
+        for position, text in enumerate(texts):
+            doc = tantivy.Document()
+            doc.add_unsigned("position", position)
+            doc.add_text("text", text)
+            writer.add_document(doc)
+        writer.commit()
+        writer.wait_merging_threads()
+        self.index.reload()
+
+    def search(self, words: Sequence[str], limit: int) -> list[tuple[int, float]]:
+        """Positions and BM25 scores of the texts matching any of ``words``, best first."""
+        if not words or limit <= 0:
+            return []
+        query = self.index.parse_query(" ".join(f'"{word}"' for word in words), ["text"])
+        searcher = self.index.searcher()
+        hits = searcher.search(query, limit, count=False).hits
+        if not hits:
+            return []
+        positions = searcher.fast_field_values("position", [address for _, address in hits])
+        return [(int(p or 0), float(score)) for (score, _), p in zip(hits, positions, strict=True)]
+
+
 _COLUMNS = "c.id, c.text, c.section, c.title, c.document, c.valid_from, c.valid_to"
 
 
