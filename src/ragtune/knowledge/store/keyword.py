@@ -273,12 +273,7 @@ class KeywordIndex:
             [(tantivy.Occur.Must, text)]
             + [(tantivy.Occur.Must, tantivy.Query.const_score_query(q, 0.0)) for q in visible]
         )
-        searcher = self.index.searcher()
-        hits = searcher.search(query, limit, count=False).hits
-        if not hits:
-            return []
-        ids = searcher.fast_field_values("id", [address for _, address in hits])
-        return [(int(key or 0), float(score)) for (score, _), key in zip(hits, ids, strict=True)]
+        return _top(self.index, query, limit, "id")
 
 
 class TextIndex:
@@ -308,12 +303,17 @@ class TextIndex:
         if not words or limit <= 0:
             return []
         query = self.index.parse_query(" ".join(f'"{word}"' for word in words), ["text"])
-        searcher = self.index.searcher()
-        hits = searcher.search(query, limit, count=False).hits
-        if not hits:
-            return []
-        positions = searcher.fast_field_values("position", [address for _, address in hits])
-        return [(int(p or 0), float(score)) for (score, _), p in zip(hits, positions, strict=True)]
+        return _top(self.index, query, limit, "position")
+
+
+def _top(index: Any, query: Any, limit: int, key: str) -> list[tuple[int, float]]:
+    """The ``limit`` best hits of ``query``: each one's ``key`` fast field and BM25 score."""
+    searcher = index.searcher()
+    hits = searcher.search(query, limit, count=False).hits
+    if not hits:
+        return []
+    keys = searcher.fast_field_values(key, [address for _, address in hits])
+    return [(int(k or 0), float(score)) for (score, _), k in zip(hits, keys, strict=True)]
 
 
 _COLUMNS = "c.id, c.text, c.section, c.title, c.document, c.valid_from, c.valid_to"
