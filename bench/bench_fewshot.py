@@ -51,7 +51,10 @@ def raw_word_index(texts: list[str]) -> Any:
     index = tantivy.Index(builder.build())
     writer = index.writer(heap_size=15_000_000, num_threads=1)
     for position, text in enumerate(texts):
-        writer.add_document(tantivy.Document(position=position, text=text))
+        doc = tantivy.Document()
+        doc.add_unsigned("position", position)
+        doc.add_text("text", text)
+        writer.add_document(doc)
     writer.commit()
     writer.wait_merging_threads()
     index.reload()
