@@ -225,23 +225,22 @@ def _search(
 ) -> list[Hit]:
     pool = max(POOL, k)
     named, rest = named_documents(query, document_names(store))
-    scope = named & paths if paths is not None else named
-    # the named documents' own ranking first, then the search over everything (the acronyms
+    # The named documents' own ranking first, then the search over everything (the acronyms
     # spelled out), each fused on its own: a question that names a document is answered from it
-    # where it can be, and from the rest where it cannot
-    lists = [_ranked(store, embedder, index, rest, pool, scope, as_of, mode)] if scope else []
-    lists.append(
-        _ranked(
-            store,
-            embedder,
-            index,
-            expand_query(query, document_aliases(store)),
-            pool,
-            paths,
-            as_of,
-            mode,
-        )
-    )
+    # where it can be, and from the rest where it cannot.
+    searches = [(expand_query(query, document_aliases(store)), paths)]
+    scope = named & paths if paths is not None else named
+    if scope:
+        searches.insert(0, (rest, scope))
+    vectors: list[NDArray[np.float32] | None] = [None] * len(searches)
+    if mode in ("hybrid", "vector"):
+        if embedder is None:
+            raise StoreError("vector search needs an embedder.")
+        vectors = list(embedder.embed([text for text, _ in searches]))  # one call for both
+    lists = [
+        _ranked(store, index, text, vector, pool, within, as_of, mode)
+        for (text, within), vector in zip(searches, vectors, strict=True)
+    ]
     order: list[int] = []
     fused: dict[int, float] = {}
     ranks: dict[int, tuple[int | None, int | None]] = {}
@@ -281,23 +280,21 @@ def _search(
 
 def _ranked(
     store: KnowledgeStore,
-    embedder: Embedder | None,
     index: VectorIndex | None,
     query: str,
+    vector: NDArray[np.float32] | None,
     pool: int,
     paths: set[str] | None,
     as_of: int | None,
     mode: Mode,
 ) -> tuple[list[int], list[int]]:
-    """The BM25 and the vector ranking of one query (each list empty where ``mode`` skips it)."""
+    """The BM25 ranking of ``query`` and the vector ranking of its ``vector`` (each list empty
+    where ``mode`` skips it)."""
     bm25_ids: list[int] = []
     vector_ids: list[int] = []
     if mode in ("hybrid", "bm25") and query.strip():
         bm25_ids = [rowid for rowid, _ in store.bm25(query, pool, at=as_of, paths=paths)]
-    if mode in ("hybrid", "vector"):
-        if embedder is None:
-            raise StoreError("vector search needs an embedder.")
-        vector = embedder.embed([query])[0]
+    if mode in ("hybrid", "vector") and vector is not None:
         if index is not None:
             found = nearest(store, index, vector, pool, at=as_of, paths=paths)
         else:  # a store that searches vectors itself
