@@ -104,6 +104,11 @@ def test_words_and_vectors_are_fused_by_reciprocal_rank() -> None:
     assert fused_order(sims, None, "escrow") == [0, 1, 2, 3]
     # No word matches: the cosine order, untouched.
     assert fused_order(sims, TextIndex(texts), "zebra") == [0, 1, 2, 3]
+    # Past the pools every example still comes, by cosine: k may exceed them.
+    many = np.linspace(1.0, 0.0, 120, dtype=np.float32)
+    order = fused_order(many, TextIndex([f"t{i}" for i in range(120)]), "t119")
+    # 119: first by words, last by cosine; 0: first by cosine; a tie goes to the earlier one.
+    assert order[:3] == [0, 119, 1] and sorted(order) == list(range(120)), order[:5]
 
 
 def test_k_is_respected(indexed: SQLiteStore, embedder: HashingEmbedder) -> None:

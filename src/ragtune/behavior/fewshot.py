@@ -240,8 +240,9 @@ def select_examples(
 
 def fused_order(sims: NDArray[np.float32], words: TextIndex | None, text: str) -> list[int]:
     """Example positions, the most alike first: the :data:`POOL` best by cosine ``sims`` and the
-    :data:`POOL` best by BM25 on ``text``'s words, fused by reciprocal rank; ties (and the
-    vectors alone, without a word index) go to the earlier line."""
+    :data:`POOL` best by BM25 on ``text``'s words, fused by reciprocal rank, then every other
+    example by cosine; ties (and the vectors alone, without a word index) go to the earlier
+    line."""
     import numpy as np
 
     from ragtune.knowledge.search import rrf
@@ -253,7 +254,8 @@ def fused_order(sims: NDArray[np.float32], words: TextIndex | None, text: str) -
         return by_vector
     by_words = [position for position, _ in words.search(query_words(text), POOL)]
     scores = rrf([by_vector[:POOL], by_words])
-    return sorted(scores, key=lambda i: (-scores[i], i))
+    fused = sorted(scores, key=lambda i: (-scores[i], i))
+    return fused + [i for i in by_vector if i not in scores]  # past the pools: by cosine
 
 
 def _load(store: KnowledgeStore, capability: str, embedder: Embedder) -> _Loaded:
