@@ -289,13 +289,16 @@ def test_a_document_named_by_its_acronym_is_found(
 
 
 def test_named_documents_reads_acronyms_and_titles_and_drops_them() -> None:
-    from ragtune.knowledge.search import named_documents
+    from ragtune.knowledge.search import DocumentNames, named_documents
 
-    names = {
-        "TEP": {"docs/expenses.md"},
-        "travel expenses policy": {"docs/expenses.md"},
-        "leave policy": {"docs/leave.md"},
-    }
+    names = DocumentNames(
+        aliases={"TEP": "Travel Expenses Policy"},
+        paths={
+            "TEP": {"docs/expenses.md"},
+            "travel expenses policy": {"docs/expenses.md"},
+            "leave policy": {"docs/leave.md"},
+        },
+    )
     assert named_documents("what does the TEP say about meals?", names) == (
         {"docs/expenses.md"},
         "what does the say about meals?",

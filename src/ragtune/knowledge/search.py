@@ -21,6 +21,7 @@ import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal, cast
 
 from ragtune.context import Passage
@@ -109,22 +110,60 @@ def title_acronyms(title: str) -> set[str]:
     return found
 
 
-def document_aliases(store: KnowledgeStore) -> dict[str, str]:
-    """Acronym -> title for the live documents whose title gives one no other title shares.
+@dataclass(frozen=True)
+class DocumentNames:
+    """What the live documents are called.
 
-    Cached per snapshot on the store: a sync that renames a document refreshes it.
+    Attributes:
+        aliases: Acronym -> title, for the titles whose acronym no other title shares
+            (:func:`expand_query` spells them out).
+        paths: Each name -> the documents' paths: those acronyms, and each title of two words
+            or more, case-folded (:func:`named_documents` reads them in a query).
+    """
+
+    aliases: dict[str, str]
+    paths: dict[str, set[str]]
+
+    @cached_property
+    def titles(self) -> re.Pattern[str] | None:
+        """One pattern for every title of :attr:`paths` as whole words, any case (one scan of
+        a query, however many documents); None without titles."""
+        titles = sorted((n for n in self.paths if not n.isupper()), key=len, reverse=True)
+        if not titles:
+            return None
+        return re.compile(r"\b(?:" + "|".join(re.escape(t) for t in titles) + r")\b", re.IGNORECASE)
+
+
+def document_names(store: KnowledgeStore) -> DocumentNames:
+    """The live documents' acronyms and titles (:class:`DocumentNames`).
+
+    Read once per snapshot and cached on the store: a sync that renames a document refreshes it.
     """
     snapshot = store.latest_snapshot()
-    cached = store.derived.get("aliases")
+    cached = store.derived.get("names")
     if cached is not None and cached[0] == snapshot:
-        return cast(dict[str, str], cached[1])
+        return cast(DocumentNames, cached[1])
+    by_title: dict[str, set[str]] = {}
+    for path, row in store.current_documents().items():
+        by_title.setdefault(row.title, set()).add(path)
     owners: dict[str, set[str]] = {}
-    for title in store.live_titles():
+    for title in by_title:
         for acronym in title_acronyms(title):
             owners.setdefault(acronym, set()).add(title)
     aliases = {a: next(iter(titles)) for a, titles in owners.items() if len(titles) == 1}
-    store.derived["aliases"] = (snapshot, aliases)
-    return aliases
+    paths = {a: set(by_title[title]) for a, title in aliases.items()}
+    for title, found in by_title.items():
+        if len(_TITLE_WORD.findall(title)) >= 2:
+            paths.setdefault(title.casefold(), set()).update(found)
+    names = DocumentNames(aliases, paths)
+    store.derived["names"] = (snapshot, names)
+    return names
+
+
+def document_aliases(store: KnowledgeStore) -> dict[str, str]:
+    """Acronym -> title for the live documents whose title gives one no other title shares
+    (cached per snapshot, with :func:`document_names`)."""
+    return document_names(store).aliases
 
 
 def expand_query(query: str, aliases: dict[str, str]) -> str:
@@ -167,28 +206,7 @@ def search(
         return _search(store, embedder, index, query, k=k, paths=paths, as_of=as_of, mode=mode)
 
 
-def document_names(store: KnowledgeStore) -> dict[str, set[str]]:
-    """The names the live documents go by -> their paths: each acronym of
-    :func:`document_aliases`, and each title of two words or more (case-folded).
-
-    Cached per snapshot on the store, as the aliases are.
-    """
-    snapshot = store.latest_snapshot()
-    cached = store.derived.get("names")
-    if cached is not None and cached[0] == snapshot:
-        return cast(dict[str, set[str]], cached[1])
-    aliases = document_aliases(store)
-    names: dict[str, set[str]] = {}
-    for path, row in store.current_documents().items():
-        if len(_TITLE_WORD.findall(row.title)) >= 2:
-            names.setdefault(row.title.casefold(), set()).add(path)
-        for acronym in (a for a, title in aliases.items() if title == row.title):
-            names.setdefault(acronym, set()).add(path)
-    store.derived["names"] = (snapshot, names)
-    return names
-
-
-def named_documents(query: str, names: dict[str, set[str]]) -> tuple[set[str], str]:
+def named_documents(query: str, names: DocumentNames) -> tuple[set[str], str]:
     """The documents a query names (by acronym, "the NDA", or by title) and the query without
     those names.
 
@@ -198,16 +216,17 @@ def named_documents(query: str, names: dict[str, set[str]]) -> tuple[set[str], s
     found: set[str] = set()
 
     def drop(match: re.Match[str]) -> str:
-        found.update(names.get(match.group(0), set()))
-        return "" if match.group(0) in names else match.group(0)
+        # An acronym as written, a title case-folded (a title has two words: never an acronym).
+        text = match.group(0)
+        paths = names.paths.get(text) or names.paths.get(text.casefold())
+        if paths is None:
+            return text
+        found.update(paths)
+        return ""
 
     rest = _ACRONYM.sub(drop, query)
-    for name, paths in names.items():
-        if not name.isupper():
-            cut = re.sub(rf"\b{re.escape(name)}\b", "", rest, flags=re.IGNORECASE)
-            if cut != rest:
-                found |= paths
-                rest = cut
+    if names.titles is not None:
+        rest = names.titles.sub(drop, rest)
     rest = re.sub(r"\s{2,}", " ", rest).strip()
     return found, rest if _TITLE_WORD.search(rest) else query
 
@@ -224,11 +243,12 @@ def _search(
     mode: Mode,
 ) -> list[Hit]:
     pool = max(POOL, k)
-    named, rest = named_documents(query, document_names(store))
+    names = document_names(store)
+    named, rest = named_documents(query, names)
     # The named documents' own ranking first, then the search over everything (the acronyms
     # spelled out), each fused on its own: a question that names a document is answered from it
     # where it can be, and from the rest where it cannot.
-    searches = [(expand_query(query, document_aliases(store)), paths)]
+    searches = [(expand_query(query, names.aliases), paths)]
     scope = named & paths if paths is not None else named
     if scope:
         searches.insert(0, (rest, scope))
