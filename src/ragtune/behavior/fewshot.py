@@ -232,30 +232,35 @@ def select_examples(
     query = np.asarray(embedder.embed([text]), dtype=np.float32)[0]
     sims = loaded.matrix @ query
     if mmr is None or mmr >= 1.0:
-        order = fused_order(sims, loaded.words, text)[:k]
+        order = fused_order(sims, loaded.words, text, k)
     else:
         order = _mmr(sims, loaded.matrix, k, mmr)
     return [loaded.examples[i] for i in order]
 
 
-def fused_order(sims: NDArray[np.float32], words: TextIndex | None, text: str) -> list[int]:
+def fused_order(
+    sims: NDArray[np.float32], words: TextIndex | None, text: str, k: int | None = None
+) -> list[int]:
     """Example positions, the most alike first: the :data:`POOL` best by cosine ``sims`` and the
     :data:`POOL` best by BM25 on ``text``'s words, fused by reciprocal rank, then every other
     example by cosine; ties (and the vectors alone, without a word index) go to the earlier
-    line."""
+    line. ``k``: only the first ``k`` (None: all)."""
     import numpy as np
 
     from ragtune.knowledge.search import rrf
     from ragtune.knowledge.store.sqlite import query_words
 
     # Rows are in line order and the sort is stable: ties go to the earlier line.
-    by_vector = [int(i) for i in np.argsort(-sims, kind="stable")]
+    by_vector = np.argsort(-sims, kind="stable")
     if words is None:
-        return by_vector
+        return [int(i) for i in by_vector[:k]]
     by_words = [position for position, _ in words.search(query_words(text), POOL)]
-    scores = rrf([by_vector[:POOL], by_words])
+    scores = rrf([[int(i) for i in by_vector[:POOL]], by_words])
     fused = sorted(scores, key=lambda i: (-scores[i], i))
-    return fused + [i for i in by_vector if i not in scores]  # past the pools: by cosine
+    if k is not None and len(fused) >= k:
+        return fused[:k]
+    rest = (int(i) for i in by_vector if int(i) not in scores)  # past the pools: by cosine
+    return (fused + list(rest))[:k]
 
 
 def _load(store: KnowledgeStore, capability: str, embedder: Embedder) -> _Loaded:
