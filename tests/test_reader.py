@@ -118,7 +118,7 @@ def test_reader_settings_are_checked_by_name(write_project: Callable[..., Path])
         load_project(folder)
 
 
-def test_pairs_from_clauses_that_state_a_figure() -> None:
+def test_pairs_from_the_clauses_figures_first() -> None:
     chunks = [
         _chunk("docs/leave.md", "Leave Policy", LEAVE.split("## 1.")[0], 0),
         _chunk(
@@ -127,24 +127,43 @@ def test_pairs_from_clauses_that_state_a_figure() -> None:
             "## 1. Annual leave\n\n" + LEAVE.split("## 1. Annual leave\n\n")[1].split("## 2.")[0],
             1,
         ),
+        _chunk("docs/leave.md", "Leave Policy > 2. Parental leave", LEAVE.split("## 2.")[1], 2),
         _chunk(
             "docs/travel.md", "Travel Policy > 3. Expenses", TRAVEL.split("## 3. Expenses\n\n")[1]
         ),
     ]
     pairs = document_pairs(chunks, limit=10)
     by_clause = {p.output.rsplit(" ", 1)[-1].rstrip(")."): p for p in pairs}
-    # 1.3 states no figure: no pair. The LP names itself; travel.md has no abbreviation.
-    assert set(by_clause) == {"1.1", "1.2", "3.1", "3.2"}
+    # Every clause under a heading; the LP names itself; travel.md has no abbreviation and
+    # "Travel Policy" no acronym of three letters.
+    assert set(by_clause) == {"1.1", "1.2", "1.3", "2.1", "3.1", "3.2"}
     first = by_clause["1.1"]
-    assert "1.1" in first.input and "annual leave" in first.input and "LP" in first.input
-    assert first.input == "How many days does LP 1.1 on annual leave give?"  # its figure's unit
+    # Annual leave has three clauses: its questions name the clause, by its figure's unit.
+    assert first.input == "How many days does LP 1.1 on annual leave give?"
     assert first.output.startswith("Each employee receives twenty-five (25) days")
     assert first.output.endswith("(LP 1.1).")
+    # Parental leave has one: asked as a user would, without the number.
+    assert by_clause["2.1"].input == "How many weeks does our LP give for parental leave?"
     # Only the sentence holding the figure: the booking sentence of 1.2 is left out.
     assert "HR tool" not in by_clause["1.2"].output and "five (5) days" in by_clause["1.2"].output
+    # A clause without a figure is answered with its first sentence.
+    assert by_clause["1.3"].output == "Leave is approved by the employee's manager (LP 1.3)."
+    assert "1.3" in by_clause["1.3"].input and "annual leave" in by_clause["1.3"].input
     assert "Travel Policy 3.1" in by_clause["3.1"].output and "$180" in by_clause["3.1"].output
-    assert len(document_pairs(chunks, limit=2)) == 2
     assert [p.line for p in pairs] == list(range(1, len(pairs) + 1))
+    # Under a limit, the clauses with a figure come first and the documents take turns.
+    two = {p.output.rsplit(" ", 1)[-1].rstrip(").") for p in document_pairs(chunks, limit=2)}
+    assert two == {"1.1", "3.1"}
+    five = {p.output.rsplit(" ", 1)[-1].rstrip(").") for p in document_pairs(chunks, limit=5)}
+    assert five == {"1.1", "1.2", "2.1", "3.1", "3.2"}  # 1.3, without a figure, is left out
+
+
+def test_a_document_goes_by_its_titles_shortest_acronym() -> None:
+    text = "## 6. Term\n\n6.1 This Agreement continues for two (2) years.\n"
+    chunk = _chunk("docs/nda.md", "Mutual Non-Disclosure Agreement > 6. Term", text)
+    [pair] = document_pairs([chunk], limit=5)
+    assert pair.input == "How many years does our NDA give for term?"
+    assert pair.output == "This Agreement continues for two (2) years (NDA 6.1)."
 
 
 def test_the_relevant_passage_is_the_one_holding_the_answers_figures() -> None:
@@ -155,7 +174,10 @@ def test_the_relevant_passage_is_the_one_holding_the_answers_figures() -> None:
             passage("Twenty-five (25) days of leave.")]  # fmt: skip
     assert relevant_hit(Example("q", "You get 25 days (LP 1.1)."), hits) == 2
     assert relevant_hit(Example("q", "$180 per night."), hits) == 1
-    assert relevant_hit(Example("q", "Ask your manager."), hits) == 0  # no figure: the top hit
+    # Without a figure, the passage sharing most of the answer's words.
+    assert relevant_hit(Example("q", "Hotels, for each night, are capped."), hits) == 1
+    assert relevant_hit(Example("q", "Ask your manager."), hits) == 0  # nothing close: the top hit
+    assert relevant_hit(Example("q", "Anything."), []) == 0
 
 
 def test_team_pairs_are_the_train_split_only(folder: Path) -> None:

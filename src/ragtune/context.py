@@ -26,7 +26,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Passage", "clip", "defuse", "defuse_tokens", "format_context", "text_sha1"]
+__all__ = ["PASSAGES", "Passage", "clip", "defuse", "defuse_tokens", "format_context", "text_sha1"]
+
+PASSAGES = 4
+"""Passages retrieved per request (and in each prompt a reader adapter trains on): enough for
+the answer and its neighbours (recall@5 is measured on the example), few enough for a small
+model's context."""
 
 # The control tokens of the common chat-template families: ChatML and Llama 3 (``<|im_start|>``,
 # ``<|eot_id|>``, ``<|start_header_id|>``), Llama 2 / Mistral (``[INST]``, ``<<SYS>>``, ``<s>``),

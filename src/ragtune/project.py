@@ -64,10 +64,10 @@ class ReaderSettings(BaseModel):
     from_documents: bool = Field(
         True,
         description="Also train on question/answer pairs made from the documents' numbered "
-        "clauses that hold a figure, date or duration.",
+        "clauses (those that hold a figure, date or duration first).",
     )
     max_generated: int = Field(
-        60, ge=0, le=10_000, description="At most this many pairs made from the documents."
+        80, ge=0, le=10_000, description="At most this many pairs made from the documents."
     )
     split_seed: int = Field(
         0, description="Seed of the eval split (ragtune.holdout): the lab must use the same one."

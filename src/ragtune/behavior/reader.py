@@ -12,14 +12,18 @@ Where the pairs come from (:func:`reader_pairs`):
   default every ``eval/*.jsonl``), the *train* side of the split only (:mod:`ragtune.holdout`):
   the held-out side is only ever scored, by the lab;
 - **made from the documents** (``reader.from_documents``, on by default): each numbered clause
-  of the capability's live documents that states a figure, date or duration becomes a question
-  naming the clause and its heading, answered with the clause's sentences that hold the
-  figure and a citation. They teach where to look and to copy, not what the facts are: each
-  is trained with its clause in the context, and the answer is worth only what the clause says.
+  of the capability's live documents under a heading becomes a question on its topic, answered
+  with the clause's sentences that hold a figure, date or duration (its first sentence when it
+  states none) and a citation. A question names the clause's number only where its topic has
+  several clauses in the document; elsewhere it is asked as a user would ("How many days does
+  our NDA give for return and destruction?"). The documents take turns, so a limit leaves
+  none out, and clauses with a figure come first. They teach where to look and to copy, not
+  what the facts are: each is trained with its clause in the context, and the answer is worth
+  only what the clause says.
 
 In each training prompt the relevant passage is the retrieved hit that states most of the
-answer's figures (the top hit when none does), kept in 80% of prompts; the rest are
-distractors, as at serving time.
+answer's figures, then shares most of its words (the top hit when none is close), kept in 80% of
+prompts; the rest are distractors, as at serving time, where as many passages are served.
 
 What makes a reader stale (:func:`reader_changes`) is behaviour only: the team's pairs, the base
 model, the settings. A knowledge change never does - the reader reads the current text - and
@@ -30,12 +34,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
 from ragtune.behavior.examples import Example, ExampleSet
-from ragtune.context import Passage
+from ragtune.context import PASSAGES, Passage
 from ragtune.facts import find_facts, source_keys
 from ragtune.holdout import split
 from ragtune.project import Capability, Project
@@ -67,11 +73,11 @@ READER_DEFAULTS: dict[str, Any] = {
     "max_length": 768,
     "held_out": 0.0,  # the eval split holds out; the lab scores
     "eval_max_new_tokens": 0,
-    "context_passages": 3,
+    "context_passages": PASSAGES,
     "context_chars": 480,
 }
 """The reader's training settings unless ``reader.train`` says otherwise: a short run over a
-few dozen pairs with three passages of context each."""
+few dozen pairs with as many passages of context as the runtime serves."""
 
 _CLAUSE = re.compile(
     r"(?ms)^(\d{1,3}(?:\.\d{1,3})+)\.?[ \t]+(.+?)(?=^\d{1,3}(?:\.\d{1,3})+\.?[ \t]|\Z)"
@@ -87,10 +93,17 @@ _COUNT = re.compile(
 )
 _DIGITS = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _ANSWER_CHARS = 320
+_WORD = re.compile(r"[A-Za-z]{4,}")
+_SHARED_WORDS = 0.5
 _QUESTIONS = (
     "Under our {doc}, what does clause {number} on {topic} say?",
     "What is the position in {doc} {number} ({topic})?",
     "What does {doc} {number} provide about {topic}?",
+)
+_TOPIC_QUESTIONS = (
+    "What does our {doc} say about {topic}?",
+    "What is the position in our {doc} on {topic}?",
+    "Under the {doc}, what applies to {topic}?",
 )
 
 
@@ -147,39 +160,60 @@ def team_pairs(project: Project, capability: Capability) -> tuple[list[Example],
 
 
 def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
-    """Question/answer pairs from the numbered clauses of ``chunks`` that state a figure, date or
-    duration, at most ``limit``, in document order."""
-    rows: list[Example] = []
+    """Question/answer pairs from the numbered clauses of ``chunks`` under a heading, at most
+    ``limit``: those that state a figure, date or duration first, the documents taking turns
+    and, within one, its topics (the first clause of each heading before any second one); in
+    document order."""
     by_document: dict[str, list[ChunkRow]] = {}
     for chunk in chunks:
         by_document.setdefault(chunk.document, []).append(chunk)
+    made: list[list[tuple[bool, int, tuple[str, int, int], Example]]] = []
     for document in sorted(by_document):
         parts = sorted(by_document[document], key=lambda c: c.ordinal)
         name = _short_name(document, parts)
-        for chunk in parts:
-            topic = _topic(chunk.section)
-            for match in _CLAUSE.finditer(chunk.text):
-                number, body = match.group(1), " ".join(match.group(2).split())
-                answer = _answer(body)
-                if answer is None or not topic:
-                    continue
-                question = _question(name, number, topic, answer)
-                rows.append(Example(question, f"{answer} ({name} {number}).", None, 0))
-                if len(rows) >= limit:
-                    return _numbered(rows)
-    return _numbered(rows)
+        clauses = [
+            (chunk.ordinal, n, topic, number, " ".join(match.group(2).split()))
+            for chunk in parts
+            if (topic := _topic(chunk.section))
+            for n, match in enumerate(_CLAUSE.finditer(chunk.text))
+            if (number := match.group(1))
+        ]
+        shared = Counter(topic for *_, topic, _, _ in clauses)
+        seen: Counter[str] = Counter()
+        rows = []
+        for ordinal, n, topic, number, body in clauses:
+            seen[topic] += 1
+            figure = _answer(body)
+            answer = figure or _first_sentence(body)
+            if not answer:
+                continue
+            question = _question(name, number if shared[topic] > 1 else None, topic, answer)
+            pair = Example(question, f"{answer} ({name} {number}).", None, 0)
+            rows.append((figure is not None, seen[topic], (document, ordinal, n), pair))
+        made.append(sorted(rows, key=lambda row: row[1]))  # the topics take turns
+    chosen: list[tuple[tuple[str, int, int], Example]] = []
+    for with_figure in (True, False):
+        queues = [[(at, e) for f, _, at, e in rows if f == with_figure] for rows in made]
+        for turn in zip_longest(*queues):
+            chosen += [row for row in turn if row is not None][: limit - len(chosen)]
+    return _numbered([e for _, e in sorted(chosen, key=lambda row: row[0])])
 
 
-def _question(name: str, number: str, topic: str, answer: str) -> str:
+def _question(name: str, number: str | None, topic: str, answer: str) -> str:
     """A question on one clause: "how many <unit>" when its first figure is a count of days,
-    hours, years..., else one of :data:`_QUESTIONS` (chosen by the clause number, so the same
-    clause always gets the same question)."""
+    hours, years..., else one of :data:`_QUESTIONS` (chosen by the clause's topic and number, so
+    the same clause always gets the same question). ``number`` names the clause where its topic
+    does not (None: the only clause on its topic in the document)."""
     count = _COUNT.search(answer)
     unit = count.group(1) if count and count.group(1) else None
     if unit and not unit.startswith(("%", "percent")):
         plural = unit.lower() if unit.lower().endswith("s") else unit.lower() + "s"
+        if number is None:
+            return f"How many {plural} does our {name} give for {topic}?"
         return f"How many {plural} does {name} {number} on {topic} give?"
-    template = _QUESTIONS[int(hashlib.sha1(number.encode()).hexdigest(), 16) % len(_QUESTIONS)]
+    templates = _QUESTIONS if number is not None else _TOPIC_QUESTIONS
+    key = f"{topic}:{number}".encode()
+    template = templates[int(hashlib.sha1(key).hexdigest(), 16) % len(templates)]
     return template.format(doc=name, number=number, topic=topic)
 
 
@@ -188,12 +222,17 @@ def _numbered(rows: list[Example]) -> list[Example]:
 
 
 def _short_name(document: str, chunks: Sequence[ChunkRow]) -> str:
-    """What the team calls a document: the abbreviation it defines (``(the "DPA")``), else its
+    """What the team calls a document: the abbreviation it defines (``(the "DPA")``), else the
+    shortest acronym of its title (``NDA`` for "Mutual Non-Disclosure Agreement"), else its
     title, else its file name."""
+    from ragtune.knowledge.search import title_acronyms
+
     head = " ".join(c.text for c in chunks[:2])
     if found := _ABBREVIATION.search(head):
         return found.group(1)
     title = chunks[0].title.strip() if chunks else ""
+    if acronyms := title_acronyms(title):
+        return min(acronyms, key=lambda a: (len(a), a))
     return title or document.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
@@ -218,6 +257,14 @@ def _answer(body: str) -> str | None:
     return text
 
 
+def _first_sentence(body: str) -> str:
+    """The clause's first sentence, clipped like an answer; empty for none."""
+    first = _SENTENCE.split(body, maxsplit=1)[0].rstrip(" .;:")
+    if len(first) > _ANSWER_CHARS:
+        first = first[:_ANSWER_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return first
+
+
 def _states_figure(sentence: str) -> bool:
     """A figure, date or amount (:func:`find_facts`), or a small count with its unit ("five (5)
     days", "6 hours") that the fact finder leaves out as list numbering."""
@@ -230,14 +277,27 @@ def _figures(text: str) -> set[str]:
 
 
 def relevant_hit(example: Example, hits: Sequence[Passage]) -> int:
-    """The hit that states most of the answer's figures (the first on a tie; 0 when none
-    states any): the passage the answer was read from."""
-    wanted = _figures(example.output)
-    if not wanted:
+    """The hit the answer was read from: the one that states most of the answer's figures, then
+    shares most of its words (the first on a tie); 0, the top hit, when none states a figure of
+    it and none shares at least :data:`_SHARED_WORDS` of its words."""
+    if not hits:
         return 0
-    scores = [len(wanted & _figures(hit.text)) for hit in hits]
-    best = max(range(len(hits)), key=lambda i: (scores[i], -i))
-    return best if scores[best] else 0
+    wanted = _figures(example.output)
+    words = _words(example.output)
+
+    def score(i: int) -> tuple[int, float, int]:
+        text = hits[i].text
+        shared = len(words & _words(text)) / len(words) if words else 0.0
+        return (len(wanted & _figures(text)), shared, -i)
+
+    best = max(range(len(hits)), key=score)
+    figures, shared, _ = score(best)
+    return best if figures or shared >= _SHARED_WORDS else 0
+
+
+def _words(text: str) -> set[str]:
+    """A text's words of four letters or more, in lower case."""
+    return {w.lower() for w in _WORD.findall(text)}
 
 
 def reader_pairs(project: Project, capability: Capability) -> ReaderPairs:

@@ -37,7 +37,7 @@ from ragtune.behavior.contract import (
     default_instructions,
 )
 from ragtune.behavior.examples import Example
-from ragtune.context import Passage, defuse, format_context
+from ragtune.context import PASSAGES, Passage, defuse, format_context
 from ragtune.generate.backend import GenerationParams
 from ragtune.prompt import (
     KNOWLEDGE_SYSTEM,
@@ -72,10 +72,6 @@ __all__ = [
     "stream",
     "validate",
 ]
-
-PASSAGES = 4
-"""Passages retrieved per request: enough for the answer and its neighbours (recall@5 is
-measured on the example), few enough for a small model's context."""
 
 _CITED = re.compile(r"\[(\d{1,2})\]")
 
