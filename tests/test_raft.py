@@ -160,6 +160,64 @@ def test_same_seed_same_contexts_and_the_oracle_share_is_honoured(project: Proje
         assert top.text.strip()[:40] not in (example.context or "")
 
 
+def test_retrieved_order_keeps_the_search_ranking_with_the_relevant_passage_in_its_place(
+    project: Project,
+) -> None:
+    kb = _synced(project)
+    examples = load_examples(project.resolve("flags.jsonl"), project.root)
+    retrieve = _retrieve(kb)
+
+    def headers(context: str | None) -> list[str]:
+        return [line for line in (context or "").splitlines() if line.startswith("[")]
+
+    def labels(passages: list[Passage]) -> list[str]:
+        return [f"[{n}] {p.label()}" for n, p in enumerate(passages, start=1)]
+
+    def second(example: Example, hits: object) -> int:
+        return 1  # the relevant passage is the search's second hit
+
+    kept, record = add_context(
+        examples,
+        retrieve,
+        ContextSettings(passages=3, oracle_share=1.0, pool=5, order="retrieved"),
+        capabilities=["templates"],
+        snapshot=1,
+        pick=second,
+    )
+    for original, example in zip(examples.examples, kept.examples, strict=True):
+        assert headers(example.context) == labels(retrieve(original.input, 3))  # as served
+    assert record.with_oracle == len(CLAUSES)
+    dropped, _ = add_context(
+        examples,
+        retrieve,
+        ContextSettings(passages=3, oracle_share=0.0, pool=5, order="retrieved"),
+        capabilities=["templates"],
+        snapshot=1,
+        pick=second,
+    )
+    for original, example in zip(examples.examples, dropped.examples, strict=True):
+        hits = retrieve(original.input, 4)
+        assert headers(example.context) == labels([hits[0], *hits[2:4]])  # the next hit moves up
+
+    def last(example: Example, hits: list[Passage]) -> int:
+        return len(hits) - 1  # ranked below the two places
+
+    low, _ = add_context(
+        examples,
+        retrieve,
+        ContextSettings(passages=2, oracle_share=1.0, pool=5, order="retrieved"),
+        capabilities=["templates"],
+        snapshot=1,
+        pick=last,  # type: ignore[arg-type]
+    )
+    for original, example in zip(examples.examples, low.examples, strict=True):
+        hits = retrieve(original.input, 5)
+        assert len(hits) > 2
+        assert headers(example.context) == labels([hits[0], hits[-1]])  # last, ranked lower
+    with pytest.raises(ValueError, match="context order must be one of shuffled, retrieved"):
+        ContextSettings(order="random")
+
+
 def test_an_example_with_its_own_context_keeps_it_as_the_relevant_passage(
     project: Project,
 ) -> None:

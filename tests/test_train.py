@@ -65,6 +65,7 @@ class Stop(Exception):
         ("context_passages", -1),
         ("context_oracle_share", 1.5),
         ("context_chars", 10),
+        ("context_order", "random"),
         ("micro_batch_size", 0),
         ("gradient_checkpointing", "yes"),
         ("precision", "fp16"),

@@ -12,7 +12,7 @@ from typing import Any
 
 from ragtune.errors import RagtuneError
 
-__all__ = ["TrainConfig", "TrainError"]
+__all__ = ["CONTEXT_ORDERS", "TrainConfig", "TrainError"]
 
 
 class TrainError(RagtuneError):
@@ -34,6 +34,10 @@ MICRO_BATCH_TOKENS = 2048
 tokens (``max_length`` each): the activations of one pass, not of the whole batch, are held."""
 
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+CONTEXT_ORDERS = ("shuffled", "retrieved")
+"""How the passages of a context-aware training prompt may be ordered."""
 
 
 @dataclass
@@ -122,6 +126,14 @@ class TrainConfig:
     context_chars: int = field(
         default=360, metadata=_help("Each retrieved passage is clipped to this many characters.")
     )
+    context_order: str = field(
+        default="shuffled",
+        metadata=_help(
+            "Order of the passages in each prompt: shuffled (the relevant one anywhere, as "
+            "RAFT trains), or retrieved (best first, as the runtime serves them, the relevant "
+            "one where the search ranked it)."
+        ),
+    )
     shots: int = field(
         default=0,
         metadata=_help(
@@ -186,6 +198,11 @@ class TrainConfig:
         if isinstance(self.context_chars, bool) or self.context_chars < 40:
             raise TrainError(
                 f"TrainConfig.context_chars must be at least 40, got {self.context_chars!r}"
+            )
+        if self.context_order not in CONTEXT_ORDERS:
+            raise TrainError(
+                f"TrainConfig.context_order must be one of {', '.join(CONTEXT_ORDERS)}, got "
+                f"{self.context_order!r}"
             )
         micro = self.micro_batch_size
         if micro is not None and (

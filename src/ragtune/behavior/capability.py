@@ -144,12 +144,7 @@ def training_context(
             "(context_from), so its adapter trains on retrieved context, but the knowledge "
             "store is empty: run `ragtune knowledge sync` first (or train with --no-context)."
         )
-    settings = ContextSettings(
-        passages=config.context_passages,
-        oracle_share=config.context_oracle_share,
-        pool=max(8, config.context_passages + 2),
-        chars=config.context_chars,
-    )
+    settings = ContextSettings.of(config)
     kb = KnowledgeBase(project)
     try:
 

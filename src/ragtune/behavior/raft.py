@@ -10,8 +10,10 @@ searched in those capabilities' knowledge, as the runtime would search it:
   instead), kept in a share ``oracle_share`` of the examples;
 - the next hits are distractors, chosen at random among the following ones - close enough to
   look relevant, so the adapter learns that not every passage in the prompt matters;
-- the passages are shuffled and numbered exactly as the runtime numbers them
-  (:func:`ragtune.context.format_context`).
+- the passages are shuffled (``order="shuffled"``, RAFT's way: the relevant one may be
+  anywhere), or kept in the order the search ranked them (``order="retrieved"``, as the runtime
+  serves them: the adapter learns how far the ranking can be trusted), and numbered exactly as
+  the runtime numbers them (:func:`ragtune.context.format_context`).
 
 The result records which chunks were quoted, at which snapshot, with their text hashes:
 ``ragtune plan`` compares them with the live knowledge and says when an adapter has text that
@@ -23,10 +25,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from ragtune.adapters import ContextRecord
+from ragtune.adapters.config import CONTEXT_ORDERS
 from ragtune.behavior.examples import Example, ExampleSet
 from ragtune.context import Passage, format_context, text_sha1
+
+if TYPE_CHECKING:
+    from ragtune.adapters import TrainConfig
 
 __all__ = ["ContextSettings", "Retrieve", "TrainingContext", "add_context"]
 
@@ -48,12 +55,28 @@ class ContextSettings:
             (RAFT's P; the paper finds 0.6-0.8 best).
         pool: Hits searched per example; distractors are drawn at random from hits 2..pool.
         chars: Each passage is clipped to this many characters, to bound the prompt.
+        order: ``shuffled``, or ``retrieved``: the search's top passages in its order, the
+            relevant one where it ranked (in the last place when it ranked lower; left out and
+            the next hit in its place when the example goes without it).
     """
 
     passages: int = 3
     oracle_share: float = 0.8
     pool: int = 8
     chars: int = 480
+    order: str = "shuffled"
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> ContextSettings:
+        """The settings a training configuration asks for (``context_*``), with a pool of
+        at least 8 hits."""
+        return cls(
+            passages=config.context_passages,
+            oracle_share=config.context_oracle_share,
+            pool=max(8, config.context_passages + 2),
+            chars=config.context_chars,
+            order=config.context_order,
+        )
 
     def __post_init__(self) -> None:
         if self.passages < 1 or self.pool < self.passages:
@@ -63,6 +86,10 @@ class ContextSettings:
             )
         if not 0.0 <= self.oracle_share <= 1.0:
             raise ValueError(f"oracle_share must be between 0 and 1, got {self.oracle_share!r}")
+        if self.order not in CONTEXT_ORDERS:
+            raise ValueError(
+                f"context order must be one of {', '.join(CONTEXT_ORDERS)}, got {self.order!r}"
+            )
 
 
 @dataclass
@@ -128,20 +155,27 @@ def add_context(
     for example in examples.examples:
         hits = list(retrieve(example.input, settings.pool))
         own = example.context
+        at = 0  # the relevant passage's rank: an example's own context comes first
         if own:
             relevant: Passage | None = Passage(
                 text=own, document="", section="", chunk_id="", text_hash=text_sha1(own)
             )
             hits = [h for h in hits if h.text.strip() not in own]
         elif hits:
-            relevant = hits.pop(pick(example, hits) if pick is not None else 0)
+            at = pick(example, hits) if pick is not None else 0
+            relevant = hits.pop(at)
         else:
             relevant = None
         keep = relevant is not None and rng.random() < settings.oracle_share
         wanted = settings.passages - (1 if keep else 0)
-        distractors = rng.sample(hits, min(wanted, len(hits)))
-        passages = distractors + ([relevant] if keep and relevant is not None else [])
-        rng.shuffle(passages)
+        if settings.order == "retrieved":
+            passages = hits[:wanted]
+            if keep and relevant is not None:
+                passages.insert(min(at, len(passages)), relevant)
+        else:
+            distractors = rng.sample(hits, min(wanted, len(hits)))
+            passages = distractors + ([relevant] if keep and relevant is not None else [])
+            rng.shuffle(passages)
         record.with_oracle += keep
         for passage in passages:
             if passage.chunk_id:

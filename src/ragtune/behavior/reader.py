@@ -75,9 +75,11 @@ READER_DEFAULTS: dict[str, Any] = {
     "eval_max_new_tokens": 0,
     "context_passages": PASSAGES,
     "context_chars": 480,
+    "context_order": "retrieved",
 }
 """The reader's training settings unless ``reader.train`` says otherwise: a short run over a
-few dozen pairs with as many passages of context as the runtime serves."""
+few dozen pairs with as many passages of context as the runtime serves, in the order it serves
+them (best first)."""
 
 _CLAUSE = re.compile(
     r"(?ms)^(\d{1,3}(?:\.\d{1,3})+)\.?[ \t]+(.+?)(?=^\d{1,3}(?:\.\d{1,3})+\.?[ \t]|\Z)"
@@ -383,12 +385,7 @@ def train_reader(
         def retrieve(query: str, k: int) -> list[Passage]:
             return [h.passage() for h in kb.search(query, k=k, capability=[capability.name])]
 
-        settings = ContextSettings(
-            passages=config.context_passages,
-            oracle_share=config.context_oracle_share,
-            pool=max(8, config.context_passages + 2),
-            chars=config.context_chars,
-        )
+        settings = ContextSettings.of(config)
         examples, context = add_context(
             pairs.examples,
             retrieve,

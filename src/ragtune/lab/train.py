@@ -165,12 +165,7 @@ def train_lab_adapter(lab: Lab, job: AdapterJob, *, revised: bool) -> tuple[floa
         examples, context = add_context(
             examples,
             search,
-            ContextSettings(
-                passages=config.context_passages,
-                oracle_share=config.context_oracle_share,
-                pool=max(8, config.context_passages + 2),
-                chars=config.context_chars,
-            ),
+            ContextSettings.of(config),
             capabilities=list(knowledge),
             snapshot=kb.store.latest_snapshot(),
             seed=config.seed,
