@@ -66,6 +66,7 @@ class Stop(Exception):
         ("context_oracle_share", 1.5),
         ("context_chars", 10),
         ("context_order", "random"),
+        ("context_counterfactual", 1.5),
         ("micro_batch_size", 0),
         ("gradient_checkpointing", "yes"),
         ("precision", "fp16"),

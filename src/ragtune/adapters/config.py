@@ -126,6 +126,14 @@ class TrainConfig:
     context_chars: int = field(
         default=360, metadata=_help("Each retrieved passage is clipped to this many characters.")
     )
+    context_counterfactual: float = field(
+        default=0.0,
+        metadata=_help(
+            "Share of the examples with their relevant passage whose figures are changed, in "
+            "the passages and the answer alike, so that only reading gets them right (a "
+            "reader forgets the facts it would otherwise memorise)."
+        ),
+    )
     context_order: str = field(
         default="shuffled",
         metadata=_help(
@@ -198,6 +206,11 @@ class TrainConfig:
         if isinstance(self.context_chars, bool) or self.context_chars < 40:
             raise TrainError(
                 f"TrainConfig.context_chars must be at least 40, got {self.context_chars!r}"
+            )
+        if not 0.0 <= self.context_counterfactual <= 1.0:
+            raise TrainError(
+                "TrainConfig.context_counterfactual must be between 0 and 1, got "
+                f"{self.context_counterfactual!r}"
             )
         if self.context_order not in CONTEXT_ORDERS:
             raise TrainError(

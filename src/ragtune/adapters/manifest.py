@@ -115,6 +115,7 @@ class ContextRecord:
         with_oracle: Examples whose context held their relevant passage.
         quoted: One entry per chunk placed in a prompt: ``chunk_id``, ``document``,
             ``section`` and ``text_hash`` (``plan`` warns when they are no longer live).
+        counterfactual: Examples whose figures were changed in context and answer alike.
     """
 
     capabilities: list[str] = field(default_factory=list)
@@ -124,6 +125,7 @@ class ContextRecord:
     chars: int = 0
     with_oracle: int = 0
     quoted: list[dict[str, str]] = field(default_factory=list)
+    counterfactual: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's ``context`` entry."""

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from ragtune.adapters import ContextRecord
 from ragtune.adapters.config import CONTEXT_ORDERS
+from ragtune.behavior.counterfactual import change_figures
 from ragtune.behavior.examples import Example, ExampleSet
 from ragtune.context import Passage, format_context, text_sha1
 
@@ -58,6 +59,9 @@ class ContextSettings:
         order: ``shuffled``, or ``retrieved``: the search's top passages in its order, the
             relevant one where it ranked (in the last place when it ranked lower; left out and
             the next hit in its place when the example goes without it).
+        counterfactual: Share of the examples with their relevant passage whose figures are
+            changed, in the context and the answer alike
+            (:mod:`ragtune.behavior.counterfactual`), so that only reading gets them right.
     """
 
     passages: int = 3
@@ -65,6 +69,7 @@ class ContextSettings:
     pool: int = 8
     chars: int = 480
     order: str = "shuffled"
+    counterfactual: float = 0.0
 
     @classmethod
     def of(cls, config: TrainConfig) -> ContextSettings:
@@ -76,6 +81,7 @@ class ContextSettings:
             pool=max(8, config.context_passages + 2),
             chars=config.context_chars,
             order=config.context_order,
+            counterfactual=config.context_counterfactual,
         )
 
     def __post_init__(self) -> None:
@@ -86,6 +92,10 @@ class ContextSettings:
             )
         if not 0.0 <= self.oracle_share <= 1.0:
             raise ValueError(f"oracle_share must be between 0 and 1, got {self.oracle_share!r}")
+        if not 0.0 <= self.counterfactual <= 1.0:
+            raise ValueError(
+                f"counterfactual share must be between 0 and 1, got {self.counterfactual!r}"
+            )
         if self.order not in CONTEXT_ORDERS:
             raise ValueError(
                 f"context order must be one of {', '.join(CONTEXT_ORDERS)}, got {self.order!r}"
@@ -103,6 +113,7 @@ class TrainingContext:
         quoted: One entry per distinct chunk placed in a prompt: its ``chunk_id``,
             ``document``, ``section`` and ``text_hash``.
         with_oracle: Examples whose context holds their relevant passage.
+        counterfactual: Examples whose figures were changed (context and answer alike).
     """
 
     capabilities: list[str]
@@ -110,6 +121,7 @@ class TrainingContext:
     settings: ContextSettings
     quoted: list[dict[str, str]] = field(default_factory=list)
     with_oracle: int = 0
+    counterfactual: int = 0
 
     def to_record(self) -> ContextRecord:
         """The manifest's ``context`` entry."""
@@ -121,6 +133,7 @@ class TrainingContext:
             chars=self.settings.chars,
             with_oracle=self.with_oracle,
             quoted=list(self.quoted),
+            counterfactual=self.counterfactual,
         )
 
 
@@ -189,6 +202,12 @@ def add_context(
                     },
                 )
         context = format_context(passages, settings.chars) if passages else None
-        out.append(replace(example, context=context))
+        output = example.output
+        if keep and context and settings.counterfactual and rng.random() < settings.counterfactual:
+            changed = change_figures((context,), output, rng)
+            if changed is not None:
+                (context,), output = changed
+                record.counterfactual += 1
+        out.append(replace(example, context=context, output=output))
     record.quoted = sorted(quoted.values(), key=lambda q: (q["document"], q["chunk_id"]))
     return replace(examples, examples=out), record

@@ -76,6 +76,7 @@ READER_DEFAULTS: dict[str, Any] = {
     "context_passages": PASSAGES,
     "context_chars": 480,
     "context_order": "retrieved",
+    "context_counterfactual": 0.5,
 }
 """The reader's training settings unless ``reader.train`` says otherwise: a short run over a
 few dozen pairs with as many passages of context as the runtime serves, in the order it serves
