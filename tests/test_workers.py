@@ -32,6 +32,7 @@ from typer.testing import CliRunner
 
 from ragtune.cli import app as cli
 from ragtune.errors import RagtuneError
+from ragtune.examples import example_path
 from ragtune.generate.backend import BackendError
 from ragtune.project import load_project
 from ragtune.runtime.runtime import Runtime
@@ -94,6 +95,12 @@ class CountingBackend:
         pass
 
 
+def _shipped_reader_date() -> str:
+    """When the example's shipped reader was trained (its manifest's ``created_at``)."""
+    manifest = example_path("contract-review") / "adapters" / "templates" / "ragtune.json"
+    return str(json.loads(manifest.read_text())["created_at"])
+
+
 def test_a_reload_in_one_worker_reaches_the_other(
     tmp_path: Path, example_project: Callable[..., Path]
 ) -> None:
@@ -115,7 +122,7 @@ def test_a_reload_in_one_worker_reaches_the_other(
         # First use: the backend loads the adapter itself; the version is read from its manifest.
         two.catch_up(runtimes[1], "templates")
         assert backends[1].reloads == []
-        assert served == [(1, "templates", "2026-11-28T15:29:58+00:00")]
+        assert served == [(1, "templates", _shipped_reader_date())]
         # A reload through the first worker is recorded; the second reloads before its next
         # generation with that adapter, once.
         assert one.reload(backends[0], "templates") == "2026-12-01T10:00:00+00:00"
@@ -372,11 +379,11 @@ def test_two_workers_serve_one_truth(
         trained = "adapter", "templates"
         shipped = per_worker(scrape(url), "ragtune_adapter_trained_timestamp_seconds",
                              **dict([trained]))  # fmt: skip
-        first = datetime.fromisoformat("2026-11-28T15:29:58+00:00").timestamp()
+        first = datetime.fromisoformat(_shipped_reader_date()).timestamp()
         assert shipped == {pid: first for pid in pids}
         manifest = folder / ".ragtune/adapters/templates/ragtune.json"
         manifest.write_text(
-            manifest.read_text().replace("2026-11-28T15:29:58+00:00", "2026-12-01T10:00:00+00:00")
+            manifest.read_text().replace(_shipped_reader_date(), "2026-12-01T10:00:00+00:00")
         )
         status, body = call("POST", f"{url}/v1/adapters/templates/reload", key=WRITE)
         assert status == 200, body

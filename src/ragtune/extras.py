@@ -59,6 +59,7 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
         ("safetensors", "safetensors"),
         ("gguf", "gguf"),
         ("llguidance", "llguidance"),
+        ("inflect", "inflect"),
     ),
     "serve": (
         ("fastapi", "fastapi"),
