@@ -175,11 +175,10 @@ def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
         parts = sorted(by_document[document], key=lambda c: c.ordinal)
         name = _short_name(document, parts)
         clauses = [
-            (chunk.ordinal, n, topic, number, " ".join(match.group(2).split()))
+            (chunk.ordinal, n, topic, match.group(1), " ".join(match.group(2).split()))
             for chunk in parts
             if (topic := _topic(chunk.section))
             for n, match in enumerate(_CLAUSE.finditer(chunk.text))
-            if (number := match.group(1))
         ]
         shared = Counter(topic for *_, topic, _, _ in clauses)
         seen: Counter[str] = Counter()
