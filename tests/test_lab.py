@@ -188,6 +188,35 @@ def test_the_change_set_maps_onto_the_documents_by_name(tmp_path: Path, example)
 # --- the CLI's bad input ----------------------------------------------------------------------
 
 
+def test_the_lab_serves_an_adapter_with_the_shots_it_was_trained_with(
+    tmp_path: Path, example_project: Callable[..., Path]
+) -> None:
+    """The shipped risk-flag adapter was trained with 3 worked examples per prompt; the lab's
+    arms that serve it show as many, chosen as the runtime chooses them, and the others none
+    beyond their own."""
+    from ragtune.lab.arms import _shots, plan_arms
+    from ragtune.lab.model import Lab
+    from ragtune.runtime.runtime import Runtime
+
+    folder = example_project(tmp_path / "cr", install=("risk_flags",))
+    project = load_project(folder)
+    items = [
+        i for i in load_eval(default_eval_paths(project), project) if i.capability == "risk_flags"
+    ][:1]
+    runtime = Runtime(project)
+    try:
+        lab = Lab(project, project, runtime, LabSettings(), items, None, items)
+        plan_arms(lab)
+        shown = {arm: _shots(lab, lab.plans[(arm, "risk_flags")], items[0]) for arm in ARMS}
+        served = runtime.shots_for("risk_flags", items[0].input, k=3)
+    finally:
+        runtime.close()
+    assert runtime.adapter_shots(lab.plans[("RAG+LoRA", "risk_flags")].route) == 3
+    assert shown["RAG+LoRA"] == served and len(served) == 3
+    assert len(shown["few-shot"]) == 2
+    assert shown["zero-shot"] == shown["RAG"] == []
+
+
 def test_lab_cli_names_bad_input_and_exits_2(tmp_path: Path) -> None:
     bad = _write(tmp_path, '{"capability": "nope", "input": "x", "expected": ["a"]}')
     result = runner.invoke(app, ["lab", str(EXAMPLE), "--eval", str(bad)])

@@ -24,8 +24,9 @@ Each answer of an arm that serves an adapter is *seen* (the adapter's manifest l
 among those it trained on) or *unseen*; before the change, such an arm is also asked the
 rephrasings of its seen lines (*rephrased*: the adapter saw the fact, not the words).
 
-Generation is the runtime's (:mod:`ragtune.runtime.pipeline` steps); answers are scored on
-their first attempt - no repair - so the arms are compared as they generate.
+Generation is the runtime's (:mod:`ragtune.runtime.pipeline` steps; an adapter trained with shots
+is shown as many, chosen as the runtime chooses them); answers are scored on their first attempt
+- no repair - so the arms are compared as they generate.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ragtune.lab.evalset import EvalItem
 from ragtune.lab.metrics import fact_score, is_stale
 from ragtune.lab.model import ArmPlan, ArmSpec, Call, Lab, arm_spec
 from ragtune.project import Capability
-from ragtune.runtime.pipeline import build_prompt, generate, retrieve
+from ragtune.runtime.pipeline import build_prompt, generate, retrieve, select_shots
 from ragtune.runtime.runtime import Request, Route, Runtime, Strategy
 
 __all__ = ["SHOTS", "asked", "plan_arms", "run_arms"]
@@ -97,10 +98,12 @@ def _adapter(runtime: Runtime, cap: Capability, spec: ArmSpec) -> str:
 
 
 def _shots(lab: Lab, plan: ArmPlan, item: EvalItem) -> list[Example]:
+    """The examples an arm shows: its own (the few-shot arm), else those its adapter is served
+    with (an adapter trained with ``shots`` gets as many, chosen as the runtime chooses them)."""
     if plan.shots == "examples":
         return lab.runtime.shots_for(plan.capability, item.input, SHOTS)
     if plan.shots != "reference":
-        return []
+        return select_shots(lab.runtime, plan.route, Request(item.input, item.capability))
     import numpy as np
 
     others = [i for i in lab.pool if i.capability == plan.capability and i.answer and i is not item]
