@@ -173,47 +173,31 @@ def test_retrieved_order_keeps_the_search_ranking_with_the_relevant_passage_in_i
     def labels(passages: list[Passage]) -> list[str]:
         return [f"[{n}] {p.label()}" for n, p in enumerate(passages, start=1)]
 
-    def second(example: Example, hits: object) -> int:
-        return 1  # the relevant passage is the search's second hit
+    def run(passages: int, oracle: float, at: Callable[[int], int]) -> list[Example]:
+        """Contexts in the search's order, the relevant passage being the hit ``at(hits)``."""
+        out, record = add_context(
+            examples,
+            retrieve,
+            ContextSettings(passages=passages, oracle_share=oracle, pool=5, order="retrieved"),
+            capabilities=["templates"],
+            snapshot=1,
+            pick=lambda example, hits: at(len(hits)),
+        )
+        assert record.with_oracle == (len(CLAUSES) if oracle else 0)
+        return out.examples
 
-    kept, record = add_context(
-        examples,
-        retrieve,
-        ContextSettings(passages=3, oracle_share=1.0, pool=5, order="retrieved"),
-        capabilities=["templates"],
-        snapshot=1,
-        pick=second,
-    )
-    for original, example in zip(examples.examples, kept.examples, strict=True):
+    # The relevant passage is the search's second hit: kept, the prompt is the search's top 3.
+    for original, example in zip(examples.examples, run(3, 1.0, lambda n: 1), strict=True):
         assert headers(example.context) == labels(retrieve(original.input, 3))  # as served
-    assert record.with_oracle == len(CLAUSES)
-    dropped, _ = add_context(
-        examples,
-        retrieve,
-        ContextSettings(passages=3, oracle_share=0.0, pool=5, order="retrieved"),
-        capabilities=["templates"],
-        snapshot=1,
-        pick=second,
-    )
-    for original, example in zip(examples.examples, dropped.examples, strict=True):
+    # Left out, the next hit moves up.
+    for original, example in zip(examples.examples, run(3, 0.0, lambda n: 1), strict=True):
         hits = retrieve(original.input, 4)
-        assert headers(example.context) == labels([hits[0], *hits[2:4]])  # the next hit moves up
-
-    def last(example: Example, hits: list[Passage]) -> int:
-        return len(hits) - 1  # ranked below the two places
-
-    low, _ = add_context(
-        examples,
-        retrieve,
-        ContextSettings(passages=2, oracle_share=1.0, pool=5, order="retrieved"),
-        capabilities=["templates"],
-        snapshot=1,
-        pick=last,  # type: ignore[arg-type]
-    )
-    for original, example in zip(examples.examples, low.examples, strict=True):
+        assert headers(example.context) == labels([hits[0], *hits[2:4]])
+    # Ranked below the places, it takes the last one.
+    for original, example in zip(examples.examples, run(2, 1.0, lambda n: n - 1), strict=True):
         hits = retrieve(original.input, 5)
         assert len(hits) > 2
-        assert headers(example.context) == labels([hits[0], hits[-1]])  # last, ranked lower
+        assert headers(example.context) == labels([hits[0], hits[-1]])
     with pytest.raises(ValueError, match="context order must be one of shuffled, retrieved"):
         ContextSettings(order="random")
 
