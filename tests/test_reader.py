@@ -220,7 +220,7 @@ def test_build_trains_the_reader_and_serves_it_a_knowledge_change_never_retrains
     again = build(project)
     assert again.adapters == [] and again.knowledge is not None and again.knowledge.snapshot == 2
     (reader,) = make_plan(project).adapters
-    assert reader.action == "none" and "reads the current passages" in reader.warnings[0]
+    assert reader.action == "none" and "a knowledge change never retrains it" in reader.warnings[0]
 
     # The team's questions changed: a retrain.
     with (folder / "eval" / "policies.jsonl").open("a") as handle:

@@ -262,8 +262,8 @@ def _reader_plan(
     context = manifest.context
     if context is not None and not reasons:
         notes.append(
-            f"knowledge changed since the reader was trained (snapshot {context.snapshot}) or "
-            "not: no retrain either way - the reader reads the current passages."
+            f"trained at knowledge snapshot {context.snapshot}; a knowledge change never "
+            "retrains it - the reader reads the current passages."
         )
     plan = AdapterPlan(
         capability.name,
