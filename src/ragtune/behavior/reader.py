@@ -251,20 +251,21 @@ def _topic(section: str) -> str:
 def _answer(body: str) -> str | None:
     """The clause's sentences that state a figure (at most two), or None when none does."""
     sentences = [s for s in _SENTENCE.split(body) if _states_figure(s)]
-    if not sentences:
-        return None
-    text = " ".join(sentences[:2]).rstrip(" .;:")
-    if len(text) > _ANSWER_CHARS:
-        text = text[:_ANSWER_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:")
-    return text
+    return _clipped(" ".join(sentences[:2])) if sentences else None
 
 
 def _first_sentence(body: str) -> str:
     """The clause's first sentence, clipped like an answer; empty for none."""
-    first = _SENTENCE.split(body, maxsplit=1)[0].rstrip(" .;:")
-    if len(first) > _ANSWER_CHARS:
-        first = first[:_ANSWER_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:")
-    return first
+    return _clipped(_SENTENCE.split(body, maxsplit=1)[0])
+
+
+def _clipped(text: str) -> str:
+    """An answer's text: without its closing punctuation, cut at a word within
+    :data:`_ANSWER_CHARS`."""
+    text = text.rstrip(" .;:")
+    if len(text) > _ANSWER_CHARS:
+        text = text[:_ANSWER_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return text
 
 
 def _states_figure(sentence: str) -> bool:
