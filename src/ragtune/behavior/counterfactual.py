@@ -45,8 +45,10 @@ def _engine() -> Any:
     return inflect.engine()
 
 
+@cache
 def _spelled(value: int) -> str:
-    """A number in words, as contracts write it ("seventy-two")."""
+    """A number in words, as contracts write it ("seventy-two"); every bracketed figure of
+    every prompt asks, so each number is spelled once."""
     return str(_engine().number_to_words(value, andword=""))
 
 
