@@ -277,15 +277,15 @@ def test_a_document_named_by_its_acronym_is_found(
     )
     kb = open_kb(project_dir, embedder)
     kb.sync()
-    from ragtune.knowledge.search import document_aliases
+    from ragtune.knowledge.search import document_names
 
-    assert document_aliases(kb.store) == {"TEP": "Travel Expenses Policy"}
+    assert document_names(kb.store).aliases == {"TEP": "Travel Expenses Policy"}
     hits = kb.search("what does the TEP say", k=2, mode="bm25")
     assert hits and all(h.document == "docs/expenses.md" for h in hits)
     # A renamed document's acronym goes with the next snapshot.
     (project_dir / "docs" / "expenses.md").write_text(EXPENSES)
     kb.sync()
-    assert document_aliases(kb.store) == {}
+    assert document_names(kb.store).aliases == {}
 
 
 def test_named_documents_reads_acronyms_and_titles_and_drops_them() -> None:

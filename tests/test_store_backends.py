@@ -133,7 +133,6 @@ def write_history(store: KnowledgeStore) -> dict[str, Any]:
     seen["versions"] = store.document_versions("docs/leave.md")
     seen["text"] = [store.document_text("docs/leave.md", v) for v in (1, 2, 3, 4)]
     seen["metadata"] = sorted(store.document_metadata())
-    seen["titles"] = store.live_titles()
     seen["versions_at"] = [
         store.versions_at(["docs/leave.md", "tables/fees.csv", "nope"], at)
         for at in (1, 2, 3, 4, None)

@@ -160,12 +160,6 @@ def document_names(store: KnowledgeStore) -> DocumentNames:
     return names
 
 
-def document_aliases(store: KnowledgeStore) -> dict[str, str]:
-    """Acronym -> title for the live documents whose title gives one no other title shares
-    (cached per snapshot, with :func:`document_names`)."""
-    return document_names(store).aliases
-
-
 def expand_query(query: str, aliases: dict[str, str]) -> str:
     """The query with each document acronym it uses spelled out beside it.
 

@@ -227,10 +227,6 @@ class KnowledgeStore(Protocol):
         """(path, kind, title) of every document version, distinct (search's filters)."""
         ...
 
-    def live_titles(self) -> set[str]:
-        """The titles of the live documents."""
-        ...
-
     def versions_at(self, paths: Iterable[str], at: int | None = None) -> dict[str, int]:
         """The version of each document visible at a snapshot."""
         ...

@@ -506,10 +506,6 @@ class PostgresStore:
         rows = self._all("SELECT DISTINCT path, kind, title FROM documents")
         return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
-    def live_titles(self) -> set[str]:
-        """The titles of the live documents."""
-        return {str(r[0]) for r in self._all("SELECT title FROM documents WHERE valid_to IS NULL")}
-
     def versions_at(self, paths: Iterable[str], at: int | None = None) -> dict[str, int]:
         """The version of each document visible at a snapshot (default: the live one)."""
         wanted = list(dict.fromkeys(paths))

@@ -299,11 +299,6 @@ class SQLiteStore(ExampleRows):
         rows = self.db.execute("SELECT DISTINCT path, kind, title FROM documents").fetchall()
         return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
-    def live_titles(self) -> set[str]:
-        """The titles of the live documents."""
-        rows = self.db.execute("SELECT DISTINCT title FROM documents WHERE valid_to IS NULL")
-        return {str(r[0]) for r in rows}
-
     def current_chunks(self, path: str) -> list[ChunkRow]:
         """The live chunks of one document, in order."""
         rows = self.db.execute(
