@@ -138,8 +138,11 @@ def test_pairs_from_the_clauses_figures_first() -> None:
     # "Travel Policy" no acronym of three letters.
     assert set(by_clause) == {"1.1", "1.2", "1.3", "2.1", "3.1", "3.2"}
     first = by_clause["1.1"]
-    # Annual leave has three clauses: its questions name the clause, by its figure's unit.
-    assert first.input == "How many days does LP 1.1 on annual leave give?"
+    # Annual leave has three clauses: asked by its figure's unit and by the words that tell it
+    # from its neighbours (those the fewest other clauses hold), never by its number.
+    assert (
+        first.input == "How many days does our LP give for annual leave (each, employee, calendar)?"
+    )
     assert first.output.startswith("Each employee receives twenty-five (25) days")
     assert first.output.endswith("(LP 1.1).")
     # Parental leave has one: asked as a user would, without the number.
@@ -148,7 +151,10 @@ def test_pairs_from_the_clauses_figures_first() -> None:
     assert "HR tool" not in by_clause["1.2"].output and "five (5) days" in by_clause["1.2"].output
     # A clause without a figure is answered with its first sentence.
     assert by_clause["1.3"].output == "Leave is approved by the employee's manager (LP 1.3)."
-    assert "1.3" in by_clause["1.3"].input and "annual leave" in by_clause["1.3"].input
+    assert "annual leave (approved, employee, manager)" in by_clause["1.3"].input
+    # The figure stays out of the question (its words too): the answer must be read.
+    assert "(unused, carries, over)" in by_clause["1.2"].input
+    assert not any(n in p.input for p in pairs for n in ("1.1", "1.2", "1.3", "twenty", "five"))
     assert "Travel Policy 3.1" in by_clause["3.1"].output and "$180" in by_clause["3.1"].output
     assert [p.line for p in pairs] == list(range(1, len(pairs) + 1))
     # Under a limit, the clauses with a figure come first and the documents take turns.

@@ -67,7 +67,7 @@ class ReaderSettings(BaseModel):
         "clauses (those that hold a figure, date or duration first).",
     )
     max_generated: int = Field(
-        80, ge=0, le=10_000, description="At most this many pairs made from the documents."
+        120, ge=0, le=10_000, description="At most this many pairs made from the documents."
     )
     split_seed: int = Field(
         0, description="Seed of the eval split (ragtune.holdout): the lab must use the same one."

@@ -98,11 +98,14 @@ _DIGITS = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _ANSWER_CHARS = 320
 _WORD = re.compile(r"[A-Za-z]{4,}")
 _SHARED_WORDS = 0.5
-_QUESTIONS = (
-    "Under our {doc}, what does clause {number} on {topic} say?",
-    "What is the position in {doc} {number} ({topic})?",
-    "What does {doc} {number} provide about {topic}?",
+_NUMBER_WORD = re.compile(
+    r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|"
+    r"fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|"
+    r"eighty|ninety|hundred|thousand|million|billion|percent)(?:-\w+)?",
+    re.IGNORECASE,
 )
+_KEY_WORDS = 3
+"""Words a question borrows from its clause where the clause shares its heading with others."""
 _TOPIC_QUESTIONS = (
     "What does our {doc} say about {topic}?",
     "What is the position in our {doc} on {topic}?",
@@ -181,6 +184,7 @@ def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
             for n, match in enumerate(_CLAUSE.finditer(chunk.text))
         ]
         shared = Counter(topic for *_, topic, _, _ in clauses)
+        spread = Counter(w for *_, body in clauses for w in _words(body))
         seen: Counter[str] = Counter()
         rows = []
         for ordinal, n, topic, number, body in clauses:
@@ -189,7 +193,10 @@ def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
             answer = figure or _first_sentence(body)
             if not answer:
                 continue
-            question = _question(name, number if shared[topic] > 1 else None, topic, answer)
+            about = topic
+            if shared[topic] > 1:  # the clause's own words tell it from its neighbours
+                about = f"{topic} ({', '.join(_key_words(answer, spread, topic, name))})"
+            question = _question(name, about, answer)
             pair = Example(question, f"{answer} ({name} {number}).", None, 0)
             rows.append((figure is not None, seen[topic], (document, ordinal, n), pair))
         made.append(sorted(rows, key=lambda row: row[1]))  # the topics take turns
@@ -201,22 +208,34 @@ def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
     return _numbered([e for _, e in sorted(chosen, key=lambda row: row[0])])
 
 
-def _question(name: str, number: str | None, topic: str, answer: str) -> str:
+def _question(name: str, about: str, answer: str) -> str:
     """A question on one clause: "how many <unit>" when its first figure is a count of days,
-    hours, years..., else one of :data:`_QUESTIONS` (chosen by the clause's topic and number, so
-    the same clause always gets the same question). ``number`` names the clause where its topic
-    does not (None: the only clause on its topic in the document)."""
+    hours, years..., else one of :data:`_TOPIC_QUESTIONS` (chosen by what it is about, so the
+    same clause always gets the same question). ``about``: the clause's topic, with its
+    distinctive words where other clauses share the topic (:func:`_key_words`)."""
     count = _COUNT.search(answer)
     unit = count.group(1) if count and count.group(1) else None
     if unit and not unit.startswith(("%", "percent")):
         plural = unit.lower() if unit.lower().endswith("s") else unit.lower() + "s"
-        if number is None:
-            return f"How many {plural} does our {name} give for {topic}?"
-        return f"How many {plural} does {name} {number} on {topic} give?"
-    templates = _QUESTIONS if number is not None else _TOPIC_QUESTIONS
-    key = f"{topic}:{number}".encode()
-    template = templates[int(hashlib.sha1(key).hexdigest(), 16) % len(templates)]
-    return template.format(doc=name, number=number, topic=topic)
+        return f"How many {plural} does our {name} give for {about}?"
+    pick = int(hashlib.sha1(about.encode()).hexdigest(), 16) % len(_TOPIC_QUESTIONS)
+    return _TOPIC_QUESTIONS[pick].format(doc=name, topic=about)
+
+
+def _key_words(answer: str, spread: Counter[str], topic: str, name: str) -> list[str]:
+    """The :data:`_KEY_WORDS` words of a clause's answer found in the fewest clauses of its
+    document (the earliest on a tie), in the answer's order: what a user asking about this
+    clause, not its neighbours, would say. Figures and their units, and the words of the topic
+    and the document's name, are left out (the question must not hold its answer)."""
+    taken = _words(topic) | _words(name) | {u.lower() for u in _COUNT.findall(answer)}
+    taken |= {u.lower().removesuffix("s") for u in taken} | {u.lower() + "s" for u in taken}
+    words: list[str] = []
+    for word in _WORD.findall(answer):
+        low = word.lower()
+        if low not in taken and low not in words and not _NUMBER_WORD.fullmatch(low):
+            words.append(low)
+    rare = sorted(words, key=lambda w: (spread[w], words.index(w)))[:_KEY_WORDS]
+    return [w for w in words if w in rare]
 
 
 def _numbered(rows: list[Example]) -> list[Example]:
