@@ -217,6 +217,40 @@ def test_the_lab_serves_an_adapter_with_the_shots_it_was_trained_with(
     assert shown["zero-shot"] == shown["RAG"] == []
 
 
+def test_the_lab_prompts_the_reader_as_the_runtime_serves_it(
+    tmp_path: Path, example_project: Callable[..., Path]
+) -> None:
+    """The RAG+LoRA arm of a knowledge capability with a reader sends the very messages the
+    served runtime sends: the reader's system prompt (the one it was trained with), the same
+    passages, in the same order."""
+    from ragtune.lab.arms import _shots, plan_arms
+    from ragtune.lab.model import Lab
+    from ragtune.runtime import pipeline
+    from ragtune.runtime.runtime import Request, Runtime
+
+    folder = example_project(tmp_path / "cr", sync=True, install=("templates",))
+    project = load_project(folder)
+    items = [
+        i for i in load_eval(default_eval_paths(project), project) if i.capability == "templates"
+    ][:1]
+    runtime = Runtime(project)
+    try:
+        lab = Lab(project, project, runtime, LabSettings(), items, None, items)
+        plan_arms(lab)
+        plan = lab.plans[("RAG+LoRA", "templates")]
+        request = Request(items[0].input, "templates")
+        passages = pipeline.retrieve(runtime, plan.route, request)
+        sent = pipeline.build_prompt(
+            runtime, plan.route, request, passages, _shots(lab, plan, items[0])
+        )
+        served, _ = pipeline._prepare(runtime, request)
+    finally:
+        runtime.close()
+    assert plan.route.adapter == served.route.adapter == "templates"
+    assert sent == served.messages
+    assert sent[0]["content"].startswith("Answer the question from the numbered context")
+
+
 def test_lab_cli_names_bad_input_and_exits_2(tmp_path: Path) -> None:
     bad = _write(tmp_path, '{"capability": "nope", "input": "x", "expected": ["a"]}')
     result = runner.invoke(app, ["lab", str(EXAMPLE), "--eval", str(bad)])

@@ -62,7 +62,9 @@ def _plan(runtime: Runtime, cap: Capability, spec: ArmSpec) -> ArmPlan:
     retrieved = sources if spec.retrieval else ()
     adapter = _adapter(runtime, cap, spec) if spec.adapter else None
     kind: Strategy
-    if adapter is not None:
+    if knowledge and adapter == cap.name:
+        kind = "retrieval"  # build's reader, served as the runtime serves it (its prompt)
+    elif adapter is not None:
         kind = "lora"
     elif spec.shots:
         kind = "few-shot"
