@@ -36,7 +36,7 @@ from ragtune.lab.verdict import audit_verdicts
 from ragtune.project import Project, load_project
 from ragtune.runtime.runtime import Runtime
 
-__all__ = ["run"]
+__all__ = ["run", "workspace"]
 
 
 def run(
@@ -67,7 +67,7 @@ def run(
     """
     chosen = _reduce(list(items), settings.max_items, settings)
     changes = change_set(project, settings.drift) if settings.drift is not None else None
-    work = _workspace(project)
+    work = workspace(project)
     from ragtune.audit import decisions
 
     if progress:
@@ -171,7 +171,7 @@ def _count_by_capability(items: Sequence[EvalItem]) -> dict[str, int]:
     return counts
 
 
-def _workspace(project: Project) -> Project:
+def workspace(project: Project) -> Project:
     """A copy of the project under ``.ragtune/lab/work``: its files, its knowledge store and
     its trained adapters; the de-quantised base model is shared, not copied."""
     state = project.state_dir

@@ -1,0 +1,92 @@
+"""templates against issue 14's target (RAG + reader fact accuracy >= 0.8 on held-out questions,
+before and after legal's revision), with the reader the example ships.
+
+The shipped reader (99 steps over the team's 13 train-side pairs and 117 pairs made from the
+templates' clauses) answers 0.73 of the 11 held-out questions before the revision (0.68 of their
+19 rephrasings) and 0.50 of the 6 it changes after it (0.56 of 9): 29 of 45 right, where plain
+RAG with the base model gets 0.09 and 0.00. The target is not met; the test holds about the
+measured level (:data:`FLOORS`, one answer of slack) so that a regression fails while the
+README says what is missing.
+
+The scoring is ``scripts/score_reader.py``'s (:func:`score`: the served runtime on a copy of the
+project, the change set applied as the lab's drift test applies it), loaded from the script so
+the test and the script measure the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from ragtune.examples import example_path
+from ragtune.holdout import input_key
+from ragtune.project import load_project
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = example_path("contract-review")
+SHIPPED = EXAMPLE / "adapters" / "templates"
+FLOORS = {"before": 0.63, "after": 0.33}
+"""Fact accuracy on the held-out questions the shipped reader holds, per phase (measured 0.73
+and 0.50; one answer of slack each)."""
+
+
+def _scoring() -> ModuleType:
+    """``scripts/score_reader.py`` as a module (scripts/ is not a package)."""
+    name = "score_reader"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while being made
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_only_questions_the_shipped_reader_never_trained_on_are_scored() -> None:
+    """The held-out side of the reader's split: none of its inputs is among those the shipped
+    reader's manifest says it trained on; the after phase is the lines the change set revises."""
+    from ragtune.adapters import MANIFEST
+
+    score = _scoring()
+    project = load_project(EXAMPLE)
+    before = score.held_out_items(project, "templates", after=False)
+    after = score.held_out_items(project, "templates", after=True)
+    trained = set(json.loads((SHIPPED / MANIFEST).read_text())["dataset"]["inputs"])
+    assert len(before) == 11 and len(after) == 6
+    assert {i.input for i in after} <= {i.input for i in before}
+    assert all(i.after is not None for i in after)
+    assert not {input_key(i.input) for i in before} & trained
+    assert sum(len(i.rephrased) for i in before) == 19
+
+
+def test_a_capability_without_held_out_lines_is_named() -> None:
+    score = _scoring()
+    with pytest.raises(score.RagtuneError, match=r"'rates' has no eval line held out"):
+        score.held_out_items(load_project(EXAMPLE), "rates", after=False)
+
+
+@pytest.mark.slow
+def test_the_shipped_reader_holds_its_measured_accuracy_before_and_after_the_revision(
+    tmp_path: Path, example_project: Callable[..., Path]
+) -> None:
+    """Served as the server serves it (the shipped reader installed, four passages, llama.cpp,
+    greedy), on the held-out questions: at least :data:`FLOORS` per phase."""
+    from ragtune.build import install_shipped
+
+    score = _scoring()
+    project = load_project(example_project(tmp_path / "cr", sync=True))
+    install_shipped(project, "templates")
+    phases = score.score(project, "templates", drift=project.root / "changes")
+    shown = score.report(phases, "templates")
+    assert [p.name for p in phases] == ["before", "after"], shown
+    assert all(a.adapter == "templates" for p in phases for a in p.asked), shown
+    for phase in phases:
+        assert (phase.accuracy() or 0.0) >= FLOORS[phase.name], shown
+    # The original's documents were not touched: the revision went to the lab's copy.
+    assert "within seventy-two (72)" in (project.root / "knowledge" / "dpa.md").read_text()
