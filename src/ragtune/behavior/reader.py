@@ -234,8 +234,8 @@ def _key_words(answer: str, spread: Counter[str], topic: str, name: str) -> list
         low = word.lower()
         if low not in taken and low not in words and not _NUMBER_WORD.fullmatch(low):
             words.append(low)
-    rare = sorted(words, key=lambda w: (spread[w], words.index(w)))[:_KEY_WORDS]
-    return [w for w in words if w in rare]
+    rare = sorted(range(len(words)), key=lambda i: (spread[words[i]], i))[:_KEY_WORDS]
+    return [words[i] for i in sorted(rare)]
 
 
 def _numbered(rows: list[Example]) -> list[Example]:
