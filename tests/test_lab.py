@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,10 @@ from ragtune.holdout import input_key, is_held_out
 from ragtune.lab.drift import change_set
 from ragtune.lab.evalset import EvalError, EvalItem, Revision, default_eval_paths, load_eval
 from ragtune.lab.metrics import fact_score, facts_present, is_stale, normalise, percentile, spread
-from ragtune.lab.model import ARMS, LabError, LabSettings
+from ragtune.lab.model import ARMS, Lab, LabError, LabSettings
 from ragtune.lab.runner import _reduce
 from ragtune.project import load_project
+from ragtune.runtime.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "contract-review"
@@ -185,7 +187,26 @@ def test_the_change_set_maps_onto_the_documents_by_name(tmp_path: Path, example)
         change_set(example, tmp_path / "nope")
 
 
-# --- the CLI's bad input ----------------------------------------------------------------------
+# --- the arms serve an adapter as the runtime serves it -----------------------------------------
+
+
+@contextmanager
+def _planned(folder: Path, capability: str) -> Iterator[tuple[Lab, Runtime, EvalItem]]:
+    """The lab's arms planned on the project in ``folder`` for one eval item of
+    ``capability``, with the runtime that serves them (closed on exit)."""
+    from ragtune.lab.arms import plan_arms
+
+    project = load_project(folder)
+    items = [
+        i for i in load_eval(default_eval_paths(project), project) if i.capability == capability
+    ][:1]
+    runtime = Runtime(project)
+    try:
+        lab = Lab(project, project, runtime, LabSettings(), items, None, items)
+        plan_arms(lab)
+        yield lab, runtime, items[0]
+    finally:
+        runtime.close()
 
 
 def test_the_lab_serves_an_adapter_with_the_shots_it_was_trained_with(
@@ -194,24 +215,13 @@ def test_the_lab_serves_an_adapter_with_the_shots_it_was_trained_with(
     """The shipped risk-flag adapter was trained with 3 worked examples per prompt; the lab's
     arms that serve it show as many, chosen as the runtime chooses them, and the others none
     beyond their own."""
-    from ragtune.lab.arms import _shots, plan_arms
-    from ragtune.lab.model import Lab
-    from ragtune.runtime.runtime import Runtime
+    from ragtune.lab.arms import _shots
 
     folder = example_project(tmp_path / "cr", install=("risk_flags",))
-    project = load_project(folder)
-    items = [
-        i for i in load_eval(default_eval_paths(project), project) if i.capability == "risk_flags"
-    ][:1]
-    runtime = Runtime(project)
-    try:
-        lab = Lab(project, project, runtime, LabSettings(), items, None, items)
-        plan_arms(lab)
-        shown = {arm: _shots(lab, lab.plans[(arm, "risk_flags")], items[0]) for arm in ARMS}
-        served = runtime.shots_for("risk_flags", items[0].input, k=3)
-    finally:
-        runtime.close()
-    assert runtime.adapter_shots(lab.plans[("RAG+LoRA", "risk_flags")].route) == 3
+    with _planned(folder, "risk_flags") as (lab, runtime, item):
+        shown = {arm: _shots(lab, lab.plans[(arm, "risk_flags")], item) for arm in ARMS}
+        served = runtime.shots_for("risk_flags", item.input, k=3)
+        assert runtime.adapter_shots(lab.plans[("RAG+LoRA", "risk_flags")].route) == 3
     assert shown["RAG+LoRA"] == served and len(served) == 3
     assert len(shown["few-shot"]) == 2
     assert shown["zero-shot"] == shown["RAG"] == []
@@ -223,32 +233,25 @@ def test_the_lab_prompts_the_reader_as_the_runtime_serves_it(
     """The RAG+LoRA arm of a knowledge capability with a reader sends the very messages the
     served runtime sends: the reader's system prompt (the one it was trained with), the same
     passages, in the same order."""
-    from ragtune.lab.arms import _shots, plan_arms
-    from ragtune.lab.model import Lab
+    from ragtune.lab.arms import _shots
     from ragtune.runtime import pipeline
-    from ragtune.runtime.runtime import Request, Runtime
+    from ragtune.runtime.runtime import Request
 
     folder = example_project(tmp_path / "cr", sync=True, install=("templates",))
-    project = load_project(folder)
-    items = [
-        i for i in load_eval(default_eval_paths(project), project) if i.capability == "templates"
-    ][:1]
-    runtime = Runtime(project)
-    try:
-        lab = Lab(project, project, runtime, LabSettings(), items, None, items)
-        plan_arms(lab)
+    with _planned(folder, "templates") as (lab, runtime, item):
         plan = lab.plans[("RAG+LoRA", "templates")]
-        request = Request(items[0].input, "templates")
+        request = Request(item.input, "templates")
         passages = pipeline.retrieve(runtime, plan.route, request)
         sent = pipeline.build_prompt(
-            runtime, plan.route, request, passages, _shots(lab, plan, items[0])
+            runtime, plan.route, request, passages, _shots(lab, plan, item)
         )
         served, _ = pipeline._prepare(runtime, request)
-    finally:
-        runtime.close()
     assert plan.route.adapter == served.route.adapter == "templates"
     assert sent == served.messages
     assert sent[0]["content"].startswith("Answer the question from the numbered context")
+
+
+# --- the CLI's bad input ----------------------------------------------------------------------
 
 
 def test_lab_cli_names_bad_input_and_exits_2(tmp_path: Path) -> None:

@@ -15,9 +15,7 @@ the test and the script measure the same way.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -27,8 +25,8 @@ import pytest
 from ragtune.examples import example_path
 from ragtune.holdout import input_key
 from ragtune.project import load_project
+from scripts_loader import load_script
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = example_path("contract-review")
 SHIPPED = EXAMPLE / "adapters" / "templates"
 FLOORS = {"before": 0.63, "after": 0.33}
@@ -37,15 +35,8 @@ and 0.50; one answer of slack each)."""
 
 
 def _scoring() -> ModuleType:
-    """``scripts/score_reader.py`` as a module (scripts/ is not a package)."""
-    name = "score_reader"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while being made
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """``scripts/score_reader.py`` as a module."""
+    return load_script("score_reader")
 
 
 def test_only_questions_the_shipped_reader_never_trained_on_are_scored() -> None:

@@ -14,10 +14,8 @@ it), loaded here from the script so the test and the script measure the same way
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +25,8 @@ import pytest
 
 from ragtune.examples import example_path
 from ragtune.project import load_project
+from scripts_loader import load_script
 
-REPO = Path(__file__).resolve().parents[1]
 CLAUSES = Path(__file__).resolve().parent / "data" / "risk_flag_clauses.jsonl"
 EXAMPLE = example_path("contract-review")
 SHIPPED = EXAMPLE / "adapters" / "risk_flags"
@@ -38,15 +36,8 @@ issue's target, 0.90, is not reached there)."""
 
 
 def _scoring() -> ModuleType:
-    """``scripts/score_risk_flags.py`` as a module (scripts/ is not a package)."""
-    name = "score_risk_flags"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while being made
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """``scripts/score_risk_flags.py`` as a module."""
+    return load_script("score_risk_flags")
 
 
 def _grams(text: str, n: int = 5) -> set[tuple[str, ...]]:
