@@ -125,17 +125,24 @@ def scratch_copy(project: Project) -> Project:
 
 
 def held_out_items(project: Project, capability: str, *, after: bool) -> list[EvalItem]:
-    """The capability's eval lines on the held-out side of the reader's split; ``after``: only
-    those whose answer the change set revises.
+    """The capability's eval lines on the held-out side of the reader's split (the files and
+    seed its team pairs are read with); ``after``: only those whose answer the change set
+    revises.
 
     Raises:
         RagtuneError: The capability has no such line.
     """
     cap = capability_of(project, capability)
-    seed = cap.reader.split_seed if cap.reader is not None else 0
+    reader = cap.reader
+    paths = (
+        [project.resolve(p) for p in reader.questions]
+        if reader is not None and reader.questions is not None
+        else default_eval_paths(project)
+    )  # the files the reader's team pairs come from (behavior.reader.team_pairs)
+    seed = reader.split_seed if reader is not None else 0
     items = [
         i
-        for i in load_eval(default_eval_paths(project), project)
+        for i in load_eval(paths, project)
         if i.capability == capability and is_held_out(i.input, seed=seed)
     ]
     if after:
