@@ -56,6 +56,41 @@ def test_only_questions_the_shipped_reader_never_trained_on_are_scored() -> None
     assert sum(len(i.rephrased) for i in before) == 19
 
 
+def test_the_held_out_lines_come_from_the_readers_own_question_files(
+    write_project: Callable[..., Path],
+) -> None:
+    """A reader with ``questions:`` is scored on the held-out side of those files only, as its
+    team pairs are read from them."""
+    from ragtune.holdout import is_held_out
+
+    folder = write_project(
+        """
+        version: 1
+        project: reading
+        capabilities:
+          - name: policies
+            description: Answer questions about our current leave policy.
+            kind: knowledge
+            changes_within_6_months: true
+            sources: [docs/]
+            reader: {questions: [eval/mine.jsonl]}
+        """
+    )
+    (folder / "docs").mkdir()
+    (folder / "docs" / "leave.md").write_text("# Leave\n\n1.1 Twenty-five (25) days.\n")
+    (folder / "eval").mkdir()
+    asked = [f"How many leave days does policy {n} give?" for n in range(40)]
+    held = [q for q in asked if is_held_out(q)]
+    for name, questions in (("mine", asked[:20]), ("other", asked[20:])):
+        lines = [
+            json.dumps({"capability": "policies", "input": q, "expected": ["25 days"]})
+            for q in questions
+        ]
+        (folder / "eval" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    items = _scoring().held_out_items(load_project(folder), "policies", after=False)
+    assert [i.input for i in items] == [q for q in held if q in asked[:20]] != []
+
+
 def test_a_capability_without_held_out_lines_is_named() -> None:
     score = _scoring()
     with pytest.raises(score.RagtuneError, match=r"'rates' has no eval line held out"):
