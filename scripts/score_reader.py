@@ -4,12 +4,12 @@ a change set, through the served runtime.
 The project is copied as the lab copies it (its adapters and knowledge store with it, under
 ``.ragtune/lab/work``; the original is not touched) and its knowledge synced. Each of the
 capability's eval lines on the held-out side of the reader's split
-(:func:`ragtune.holdout.is_held_out`, the side ``team_pairs`` never trains on) is asked through
-:func:`ragtune.runtime.pipeline.run`, greedy: the route the runtime picks (the reader adapter
-where one is installed), the passages it retrieves, the prompt it builds. Then the change set's
-documents replace the ones they revise (as ``ragtune lab --drift`` does), the knowledge
-re-syncs, and the lines whose answer the change revises (``after``) are asked again and scored
-on their new facts. Reported per phase:
+(:func:`ragtune.behavior.reader.question_split`, the side ``team_pairs`` never trains on) is
+asked through :func:`ragtune.runtime.pipeline.run`, greedy: the route the runtime picks (the
+reader adapter where one is installed), the passages it retrieves, the prompt it builds. Then
+the change set's documents replace the ones they revise (as ``ragtune lab --drift`` does), the
+knowledge re-syncs, and the lines whose answer the change revises (``after``) are asked again
+and scored on their new facts. Reported per phase:
 
 - **fact accuracy**: the mean share of the expected facts each answer holds
   (:func:`ragtune.lab.metrics.fact_score`), over the lines' own questions;
@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.behavior.capability import capability_of
+from ragtune.behavior.reader import question_split
 from ragtune.errors import RagtuneError
-from ragtune.holdout import is_held_out
-from ragtune.lab.evalset import EvalItem, default_eval_paths, load_eval
+from ragtune.lab.evalset import EvalItem
 from ragtune.lab.metrics import fact_score
 from ragtune.project import Project, load_project
 from ragtune.runtime.pipeline import run
@@ -132,19 +132,7 @@ def held_out_items(project: Project, capability: str, *, after: bool) -> list[Ev
     Raises:
         RagtuneError: The capability has no such line.
     """
-    cap = capability_of(project, capability)
-    reader = cap.reader
-    paths = (
-        [project.resolve(p) for p in reader.questions]
-        if reader is not None and reader.questions is not None
-        else default_eval_paths(project)
-    )  # the files the reader's team pairs come from (behavior.reader.team_pairs)
-    seed = reader.split_seed if reader is not None else 0
-    items = [
-        i
-        for i in load_eval(paths, project)
-        if i.capability == capability and is_held_out(i.input, seed=seed)
-    ]
+    _, items, _ = question_split(project, capability_of(project, capability))
     if after:
         items = [i for i in items if i.after is not None]
     if not items:

@@ -44,7 +44,7 @@ from ragtune.behavior.examples import Example, ExampleSet
 from ragtune.context import PASSAGES, Passage
 from ragtune.facts import find_facts, source_keys
 from ragtune.holdout import split
-from ragtune.project import Capability, Project
+from ragtune.project import Capability, Project, ReaderSettings
 from ragtune.prompt import KNOWLEDGE_SYSTEM
 
 if TYPE_CHECKING:
@@ -52,11 +52,13 @@ if TYPE_CHECKING:
     from ragtune.behavior.capability import CapabilityTraining
     from ragtune.behavior.train import ProgressCallback
     from ragtune.knowledge.store import ChunkRow
+    from ragtune.lab.evalset import EvalItem
 
 __all__ = [
     "READER_DEFAULTS",
     "ReaderPairs",
     "document_pairs",
+    "question_split",
     "reader_config",
     "reader_pairs",
     "relevant_hit",
@@ -146,23 +148,33 @@ def reader_config(project: Project, capability: Capability) -> TrainConfig:
     return TrainConfig(**settings)
 
 
-def team_pairs(project: Project, capability: Capability) -> tuple[list[Example], int, list[str]]:
-    """The train side of the capability's eval lines with an answer: ``(pairs, held out,
-    files)``."""
+def question_split(
+    project: Project, capability: Capability
+) -> tuple[list[EvalItem], list[EvalItem], list[str]]:
+    """The capability's eval lines split as its reader splits them: ``(train, held out,
+    files)``, read from ``reader.questions`` (default: every eval file) and split by
+    ``reader.split_seed`` (a capability without a reader: the defaults)."""
     from ragtune.lab.evalset import default_eval_paths, load_eval, shown_path
 
-    reader = capability.reader
-    assert reader is not None
+    reader = capability.reader or ReaderSettings()
     paths = (
         [project.resolve(p) for p in reader.questions]
         if reader.questions is not None
         else default_eval_paths(project)
     )
     files = [shown_path(p, project.root) for p in paths]
-    items = [i for i in load_eval(paths, project) if i.capability == capability.name and i.answer]
+    items = [i for i in load_eval(paths, project) if i.capability == capability.name]
     train, held = split(items, lambda i: i.input, seed=reader.split_seed)
-    rows = [Example(i.input, i.answer or "", None, n) for n, i in enumerate(train, start=1)]
-    return rows, len(held), files
+    return train, held, files
+
+
+def team_pairs(project: Project, capability: Capability) -> tuple[list[Example], int, list[str]]:
+    """The train side of the capability's eval lines with an answer (:func:`question_split`):
+    ``(pairs, held-out lines with an answer, files)``."""
+    train, held, files = question_split(project, capability)
+    answered = [i for i in train if i.answer]
+    rows = [Example(i.input, i.answer or "", None, n) for n, i in enumerate(answered, start=1)]
+    return rows, sum(1 for i in held if i.answer), files
 
 
 def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
