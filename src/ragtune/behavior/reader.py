@@ -14,9 +14,10 @@ Where the pairs come from (:func:`reader_pairs`):
 - **made from the documents** (``reader.from_documents``, on by default): each numbered clause
   of the capability's live documents under a heading becomes a question on its topic, answered
   with the clause's sentences that hold a figure, date or duration (its first sentence when it
-  states none) and a citation. A question names the clause's number only where its topic has
-  several clauses in the document; elsewhere it is asked as a user would ("How many days does
-  our NDA give for return and destruction?"). The documents take turns, so a limit leaves
+  states none, :func:`ragtune.clauses.clause_answer`) and a citation. It is asked as a user
+  would ("How many days does our NDA give for return and destruction?"); where its topic has
+  several clauses in the document, with the clause's own rarest words, never its number. The
+  documents take turns, so a limit leaves
   none out, and clauses with a figure come first. They teach where to look and to copy, not
   what the facts are: each is trained with its clause in the context, and the answer is worth
   only what the clause says.
@@ -41,8 +42,9 @@ from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
 from ragtune.behavior.examples import Example, ExampleSet
+from ragtune.clauses import COUNT, clause_answer, clauses, figure_sentences
 from ragtune.context import PASSAGES, Passage
-from ragtune.facts import find_facts, source_keys
+from ragtune.facts import source_keys
 from ragtune.holdout import split
 from ragtune.project import Capability, Project, ReaderSettings
 from ragtune.prompt import KNOWLEDGE_SYSTEM
@@ -84,20 +86,10 @@ READER_DEFAULTS: dict[str, Any] = {
 few dozen pairs with as many passages of context as the runtime serves, in the order it serves
 them (best first)."""
 
-_CLAUSE = re.compile(
-    r"(?ms)^(\d{1,3}(?:\.\d{1,3})+)\.?[ \t]+(.+?)(?=^\d{1,3}(?:\.\d{1,3})+\.?[ \t]|\Z)"
-)
-_SENTENCE = re.compile(r"(?<=[.;:])\s+(?=[A-Z(\"])")
 _ABBREVIATION = re.compile(r"\(\s*the\s+\"([A-Z]{2,8})\"\s*\)")
 _CLAUSE_HEAD = re.compile(r"^\s*\d{1,3}\.\d")
 _HEADING_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[A-Z]\.)\s+")
-_COUNT = re.compile(
-    r"\(?\b\d{1,3}\)?\s*(%|(?:percent|(?:business |calendar |working )?(?:days?|hours?|weeks?|"
-    r"months?|years?|minutes?))\b)|\(\d{1,3}\)",
-    re.IGNORECASE,
-)
 _DIGITS = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
-_ANSWER_CHARS = 320
 _WORD = re.compile(r"[A-Za-z]{4,}")
 _SHARED_WORDS = 0.5
 _NUMBER_WORD = re.compile(
@@ -189,20 +181,20 @@ def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
     for document in sorted(by_document):
         parts = sorted(by_document[document], key=lambda c: c.ordinal)
         name = _short_name(document, parts)
-        clauses = [
-            (chunk.ordinal, n, topic, match.group(1), " ".join(match.group(2).split()))
+        numbered = [
+            (chunk.ordinal, n, topic, number, body)
             for chunk in parts
             if (topic := _topic(chunk.section))
-            for n, match in enumerate(_CLAUSE.finditer(chunk.text))
+            for n, (number, body) in enumerate(clauses(chunk.text))
         ]
-        shared = Counter(topic for *_, topic, _, _ in clauses)
-        spread = Counter(w for *_, body in clauses for w in _words(body))
+        shared = Counter(topic for *_, topic, _, _ in numbered)
+        spread = Counter(w for *_, body in numbered for w in _words(body))
         seen: Counter[str] = Counter()
         rows = []
-        for ordinal, n, topic, number, body in clauses:
+        for ordinal, n, topic, number, body in numbered:
             seen[topic] += 1
-            figure = _answer(body)
-            answer = figure or _first_sentence(body)
+            figure = figure_sentences(body)
+            answer = figure or clause_answer(body)
             if not answer:
                 continue
             about = topic
@@ -225,7 +217,7 @@ def _question(name: str, about: str, answer: str) -> str:
     hours, years..., else one of :data:`_TOPIC_QUESTIONS` (chosen by what it is about, so the
     same clause always gets the same question). ``about``: the clause's topic, with its
     distinctive words where other clauses share the topic (:func:`_key_words`)."""
-    count = _COUNT.search(answer)
+    count = COUNT.search(answer)
     unit = count.group(1) if count and count.group(1) else None
     if unit and not unit.startswith(("%", "percent")):
         plural = unit.lower() if unit.lower().endswith("s") else unit.lower() + "s"
@@ -239,7 +231,7 @@ def _key_words(answer: str, spread: Counter[str], topic: str, name: str) -> list
     document (the earliest on a tie), in the answer's order: what a user asking about this
     clause, not its neighbours, would say. Figures and their units, and the words of the topic
     and the document's name, are left out (the question must not hold its answer)."""
-    taken = _words(topic) | _words(name) | {u.lower() for u in _COUNT.findall(answer)}
+    taken = _words(topic) | _words(name) | {u.lower() for u in COUNT.findall(answer)}
     taken |= {u.lower().removesuffix("s") for u in taken} | {u.lower() + "s" for u in taken}
     words: list[str] = []
     for word in _WORD.findall(answer):
@@ -277,32 +269,6 @@ def _topic(section: str) -> str:
         if not _CLAUSE_HEAD.match(part):
             return _HEADING_NUMBER.sub("", part).strip().rstrip(".").lower()
     return ""
-
-
-def _answer(body: str) -> str | None:
-    """The clause's sentences that state a figure (at most two), or None when none does."""
-    sentences = [s for s in _SENTENCE.split(body) if _states_figure(s)]
-    return _clipped(" ".join(sentences[:2])) if sentences else None
-
-
-def _first_sentence(body: str) -> str:
-    """The clause's first sentence, clipped like an answer; empty for none."""
-    return _clipped(_SENTENCE.split(body, maxsplit=1)[0])
-
-
-def _clipped(text: str) -> str:
-    """An answer's text: without its closing punctuation, cut at a word within
-    :data:`_ANSWER_CHARS`."""
-    text = text.rstrip(" .;:")
-    if len(text) > _ANSWER_CHARS:
-        text = text[:_ANSWER_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:")
-    return text
-
-
-def _states_figure(sentence: str) -> bool:
-    """A figure, date or amount (:func:`find_facts`), or a small count with its unit ("five (5)
-    days", "6 hours") that the fact finder leaves out as list numbering."""
-    return bool(find_facts(sentence) or _COUNT.search(sentence))
 
 
 def _figures(text: str) -> set[str]:
