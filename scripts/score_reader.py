@@ -22,6 +22,7 @@ and scored on their new facts. Reported per phase:
     .venv/bin/python scripts/score_reader.py /tmp/cr --drift /tmp/cr/changes --threads 2
     .venv/bin/python scripts/score_reader.py /tmp/cr --drift /tmp/cr/changes --show --json
     .venv/bin/python scripts/score_reader.py /tmp/cr --base    # plain RAG: no reader
+    .venv/bin/python scripts/score_reader.py /tmp/cr --answer generate   # the reader writes
 
 Exit status: 0 when every phase reaches ``--target`` on its own questions (0.8, issue 14's),
 1 when one does not, 2 on bad input. ``tests/test_reader_accuracy.py`` scores with the same
@@ -66,6 +67,7 @@ class Asked:
         answer: The runtime's answer.
         score: The share of the facts it holds.
         adapter: The adapter that answered, or None (the base model).
+        strategy: The route's strategy: ``retrieval`` (a model wrote the answer) or ``quote``.
     """
 
     question: str
@@ -74,6 +76,7 @@ class Asked:
     answer: str
     score: float
     adapter: str | None
+    strategy: str = "retrieval"
 
 
 @dataclass
@@ -160,7 +163,7 @@ def score_phase(
             score = fact_score(result.text, expected)
             asked = Asked(
                 question, rephrased, tuple(expected), result.text, score or 0.0,
-                result.route.adapter,
+                result.route.adapter, result.route.strategy,
             )  # fmt: skip
             phase.asked.append(asked)
             if progress is not None:
@@ -174,11 +177,13 @@ def score(
     *,
     drift: Path | None,
     base: bool = False,
+    answer: str | None = None,
     threads: int | None = None,
     progress: Callable[[Asked], None] | None = None,
 ) -> list[Phase]:
     """Score ``before`` and, with a change set, ``after`` in a scratch copy of the project.
-    ``base``: plain RAG, the reader left out (the base model reads the passages).
+    ``base``: plain RAG, the reader left out (the base model reads the passages); ``answer``:
+    ``generate`` or ``quote`` in place of the capability's own ``answer`` setting.
 
     Raises:
         RagtuneError: No line to score, or a change set that matches no document.
@@ -192,6 +197,13 @@ def score(
     if threads is not None:
         model = work.config.model.model_copy(update={"threads": threads})
         work = dataclasses.replace(work, config=work.config.model_copy(update={"model": model}))
+    if answer is not None:
+        capabilities = [
+            c.model_copy(update={"answer": answer}) if c.name == capability else c
+            for c in work.config.capabilities
+        ]
+        config = work.config.model_copy(update={"capabilities": capabilities})
+        work = dataclasses.replace(work, config=config)
     runtime = _Runtime(work, base=base)
     try:
         with runtime.lock:
@@ -221,9 +233,15 @@ class _Runtime(Runtime):
 
 def report(phases: Sequence[Phase], capability: str) -> str:
     """The figures as a small table, then the answers that missed a fact."""
-    adapter = next((a.adapter for p in phases for a in p.asked), None)
+    first = next((a for p in phases for a in p.asked), None)
+    if first is not None and first.strategy == "quote":
+        served = "RAG, quoted (answer: quote)"
+    elif first is not None and first.adapter:
+        served = f"RAG + reader {first.adapter!r}"
+    else:
+        served = "RAG, base model"
     lines = [
-        f"{capability}: {'RAG + reader ' + repr(adapter) if adapter else 'RAG, base model'}",
+        f"{capability}: {served}",
         f"{'phase':8} {'questions':>9} {'accuracy':>9} {'rephrasings':>12} {'accuracy':>9} "
         f"{'right':>9}",
     ]
@@ -255,6 +273,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--capability", default="templates", help="default: templates")
     parser.add_argument("--drift", type=Path, default=None, help="a folder of revised documents")
     parser.add_argument("--base", action="store_true", help="plain RAG: the base model reads")
+    parser.add_argument(
+        "--answer",
+        choices=("generate", "quote"),
+        default=None,
+        help="answer the capability's way (default) or override it: a model writes the answer, "
+        "or the closest clause is quoted",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for generation")
     parser.add_argument("--target", type=float, default=TARGET, help=f"default: {TARGET}")
     parser.add_argument("--show", action="store_true", help="print each answer as it comes")
@@ -274,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.capability,
             drift=args.drift,
             base=args.base,
+            answer=args.answer,
             threads=args.threads,
             progress=tick,
         )

@@ -43,7 +43,9 @@ def example_project(pytestconfig: pytest.Config) -> Callable[..., Path]:
     semantics); ``store`` puts its knowledge elsewhere (a ``postgresql://`` URL); ``sync``
     indexes its knowledge; ``install`` copies in adapters the example ships (as ``ragtune
     build`` installs them); ``shared_models`` links its model cache to pytest's, the one
-    :func:`base_model` fills (20 s the first time, about 1 s after).
+    :func:`base_model` fills (20 s the first time, about 1 s after); ``answer="generate"`` has
+    the model write the templates' answers rather than quote them (for a test of generation
+    through the runtime: prompts, sampling fields, streams).
     """
     import shutil
 
@@ -59,8 +61,12 @@ def example_project(pytestconfig: pytest.Config) -> Callable[..., Path]:
         sync: bool = False,
         install: tuple[str, ...] = (),
         shared_models: bool = False,
+        answer: str | None = None,
     ) -> Path:
         folder = copy_example("contract-review", dest)
+        if answer is not None:
+            config = folder / "ragtune.yaml"
+            config.write_text(config.read_text().replace("answer: quote", f"answer: {answer}", 1))
         knowledge = {"embedder": embedder, "store": store}
         if any(knowledge.values()):
             config = folder / "ragtune.yaml"

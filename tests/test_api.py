@@ -19,7 +19,7 @@ CITED = "Within seventy-two (72) hours [1]."
 
 @pytest.fixture
 def project(tmp_path: Path, example_project: Callable[..., Path]) -> Path:
-    return example_project(tmp_path / "cr", embedder="hashing")
+    return example_project(tmp_path / "cr", embedder="hashing", answer="generate")
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def runtime(
     backend: ScriptedBackend,
 ) -> Iterator[Runtime]:
     folder = example_project(
-        tmp_path_factory.mktemp("clients") / "cr", embedder="hashing", sync=True
+        tmp_path_factory.mktemp("clients") / "cr", embedder="hashing", sync=True, answer="generate"
     )
     served = Runtime(load_project(folder), backend=backend)
     yield served

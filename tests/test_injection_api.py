@@ -114,7 +114,7 @@ def check_prompt(
 
 @pytest.fixture
 def project(tmp_path: Path, example_project: Callable[..., Path]) -> Path:
-    return example_project(tmp_path / "cr", embedder="hashing", sync=True)
+    return example_project(tmp_path / "cr", embedder="hashing", sync=True, answer="generate")
 
 
 def stored_text(folder: Path) -> dict[str, str]:

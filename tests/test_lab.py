@@ -237,7 +237,7 @@ def test_the_lab_prompts_the_reader_as_the_runtime_serves_it(
     from ragtune.runtime import pipeline
     from ragtune.runtime.runtime import Request
 
-    folder = example_project(tmp_path / "cr", sync=True, install=("templates",))
+    folder = example_project(tmp_path / "cr", sync=True, install=("templates",), answer="generate")
     with _planned(folder, "templates") as (lab, runtime, item):
         plan = lab.plans[("RAG+LoRA", "templates")]
         request = Request(item.input, "templates")

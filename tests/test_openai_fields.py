@@ -57,7 +57,7 @@ def runtime(
     backend: ScriptedBackend,
 ) -> Iterator[Runtime]:
     folder = example_project(
-        tmp_path_factory.mktemp("fields") / "cr", embedder="hashing", sync=True
+        tmp_path_factory.mktemp("fields") / "cr", embedder="hashing", sync=True, answer="generate"
     )
     served = Runtime(load_project(folder), backend=backend)
     yield served
@@ -556,7 +556,9 @@ def real(
     from ragtune.generate.base import model_sha256, resolve_base_model
     from ragtune.generate.llamacpp import LlamaCppBackend
 
-    folder = example_project(tmp_path_factory.mktemp("real") / "cr", embedder="hashing", sync=True)
+    folder = example_project(
+        tmp_path_factory.mktemp("real") / "cr", embedder="hashing", sync=True, answer="generate"
+    )
     project = load_project(folder)
     spec = resolve_base_model()
     assert spec.gguf_path is not None

@@ -181,7 +181,9 @@ class GatedBackend:
 def fast_project(
     tmp_path_factory: pytest.TempPathFactory, example_project: Callable[..., Path]
 ) -> Path:
-    return example_project(tmp_path_factory.mktemp("fast") / "cr", embedder="hashing", sync=True)
+    return example_project(
+        tmp_path_factory.mktemp("fast") / "cr", embedder="hashing", sync=True, answer="generate"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -581,7 +583,7 @@ def slow(
 ) -> Iterator[str]:
     from ragtune.generate.local import LocalBackend
 
-    folder = example_project(tmp_path_factory.mktemp("slow") / "cr", sync=True)
+    folder = example_project(tmp_path_factory.mktemp("slow") / "cr", sync=True, answer="generate")
     project = load_project(folder)
     runtime = Runtime(project, backend=LocalBackend(base_model, folder / ".ragtune" / "adapters"))
     with serving(create_app(runtime, ServerSettings(keys=KEYS, max_tokens_limit=32))) as url:
@@ -723,7 +725,9 @@ def test_ragtune_serve_as_its_own_process_behind_keys(
 
     from ragtune.generate.remote import RemoteBackend
 
-    folder = example_project(tmp_path / "cr", embedder="hashing", sync=True, shared_models=True)
+    folder = example_project(
+        tmp_path / "cr", embedder="hashing", sync=True, shared_models=True, answer="generate"
+    )
     keys = tmp_path / "keys.txt"
     keys.write_text(f"# the team's keys\n{READ} read\n{WRITE} write\n")
     with socket.socket() as sock:
@@ -773,7 +777,7 @@ def test_a_retrained_adapter_is_served_after_a_reload_without_a_restart(
     from ragtune.generate.base import load_base_model
     from ragtune.generate.local import LocalBackend
 
-    folder = example_project(tmp_path / "cr", embedder="hashing", sync=True)
+    folder = example_project(tmp_path / "cr", embedder="hashing", sync=True, answer="generate")
     adapters = folder / ".ragtune" / "adapters"
     examples = load_examples(folder / "behavior" / "risk_flags.jsonl")
 

@@ -34,7 +34,9 @@ BREACH = "Within how many hours must Provider notify Customer of a Personal Data
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, example_project: Callable[..., Path]) -> Path:
-    return example_project(tmp_path_factory.mktemp("limits") / "cr", embedder="hashing", sync=True)
+    return example_project(
+        tmp_path_factory.mktemp("limits") / "cr", embedder="hashing", sync=True, answer="generate"
+    )
 
 
 @pytest.fixture(scope="module")

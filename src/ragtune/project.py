@@ -148,6 +148,13 @@ class Capability(BaseModel):
         description="A knowledge capability's reader adapter: trained to answer from the "
         "retrieved passages (RAFT) and served with retrieval; `true` takes the defaults.",
     )
+    answer: Literal["generate", "quote"] = Field(
+        "generate",
+        description="How a knowledge capability's answer is written: `generate` (the model "
+        "writes it from the retrieved passages, with the reader adapter where there is one) or "
+        "`quote` (the clause of the passages closest to the question, word for word with its "
+        "citation: no model call, so no misstated figure).",
+    )
 
     @property
     def answers_from_sources(self) -> bool:
@@ -179,6 +186,16 @@ class Capability(BaseModel):
         if value is True:
             return {}
         return None if value is False else value
+
+    @model_validator(mode="after")
+    def _quotes_from_sources(self) -> Capability:
+        if self.answer == "quote" and not self.answers_from_sources:
+            raise ValueError(
+                f"answer: quote: only a knowledge capability (sources and no examples) answers "
+                f"with a quote; {self.name!r} "
+                + ("has examples" if self.examples else "has no sources")
+            )
+        return self
 
     @model_validator(mode="after")
     def _reader_reads_sources(self) -> Capability:

@@ -5,7 +5,8 @@ A request is routed to a capability (named, or picked by similarity to the capab
 descriptions). The route says what serves it, from the audit's plan:
 
 - a knowledge capability (decision ``retrieval``): its sources are searched and the answer is
-  written from the numbered passages, with citations;
+  written from the numbered passages, with citations - or, with ``answer: quote``, is the
+  closest clause of those passages, quoted (:mod:`ragtune.runtime.quote`);
 - a behaviour capability: ``lora`` applies its adapter (when one is trained), ``few-shot`` puts
   its most similar examples in the prompt; when it declares ``context_from`` - the
   contract-review case - the knowledge of those capabilities is retrieved too, and the answer
@@ -28,7 +29,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ragtune.behavior.contract import (
@@ -38,13 +39,14 @@ from ragtune.behavior.contract import (
 )
 from ragtune.behavior.examples import Example
 from ragtune.context import PASSAGES, Passage, defuse, format_context
-from ragtune.generate.backend import GenerationParams
+from ragtune.generate.backend import GenerationParams, Stream
 from ragtune.prompt import (
     KNOWLEDGE_SYSTEM,
     chat_messages,
     repair_messages,
     with_client_instructions,
 )
+from ragtune.runtime.quote import quote
 from ragtune.runtime.runtime import (
     PipelineError,
     Request,
@@ -55,7 +57,7 @@ from ragtune.runtime.runtime import (
 )
 
 if TYPE_CHECKING:
-    from ragtune.generate.backend import Generation, Stream
+    from ragtune.generate.backend import Generation
 
 __all__ = [
     "KNOWLEDGE_SYSTEM",
@@ -65,6 +67,7 @@ __all__ = [
     "generate",
     "guide_regex",
     "guide_schema",
+    "quoted",
     "retrieve",
     "route",
     "run",
@@ -95,6 +98,8 @@ def route(runtime: Runtime, request: Request) -> Route:
     cap = runtime.capability(name)
     decision = runtime.decisions.get(name, "retrieval" if cap.sources else "prompt")
     if decision == "retrieval" or cap.answers_from_sources:
+        if cap.answer == "quote":
+            return Route(name, "quote", (name,), None, how, score)
         # A knowledge capability with a trained reader reads its passages with that adapter.
         reader = runtime.adapter_for(name) if cap.reader is not None else None
         return Route(name, "retrieval", (name,), reader, how, score)
@@ -149,7 +154,7 @@ def system_prompt(
     is told to reply with it instead; any other prompt is followed by what to reply with.
     """
     cap = runtime.capability(route.capability)
-    if route.strategy == "retrieval":
+    if route.strategy in ("retrieval", "quote"):
         base = cap.instructions or KNOWLEDGE_SYSTEM
     elif route.strategy == "lora" and cap.train.get("system_prompt"):
         base = str(cap.train["system_prompt"])
@@ -181,6 +186,17 @@ def build_prompt(
     system = system_prompt(runtime, route, request.contract)
     system = with_client_instructions(system, request.instructions)
     return chat_messages(system, shots, defuse(request.question), context, history)
+
+
+def quoted(
+    runtime: Runtime, route: Route, request: Request, passages: Sequence[Passage]
+) -> Generation | None:
+    """The answer of a ``quote`` route (:func:`ragtune.runtime.quote.quote`); None for any
+    other route, and for a request with its own output contract, which a quote cannot meet
+    (it is generated)."""
+    if route.strategy != "quote" or request.contract is not None:
+        return None
+    return quote(request.question, passages, runtime.embedder)
 
 
 def generate(
@@ -314,7 +330,9 @@ def run(runtime: Runtime, request: Request, check: PromptCheck | None = None) ->
     started = time.perf_counter()
     result, timings = _prepare(runtime, request, check)
     clock = time.perf_counter()
-    first = generate(runtime, result.route, result.messages, request)
+    first = quoted(runtime, result.route, request, result.passages) or generate(
+        runtime, result.route, result.messages, request
+    )
     timings["generate"] = time.perf_counter() - clock
     clock = time.perf_counter()
     kept, checked, made = validate(runtime, result.route, result.messages, first, request)
@@ -338,9 +356,13 @@ def stream(
     started = time.perf_counter()
     result, timings = _prepare(runtime, request, check)
     clock = time.perf_counter()
-    pieces = runtime.backend.stream(
-        result.messages, generation_params(runtime, result.route, request)
-    )
+    quote = quoted(runtime, result.route, request, result.passages)
+    if quote is not None:
+        pieces = Stream(_given(quote))
+    else:
+        pieces = runtime.backend.stream(
+            result.messages, generation_params(runtime, result.route, request)
+        )
 
     def finish() -> Iterator[Result]:
         generation = pieces.collect()
@@ -354,6 +376,12 @@ def stream(
         yield result
 
     return result, pieces, finish()
+
+
+def _given(generation: Generation) -> Generator[str, None, Generation]:
+    """A finished generation as a stream's pieces: its whole text at once."""
+    yield generation.text
+    return generation
 
 
 def _finish(

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PASSAGE_CHARS", "PipelineError", "Request", "Result", "Route", "Runtime", "Strategy"]
 
-Strategy = Literal["retrieval", "few-shot", "lora", "prompt"]
+Strategy = Literal["retrieval", "quote", "few-shot", "lora", "prompt"]
 
 PASSAGE_CHARS = 1200
 """Each passage is clipped to this many characters in the prompt."""
@@ -81,9 +81,10 @@ class Route:
 
     Attributes:
         capability: The capability the request was routed to.
-        strategy: ``retrieval``, ``few-shot``, ``lora`` or ``prompt`` (a behaviour served by
-            its instructions alone, for instance a lora capability whose adapter is not
-            trained yet).
+        strategy: ``retrieval``, ``quote`` (a knowledge capability answered with a quote of
+            its passages, :mod:`ragtune.runtime.quote`), ``few-shot``, ``lora`` or ``prompt`` (a
+            behaviour served by its instructions alone, for instance a lora capability whose
+            adapter is not trained yet).
         knowledge: Knowledge capabilities searched for context (empty: none).
         adapter: The adapter applied, or None for the base model.
         how: ``named`` when the request named the capability, ``routed`` when the router chose.
