@@ -14,9 +14,9 @@ Where the pairs come from (:func:`reader_pairs`):
 - **made from the documents** (``reader.from_documents``, on by default): each numbered clause
   of the capability's live documents under a heading becomes a question on its topic, answered
   with the clause's sentences that hold a figure, date or duration (its first sentence when it
-  states none, :func:`ragtune.clauses.clause_answer`) and a citation. It is asked as a user
-  would ("How many days does our NDA give for return and destruction?"); where its topic has
-  several clauses in the document, with the clause's own rarest words, never its number. The
+  states none: :func:`ragtune.knowledge.clauses.clause_answer`) and a citation. It is asked as
+  a user would ("How many days does our NDA give for return and destruction?"); where its topic
+  has several clauses in the document, with the clause's own rarest words, never its number. The
   documents take turns, so a limit leaves
   none out, and clauses with a figure come first. They teach where to look and to copy, not
   what the facts are: each is trained with its clause in the context, and the answer is worth
@@ -42,10 +42,10 @@ from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 
 from ragtune.behavior.examples import Example, ExampleSet
-from ragtune.clauses import COUNT, clause_answer, clauses, figure_sentences
 from ragtune.context import PASSAGES, Passage
 from ragtune.facts import source_keys
 from ragtune.holdout import split
+from ragtune.knowledge.clauses import COUNT, clause_answer, clauses, figure_sentences
 from ragtune.project import Capability, Project, ReaderSettings
 from ragtune.prompt import KNOWLEDGE_SYSTEM
 

@@ -3,11 +3,12 @@
 With ``answer: quote`` in ragtune.yaml, a knowledge question is answered by the clause of the
 retrieved passages that matches it best, quoted word for word with its citation. The runtime
 retrieves as for any knowledge question; each passage offers what it can answer - each numbered
-clause its answer (the sentences stating a figure, else its first:
-:func:`ragtune.clauses.clause_answer`, the same text the reader adapter is trained to copy), a
-passage without numbered clauses each of its sentences - and the one whose embedding is closest
-to the question's is quoted. No model writes the answer, so it cannot misstate a figure or a
-party: it can only quote the wrong clause, and then the citation shows which.
+clause its answer (the sentences stating a figure, else its first, as
+:func:`ragtune.knowledge.clauses.clause_answer` reads them: the text the reader adapter is
+trained to copy), a passage without numbered clauses each of its sentences - and the one whose
+embedding is closest to the question's is quoted. No model writes the answer, so it cannot
+misstate a figure or a party: it can only quote the wrong clause, and then the citation shows
+which.
 
 When no offer comes within :data:`QUOTE_FLOOR` of the question the answer says that the
 documents hold nothing close, with no citation. A request that brings its own output contract
@@ -21,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ragtune.clauses import clause_answer, clauses, sentences
 from ragtune.context import Passage
 from ragtune.generate.backend import Generation
+from ragtune.knowledge.clauses import clause_answer, clauses, sentences
 
 if TYPE_CHECKING:
     from ragtune.knowledge.embed import Embedder
