@@ -29,6 +29,15 @@ def project(tmp_path_factory: pytest.TempPathFactory, example_project: Callable[
     return example_project(folder, sync=True, shared_models=True)
 
 
+@pytest.fixture(scope="module")
+def generating(
+    tmp_path_factory: pytest.TempPathFactory, example_project: Callable[..., Path]
+) -> Path:
+    """The example with the base model writing the templates' answers (``answer: generate``)."""
+    folder = tmp_path_factory.mktemp("ask") / "cr"
+    return example_project(folder, sync=True, shared_models=True, answer="generate")
+
+
 def test_an_unknown_capability_exits_2_with_the_list(hashed: Path) -> None:
     result = runner.invoke(app, ["ask", BREACH, "-p", str(hashed), "--capability", "template"])
     assert result.exit_code == 2
@@ -54,9 +63,9 @@ def test_an_unsynced_project_is_warned_about(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_json_carries_the_answer_citations_route_and_timings(
-    project: Path, one_thread: None
+    generating: Path, one_thread: None
 ) -> None:
-    args = ["ask", BREACH, "-p", str(project), "-c", "templates", "--max-tokens", "3", "--json"]
+    args = ["ask", BREACH, "-p", str(generating), "-c", "templates", "--max-tokens", "3", "--json"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
@@ -86,5 +95,7 @@ def test_the_plain_output_numbers_citations_and_shows_the_route(
     out = result.stdout
     assert "Citations" in out and "\n  [1] knowledge/dpa.md > " in out
     assert "version 1, snapshot 1" in out
-    assert "Route: templates · retrieval · adapter none (base model) · routed (similarity" in out
+    # The example quotes its templates: the clause itself, cited, and no model.
+    assert "seventy-two (72) hours" in out and "(DPA 6.1) [1]." in out
+    assert "Route: templates · quote · no model · routed (similarity" in out
     assert "Timings: route" in out and "total" in out and "Tokens:" in out

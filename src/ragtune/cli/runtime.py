@@ -21,6 +21,7 @@ from ragtune.cli.kit import (
     project_or_fail,
 )
 from ragtune.errors import RagtuneError
+from ragtune.runtime.quote import QUOTED
 
 if TYPE_CHECKING:
     from ragtune.project import Project
@@ -98,9 +99,9 @@ def _print_result(result: Result) -> None:
     how = "routed" if r.how == "routed" else "named"
     if r.score is not None:
         how += f" (similarity {r.score:.2f})"
+    served = "no model" if result.model == QUOTED else f"adapter {r.adapter or 'none (base model)'}"
     console.print(
-        f"[bold]Route[/]: {escape(r.capability)} · {r.strategy} · adapter "
-        f"{escape(r.adapter or 'none (base model)')} · {how}"
+        f"[bold]Route[/]: {escape(r.capability)} · {r.strategy} · {escape(served)} · {how}"
         + (f" · knowledge from {escape(', '.join(r.knowledge))}" if r.knowledge else ""),
         highlight=False,
         soft_wrap=True,
