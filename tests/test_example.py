@@ -169,8 +169,8 @@ def test_demo_prints_the_report_and_writes_markdown_and_html(tmp_path: Path) -> 
     for name in ("templates", "risk_flags"):
         assert f"adapter {name}: shipped with the example" in flat
         assert f"adapter {name}: 2 steps" not in flat
-    # The served runtime answers through the reader, before and after legal's revision.
-    assert flat.count("A (retrieval, reader templates)") >= 3
+    # The served runtime quotes the clause, before and after legal's revision (answer: quote).
+    assert flat.count("A (quote)") >= 3 and "(DPA 6.1) [1]." in flat
     assert "Q (templates)" in flat and "Q (risk_flags)" in flat and "knowledge/dpa.md" in flat
     # The shipped adapter names the flagged clause's category right (a most-favoured-nation
     # clause, eval/clauses.jsonl line 1), as the served runtime answers it.

@@ -230,8 +230,9 @@ def _knowledge_story(
     project: Project, console: Console, options: DemoOptions
 ) -> tuple[str, str, float]:
     """Sync, answer, land legal's revision, sync again, answer again. With the lab's models on,
-    the served runtime answers (through the reader adapter where there is one); with
-    ``--no-lab`` the retrieved passage is shown instead (no model loads)."""
+    the served runtime answers (a quote where the capability answers so, else through the reader
+    adapter where there is one); with ``--no-lab`` the retrieved passage is shown instead (no
+    model loads)."""
     from ragtune.runtime.runtime import Runtime
 
     console.rule("[bold]5. knowledge[/]: the current templates, then legal's revision")
