@@ -317,9 +317,9 @@ def _up(url: str) -> bool:
 
 def _project(copy: Callable[..., Path], dest: Path, store: str) -> Path:
     """The example with the hashing embedder, its knowledge synced into ``store`` and its
-    shipped reader adapter installed."""
+    shipped reader adapter installed and serving the templates (`answer: generate`)."""
     return copy(dest, embedder="hashing", store=None if store == "sqlite" else store, sync=True,
-                install=("templates",), shared_models=True)  # fmt: skip
+                install=("templates",), shared_models=True, answer="generate")  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
