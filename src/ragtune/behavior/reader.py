@@ -250,15 +250,12 @@ def _short_name(document: str, chunks: Sequence[ChunkRow]) -> str:
     """What the team calls a document: the abbreviation it defines (``(the "DPA")``), else the
     shortest acronym of its title (``NDA`` for "Mutual Non-Disclosure Agreement"), else its
     title, else its file name."""
-    from ragtune.knowledge.search import title_acronyms
+    from ragtune.knowledge.search import short_title
 
     head = " ".join(c.text for c in chunks[:2])
     if found := _ABBREVIATION.search(head):
         return found.group(1)
-    title = chunks[0].title.strip() if chunks else ""
-    if acronyms := title_acronyms(title):
-        return min(acronyms, key=lambda a: (len(a), a))
-    return title or document.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return short_title(chunks[0].title.strip() if chunks else "", document)
 
 
 def _topic(section: str) -> str:

@@ -110,6 +110,14 @@ def title_acronyms(title: str) -> set[str]:
     return found
 
 
+def short_title(title: str, document: str) -> str:
+    """What a citation calls a document by its title: the title's shortest acronym (``NDA`` for
+    "Mutual Non-Disclosure Agreement"), else the title, else the file name without extension."""
+    if acronyms := title_acronyms(title):
+        return min(acronyms, key=lambda a: (len(a), a))
+    return title or document.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
 @dataclass(frozen=True)
 class DocumentNames:
     """What the live documents are called.

@@ -106,11 +106,8 @@ def quote(question: str, passages: Sequence[Passage], embedder: Embedder) -> Gen
 
 
 def document_name(passage: Passage) -> str:
-    """What a citation calls a passage's document: the shortest acronym of its title (``DPA``
-    for "Data Processing Agreement"), else its title, else its file name."""
-    from ragtune.knowledge.search import title_acronyms
+    """What a citation calls a passage's document (:func:`ragtune.knowledge.search.short_title`
+    of the title its section path starts with)."""
+    from ragtune.knowledge.search import short_title
 
-    title = passage.section.split(" > ", 1)[0].strip()
-    if acronyms := title_acronyms(title):
-        return min(acronyms, key=lambda a: (len(a), a))
-    return title or passage.document.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return short_title(passage.section.split(" > ", 1)[0].strip(), passage.document)
