@@ -3,7 +3,8 @@
 Knowledge and behaviour are planned apart on purpose: a knowledge change re-indexes a few chunks
 in seconds and never retrains an adapter; an adapter is retrained only when its examples, its
 base model or its training settings change (:mod:`ragtune.behavior.staleness`). :func:`build`
-carries the plan out: the knowledge sync first, then the adapters the plan lists.
+carries the plan out: the knowledge sync first, then the adapters the plan lists, then the label
+classifiers (``classify:``, :mod:`ragtune.behavior.classify`) whose examples or settings changed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ragtune.adapters import TrainConfig
+from ragtune.behavior.classify import ClassifierPlan, classifier_plan
 from ragtune.behavior.staleness import SHIPPED_ADAPTERS, AdapterPlan, plan_adapters
 from ragtune.knowledge.store import open_store
 from ragtune.knowledge.sync import SyncPlan, plan_sync, synced_store
@@ -22,11 +24,16 @@ from ragtune.project import Capability, Project
 
 if TYPE_CHECKING:
     from ragtune.behavior.capability import CapabilityTraining
+    from ragtune.behavior.classify import ClassifierManifest
+    from ragtune.behavior.classify import Progress as ClassifierProgress
     from ragtune.behavior.train import ProgressCallback
     from ragtune.generate.remote_adapters import Registration
     from ragtune.knowledge.sync import Progress, SyncResult
 
 __all__ = ["NO_RETRAINING", "BuildResult", "ProjectPlan", "build", "install_shipped", "make_plan"]
+
+CLASSIFIER_SECONDS = 45.0
+"""Seconds to tune one classifier on two cores (the example's 262 training clauses: 40-45 s)."""
 
 NO_RETRAINING = (
     "A knowledge change needs no retraining: adapters hold behaviour, not facts, and the "
@@ -36,20 +43,33 @@ NO_RETRAINING = (
 
 @dataclass
 class ProjectPlan:
-    """The plan for a project: the knowledge sync and the adapters to (re)train."""
+    """The plan for a project: the knowledge sync, the adapters and the label classifiers to
+    (re)train."""
 
     project: str
     knowledge: SyncPlan | None  # None when no capability declares sources
     adapters: list[AdapterPlan] = field(default_factory=list)
+    classifiers: list[ClassifierPlan] = field(default_factory=list)
 
     @property
     def training_needed(self) -> bool:
-        """Whether any adapter must be trained or retrained."""
-        return any(a.action in ("train", "retrain") for a in self.adapters)
+        """Whether any adapter or classifier must be trained or retrained."""
+        return any(a.action in ("train", "retrain") for a in self.adapters) or any(
+            c.action != "none" for c in self.classifiers
+        )
 
     def summary(self) -> str:
         """One paragraph in words a user understands."""
-        return " ".join(part for part in (self._knowledge(), self._training()) if part)
+        parts = (self._knowledge(), self._training(), self._classifiers())
+        return " ".join(part for part in parts if part)
+
+    def _classifiers(self) -> str:
+        todo = [c for c in self.classifiers if c.action != "none"]
+        if not todo:
+            return ""
+        listed = "; ".join(f"{c.capability}.{c.field} ({', '.join(c.reasons)})" for c in todo)
+        count = f"{len(todo)} classifier{'s' if len(todo) != 1 else ''}"
+        return f"Tune {count}, about {CLASSIFIER_SECONDS * len(todo) / 60:.0f} min: {listed}."
 
     def _training(self) -> str:
         if not self.adapters:
@@ -113,12 +133,15 @@ def make_plan(project: Project) -> ProjectPlan:
     candidates = [c.name for c in project.config.capabilities if c.examples]
     lora = {name for name, d in decisions(project, candidates).items() if d == "lora"}
     adapters = plan_adapters(project, lora)
+    classifiers = [
+        classifier_plan(project, c) for c in project.config.capabilities if c.classify is not None
+    ]
     if not any(c.sources for c in project.config.capabilities):
-        return ProjectPlan(project.config.project, None, adapters)
+        return ProjectPlan(project.config.project, None, adapters, classifiers)
     # Planning a project never synced must not create its store: plan against an empty one.
     store = synced_store(project) or open_store(":memory:")
     try:
-        return ProjectPlan(project.config.project, plan_sync(project, store), adapters)
+        return ProjectPlan(project.config.project, plan_sync(project, store), adapters, classifiers)
     finally:
         store.close()
 
@@ -136,6 +159,7 @@ class BuildResult:
             trained (shipped, and current for the examples, base model and settings).
         registered: The adapters trained or installed now, registered with the project's
             server (``model.server``; none without one).
+        classifiers: One manifest per label classifier tuned (``classify:``).
     """
 
     project: str
@@ -144,10 +168,12 @@ class BuildResult:
     planned: list[AdapterPlan] = field(default_factory=list)
     installed: list[str] = field(default_factory=list)
     registered: list[Registration] = field(default_factory=list)
+    classifiers: list[ClassifierManifest] = field(default_factory=list)
 
 
 TrainingProgress = Callable[[AdapterPlan], AbstractContextManager["ProgressCallback | None"]]
 Configure = Callable[[Capability, TrainConfig], TrainConfig]
+Tuning = Callable[[ClassifierPlan], AbstractContextManager["ClassifierProgress | None"]]
 
 
 def build(
@@ -157,6 +183,7 @@ def build(
     sync_progress: Progress | None = None,
     training: TrainingProgress | None = None,
     configure: Configure | None = None,
+    tuning: Tuning | None = None,
 ) -> BuildResult:
     """Carry out the plan: sync the knowledge, then train the adapters that need it.
 
@@ -173,6 +200,8 @@ def build(
             trainer's progress callback (a progress bar) or None.
         configure: Adjusts each adapter's settings (``train:`` over the defaults) before it
             trains: a budget for a demo, overrides from the command line.
+        tuning: Gives, for each label classifier about to be tuned, a context manager that
+            yields its progress callback (``done, total, loss``) or None.
 
     Returns:
         The sync and the adapters trained.
@@ -184,6 +213,7 @@ def build(
             trained; the adapters stay trained (``ragtune adapter register`` tries again).
     """
     from ragtune.behavior.capability import capability_of, train_capability
+    from ragtune.behavior.classify import train_classifier
     from ragtune.behavior.staleness import train_config_for
     from ragtune.generate.remote_adapters import register_adapters
     from ragtune.knowledge.base import KnowledgeBase
@@ -198,7 +228,8 @@ def build(
     result = BuildResult(project.config.project, knowledge)
     if not train:
         return result
-    result.planned = make_plan(project).adapters
+    plan = make_plan(project)
+    result.planned = plan.adapters
     for adapter in result.planned:
         if adapter.action == "none":
             continue
@@ -214,6 +245,14 @@ def build(
             result.adapters.append(
                 train_capability(project, adapter.capability, config, progress=progress)
             )
+    for planned in plan.classifiers:
+        if planned.action != "none":
+            with tuning(planned) if tuning is not None else nullcontext(None) as progress:
+                result.classifiers.append(
+                    train_classifier(
+                        project, capability_of(project, planned.capability), progress=progress
+                    )
+                )
     fresh = [*result.installed, *(done.capability for done in result.adapters)]
     result.registered = register_adapters(project, fresh)  # raises after trying each
     return result

@@ -26,6 +26,7 @@ from ragtune.cli.knowledge import print_sync, sync_bar, sync_summary
 from ragtune.errors import RagtuneError
 
 if TYPE_CHECKING:
+    from ragtune.behavior.classify import ClassifierPlan
     from ragtune.behavior.staleness import AdapterPlan
     from ragtune.behavior.train import ProgressCallback
 
@@ -41,7 +42,7 @@ def plan_command(
     the seconds it will take, and says in words that a knowledge change needs no retraining.
     Lists the adapters to train or retrain and why (examples, base model or training settings
     changed) with an estimated time, and warns when knowledge an adapter saw in training has
-    been superseded since.
+    been superseded since. Lists the label classifiers (`classify:`) to tune and why.
     """
     project = either_project(project, project_flag)
     from ragtune.build import make_plan
@@ -64,6 +65,7 @@ def plan_command(
                 "retraining_needed": False,
             }
         payload["adapters"] = [a.to_dict() for a in plan.adapters]
+        payload["classifiers"] = [c.to_dict() for c in plan.classifiers]
         payload["training_needed"] = plan.training_needed
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
@@ -93,6 +95,16 @@ def plan_command(
         for adapter in plan.adapters:
             for warning in adapter.warnings:
                 console.print(f"[yellow]warning[/] {adapter.capability}: {warning}")
+    if plan.classifiers:
+        from rich.table import Table
+
+        table = Table(title="classifiers")
+        for column in ("classifier", "decides", "action", "why"):
+            table.add_column(column)
+        for planned in plan.classifiers:
+            why = "\n".join(planned.reasons) or "examples, embedder and settings unchanged"
+            table.add_row(planned.capability, planned.field, planned.action, why)
+        console.print(table)
     console.print(plan.summary())
     if knowledge is not None:
         for path, reason in knowledge.skipped:
@@ -112,7 +124,8 @@ def build_command(
 
     Incremental: only what `ragtune plan` lists is done. A knowledge change re-indexes the
     changed sections in seconds and never retrains an adapter; an adapter is trained when it
-    does not exist yet or its examples, base model or `train:` settings changed.
+    does not exist yet or its examples, base model or `train:` settings changed; a label
+    classifier (`classify:`) is tuned, in about 45 s, when its examples or field changed.
     """
     project = either_project(project, project_flag)
     from ragtune.behavior.staleness import SHIPPED_ADAPTERS
@@ -130,9 +143,21 @@ def build_command(
         with training_bar(adapter.capability, quiet=as_json) as progress:
             yield progress
 
+    @contextmanager
+    def tune(planned: ClassifierPlan) -> Iterator[ProgressCallback]:
+        if not as_json:
+            console.print(
+                f"tuning the {planned.capability} classifier of {planned.field!r} "
+                f"({planned.action}: {'; '.join(planned.reasons)}), about 1 min"
+            )
+        with training_bar(f"{planned.capability} classifier", quiet=as_json) as progress:
+            yield progress
+
     try:
         with sync_bar(quiet=as_json) as sync_progress:
-            built = build(loaded, train=train, sync_progress=sync_progress, training=announce)
+            built = build(
+                loaded, train=train, sync_progress=sync_progress, training=announce, tuning=tune
+            )
     except RagtuneError as exc:
         fail(exc)
     if as_json:
@@ -141,6 +166,7 @@ def build_command(
             **({"knowledge": sync_summary(built.knowledge)} if built.knowledge else {}),
             "adapters": [done.summary() for done in built.adapters],
             "installed": built.installed,
+            "classifiers": [asdict(m) for m in built.classifiers],
             "registered": [asdict(r) for r in built.registered],
         }
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
@@ -159,6 +185,17 @@ def build_command(
                 f" (base {base:.0%})" if base is not None else ""
             )
         console.print(f"adapter {done.capability}: {result.steps} steps at {result.path}{scores}")
+    for tuned in built.classifiers:
+        accuracy = tuned.held_out_accuracy
+        scored = (
+            f", {accuracy:.0%} of {tuned.tested} held-out examples right"
+            if accuracy is not None
+            else ""
+        )
+        console.print(
+            f"classifier {tuned.capability}.{tuned.field}: {len(tuned.labels)} labels from "
+            f"{tuned.trained} examples in {tuned.seconds:.0f} s{scored}"
+        )
     for registration in built.registered:
         console.print(registration.describe(), highlight=False)
     if train and not built.adapters and not built.installed:

@@ -63,6 +63,7 @@ __all__ = [
     "KNOWLEDGE_SYSTEM",
     "PromptCheck",
     "build_prompt",
+    "classified",
     "contract_for",
     "generate",
     "guide_regex",
@@ -230,7 +231,28 @@ def guide_schema(
     the route's), or None (no JSON Schema contract, or the runtime is not ``guided``)."""
     contract = contract_for(runtime, route, request)
     schema = getattr(contract, "schema", None)
-    return schema if runtime.guided and isinstance(schema, dict) else None
+    if not runtime.guided or not isinstance(schema, dict):
+        return None
+    if request is None or request.contract is not None:
+        return schema
+    return classified(runtime, route, request.question, schema)
+
+
+def classified(
+    runtime: Runtime, route: Route, question: str, schema: dict[str, Any]
+) -> dict[str, Any]:
+    """The capability's schema with the ``enum`` of its ``classify:`` field cut to the label its
+    classifier picks for the question (:mod:`ragtune.behavior.classify`), so the decoding writes
+    that label and the model the rest; the schema as it is without a classifier."""
+    classifier = runtime.classifier_for(route.capability)
+    properties = schema.get("properties")
+    if classifier is None or not isinstance(properties, dict):
+        return schema
+    spec = properties.get(classifier.field)
+    if not isinstance(spec, dict):
+        return schema
+    label = classifier.choose(question)
+    return {**schema, "properties": {**properties, classifier.field: {**spec, "enum": [label]}}}
 
 
 def guide_regex(runtime: Runtime, route: Route, request: Request | None = None) -> str | None:

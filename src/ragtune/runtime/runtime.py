@@ -8,6 +8,7 @@ first use. The steps read it and change nothing in it, so one runtime serves man
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,10 +24,13 @@ from ragtune.generate.backend import Backend
 from ragtune.project import Capability, Project
 
 if TYPE_CHECKING:
+    from ragtune.behavior.classify import Classifier
     from ragtune.generate.backend import BackendFactory
     from ragtune.knowledge.base import KnowledgeBase
     from ragtune.knowledge.embed import Embedder
     from ragtune.knowledge.tools import Tool
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["PASSAGE_CHARS", "PipelineError", "Request", "Result", "Route", "Runtime", "Strategy"]
 
@@ -228,6 +232,7 @@ class Runtime:
         self._indexed: set[str] = set()
         self._router: Any = None
         self._tools: dict[str, list[Tool]] = {}  # per capability, imported once
+        self._classifiers: dict[str, Classifier | None] = {}  # per capability, loaded once
 
     # -- shared parts, loaded on first use ---------------------------------------------------
 
@@ -312,6 +317,34 @@ class Runtime:
                 f"no capability {name!r} in {self.project.path}.{hint} Capabilities: "
                 f"{', '.join(self.capabilities)}."
             ) from None
+
+    def classifier_for(self, capability: str) -> Classifier | None:
+        """The capability's label classifier (``classify:``), loaded on first use; None when it
+        has none, or none trained for its field yet (`ragtune build` trains it: the answer is
+        then guided by the whole contract, and a warning is logged once)."""
+        cap = self.capability(capability)
+        if cap.classify is None:
+            return None
+        with self.lock:
+            if capability not in self._classifiers:
+                from ragtune.behavior.classify import Classifier, ClassifierError
+
+                loaded: Classifier | None = None
+                try:
+                    loaded = Classifier(self.project, capability)
+                except ClassifierError as exc:
+                    _log.warning("%s: serving without its classifier: %s", capability, exc)
+                if loaded is not None and loaded.field != cap.classify:
+                    _log.warning(
+                        "%s: its classifier decides %r, not classify: %r; `ragtune build` "
+                        "trains it again. Serving without it.",
+                        capability,
+                        loaded.field,
+                        cap.classify,
+                    )
+                    loaded = None
+                self._classifiers[capability] = loaded
+            return self._classifiers[capability]
 
     def shots_for(self, capability: str, query: str, k: int = DEFAULT_K) -> list[Example]:
         """The ``k`` examples of a capability most like the query (indexed on first use)."""
