@@ -327,10 +327,12 @@ def _free_port() -> int:
 @pytest.fixture
 def install_only(example_project: Callable[..., Path], tmp_path: Path) -> Path:
     """The example whose plan only installs the shipped ``templates`` adapter (risk_flags'
-    examples taken out, so nothing trains); a hashing embedder keeps the sync quick."""
+    examples and classifier taken out, so nothing trains); a hashing embedder keeps the sync
+    quick."""
     folder = example_project(tmp_path / "review", embedder="hashing")
     config = folder / "ragtune.yaml"
-    config.write_text(config.read_text().replace("    examples: behavior/risk_flags.jsonl\n", ""))
+    text = config.read_text().replace("    examples: behavior/risk_flags.jsonl\n", "")
+    config.write_text(text.replace("    classify: category\n", ""))
     return folder
 
 

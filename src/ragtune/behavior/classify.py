@@ -312,7 +312,11 @@ def train_classifier(
     examples = load_examples(project.resolve(capability.examples), project.root)
     pairs = labelled(examples.examples, capability.classify, labels, capability.examples)
     split_of = _split_of(project, capability)
-    train_side, held = split(examples, held_out=split_of["share"], seed=int(split_of["seed"]))
+    train_side, held = (
+        split(examples, held_out=split_of["share"], seed=int(split_of["seed"]))
+        if split_of["share"] > 0
+        else (list(examples.examples), [])  # train.held_out: 0 keeps nothing back
+    )
     train_pairs = labelled(train_side, capability.classify, labels, capability.examples)
     held_pairs = labelled(held, capability.classify, labels, capability.examples)
     del pairs  # every line checked above, before any training
@@ -512,6 +516,6 @@ def _tuned(
         loss.backward()
         optimiser.step()
         if progress is not None:
-            progress(step, len(steps), float(loss))
+            progress(step, len(steps), loss.item())
     model.eval()
     return model

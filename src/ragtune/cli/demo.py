@@ -4,7 +4,7 @@
 2. build: sync the templates and the playbook into the store, install the adapters the example
    ships (the templates' reader and the risk-flag adapter, trained by ``ragtune build`` at the
    example's settings); an adapter that is not shipped, or no longer matches, is trained on a
-   demo budget of steps;
+   demo budget of steps; the risk flags' category classifier is tuned (about 45 s);
 3. ask: a question answered with citations, and a clause flagged in the house style;
 4. lab: the five arms on the example's eval sets, then the drift test on a copy of the project
    (legal's revision lands, the knowledge re-syncs, the LoRA-only arm stays stale);
@@ -141,6 +141,7 @@ def _build(project: Project, console: Console, options: DemoOptions) -> None:
         project,
         configure=budget,
         training=lambda adapter: training_bar(f"train {adapter.capability}", quiet=False),
+        tuning=lambda planned: training_bar(f"tune {planned.capability} classifier", quiet=False),
     )
     for name in built.installed:
         manifest = load_manifest(project.adapters_dir, name)
@@ -154,6 +155,13 @@ def _build(project: Project, console: Console, options: DemoOptions) -> None:
         console.print(
             f"snapshot {synced.snapshot}: {synced.embedded} chunks embedded in "
             f"{synced.seconds:.1f} s"
+        )
+    for tuned in built.classifiers:
+        console.print(
+            f"classifier {tuned.capability}.{tuned.field}: tuned on {tuned.trained} labelled "
+            f"examples in {tuned.seconds:.0f} s, {tuned.held_out_accuracy or 0:.0%} of "
+            f"{tuned.tested} held-out ones right; it picks the {tuned.field}, the adapter writes "
+            "the rest"
         )
     for done in built.adapters:
         console.print(

@@ -72,7 +72,11 @@ def run(
 
     if progress:
         progress("knowledge sync", 0, 1)
-    runtime = Runtime(work, backend=backend_factory, decisions=decisions(project))
+    # The arms are the strategies themselves: no label classifier (classify:) picks a field
+    # for them, so a category scored is the arm's own.
+    runtime = Runtime(
+        work, backend=backend_factory, decisions=decisions(project), classifiers=False
+    )
     first_sync = runtime.knowledge.sync()
     snapshot = runtime.knowledge.store.latest_snapshot()
     lab = Lab(project, work, runtime, settings, chosen, progress, list(items))

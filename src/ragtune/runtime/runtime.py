@@ -195,6 +195,9 @@ class Runtime:
         decisions: Strategy per capability; default: the audit's decisions.
         guided: Decoding guided by the contract (a JSON Schema or a regex) where the backend can
             (default).
+        classifiers: Let the capabilities' label classifiers (``classify:``) pick their field
+            (default); False leaves every field to the model (the lab measures the strategies
+            themselves so).
     """
 
     def __init__(
@@ -205,9 +208,11 @@ class Runtime:
         embedder: Embedder | None = None,
         decisions: dict[str, str] | None = None,
         guided: bool = True,
+        classifiers: bool = True,
     ) -> None:
         self.project = project
         self.guided = guided
+        self.classifiers = classifiers
         """Keep answers inside their JSON Schema or regex contract while decoding (llama.cpp's
         grammars, llguidance on transformers: :mod:`ragtune.generate.guide`); False lets the
         model answer freely and only validates."""
@@ -323,7 +328,7 @@ class Runtime:
         has none, or none trained for its field yet (`ragtune build` trains it: the answer is
         then guided by the whole contract, and a warning is logged once)."""
         cap = self.capability(capability)
-        if cap.classify is None:
+        if cap.classify is None or not self.classifiers:
             return None
         with self.lock:
             if capability not in self._classifiers:
