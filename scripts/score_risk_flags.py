@@ -4,7 +4,9 @@ Each clause goes through the project's runtime as the server would serve it
 (:func:`ragtune.runtime.pipeline.run` with ``capability="risk_flags"``): the route the audit
 decides, the capability's adapter when one is installed in ``PROJECT/.ragtune/adapters`` (or the
 one ``--adapter`` names), the playbook passages its ``context_from`` retrieves, and the decoding
-guided by its JSON Schema contract. Reported, over the clauses:
+guided by its JSON Schema contract, with the ``category`` picked by its label classifier
+(``classify: category``; tuned first when it never was, as ``ragtune build`` would;
+``--no-classifier`` leaves it to the model). Reported, over the clauses:
 
 - **compliance**: the share of answers valid against the schema on the first attempt, before
   the runtime's repair attempt (``Result.contract_ok`` and not ``Result.repaired``);
@@ -122,6 +124,8 @@ class Score:
         strategy: How the runtime served them (``lora``, ``prompt``, ``few-shot``).
         adapter: The adapter applied, or None for the base model.
         backend: The generation backend (``llama.cpp``, ``transformers``...).
+        classifier: The field the capability's label classifier picked (``category``), or
+            None when the model chose every field.
         seconds: Wall time of the whole run, loading included.
     """
 
@@ -129,6 +133,7 @@ class Score:
     strategy: str = ""
     adapter: str | None = None
     backend: str = ""
+    classifier: str | None = None
     seconds: float = 0.0
 
     @property
@@ -169,6 +174,7 @@ class Score:
             "strategy": self.strategy,
             "adapter": self.adapter,
             "backend": self.backend,
+            "classifier": self.classifier,
             "compliance": round(self.compliance, 4),
             "compliance_after_repair": round(self.compliance_after_repair, 4),
             "category_accuracy": round(self.category_accuracy, 4),
@@ -302,8 +308,8 @@ class _ScoringRuntime(Runtime):
     """The project's runtime, with the adapter of ``risk_flags`` chosen by the caller: the
     installed one (:data:`INSTALLED`), a named one, or None for the base model."""
 
-    def __init__(self, project: Project, adapter: str | None) -> None:
-        super().__init__(project)
+    def __init__(self, project: Project, adapter: str | None, *, classifiers: bool) -> None:
+        super().__init__(project, classifiers=classifiers)
         self._choice = adapter
 
     def adapter_for(self, capability: str) -> str | None:
@@ -332,6 +338,7 @@ def score(
     adapter: str | None = INSTALLED,
     backend: str | None = None,
     threads: int | None = None,
+    classifier: bool = True,
     progress: Callable[[Flagged], None] | None = None,
 ) -> Score:
     """Flag each clause through the project's runtime and score the answers.
@@ -343,6 +350,9 @@ def score(
             an adapter name in ``.ragtune/adapters``, or None for the base model.
         backend: ``model.backend`` to use instead of the project's.
         threads: llama.cpp threads (and torch threads for transformers) instead of the project's.
+        classifier: Let the capability's label classifier (``classify:``) pick the category, as
+            the server does; one never tuned, or stale, is tuned first (as ``ragtune build``
+            would). False leaves the category to the model.
         progress: Called with each row as it is scored.
 
     Raises:
@@ -356,12 +366,16 @@ def score(
         raise ClauseError("no clauses to score.")
     started = time.perf_counter()
     project = with_model(project, backend=backend, threads=threads)
-    runtime = _ScoringRuntime(project, adapter)
+    if classifier:
+        _tune_classifier(project)
+    runtime = _ScoringRuntime(project, adapter, classifiers=classifier)
     result = Score(backend=project.config.model.backend or default_backend())
     torch_threads = _torch_threads(threads) if result.backend == "transformers" else None
     try:
         chosen = route(runtime, Request(clauses[0].input, CAPABILITY))
         result.strategy, result.adapter = chosen.strategy, chosen.adapter
+        tuned = runtime.classifier_for(CAPABILITY)
+        result.classifier = tuned.field if tuned is not None else None
         if chosen.knowledge and runtime.knowledge.store.latest_snapshot() == 0:
             with runtime.lock:
                 runtime.knowledge.sync()
@@ -378,6 +392,22 @@ def score(
             _torch_threads(torch_threads)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _tune_classifier(project: Project) -> None:
+    """Tune the capability's label classifier when it has one never tuned or stale."""
+    from ragtune.behavior.classify import classifier_plan, train_classifier
+
+    cap = next((c for c in project.config.capabilities if c.name == CAPABILITY), None)
+    if cap is None or cap.classify is None:
+        return
+    planned = classifier_plan(project, cap)
+    if planned.action != "none":
+        print(
+            f"tuning the {CAPABILITY} classifier ({', '.join(planned.reasons)}), about 45 s",
+            file=sys.stderr,
+        )
+        train_classifier(project, cap)
 
 
 def flag(clause: Clause, answered: Result, seconds: float) -> Flagged:
@@ -426,7 +456,8 @@ def report(score_: Score, label: str) -> str:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:5.1f}%"
 
-    served = f"{score_.strategy} ({score_.adapter or 'base model'}, {score_.backend})"
+    picked = f", {score_.classifier} by the tuned classifier" if score_.classifier else ""
+    served = f"{score_.strategy} ({score_.adapter or 'base model'}, {score_.backend}{picked})"
     n = len(score_.flagged)
     lines = [
         f"risk_flags on {label}: {n} clauses, served by {served}, {score_.seconds:.0f} s",
@@ -475,6 +506,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pick.add_argument("--base", action="store_true", help="the base model, no adapter")
     parser.add_argument("--backend", choices=["llama.cpp", "transformers"], default=None)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for generation")
+    parser.add_argument(
+        "--no-classifier",
+        action="store_true",
+        help="leave the category to the model, not to the capability's classifier (classify:)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     from ragtune.cli import quiet_libraries
@@ -504,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             adapter=None if args.base else args.adapter,
             backend=args.backend,
             threads=args.threads,
+            classifier=not args.no_classifier,
             progress=tick,
         )
     except RagtuneError as exc:

@@ -2,11 +2,11 @@
 the example's held-out eval clauses and on 30 clauses written for this test
 (``tests/data/risk_flag_clauses.jsonl``), with the adapter the example ships.
 
-The shipped adapter (2 epochs with 3 worked examples a clause) meets both targets on the eval
-clauses (12 of 12 with the shots chosen by words and vectors); on the new clauses it meets
-compliance and names 80% of the categories (24 of 30): the category target is not met there, and
-the test holds about that level (:data:`NEW_FLOOR`, one clause of slack) so that a regression
-fails while the README says what is missing.
+The category is picked by the capability's label classifier (``classify: category``, tuned here
+as ``ragtune build`` tunes it) and the shipped adapter (2 epochs with 3 worked examples a
+clause) writes the risk and the rationale: 28 of 30 new clauses and 12 of 12 eval clauses were
+measured right, so both sets are held to the 90% target. Without the classifier the adapter
+names 24 of 30 (README, "Behaviour in weights").
 
 The scoring is ``scripts/score_risk_flags.py``'s (:func:`score`, the runtime as the server runs
 it), loaded here from the script so the test and the script measure the same way.
@@ -30,9 +30,6 @@ from scripts_loader import load_script
 CLAUSES = Path(__file__).resolve().parent / "data" / "risk_flag_clauses.jsonl"
 EXAMPLE = example_path("contract-review")
 SHIPPED = EXAMPLE / "adapters" / "risk_flags"
-NEW_FLOOR = 0.75
-"""Category accuracy the shipped adapter holds on the 30 new clauses (measured 24 of 30; the
-issue's target, 0.90, is not reached there)."""
 
 
 def _scoring() -> ModuleType:
@@ -132,10 +129,9 @@ def test_an_answer_kept_from_the_repair_is_not_first_attempt_compliance() -> Non
 def test_the_shipped_risk_flags_adapter_meets_the_targets_on_new_and_held_out_clauses(
     tmp_path: Path, example_project: Callable[..., Path]
 ) -> None:
-    """Served as the server serves it (the shipped adapter installed, the playbook retrieved,
-    guided decoding, llama.cpp on one thread): >= 98% of first answers valid against the schema
-    on both sets; >= 90% of categories right on the eval clauses, and at least the measured
-    level (:data:`NEW_FLOOR`) on the 30 new clauses."""
+    """Served as the server serves it (the shipped adapter installed, the classifier tuned, the
+    playbook retrieved, guided decoding, llama.cpp on one thread): >= 98% of first answers valid
+    against the schema and >= 90% of categories right, on both sets."""
     from ragtune.adapters import MANIFEST
     from ragtune.build import install_shipped
 
@@ -147,12 +143,13 @@ def test_the_shipped_risk_flags_adapter_meets_the_targets_on_new_and_held_out_cl
     project = load_project(example_project(tmp_path / "cr", sync=True, shared_models=True))
     install_shipped(project, "risk_flags")
     allowed = score.categories(project)
-    for label, clauses, floor in (
-        ("the 30 new clauses", score.load_clauses(CLAUSES, allowed), NEW_FLOOR),
-        ("the eval clauses", score.load_eval_clauses(project, allowed), score.CATEGORY_TARGET),
+    for label, clauses in (
+        ("the 30 new clauses", score.load_clauses(CLAUSES, allowed)),
+        ("the eval clauses", score.load_eval_clauses(project, allowed)),
     ):
         measured = score.score(project, clauses, threads=1)
         shown = score.report(measured, label)
         assert (measured.strategy, measured.adapter) == ("lora", "risk_flags"), shown
+        assert measured.classifier == "category", shown
         assert measured.compliance >= score.COMPLIANCE_TARGET, shown
-        assert measured.category_accuracy >= floor, shown
+        assert measured.category_accuracy >= score.CATEGORY_TARGET, shown
