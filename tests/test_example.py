@@ -36,6 +36,8 @@ def test_the_shipped_reader_is_current_so_plan_installs_it_and_trains_it_not(
     install_shipped(project, "templates")
     plan = {a.capability: a for a in make_plan(project).adapters}
     assert plan["templates"].action == "none", plan["templates"].reasons
+    # The example quotes its answers: the plan says what the reader is still for.
+    assert any("answer: quote" in w and "own output" in w for w in plan["templates"].warnings)
     manifest = load_manifest(project.adapters_dir, "templates")
     folder = project.adapters_dir / "templates"
     assert manifest.gguf_lora and (folder / "adapter.gguf").is_file()

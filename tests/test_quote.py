@@ -134,6 +134,35 @@ def test_the_runtime_answers_a_quote_route_without_loading_a_model(
     assert not lease_runtime.backend_loaded
 
 
+def test_a_request_with_its_own_contract_is_written_by_the_reader(
+    lease_runtime: Runtime,
+) -> None:
+    """A quote cannot meet a client's output contract: such a request is generated, by the
+    capability's reader where one is trained (the plan's warning says so); a plain question
+    names no adapter, since no model answers it."""
+    from dataclasses import replace
+
+    from ragtune.adapters import MANIFEST
+    from ragtune.behavior.contract import schema_contract
+
+    project = lease_runtime.project
+    leases = project.config.capabilities[0].model_copy(update={"reader": {}})
+    with_reader = replace(
+        project, config=project.config.model_copy(update={"capabilities": [leases]})
+    )
+    runtime = Runtime(with_reader, embedder=lease_runtime.embedder)
+    question = "What interest is charged when rent is paid late?"
+    assert route(runtime, Request(question, "leases")).adapter is None  # no reader trained
+    trained = project.adapters_dir / "leases"
+    trained.mkdir(parents=True)
+    (trained / MANIFEST).write_text("{}")  # routing reads only that the reader exists
+    plain = route(runtime, Request(question, "leases"))
+    assert (plain.strategy, plain.adapter) == ("quote", None)
+    contract = schema_contract({"type": "object"}, "client")
+    own = route(runtime, Request(question, "leases", contract=contract))
+    assert (own.strategy, own.adapter) == ("quote", "leases")
+
+
 def test_only_a_knowledge_capability_answers_with_a_quote() -> None:
     with pytest.raises(ValidationError, match=r"answer: quote.*'flags' has examples"):
         Capability(name="flags", description="Flag clauses.", examples="f.jsonl", answer="quote")

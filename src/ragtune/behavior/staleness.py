@@ -256,7 +256,7 @@ def _reader_plan(
             )
         )
         plan = AdapterPlan(capability.name, "train", [why], steps=steps, estimate_s=estimate)
-        return _or_shipped(project, plan, changes)
+        return _quoting(capability, _or_shipped(project, plan, changes))
     reasons = changes(manifest)
     notes = []
     context = manifest.context
@@ -273,7 +273,18 @@ def _reader_plan(
         steps=steps if reasons else 0,
         estimate_s=estimate if reasons else 0.0,
     )
-    return _or_shipped(project, plan, changes)
+    return _quoting(capability, _or_shipped(project, plan, changes))
+
+
+def _quoting(capability: Capability, plan: AdapterPlan) -> AdapterPlan:
+    """A reader of a capability answered with quotes says where it is still used."""
+    if capability.answer == "quote":
+        plan.warnings.append(
+            "answer: quote - questions are answered with the closest clause, word for word; "
+            "the reader writes only the answers of requests that bring their own output "
+            "contract, and the lab's RAG+reader arm's."
+        )
+    return plan
 
 
 def estimate_seconds(

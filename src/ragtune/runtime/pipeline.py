@@ -99,10 +99,13 @@ def route(runtime: Runtime, request: Request) -> Route:
     cap = runtime.capability(name)
     decision = runtime.decisions.get(name, "retrieval" if cap.sources else "prompt")
     if decision == "retrieval" or cap.answers_from_sources:
-        if cap.answer == "quote":
-            return Route(name, "quote", (name,), None, how, score)
         # A knowledge capability with a trained reader reads its passages with that adapter.
         reader = runtime.adapter_for(name) if cap.reader is not None else None
+        if cap.answer == "quote":
+            # Quoted: no model. A request with its own output contract is generated instead
+            # (:func:`quoted`), by the reader where there is one.
+            writer = reader if request.contract is not None else None
+            return Route(name, "quote", (name,), writer, how, score)
         return Route(name, "retrieval", (name,), reader, how, score)
     knowledge = tuple(cap.context_from)
     if decision == "lora":
