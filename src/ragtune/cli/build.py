@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
@@ -70,45 +70,44 @@ def plan_command(
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
     if knowledge is not None and not knowledge.up_to_date:
-        from rich.table import Table
-
-        table = Table(title="knowledge")
-        for column in ("document", "change", "chunks to embed", "chunks to retire"):
-            table.add_column(column)
-        for change in knowledge.changes:
-            if change.status != "unchanged":
-                table.add_row(change.path, change.status, str(change.chunks_to_embed),
-                              str(change.chunks_to_retire))  # fmt: skip
-        console.print(table)
+        rows = [
+            (c.path, c.status, str(c.chunks_to_embed), str(c.chunks_to_retire))
+            for c in knowledge.changes
+            if c.status != "unchanged"
+        ]
+        _table("knowledge", ("document", "change", "chunks to embed", "chunks to retire"), rows)
     if plan.adapters:
-        from rich.table import Table
-
-        table = Table(title="adapters")
-        for column in ("adapter", "action", "why", "estimate"):
-            table.add_column(column)
+        rows = []
         for adapter in plan.adapters:
             why = "\n".join(adapter.reasons) or "examples, base model and settings unchanged"
             trains = adapter.action in ("train", "retrain")
             estimate = f"{adapter.estimate_s / 60:.0f} min" if trains else "-"
-            table.add_row(adapter.capability, adapter.action, why, estimate)
-        console.print(table)
+            rows.append((adapter.capability, adapter.action, why, estimate))
+        _table("adapters", ("adapter", "action", "why", "estimate"), rows)
         for adapter in plan.adapters:
             for warning in adapter.warnings:
                 console.print(f"[yellow]warning[/] {adapter.capability}: {warning}")
     if plan.classifiers:
-        from rich.table import Table
-
-        table = Table(title="classifiers")
-        for column in ("classifier", "decides", "action", "why"):
-            table.add_column(column)
-        for planned in plan.classifiers:
-            why = "\n".join(planned.reasons) or "examples, embedder and settings unchanged"
-            table.add_row(planned.capability, planned.field, planned.action, why)
-        console.print(table)
+        rows = [
+            (c.capability, c.field, c.action, "\n".join(c.reasons) or "unchanged")
+            for c in plan.classifiers
+        ]
+        _table("classifiers", ("classifier", "decides", "action", "why"), rows)
     console.print(plan.summary())
     if knowledge is not None:
         for path, reason in knowledge.skipped:
             errors.print(f"[yellow]will skip[/] {path}: {reason}", highlight=False)
+
+
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 def build_command(
