@@ -155,11 +155,35 @@ def test_the_plan_tunes_a_missing_or_stale_classifier_and_build_tunes_it(
     assert built.adapters == []
     assert [m.capability for m in built.classifiers] == ["claims"]
     assert classifier_plan(expenses, cap).action == "none"
+    assert build(expenses).classifiers == []  # nothing changed: nothing tuned again
 
     extra = {**CLAIMS, "travel": [*CLAIMS["travel"], "Ferry crossing for the site inspection"]}
     write_claims(expenses.root, extra)
     stale = classifier_plan(expenses, cap)
     assert stale.action == "retrain" and stale.reasons == ["claims.jsonl changed"]
+
+
+def test_plan_and_build_commands_show_the_classifier(expenses: Project) -> None:
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    runner = CliRunner()
+    planned = runner.invoke(app, ["plan", str(expenses.root), "--json"])
+    assert planned.exit_code == 0, planned.output
+    (shown,) = json.loads(planned.stdout)["classifiers"]
+    assert shown == {
+        "capability": "claims",
+        "field": "category",
+        "action": "train",
+        "reasons": ["no classifier yet"],
+    }
+    built = runner.invoke(app, ["build", str(expenses.root)])
+    assert built.exit_code == 0, built.output
+    flat = " ".join(built.output.split())
+    assert "classifier claims.category: 4 labels from" in flat and "held-out examples right" in flat
+    table = runner.invoke(app, ["plan", str(expenses.root)])
+    assert "classifiers" in table.output and "unchanged" in table.output
 
 
 def test_the_runtime_guides_the_field_to_the_classifier_s_label(
