@@ -237,7 +237,8 @@ class Runtime:
         self._indexed: set[str] = set()
         self._router: Any = None
         self._tools: dict[str, list[Tool]] = {}  # per capability, imported once
-        self._classifiers: dict[str, Classifier | None] = {}  # per capability, loaded once
+        # Per capability: the manifest's mtime it was loaded at, and the classifier (or None).
+        self._classifiers: dict[str, tuple[int | None, Classifier | None]] = {}
 
     # -- shared parts, loaded on first use ---------------------------------------------------
 
@@ -324,32 +325,39 @@ class Runtime:
             ) from None
 
     def classifier_for(self, capability: str) -> Classifier | None:
-        """The capability's label classifier (``classify:``), loaded on first use; None when it
-        has none, or none trained for its field yet (`ragtune build` trains it: the answer is
-        then guided by the whole contract, and a warning is logged once)."""
+        """The capability's label classifier (``classify:``), loaded on first use and again
+        when ``ragtune build`` has tuned it anew (its manifest changed on disk); None when it has
+        none, or none tuned for its field yet (the answer is then guided by the whole
+        contract, and a warning is logged)."""
         cap = self.capability(capability)
         if cap.classify is None or not self.classifiers:
             return None
-        with self.lock:
-            if capability not in self._classifiers:
-                from ragtune.behavior.classify import Classifier, ClassifierError
+        from ragtune.behavior.classify import MANIFEST, Classifier, ClassifierError, classifier_dir
 
-                loaded: Classifier | None = None
-                try:
-                    loaded = Classifier(self.project, capability)
-                except ClassifierError as exc:
-                    _log.warning("%s: serving without its classifier: %s", capability, exc)
-                if loaded is not None and loaded.field != cap.classify:
-                    _log.warning(
-                        "%s: its classifier decides %r, not classify: %r; `ragtune build` "
-                        "trains it again. Serving without it.",
-                        capability,
-                        loaded.field,
-                        cap.classify,
-                    )
-                    loaded = None
-                self._classifiers[capability] = loaded
-            return self._classifiers[capability]
+        try:
+            stamp = (classifier_dir(self.project, capability) / MANIFEST).stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        with self.lock:
+            cached = self._classifiers.get(capability)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            loaded: Classifier | None = None
+            try:
+                loaded = Classifier(self.project, capability)
+            except ClassifierError as exc:
+                _log.warning("%s: serving without its classifier: %s", capability, exc)
+            if loaded is not None and loaded.field != cap.classify:
+                _log.warning(
+                    "%s: its classifier decides %r, not classify: %r; `ragtune build` tunes "
+                    "it again. Serving without it.",
+                    capability,
+                    loaded.field,
+                    cap.classify,
+                )
+                loaded = None
+            self._classifiers[capability] = (stamp, loaded)
+            return loaded
 
     def shots_for(self, capability: str, query: str, k: int = DEFAULT_K) -> list[Example]:
         """The ``k`` examples of a capability most like the query (indexed on first use)."""
