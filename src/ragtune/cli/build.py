@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
@@ -133,24 +133,23 @@ def build_command(
     loaded = project_or_fail(project)
 
     @contextmanager
-    def announce(adapter: AdapterPlan) -> Iterator[ProgressCallback]:
+    def shown(line: str, label: str) -> Iterator[ProgressCallback]:
         if not as_json:
-            console.print(
-                f"training {adapter.capability} ({adapter.action}: {'; '.join(adapter.reasons)}),"
-                f" about {adapter.estimate_s / 60:.0f} min"
-            )
-        with training_bar(adapter.capability, quiet=as_json) as progress:
+            console.print(line)
+        with training_bar(label, quiet=as_json) as progress:
             yield progress
 
-    @contextmanager
-    def tune(planned: ClassifierPlan) -> Iterator[ProgressCallback]:
-        if not as_json:
-            console.print(
-                f"tuning the {planned.capability} classifier of {planned.field!r} "
-                f"({planned.action}: {'; '.join(planned.reasons)}), about 1 min"
-            )
-        with training_bar(f"{planned.capability} classifier", quiet=as_json) as progress:
-            yield progress
+    def announce(adapter: AdapterPlan) -> AbstractContextManager[ProgressCallback]:
+        why = "; ".join(adapter.reasons)
+        line = f"training {adapter.capability} ({adapter.action}: {why}), about "
+        return shown(f"{line}{adapter.estimate_s / 60:.0f} min", adapter.capability)
+
+    def tune(planned: ClassifierPlan) -> AbstractContextManager[ProgressCallback]:
+        why = "; ".join(planned.reasons)
+        line = f"tuning the {planned.capability} classifier of {planned.field!r} "
+        return shown(
+            f"{line}({planned.action}: {why}), about 1 min", f"{planned.capability} classifier"
+        )
 
     try:
         with sync_bar(quiet=as_json) as sync_progress:
