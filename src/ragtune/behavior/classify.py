@@ -3,13 +3,14 @@
 A behaviour capability often answers with a label from a fixed list - the risk flag's CUAD
 category is one of 41 - and a 135M-parameter adapter chooses it less well than the team's own
 labelled examples can: on the example's 30 new clauses the adapter names 80% of the categories,
-while the examples' nearest neighbour, once the embedder is tuned on their labels, names 93%
-(`README`, "Behaviour in weights"). ``classify: <field>`` in ragtune.yaml gives a capability such
-a classifier, made the way SetFit makes one (Tunstall et al., 2022, "Efficient Few-Shot Learning
-Without Prompts"): a LoRA on the project's sentence-transformers embedder is tuned so that
-examples with the same label sit together (a contrastive loss over pairs of the same label, the
-other pairs of the batch as negatives), and each label is the mean of its training examples'
-tuned vectors (a nearest-centroid head). It trains in about 30 seconds on two cores.
+while the centroid of each category's examples, once the embedder is tuned on their labels,
+names 93% (README, "Behaviour in weights"). ``classify: <field>`` in ragtune.yaml gives a
+capability such a classifier, made the way SetFit makes one (Tunstall et al., 2022, "Efficient
+Few-Shot Learning Without Prompts"): a LoRA on the project's sentence-transformers embedder is
+tuned so that examples with the same label sit together (a contrastive loss over pairs of the
+same label, the other pairs of the batch as negatives), and each label is the mean of its
+training examples' tuned vectors (a nearest-centroid head). It trains in about 45 seconds on two
+cores.
 
 At serving time (:func:`ragtune.runtime.pipeline.guide_schema`) the classifier picks the field's
 value and the decoding is guided with the field's ``enum`` cut to that value: the adapter writes
@@ -20,8 +21,8 @@ contract.
   the field in the capability's JSON Schema contract; a bad line is named with its file, line
   and value.
 - The classifier trains on the training side of the adapter's split (``train.held_out``,
-  ``train.seed``) and reports its accuracy on the held-out side, so the lab never scores it on
-  what it learned from.
+  ``train.seed``) and reports its accuracy on the held-out side, which it never learns from.
+  The lab leaves it out (``Runtime(classifiers=False)``): its arms are the strategies alone.
 - It is written whole to ``.ragtune/classifiers/<capability>/`` (a staging folder swapped into
   place) with a manifest (``classifier.json``) recording the examples' hash, the field, the
   embedder and the settings; :func:`classifier_plan` says when one of those changed.
@@ -310,7 +311,8 @@ def train_classifier(
         )
     labels = field_labels(schema, capability.classify, capability.output_contract)
     examples = load_examples(project.resolve(capability.examples), project.root)
-    pairs = labelled(examples.examples, capability.classify, labels, capability.examples)
+    # Every line is checked before any training, held-out ones included.
+    labelled(examples.examples, capability.classify, labels, capability.examples)
     split_of = _split_of(project, capability)
     train_side, held = (
         split(examples, held_out=split_of["share"], seed=int(split_of["seed"]))
@@ -319,7 +321,6 @@ def train_classifier(
     )
     train_pairs = labelled(train_side, capability.classify, labels, capability.examples)
     held_pairs = labelled(held, capability.classify, labels, capability.examples)
-    del pairs  # every line checked above, before any training
 
     started = time.perf_counter()
     model = _tuned(project, train_pairs, settings, progress)
