@@ -72,6 +72,7 @@ def test_json_carries_the_answer_citations_route_and_timings(
     assert set(body) == {
         "answer",
         "route",
+        "classified",
         "citations",
         "contract",
         "usage",
@@ -80,6 +81,7 @@ def test_json_carries_the_answer_citations_route_and_timings(
         "timings",
     }
     assert body["route"]["capability"] == "templates" and body["route"]["strategy"] == "retrieval"
+    assert body["classified"] == {}  # no label classifier on a knowledge capability
     assert body["citations"][0]["document"] == "knowledge/dpa.md"
     assert 1 <= body["usage"]["completion_tokens"] <= 3 and body["model"] == "base"
     assert {"route", "retrieve", "prompt", "generate", "validate", "total"} <= set(body["timings"])

@@ -219,6 +219,28 @@ def test_the_runtime_guides_the_field_to_the_classifier_s_label(
     assert guide_schema(runtime, chosen, theirs) == own
 
 
+def test_the_served_answer_carries_the_classifier_s_label(
+    expenses: Project, one_thread: None
+) -> None:
+    """Through `ragtune ask` and the llama.cpp base model: the answer is JSON of the contract
+    with the label the classifier chose, and the output says who chose it."""
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    train_classifier(expenses, claims_of(expenses))
+    question = "Hotel room for the night before the audit"
+    args = ["ask", question, "-p", str(expenses.root), "-c", "claims", "--max-tokens", "24"]
+    runner = CliRunner()
+    answered = runner.invoke(app, [*args, "--json"])
+    assert answered.exit_code == 0, answered.output
+    body = json.loads(answered.stdout)
+    assert body["classified"] == {"category": "travel"}
+    assert json.loads(body["answer"])["category"] == "travel" and body["contract"]["ok"]
+    shown = runner.invoke(app, args)
+    assert "category by the classifier" in " ".join(shown.output.split())
+
+
 def test_bad_labels_and_fields_are_named(expenses: Project) -> None:
     lines = (expenses.root / "claims.jsonl").read_text().splitlines()
     lines[4] = json.dumps({"input": "Stamps", "output": {"category": "postage", "approve": True}})

@@ -100,6 +100,7 @@ def _print_result(result: Result) -> None:
     if r.score is not None:
         how += f" (similarity {r.score:.2f})"
     served = "no model" if result.model == QUOTED else f"adapter {r.adapter or 'none (base model)'}"
+    served += "".join(f" · {name} by the classifier" for name in result.classified)
     console.print(
         f"[bold]Route[/]: {escape(r.capability)} · {r.strategy} · {escape(served)} · {how}"
         + (f" · knowledge from {escape(', '.join(r.knowledge))}" if r.knowledge else ""),

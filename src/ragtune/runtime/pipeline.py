@@ -63,6 +63,7 @@ __all__ = [
     "KNOWLEDGE_SYSTEM",
     "PromptCheck",
     "build_prompt",
+    "classification",
     "classified",
     "contract_for",
     "generate",
@@ -245,17 +246,31 @@ def classified(
     runtime: Runtime, route: Route, question: str, schema: dict[str, Any]
 ) -> dict[str, Any]:
     """The capability's schema with the ``enum`` of its ``classify:`` field cut to the label its
-    classifier picks for the question (:mod:`ragtune.behavior.classify`), so the decoding writes
-    that label and the model the rest; the schema as it is without a classifier."""
+    classifier picks for the question (:func:`classification`), so the decoding writes that
+    label and the model the rest; the schema as it is without a classifier."""
+    chosen = classification(runtime, route, question, schema)
+    if chosen is None:
+        return schema
+    name, label = chosen
+    properties = schema["properties"]
+    return {**schema, "properties": {**properties, name: {**properties[name], "enum": [label]}}}
+
+
+def classification(
+    runtime: Runtime, route: Route, question: str, schema: dict[str, Any] | None = None
+) -> tuple[str, str] | None:
+    """``(field, label)`` the route's label classifier (:mod:`ragtune.behavior.classify`) picks
+    for the question, or None: no classifier, or ``schema`` (default: the capability's) has no
+    such property to guide."""
     classifier = runtime.classifier_for(route.capability)
-    properties = schema.get("properties")
-    if classifier is None or not isinstance(properties, dict):
-        return schema
-    spec = properties.get(classifier.field)
-    if not isinstance(spec, dict):
-        return schema
-    label = classifier.choose(question)
-    return {**schema, "properties": {**properties, classifier.field: {**spec, "enum": [label]}}}
+    if classifier is None:
+        return None
+    if schema is None:
+        schema = getattr(runtime.contracts.get(route.capability), "schema", None)
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(properties, dict) or not isinstance(properties.get(classifier.field), dict):
+        return None
+    return classifier.field, classifier.choose(question)
 
 
 def guide_regex(runtime: Runtime, route: Route, request: Request | None = None) -> str | None:
@@ -342,6 +357,9 @@ def _prepare(
     messages = build_prompt(runtime, chosen, request, passages, shots)
     lap("prompt")
     result = Result("", chosen, passages=list(passages), shots=shots, messages=messages)
+    if runtime.guided and request.contract is None and chosen.strategy != "quote":
+        picked = classification(runtime, chosen, request.question)
+        result.classified = dict([picked]) if picked else {}
     if check is not None:
         check(result)
     return result, timings

@@ -134,6 +134,8 @@ class Result:
         timings: Seconds spent in each step, by step name, and ``total``.
         shots: The few-shot examples placed in the prompt.
         messages: The chat messages sent to the model (the first attempt).
+        classified: The fields the capability's label classifier chose (``classify:``), field
+            to label; the decoding was guided to write them.
     """
 
     text: str
@@ -151,6 +153,7 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     shots: list[Example] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
+    classified: dict[str, str] = field(default_factory=dict)
 
     def citations(self) -> list[dict[str, object]]:
         """The passages as citations: number, document, section, version, snapshot, whether the
@@ -165,6 +168,7 @@ class Result:
         return {
             "answer": self.text,
             "route": self.route.to_dict(),
+            "classified": self.classified,
             "citations": self.citations(),
             "contract": {
                 "ok": self.contract_ok,
