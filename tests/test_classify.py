@@ -241,6 +241,25 @@ def test_the_served_answer_carries_the_classifier_s_label(
     assert "category by the classifier" in " ".join(shown.output.split())
 
 
+def test_a_label_the_answer_does_not_carry_is_not_reported() -> None:
+    """A backend that cannot guide (a remote server) may write another label: the result then
+    reports only what its answer carries."""
+    from ragtune.generate.backend import Generation
+    from ragtune.runtime.pipeline import _finish
+    from ragtune.runtime.runtime import Result, Route
+
+    for text, kept in (
+        ('{"category": "travel", "approve": true}', {"category": "travel"}),
+        ('{"category": "meals", "approve": true}', {}),
+        ("not JSON", {}),
+    ):
+        result = Result(
+            "", Route("claims", "few-shot", (), None), classified={"category": "travel"}
+        )
+        _finish(result, Generation(text, 5, 9, "stop", "remote", 0.1), None, [], {})
+        assert result.classified == kept, text
+
+
 def test_bad_labels_and_fields_are_named(expenses: Project) -> None:
     lines = (expenses.root / "claims.jsonl").read_text().splitlines()
     lines[4] = json.dumps({"input": "Stamps", "output": {"category": "postage", "approve": True}})

@@ -27,6 +27,7 @@ runtime serves many requests.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -446,3 +447,12 @@ def _finish(
         result.contract_errors = list(checked.errors)
     result.cited = cited(kept.text, len(result.passages))
     result.timings = timings
+    if result.classified:
+        # Only what the answer carries: a backend that cannot guide (a remote server) may have
+        # written another label than the classifier chose.
+        try:
+            answer = json.loads(kept.text)
+        except ValueError:
+            answer = None
+        carried = answer if isinstance(answer, dict) else {}
+        result.classified = {k: v for k, v in result.classified.items() if carried.get(k) == v}

@@ -134,8 +134,8 @@ class Result:
         timings: Seconds spent in each step, by step name, and ``total``.
         shots: The few-shot examples placed in the prompt.
         messages: The chat messages sent to the model (the first attempt).
-        classified: The fields the capability's label classifier chose (``classify:``), field
-            to label; the decoding was guided to write them.
+        classified: The fields the capability's label classifier chose (``classify:``) and the
+            answer carries, field to label (the decoding was guided to write them).
     """
 
     text: str
