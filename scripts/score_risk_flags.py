@@ -36,7 +36,8 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -395,19 +396,24 @@ def score(
 
 
 def _tune_classifier(project: Project) -> None:
-    """Tune the capability's label classifier when it has one never tuned or stale."""
-    from ragtune.behavior.classify import classifier_plan, train_classifier
+    """Tune the capability's label classifier when it has one never tuned or stale, as
+    ``ragtune build`` would (:func:`ragtune.build.tune_classifiers`)."""
+    from ragtune.behavior.classify import ClassifierPlan, classifier_plan
+    from ragtune.build import tune_classifiers
 
     cap = next((c for c in project.config.capabilities if c.name == CAPABILITY), None)
     if cap is None or cap.classify is None:
         return
-    planned = classifier_plan(project, cap)
-    if planned.action != "none":
+
+    @contextmanager
+    def announce(planned: ClassifierPlan) -> Iterator[None]:
         print(
             f"tuning the {CAPABILITY} classifier ({', '.join(planned.reasons)}), about 45 s",
             file=sys.stderr,
         )
-        train_classifier(project, cap)
+        yield None
+
+    tune_classifiers(project, [classifier_plan(project, cap)], tuning=announce)
 
 
 def flag(clause: Clause, answered: Result, seconds: float) -> Flagged:

@@ -9,7 +9,7 @@ classifiers (``classify:``, :mod:`ragtune.behavior.classify`) whose examples or 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,15 @@ if TYPE_CHECKING:
     from ragtune.generate.remote_adapters import Registration
     from ragtune.knowledge.sync import Progress, SyncResult
 
-__all__ = ["NO_RETRAINING", "BuildResult", "ProjectPlan", "build", "install_shipped", "make_plan"]
+__all__ = [
+    "NO_RETRAINING",
+    "BuildResult",
+    "ProjectPlan",
+    "build",
+    "install_shipped",
+    "make_plan",
+    "tune_classifiers",
+]
 
 CLASSIFIER_SECONDS = 45.0
 """Seconds to tune one classifier on two cores (the example's 262 training clauses: 40-45 s)."""
@@ -213,7 +221,6 @@ def build(
             trained; the adapters stay trained (``ragtune adapter register`` tries again).
     """
     from ragtune.behavior.capability import capability_of, train_capability
-    from ragtune.behavior.classify import train_classifier
     from ragtune.behavior.staleness import train_config_for
     from ragtune.generate.remote_adapters import register_adapters
     from ragtune.knowledge.base import KnowledgeBase
@@ -245,17 +252,35 @@ def build(
             result.adapters.append(
                 train_capability(project, adapter.capability, config, progress=progress)
             )
-    for planned in plan.classifiers:
-        if planned.action != "none":
-            with tuning(planned) if tuning is not None else nullcontext(None) as progress:
-                result.classifiers.append(
-                    train_classifier(
-                        project, capability_of(project, planned.capability), progress=progress
-                    )
-                )
+    result.classifiers = tune_classifiers(project, plan.classifiers, tuning=tuning)
     fresh = [*result.installed, *(done.capability for done in result.adapters)]
     result.registered = register_adapters(project, fresh)  # raises after trying each
     return result
+
+
+def tune_classifiers(
+    project: Project, plans: Sequence[ClassifierPlan], *, tuning: Tuning | None = None
+) -> list[ClassifierManifest]:
+    """Tune the label classifiers that ``plans`` (:func:`make_plan`'s) list as missing or stale,
+    each written whole; returns their manifests in the plans' order.
+
+    Args:
+        project: The loaded project.
+        plans: The classifiers' plans; those whose action is ``none`` are skipped.
+        tuning: Gives, for each classifier about to be tuned, a context manager that yields
+            its progress callback (``done, total, loss``) or None.
+    """
+    from ragtune.behavior.capability import capability_of
+    from ragtune.behavior.classify import train_classifier
+
+    tuned = []
+    for planned in plans:
+        if planned.action == "none":
+            continue
+        with tuning(planned) if tuning is not None else nullcontext(None) as progress:
+            capability = capability_of(project, planned.capability)
+            tuned.append(train_classifier(project, capability, progress=progress))
+    return tuned
 
 
 def install_shipped(project: Project, name: str) -> Path:
