@@ -30,6 +30,7 @@ contract.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import shutil
@@ -312,15 +313,18 @@ def train_classifier(
     labels = field_labels(schema, capability.classify, capability.output_contract)
     examples = load_examples(project.resolve(capability.examples), project.root)
     # Every line is checked before any training, held-out ones included.
-    labelled(examples.examples, capability.classify, labels, capability.examples)
+    pairs = labelled(examples.examples, capability.classify, labels, capability.examples)
+    label_of = {
+        example.line: label for example, (_, label) in zip(examples.examples, pairs, strict=True)
+    }
     split_of = _split_of(project, capability)
     train_side, held = (
         split(examples, held_out=split_of["share"], seed=int(split_of["seed"]))
         if split_of["share"] > 0
         else (list(examples.examples), [])  # train.held_out: 0 keeps nothing back
     )
-    train_pairs = labelled(train_side, capability.classify, labels, capability.examples)
-    held_pairs = labelled(held, capability.classify, labels, capability.examples)
+    train_pairs = [(example.input, label_of[example.line]) for example in train_side]
+    held_pairs = [(example.input, label_of[example.line]) for example in held]
 
     started = time.perf_counter()
     model = _tuned(project, train_pairs, settings, progress)
@@ -399,6 +403,7 @@ class Classifier:
         self._model = model
         self._centroids = np.load(folder / _CENTROIDS)
         self.labels = list(self.manifest.labels)
+        self._ranked = functools.lru_cache(maxsize=64)(self._rank)
 
     @property
     def field(self) -> str:
@@ -406,9 +411,15 @@ class Classifier:
         return self.manifest.field
 
     def rank(self, text: str) -> list[tuple[str, float]]:
-        """Every label with its cosine to the text, the closest first."""
+        """Every label with its cosine to the text, the closest first. The last texts' rankings
+        are kept: a request is classified for its result and again for its guided decoding
+        (and its repair), and embeds once."""
+        return list(self._ranked(text))
+
+    def _rank(self, text: str) -> tuple[tuple[str, float], ...]:
         scores = self._centroids @ _encode(self._model, [text])[0]
-        return sorted(zip(self.labels, map(float, scores), strict=True), key=lambda p: -p[1])
+        ranked = sorted(zip(self.labels, map(float, scores), strict=True), key=lambda p: -p[1])
+        return tuple(ranked)
 
     def choose(self, text: str) -> str:
         """The label closest to the text."""
