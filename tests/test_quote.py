@@ -83,6 +83,19 @@ def test_a_numbered_clause_offers_its_figure_sentences_and_the_preamble_nothing(
     ]
 
 
+def test_a_clause_with_a_bold_heading_offers_what_it_says_not_its_heading() -> None:
+    general = (
+        "## 14. General\n\n14.3 **Waiver; Severability.** A failure to enforce a right is not a "
+        "waiver of it. An invalid term is severed.\n\n14.4 **Notices.** Notices go to the "
+        "addresses in the schedule within ten (10) business days."
+    )
+    found = offers([passage(general, "Commercial Lease Agreement > 14. General")])
+    assert [(o.clause, o.text) for o in found] == [
+        ("14.3", "A failure to enforce a right is not a waiver of it"),
+        ("14.4", "Notices go to the addresses in the schedule within ten (10) business days"),
+    ]
+
+
 def test_the_clause_closest_to_the_question_is_quoted_with_its_citation(
     embedder: Embedder,
 ) -> None:

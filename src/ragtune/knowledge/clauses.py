@@ -185,7 +185,11 @@ def figure_sentences(body: str) -> str | None:
 
 def clause_answer(body: str) -> str:
     """What a clause answers: :func:`figure_sentences`, else its first sentence, clipped; empty
-    for an empty clause."""
+    for an empty clause. A bold lead-in (``**Entire Agreement; Amendment.** This ...``) is the
+    clause's heading, not its answer: the sentences after it are read."""
+    lead = _BOLD_LEAD.match(body)
+    if lead and body[lead.end() :].strip():
+        body = body[lead.end() :].strip()
     return figure_sentences(body) or _clipped(_SENTENCE.split(body, maxsplit=1)[0])
 
 
