@@ -239,6 +239,23 @@ def test_the_served_answer_carries_the_classifier_s_label(
     assert json.loads(body["answer"])["category"] == "travel" and body["contract"]["ok"]
     shown = runner.invoke(app, args)
     assert "category by the classifier" in " ".join(shown.output.split())
+    # The HTTP server says the same beside the OpenAI fields, to the openai client.
+    import openai
+    from test_server import serving
+
+    from ragtune.server import create_app
+
+    runtime = Runtime(expenses)
+    try:
+        with serving(create_app(runtime)) as base:
+            client = openai.OpenAI(base_url=f"{base}/v1", api_key="none")
+            served = client.chat.completions.create(
+                model="claims", messages=[{"role": "user", "content": question}], max_tokens=24
+            )
+    finally:
+        runtime.close()
+    assert (served.model_extra or {})["classified"] == {"category": "travel"}
+    assert json.loads(served.choices[0].message.content or "")["category"] == "travel"
 
 
 def test_a_label_the_answer_does_not_carry_is_not_reported() -> None:

@@ -7,8 +7,8 @@ Every field is honoured or refused with a 400 that names it (:mod:`ragtune.serve
 
 Answers are OpenAI objects (``chat.completion``, ``chat.completion.chunk``, ``text_completion``,
 ``list`` of ``model`` or ``embedding``) with ragtune's extras beside the standard fields:
-``citations``, ``route``, ``contract_violation``, ``contract`` and ``timings``. OpenAI clients
-keep unknown fields, so the extras are there for whoever reads them
+``citations``, ``route``, ``classified``, ``contract_violation``, ``contract`` and ``timings``.
+OpenAI clients keep unknown fields, so the extras are there for whoever reads them
 (``response.model_extra["citations"]`` in openai-python).
 """
 
@@ -327,7 +327,8 @@ def result_extras(result: Result) -> dict[str, Any]:
     """ragtune's fields beside the OpenAI ones.
 
     ``citations`` are the retrieved passages numbered as in the prompt, each with its
-    provenance, whether the answer cites it, and its text (so a client can show the quote).
+    provenance, whether the answer cites it, and its text (so a client can show the quote);
+    ``classified`` the fields a label classifier chose (``classify:``), ``{}`` when none.
     """
     citations = [
         {**citation, "text": passage.text}
@@ -336,6 +337,7 @@ def result_extras(result: Result) -> dict[str, Any]:
     return {
         "citations": citations,
         "route": result.route.to_dict(),
+        "classified": result.classified,
         "contract_violation": result.contract_violation,
         "contract": {
             "ok": result.contract_ok,
@@ -491,6 +493,7 @@ class _Answer(_Open):
     usage: Usage
     citations: list[dict[str, Any]]
     route: dict[str, Any]
+    classified: dict[str, str] = {}
     contract_violation: bool
     contract: dict[str, Any]
     timings: dict[str, float]
