@@ -306,3 +306,8 @@ def test_a_classifier_needs_a_tunable_embedder(expenses: Project) -> None:
     hashing = replace(expenses, config=expenses.config.model_copy(update={"knowledge": knowledge}))
     with pytest.raises(ClassifierError, match="cannot be tuned"):
         train_classifier(hashing, claims_of(hashing), ClassifierSettings(rounds=1))
+    # An embeddings endpoint is refused as such, not for the settings it would be called with.
+    knowledge = expenses.config.knowledge.model_copy(update={"embedder": "openai:text-embed"})
+    remote = replace(expenses, config=expenses.config.model_copy(update={"knowledge": knowledge}))
+    with pytest.raises(ClassifierError, match="'openai:text-embed'.*cannot be tuned"):
+        train_classifier(remote, claims_of(remote), ClassifierSettings(rounds=1))

@@ -432,12 +432,15 @@ def _base_model(project: Project) -> Any:
     from ragtune.knowledge.embed import SentenceTransformerEmbedder, load_embedder
 
     spec = project.config.knowledge.embedder
+    refused = ClassifierError(
+        f"knowledge.embedder {spec!r}: classify tunes a sentence-transformers embedder "
+        "(the default all-MiniLM-L6-v2, or st:FOLDER); this one cannot be tuned."
+    )
+    if spec.partition(":")[0] == "openai":
+        raise refused  # an endpoint's model: nothing here to tune, and nothing to load
     embedder = load_embedder(spec)
     if not isinstance(embedder, SentenceTransformerEmbedder):
-        raise ClassifierError(
-            f"knowledge.embedder {spec!r}: classify tunes a sentence-transformers embedder "
-            "(the default all-MiniLM-L6-v2, or st:FOLDER); this one cannot be tuned."
-        )
+        raise refused
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(embedder.folder), device="cpu")
