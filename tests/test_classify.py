@@ -19,12 +19,11 @@ from ragtune.behavior.classify import (
     MANIFEST,
     Classifier,
     ClassifierError,
-    ClassifierSettings,
     classifier_plan,
     train_classifier,
 )
 from ragtune.build import build, make_plan
-from ragtune.project import Capability, Project, load_project
+from ragtune.project import Capability, ClassifySettings, Project, load_project
 from ragtune.runtime.pipeline import guide_schema, route
 from ragtune.runtime.runtime import Request, Runtime
 
@@ -162,6 +161,18 @@ def test_the_plan_tunes_a_missing_or_stale_classifier_and_build_tunes_it(
     stale = classifier_plan(expenses, cap)
     assert stale.action == "retrain" and stale.reasons == ["claims.jsonl changed"]
 
+    # Tuning settings in ragtune.yaml: the plan sees them changed, build tunes with them.
+    config = expenses.root / "ragtune.yaml"
+    config.write_text(
+        config.read_text().replace("classify: category", "classify: {field: category, rounds: 2}")
+    )
+    tuned = load_project(expenses.root)
+    assert claims_of(tuned).classify == ClassifySettings(field="category", rounds=2)
+    reasons = classifier_plan(tuned, claims_of(tuned)).reasons
+    assert any(r.startswith("the classifier's settings changed") for r in reasons), reasons
+    assert build(tuned).classifiers[0].settings["rounds"] == 2
+    assert classifier_plan(tuned, claims_of(tuned)).action == "none"
+
 
 def test_plan_and_build_commands_show_the_classifier(expenses: Project) -> None:
     from typer.testing import CliRunner
@@ -241,9 +252,9 @@ def test_the_served_answer_carries_the_classifier_s_label(
     assert "category by the classifier" in " ".join(shown.output.split())
     # The HTTP server says the same beside the OpenAI fields, to the openai client.
     import openai
-    from test_server import serving
 
     from ragtune.server import create_app
+    from test_server import serving
 
     runtime = Runtime(expenses)
     try:
@@ -287,7 +298,7 @@ def test_bad_labels_and_fields_are_named(expenses: Project) -> None:
         train_classifier(expenses, claims_of(expenses))
     assert not (expenses.state_dir / CLASSIFIERS).exists()  # nothing half-written
 
-    wrong = claims_of(expenses).model_copy(update={"classify": "colour"})
+    wrong = claims_of(expenses).model_copy(update={"classify": ClassifySettings(field="colour")})
     with pytest.raises(ClassifierError, match=r"'colour' is not a property .*category, approve"):
         train_classifier(expenses, wrong)
 
@@ -297,6 +308,14 @@ def test_classify_needs_examples_and_a_contract() -> None:
         ValidationError, match=r"classify: 'claims' has no examples and output_contract"
     ):
         Capability(name="claims", description="Categorise claims.", classify="category")
+    labelled = {"examples": "claims.jsonl", "output_contract": "claim.schema.json"}
+    for bad, named in (
+        ({"field": "category", "rounds": 0}, r"classify\.rounds\n.*greater than or equal to 1"),
+        ({"field": "category", "epochs": 2}, r"classify\.epochs\n.*Extra inputs"),
+        ({"rounds": 2}, r"classify\.field\n.*Field required"),
+    ):
+        with pytest.raises(ValidationError, match=named):
+            Capability(name="claims", description="Categorise.", classify=bad, **labelled)
 
 
 def test_a_classifier_needs_a_tunable_embedder(expenses: Project) -> None:
@@ -305,9 +324,9 @@ def test_a_classifier_needs_a_tunable_embedder(expenses: Project) -> None:
     knowledge = expenses.config.knowledge.model_copy(update={"embedder": "hashing"})
     hashing = replace(expenses, config=expenses.config.model_copy(update={"knowledge": knowledge}))
     with pytest.raises(ClassifierError, match="cannot be tuned"):
-        train_classifier(hashing, claims_of(hashing), ClassifierSettings(rounds=1))
+        train_classifier(hashing, claims_of(hashing))
     # An embeddings endpoint is refused as such, not for the settings it would be called with.
     knowledge = expenses.config.knowledge.model_copy(update={"embedder": "openai:text-embed"})
     remote = replace(expenses, config=expenses.config.model_copy(update={"knowledge": knowledge}))
-    with pytest.raises(ClassifierError, match="'openai:text-embed'.*cannot be tuned"):
-        train_classifier(remote, claims_of(remote), ClassifierSettings(rounds=1))
+    with pytest.raises(ClassifierError, match=r"'openai:text-embed'.*cannot be tuned"):
+        train_classifier(remote, claims_of(remote))

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from ragtune.behavior.examples import Example
-    from ragtune.project import Capability, Project
+    from ragtune.project import Capability, ClassifySettings, Project
 
 __all__ = [
     "CLASSIFIERS",
@@ -58,7 +58,6 @@ __all__ = [
     "ClassifierError",
     "ClassifierManifest",
     "ClassifierPlan",
-    "ClassifierSettings",
     "classifier_dir",
     "classifier_plan",
     "field_labels",
@@ -85,30 +84,6 @@ class ClassifierError(RagtuneError):
 
 
 @dataclass(frozen=True)
-class ClassifierSettings:
-    """How a classifier is tuned. The defaults were chosen on the example's own held-out
-    examples (66 of 328 risk flags: 83-86% right over three seeds, against 76-80% for 2 rounds
-    at 5e-4 and for 4 to 6 rounds at 1e-3), never on the clauses it is tested on.
-
-    Attributes:
-        rounds: Passes over the training examples, each pairing every example with another of
-            its label drawn at random.
-        r: LoRA rank on the embedder's attention and feed-forward layers.
-        learning_rate: AdamW's learning rate.
-        batch: Pairs per step (the other pairs of a batch are its negatives).
-        scale: Cosine similarities are multiplied by this before the softmax.
-        seed: Seeds the pairing, the shuffle and the LoRA's initial weights.
-    """
-
-    rounds: int = 3
-    r: int = 8
-    learning_rate: float = 1e-3
-    batch: int = 32
-    scale: float = 20.0
-    seed: int = 0
-
-
-@dataclass(frozen=True)
 class ClassifierManifest:
     """What a trained classifier records (``classifier.json``).
 
@@ -119,7 +94,8 @@ class ClassifierManifest:
             contract's order.
         examples_sha256: The hash of the examples file it was trained from.
         embedder: The embedder spec it tuned (the project's ``knowledge.embedder``).
-        settings: The :class:`ClassifierSettings` it was trained with.
+        settings: The tuning settings it was trained with
+            (:meth:`ragtune.project.ClassifySettings.tuning`).
         held_out: The share and seed of the split (the adapter's).
         trained: Training examples used.
         tested: Held-out examples it was scored on.
@@ -248,7 +224,7 @@ def classifier_plan(project: Project, capability: Capability) -> ClassifierPlan:
     from ragtune.behavior.examples import load_examples
 
     assert capability.classify is not None and capability.examples is not None
-    name = capability.classify
+    name = capability.classify.field
     folder = classifier_dir(project, capability.name)
     try:
         manifest = ClassifierManifest.read(folder)
@@ -262,8 +238,8 @@ def classifier_plan(project: Project, capability: Capability) -> ClassifierPlan:
         reasons.append(f"classify changed from {manifest.field!r} to {name!r}")
     if manifest.embedder != project.config.knowledge.embedder:
         reasons.append(f"the embedder changed to {project.config.knowledge.embedder!r}")
-    if manifest.settings != asdict(ClassifierSettings()):
-        reasons.append("the classifier's settings changed")
+    if manifest.settings != capability.classify.tuning():
+        reasons.append("the classifier's settings changed (classify: rounds, r, learning_rate...)")
     if manifest.held_out != _split_of(project, capability):
         reasons.append("the train/held-out split changed (train.held_out, train.seed)")
     return ClassifierPlan(capability.name, name, "retrain" if reasons else "none", reasons)
@@ -279,11 +255,11 @@ def _split_of(project: Project, capability: Capability) -> dict[str, float]:
 def train_classifier(
     project: Project,
     capability: Capability,
-    settings: ClassifierSettings | None = None,
     *,
     progress: Progress | None = None,
 ) -> ClassifierManifest:
-    """Tune the embedder on the capability's labelled examples and write the classifier whole.
+    """Tune the embedder on the capability's labelled examples, with its ``classify:``
+    settings, and write the classifier whole.
 
     Raises:
         ClassifierError: The capability has no examples or JSON Schema contract, the field is
@@ -297,8 +273,8 @@ def train_classifier(
     from ragtune.behavior.contract import load_contract
     from ragtune.behavior.examples import load_examples, split
 
-    settings = settings or ClassifierSettings()
-    if capability.classify is None or not capability.examples or not capability.output_contract:
+    settings = capability.classify
+    if settings is None or not capability.examples or not capability.output_contract:
         raise ClassifierError(
             f"capability {capability.name!r}: classify needs `classify`, `examples` and a JSON "
             "Schema `output_contract`."
@@ -310,10 +286,10 @@ def train_classifier(
             f"{capability.output_contract}: classify needs a JSON Schema contract (a .json "
             "file), not a regular expression."
         )
-    labels = field_labels(schema, capability.classify, capability.output_contract)
+    labels = field_labels(schema, settings.field, capability.output_contract)
     examples = load_examples(project.resolve(capability.examples), project.root)
     # Every line is checked before any training, held-out ones included.
-    pairs = labelled(examples.examples, capability.classify, labels, capability.examples)
+    pairs = labelled(examples.examples, settings.field, labels, capability.examples)
     label_of = {
         example.line: label for example, (_, label) in zip(examples.examples, pairs, strict=True)
     }
@@ -347,11 +323,11 @@ def train_classifier(
         accuracy = sum(right) / len(right)
     manifest = ClassifierManifest(
         capability=capability.name,
-        field=capability.classify,
+        field=settings.field,
         labels=given,
         examples_sha256=examples.sha256,
         embedder=project.config.knowledge.embedder,
-        settings=asdict(settings),
+        settings=settings.tuning(),
         held_out=split_of,
         trained=len(train_pairs),
         tested=len(held_pairs),
@@ -473,7 +449,7 @@ def _encode(model: Any, texts: list[str]) -> NDArray[np.float32]:
 def _tuned(
     project: Project,
     pairs: list[tuple[str, str]],
-    settings: ClassifierSettings,
+    settings: ClassifySettings,
     progress: Progress | None,
 ) -> Any:
     """The embedder with a LoRA tuned so that texts of one label sit together."""

@@ -124,7 +124,7 @@ def build_command(
     Incremental: only what `ragtune plan` lists is done. A knowledge change re-indexes the
     changed sections in seconds and never retrains an adapter; an adapter is trained when it
     does not exist yet or its examples, base model or `train:` settings changed; a label
-    classifier (`classify:`) is tuned, in about 45 s, when its examples or field changed.
+    classifier (`classify:`) is tuned, in about 45 s, when its examples, field or settings changed.
     """
     project = either_project(project, project_flag)
     from ragtune.behavior.staleness import SHIPPED_ADAPTERS

@@ -351,13 +351,13 @@ class Runtime:
                 loaded = Classifier(self.project, capability)
             except ClassifierError as exc:
                 _log.warning("%s: serving without its classifier: %s", capability, exc)
-            if loaded is not None and loaded.field != cap.classify:
+            if loaded is not None and loaded.field != cap.classify.field:
                 _log.warning(
                     "%s: its classifier decides %r, not classify: %r; `ragtune build` tunes "
                     "it again. Serving without it.",
                     capability,
                     loaded.field,
-                    cap.classify,
+                    cap.classify.field,
                 )
                 loaded = None
             self._classifiers[capability] = (stamp, loaded)
