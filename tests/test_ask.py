@@ -73,6 +73,8 @@ def test_json_carries_the_answer_citations_route_and_timings(
         "answer",
         "route",
         "classified",
+        "supported",
+        "unsupported",
         "citations",
         "contract",
         "usage",
@@ -82,6 +84,7 @@ def test_json_carries_the_answer_citations_route_and_timings(
     }
     assert body["route"]["capability"] == "templates" and body["route"]["strategy"] == "retrieval"
     assert body["classified"] == {}  # no label classifier on a knowledge capability
+    assert body["supported"] is None and body["unsupported"] is None  # the base model wrote it
     assert body["citations"][0]["document"] == "knowledge/dpa.md"
     assert 1 <= body["usage"]["completion_tokens"] <= 3 and body["model"] == "base"
     assert {"route", "retrieve", "prompt", "generate", "validate", "total"} <= set(body["timings"])

@@ -12,9 +12,10 @@ from pydantic import ValidationError
 from ragtune.context import Passage
 from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.embed import Embedder, load_embedder
+from ragtune.knowledge.offers import Offer, offers
 from ragtune.project import Capability, load_project
 from ragtune.runtime.pipeline import route, run, stream
-from ragtune.runtime.quote import NOT_FOUND, QUOTED, Offer, offers, quote
+from ragtune.runtime.quote import NOT_FOUND, QUOTED, quote
 from ragtune.runtime.runtime import Request, Runtime
 
 # A lease written for this test: none of the example's templates, wording or numbers.

@@ -23,12 +23,14 @@ __all__ = [
     "COMMON_TITLE_WORDS",
     "FACT_KINDS",
     "Fact",
+    "content_words",
     "extract_facts",
     "find_facts",
     "find_names",
     "novel_facts",
     "novel_names",
     "source_keys",
+    "stated_figures",
     "word_numbers",
 ]
 
@@ -284,6 +286,24 @@ def source_keys(text: str) -> set[str]:
         if fact.kind == "date" and "/" not in fact.key:
             keys.update({fact.key[:4], fact.key[:7]})
     return keys
+
+
+_DIGITS = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+def stated_figures(text: str) -> set[str]:
+    """Every number a text states, in figures or words, by its numeric core - small counts
+    too ("2 hours", "five (5) days"), which :func:`find_facts` leaves out as list numbering."""
+    return source_keys(text) | {d.replace(",", "") for d in _DIGITS.findall(text)}
+
+
+_CONTENT_WORD = re.compile(r"[A-Za-z]{4,}")
+
+
+def content_words(text: str) -> set[str]:
+    """A text's words of four letters or more, in lower case: what two texts share when one
+    was read from the other (short words and figures left out)."""
+    return {w.lower() for w in _CONTENT_WORD.findall(text)}
 
 
 def novel_facts(output: str, source: str) -> list[Fact]:

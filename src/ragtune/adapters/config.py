@@ -36,7 +36,7 @@ tokens (``max_length`` each): the activations of one pass, not of the whole batc
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-CONTEXT_ORDERS = ("shuffled", "retrieved")
+CONTEXT_ORDERS = ("shuffled", "retrieved", "reranked")
 """How the passages of a context-aware training prompt may be ordered."""
 
 
@@ -138,8 +138,9 @@ class TrainConfig:
         default="shuffled",
         metadata=_help(
             "Order of the passages in each prompt: shuffled (the relevant one anywhere, as "
-            "RAFT trains), or retrieved (best first, as the runtime serves them, the relevant "
-            "one where the search ranked it)."
+            "RAFT trains), retrieved (best first, as the runtime serves them, the relevant "
+            "one where the search ranked it), or reranked (as retrieved, the passages ordered "
+            "by their clause closest to the question; the runtime then serves the adapter so)."
         ),
     )
     shots: int = field(

@@ -149,8 +149,7 @@ def training_context(
     try:
 
         def retrieve(query: str, k: int) -> list[Passage]:
-            hits = kb.search(query, k=k, capability=capability.context_from)
-            return [hit.passage() for hit in hits]
+            return kb.passages(query, k, capability.context_from, settings.order)
 
         return add_context(
             examples,

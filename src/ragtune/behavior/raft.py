@@ -58,7 +58,10 @@ class ContextSettings:
         chars: Each passage is clipped to this many characters, to bound the prompt.
         order: ``shuffled``, or ``retrieved``: the search's top passages in its order, the
             relevant one where it ranked (in the last place when it ranked lower; left out and
-            the next hit in its place when the example goes without it).
+            the next hit in its place when the example goes without it); ``reranked`` places
+            them as ``retrieved`` does, in the order the retrieve function gives, which for it
+            is the hits reordered by their clause closest to the query
+            (:meth:`ragtune.knowledge.base.KnowledgeBase.passages`).
         counterfactual: Share of the examples with their relevant passage whose figures are
             changed, in the context and the answer alike
             (:mod:`ragtune.behavior.counterfactual`), so that only reading gets them right.
@@ -181,7 +184,7 @@ def add_context(
             relevant = None
         keep = relevant is not None and rng.random() < settings.oracle_share
         wanted = settings.passages - (1 if keep else 0)
-        if settings.order == "retrieved":
+        if settings.order in ("retrieved", "reranked"):
             passages = hits[:wanted]
             if keep and relevant is not None:
                 passages.insert(min(at, len(passages)), relevant)

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.behavior.examples import Example, ExampleSet
 from ragtune.context import PASSAGES, Passage
-from ragtune.facts import source_keys
+from ragtune.facts import content_words, stated_figures
 from ragtune.holdout import split
 from ragtune.knowledge.clauses import COUNT, clause_answer, clauses, figure_sentences
 from ragtune.project import Capability, Project, ReaderSettings
@@ -84,12 +84,11 @@ READER_DEFAULTS: dict[str, Any] = {
 }
 """The reader's training settings unless ``reader.train`` says otherwise: a short run over a
 few dozen pairs with as many passages of context as the runtime serves, in the order it serves
-them (best first)."""
+them (by their clause closest to the question, best first)."""
 
 _ABBREVIATION = re.compile(r"\(\s*the\s+\"([A-Z]{2,8})\"\s*\)")
 _CLAUSE_HEAD = re.compile(r"^\s*\d{1,3}\.\d")
 _HEADING_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[A-Z]\.)\s+")
-_DIGITS = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 _WORD = re.compile(r"[A-Za-z]{4,}")
 _SHARED_WORDS = 0.5
 _NUMBER_WORD = re.compile(
@@ -188,7 +187,7 @@ def document_pairs(chunks: Iterable[ChunkRow], limit: int) -> list[Example]:
             for n, (number, body) in enumerate(clauses(chunk.text))
         ]
         shared = Counter(topic for *_, topic, _, _ in numbered)
-        spread = Counter(w for *_, body in numbered for w in _words(body))
+        spread = Counter(w for *_, body in numbered for w in content_words(body))
         seen: Counter[str] = Counter()
         rows = []
         for ordinal, n, topic, number, body in numbered:
@@ -231,7 +230,7 @@ def _key_words(answer: str, spread: Counter[str], topic: str, name: str) -> list
     document (the earliest on a tie), in the answer's order: what a user asking about this
     clause, not its neighbours, would say. Figures and their units, and the words of the topic
     and the document's name, are left out (the question must not hold its answer)."""
-    taken = _words(topic) | _words(name) | {u.lower() for u in COUNT.findall(answer)}
+    taken = content_words(topic) | content_words(name) | {u.lower() for u in COUNT.findall(answer)}
     taken |= {u.lower().removesuffix("s") for u in taken} | {u.lower() + "s" for u in taken}
     words: list[str] = []
     for word in _WORD.findall(answer):
@@ -268,33 +267,23 @@ def _topic(section: str) -> str:
     return ""
 
 
-def _figures(text: str) -> set[str]:
-    """The numbers a text states, in figures or words, by their numeric core."""
-    return source_keys(text) | {d.replace(",", "") for d in _DIGITS.findall(text)}
-
-
 def relevant_hit(example: Example, hits: Sequence[Passage]) -> int:
     """The hit the answer was read from: the one that states most of the answer's figures, then
     shares most of its words (the first on a tie); 0, the top hit, when none states a figure of
     it and none shares at least :data:`_SHARED_WORDS` of its words."""
     if not hits:
         return 0
-    wanted = _figures(example.output)
-    words = _words(example.output)
+    wanted = stated_figures(example.output)
+    words = content_words(example.output)
 
     def score(i: int) -> tuple[int, float, int]:
         text = hits[i].text
-        shared = len(words & _words(text)) / len(words) if words else 0.0
-        return (len(wanted & _figures(text)), shared, -i)
+        shared = len(words & content_words(text)) / len(words) if words else 0.0
+        return (len(wanted & stated_figures(text)), shared, -i)
 
     best = max(range(len(hits)), key=score)
     figures, shared, _ = score(best)
     return best if figures or shared >= _SHARED_WORDS else 0
-
-
-def _words(text: str) -> set[str]:
-    """A text's words of four letters or more, in lower case."""
-    return {w.lower() for w in _WORD.findall(text)}
 
 
 def reader_pairs(project: Project, capability: Capability) -> ReaderPairs:
@@ -377,10 +366,11 @@ def train_reader(
             )
         pairs = reader_pairs(project, capability)
 
-        def retrieve(query: str, k: int) -> list[Passage]:
-            return [h.passage() for h in kb.search(query, k=k, capability=[capability.name])]
-
         settings = ContextSettings.of(config)
+
+        def retrieve(query: str, k: int) -> list[Passage]:
+            return kb.passages(query, k, [capability.name], settings.order)
+
         examples, context = add_context(
             pairs.examples,
             retrieve,

@@ -107,6 +107,19 @@ def _print_result(result: Result) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if result.unsupported is not None:
+        console.print(
+            "[bold]Support[/]: [yellow]the reader's answer was not supported by its passages"
+            f"[/] (quoted instead): {escape(result.unsupported)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif result.supported is False:
+        console.print(
+            "[bold]Support[/]: [yellow]not supported by its passages[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.contract_ok is not None:
         verdict = "[green]ok[/]" if result.contract_ok else "[red]violated[/]"
         detail = f": {escape('; '.join(result.contract_errors))}" if result.contract_errors else ""

@@ -23,6 +23,7 @@ from ragtune.knowledge.tools import Tool, is_tool_ref, load_tool
 from ragtune.project import Project
 
 if TYPE_CHECKING:
+    from ragtune.context import Passage
     from ragtune.knowledge.embed import Embedder
 
 
@@ -134,6 +135,19 @@ class KnowledgeBase:
             paths = filter_paths(self.store, capability=capability, source=source, where=where)
             index = self.index() if live_vectors else None
             return search(self.store, embedder, index, query, k=k, paths=paths, as_of=at, mode=mode)
+
+    def passages(
+        self, query: str, k: int, capabilities: Sequence[str], order: str = "retrieved"
+    ) -> list[Passage]:
+        """The top ``k`` passages of these capabilities' documents for the query, as a prompt
+        holds them: in the search's order, or with ``order="reranked"`` reordered by their
+        clause closest to the query (:func:`ragtune.knowledge.offers.rerank`)."""
+        found = [hit.passage() for hit in self.search(query, k=k, capability=list(capabilities))]
+        if order != "reranked":
+            return found
+        from ragtune.knowledge.offers import rerank
+
+        return rerank(query, found, self.embedder)
 
     def tools(self, capability: str | None = None) -> list[Tool]:
         """The tools the capabilities declare (``tool:...`` sources), loaded and checked."""

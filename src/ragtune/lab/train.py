@@ -158,14 +158,15 @@ def train_lab_adapter(lab: Lab, job: AdapterJob, *, revised: bool) -> tuple[floa
         from ragtune.behavior.raft import ContextSettings, add_context
 
         kb = runtime.knowledge
+        shape = ContextSettings.of(config)
 
         def search(query: str, k: int) -> list[Passage]:
-            return [h.passage() for h in kb.search(query, k=k, capability=list(knowledge))]
+            return kb.passages(query, k, knowledge, shape.order)
 
         examples, context = add_context(
             examples,
             search,
-            ContextSettings.of(config),
+            shape,
             capabilities=list(knowledge),
             snapshot=kb.store.latest_snapshot(),
             seed=config.seed,

@@ -56,6 +56,7 @@ from ragtune.runtime.runtime import (
     Runtime,
     Strategy,
 )
+from ragtune.runtime.support import support
 
 if TYPE_CHECKING:
     from ragtune.generate.backend import Generation
@@ -64,6 +65,7 @@ __all__ = [
     "KNOWLEDGE_SYSTEM",
     "PromptCheck",
     "build_prompt",
+    "check_support",
     "classification",
     "classified",
     "contract_for",
@@ -121,10 +123,17 @@ def route(runtime: Runtime, request: Request) -> Route:
 
 def retrieve(runtime: Runtime, route: Route, request: Request) -> list[Passage]:
     """The passages of the route's knowledge capabilities for the question (none when the route
-    has no knowledge)."""
+    has no knowledge), in the order the route's adapter was trained with: the search's, or
+    reordered by their clause closest to the question for an adapter trained with
+    ``context_order: reranked`` (a reader, by default)."""
     if not route.knowledge:
         return []
-    return runtime.search(request.question, route.knowledge, PASSAGES)
+    passages = runtime.search(request.question, route.knowledge, PASSAGES)
+    if runtime.context_order(route) == "reranked":
+        from ragtune.knowledge.offers import rerank
+
+        passages = rerank(request.question, passages, runtime.embedder)
+    return passages
 
 
 def select_shots(runtime: Runtime, route: Route, request: Request) -> list[Example]:
@@ -383,6 +392,7 @@ def run(runtime: Runtime, request: Request, check: PromptCheck | None = None) ->
     timings["validate"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
     _finish(result, kept, checked, made, timings)
+    check_support(runtime, result, request)
     return result
 
 
@@ -417,9 +427,36 @@ def stream(
         timings["validate"] = time.perf_counter() - check_started
         timings["total"] = time.perf_counter() - started
         _finish(result, generation, checked, [generation], timings)
+        check_support(runtime, result, request, replace=False)
         yield result
 
     return result, pieces, finish()
+
+
+def check_support(
+    runtime: Runtime, result: Result, request: Request, *, replace: bool = True
+) -> None:
+    """Check a reader's finished answer against its passages (:mod:`ragtune.runtime.support`)
+    and, with ``replace``, serve the quote of the closest clause in place of an unsupported
+    one (what the reader wrote is kept in ``result.unsupported``). Any other answer - the base
+    model's, a behaviour's, one that must honour a contract (JSON) - is left as it is."""
+    chosen = result.route
+    if (
+        chosen.strategy != "retrieval"
+        or chosen.adapter is None
+        or not result.passages
+        or contract_for(runtime, chosen, request) is not None
+    ):
+        return
+    result.supported = support(result.text, result.passages).supported
+    if result.supported or not replace:
+        return
+    instead = quote(request.question, result.passages, runtime.embedder)
+    result.unsupported = result.text
+    result.text = instead.text
+    result.model = instead.model
+    result.finish_reason = instead.finish_reason
+    result.cited = cited(instead.text, len(result.passages))
 
 
 def _given(generation: Generation) -> Generator[str, None, Generation]:

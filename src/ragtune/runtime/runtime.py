@@ -136,6 +136,10 @@ class Result:
         messages: The chat messages sent to the model (the first attempt).
         classified: The fields the capability's label classifier chose (``classify:``) and the
             answer carries, field to label (the decoding was guided to write them).
+        supported: Whether a reader's answer is supported by its passages
+            (:mod:`ragtune.runtime.support`); None when no reader wrote it.
+        unsupported: What the reader wrote when its passages did not support it: the answer
+            is then the quote of the closest clause (a streamed answer is only flagged).
     """
 
     text: str
@@ -154,6 +158,8 @@ class Result:
     shots: list[Example] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
     classified: dict[str, str] = field(default_factory=dict)
+    supported: bool | None = None
+    unsupported: str | None = None
 
     def citations(self) -> list[dict[str, object]]:
         """The passages as citations: number, document, section, version, snapshot, whether the
@@ -169,6 +175,8 @@ class Result:
             "answer": self.text,
             "route": self.route.to_dict(),
             "classified": self.classified,
+            "supported": self.supported,
+            "unsupported": self.unsupported,
             "citations": self.citations(),
             "contract": {
                 "ok": self.contract_ok,
@@ -298,6 +306,13 @@ class Runtime:
         (context-aware training clips passages), else :data:`PASSAGE_CHARS`."""
         chars = self._trained_with(route, "context_chars")
         return chars if isinstance(chars, int) and chars > 0 else PASSAGE_CHARS
+
+    def context_order(self, route: Route) -> str:
+        """How the route's adapter was trained to find its passages ordered
+        (``context_order``): ``reranked`` or the search's order (``retrieved``)."""
+        return (
+            "reranked" if self._trained_with(route, "context_order") == "reranked" else "retrieved"
+        )
 
     def adapter_shots(self, route: Route) -> int:
         """Few-shot examples the route's adapter was trained with (``train.shots``), which it is

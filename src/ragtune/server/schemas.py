@@ -7,9 +7,9 @@ Every field is honoured or refused with a 400 that names it (:mod:`ragtune.serve
 
 Answers are OpenAI objects (``chat.completion``, ``chat.completion.chunk``, ``text_completion``,
 ``list`` of ``model`` or ``embedding``) with ragtune's extras beside the standard fields:
-``citations``, ``route``, ``classified``, ``contract_violation``, ``contract`` and ``timings``.
-OpenAI clients keep unknown fields, so the extras are there for whoever reads them
-(``response.model_extra["citations"]`` in openai-python).
+``citations``, ``route``, ``classified``, ``supported``, ``unsupported``, ``contract_violation``,
+``contract`` and ``timings``. OpenAI clients keep unknown fields, so the extras are there for
+whoever reads them (``response.model_extra["citations"]`` in openai-python).
 """
 
 from __future__ import annotations
@@ -328,7 +328,9 @@ def result_extras(result: Result) -> dict[str, Any]:
 
     ``citations`` are the retrieved passages numbered as in the prompt, each with its
     provenance, whether the answer cites it, and its text (so a client can show the quote);
-    ``classified`` the fields a label classifier chose (``classify:``), ``{}`` when none.
+    ``classified`` the fields a label classifier chose (``classify:``), ``{}`` when none;
+    ``supported`` whether a reader's answer is supported by its passages (None when no reader
+    wrote it) and ``unsupported`` what it wrote when not (the quote was served instead).
     """
     citations = [
         {**citation, "text": passage.text}
@@ -338,6 +340,8 @@ def result_extras(result: Result) -> dict[str, Any]:
         "citations": citations,
         "route": result.route.to_dict(),
         "classified": result.classified,
+        "supported": result.supported,
+        "unsupported": result.unsupported,
         "contract_violation": result.contract_violation,
         "contract": {
             "ok": result.contract_ok,
@@ -494,6 +498,8 @@ class _Answer(_Open):
     citations: list[dict[str, Any]]
     route: dict[str, Any]
     classified: dict[str, str] = {}
+    supported: bool | None = None
+    unsupported: str | None = None
     contract_violation: bool
     contract: dict[str, Any]
     timings: dict[str, float]
