@@ -23,6 +23,11 @@ and scored on their new facts. Reported per phase:
     .venv/bin/python scripts/score_reader.py /tmp/cr --drift /tmp/cr/changes --show --json
     .venv/bin/python scripts/score_reader.py /tmp/cr --base    # plain RAG: no reader
     .venv/bin/python scripts/score_reader.py /tmp/cr --answer generate   # the reader writes
+    .venv/bin/python scripts/score_reader.py /tmp/cr --answer generate --no-support  # unchecked
+
+The reader's answers go through the runtime's support check (:mod:`ragtune.runtime.support`)
+as served: one its passages do not support is replaced by the quote of the closest clause, and
+the report counts them; ``--no-support`` scores what the reader wrote.
 
 Exit status: 0 when every phase reaches ``--target`` on its own questions (0.8, issue 14's),
 1 when one does not, 2 on bad input. ``tests/test_reader_accuracy.py`` scores with the same
@@ -68,6 +73,8 @@ class Asked:
         score: The share of the facts it holds.
         adapter: The adapter that answered, or None (the base model).
         strategy: The route's strategy: ``retrieval`` (a model wrote the answer) or ``quote``.
+        unsupported: What the reader wrote when its passages did not support it and the
+            closest clause was quoted instead (:mod:`ragtune.runtime.support`); else None.
     """
 
     question: str
@@ -77,6 +84,7 @@ class Asked:
     score: float
     adapter: str | None
     strategy: str = "retrieval"
+    unsupported: str | None = None
 
 
 @dataclass
@@ -163,7 +171,7 @@ def score_phase(
             score = fact_score(result.text, expected)
             asked = Asked(
                 question, rephrased, tuple(expected), result.text, score or 0.0,
-                result.route.adapter, result.route.strategy,
+                result.route.adapter, result.route.strategy, result.unsupported,
             )  # fmt: skip
             phase.asked.append(asked)
             if progress is not None:
@@ -179,11 +187,13 @@ def score(
     base: bool = False,
     answer: str | None = None,
     threads: int | None = None,
+    support: bool = True,
     progress: Callable[[Asked], None] | None = None,
 ) -> list[Phase]:
     """Score ``before`` and, with a change set, ``after`` in a scratch copy of the project.
     ``base``: plain RAG, the reader left out (the base model reads the passages); ``answer``:
-    ``generate`` or ``quote`` in place of the capability's own ``answer`` setting.
+    ``generate`` or ``quote`` in place of the capability's own ``answer`` setting; ``support``:
+    the runtime's support check (False: the reader's answers are served as written).
 
     Raises:
         RagtuneError: No line to score, or a change set that matches no document.
@@ -204,7 +214,7 @@ def score(
         ]
         config = work.config.model_copy(update={"capabilities": capabilities})
         work = dataclasses.replace(work, config=config)
-    runtime = _Runtime(work, base=base)
+    runtime = _Runtime(work, base=base, support=support)
     try:
         with runtime.lock:
             runtime.knowledge.sync()
@@ -223,8 +233,8 @@ class _Runtime(Runtime):
     """The project's runtime; ``base``: without any adapter (plain RAG for a knowledge
     capability)."""
 
-    def __init__(self, project: Project, *, base: bool) -> None:
-        super().__init__(project)
+    def __init__(self, project: Project, *, base: bool, support: bool) -> None:
+        super().__init__(project, support=support)
         self._base = base
 
     def adapter_for(self, capability: str) -> str | None:
@@ -252,6 +262,12 @@ def report(phases: Sequence[Phase], capability: str) -> str:
         )
     total = sum(p.right for p in phases)
     lines.append(f"right in all: {total} of {sum(len(p.asked) for p in phases)}")
+    quoted = sum(a.unsupported is not None for p in phases for a in p.asked)
+    if quoted:
+        lines.append(
+            f"quoted by the support check: {quoted} of the reader's answers, not supported by "
+            "their passages"
+        )
     misses = [(p.name, a) for p in phases for a in p.asked if a.score < 1.0]
     if misses:
         lines.append("missed:")
@@ -280,6 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="answer the capability's way (default) or override it: a model writes the answer, "
         "or the closest clause is quoted",
     )
+    parser.add_argument(
+        "--no-support",
+        action="store_true",
+        help="serve the reader's answers as written, not checked against their passages",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for generation")
     parser.add_argument("--target", type=float, default=TARGET, help=f"default: {TARGET}")
     parser.add_argument("--show", action="store_true", help="print each answer as it comes")
@@ -301,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             base=args.base,
             answer=args.answer,
             threads=args.threads,
+            support=not args.no_support,
             progress=tick,
         )
     except RagtuneError as exc:

@@ -220,6 +220,7 @@ def test_build_trains_the_reader_and_serves_it_a_knowledge_change_never_retrains
     assert manifest.context is not None and manifest.context.snapshot == 1
     assert manifest.context.capabilities == ["policies"] and manifest.context.with_oracle > 0
     assert manifest.config["context_chars"] == 200 and manifest.training.steps == 2
+    assert manifest.config["context_order"] == "reranked"  # trained as it is served
 
     # A knowledge change: re-indexed, the reader is not stale, and the plan says why.
     (folder / "docs" / "leave.md").write_text(LEAVE.replace("twenty-five (25)", "thirty (30)"))
@@ -247,5 +248,14 @@ def test_build_trains_the_reader_and_serves_it_a_knowledge_change_never_retrains
             "retrieval", "policies", ("policies",),
         )  # fmt: skip
         assert runtime.passage_chars(chosen) == 200
+        # Served its passages in the order it was trained with: by their closest clause.
+        from ragtune.knowledge.offers import rerank
+        from ragtune.runtime.pipeline import retrieve
+
+        asked = Request("How many days of annual leave?", capability="policies")
+        assert runtime.context_order(chosen) == "reranked"
+        searched = runtime.search(asked.question, ("policies",), 4)
+        served = retrieve(runtime, chosen, asked)
+        assert served == rerank(asked.question, searched, runtime.embedder)
     finally:
         runtime.close()

@@ -171,3 +171,9 @@ def test_a_reader_s_unsupported_answer_is_replaced_by_the_closest_clause(
     base = answered(supply_runtime, question, invented, None)
     check_support(supply_runtime, base, Request(question, "supply"))
     assert (base.supported, base.text) == (None, invented)
+
+    # Nor are a runtime's made with support=False (the lab's: RAG+reader is the reader alone).
+    supply_runtime.support = False
+    unchecked = answered(supply_runtime, question, invented, "supply")
+    check_support(supply_runtime, unchecked, Request(question, "supply"))
+    assert (unchecked.supported, unchecked.text) == (None, invented)

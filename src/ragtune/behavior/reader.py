@@ -79,7 +79,7 @@ READER_DEFAULTS: dict[str, Any] = {
     "eval_max_new_tokens": 0,
     "context_passages": PASSAGES,
     "context_chars": 480,
-    "context_order": "retrieved",
+    "context_order": "reranked",
     "context_counterfactual": 0.5,
 }
 """The reader's training settings unless ``reader.train`` says otherwise: a short run over a

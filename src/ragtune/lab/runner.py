@@ -73,9 +73,14 @@ def run(
     if progress:
         progress("knowledge sync", 0, 1)
     # The arms are the strategies themselves: no label classifier (classify:) picks a field
-    # for them, so a category scored is the arm's own.
+    # for them, so a category scored is the arm's own, and a reader's answer is not replaced
+    # by a quote when its passages do not support it, so RAG+reader scores the reader.
     runtime = Runtime(
-        work, backend=backend_factory, decisions=decisions(project), classifiers=False
+        work,
+        backend=backend_factory,
+        decisions=decisions(project),
+        classifiers=False,
+        support=False,
     )
     first_sync = runtime.knowledge.sync()
     snapshot = runtime.knowledge.store.latest_snapshot()

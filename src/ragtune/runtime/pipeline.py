@@ -439,10 +439,12 @@ def check_support(
     """Check a reader's finished answer against its passages (:mod:`ragtune.runtime.support`)
     and, with ``replace``, serve the quote of the closest clause in place of an unsupported
     one (what the reader wrote is kept in ``result.unsupported``). Any other answer - the base
-    model's, a behaviour's, one that must honour a contract (JSON) - is left as it is."""
+    model's, a behaviour's, one that must honour a contract (JSON) - is left as it is, and so is
+    every answer of a runtime made with ``support=False``."""
     chosen = result.route
     if (
-        chosen.strategy != "retrieval"
+        not runtime.support
+        or chosen.strategy != "retrieval"
         or chosen.adapter is None
         or not result.passages
         or contract_for(runtime, chosen, request) is not None

@@ -210,6 +210,9 @@ class Runtime:
         classifiers: Let the capabilities' label classifiers (``classify:``) pick their field
             (default); False leaves every field to the model (the lab measures the strategies
             themselves so).
+        support: Check a reader's answers against their passages and quote the closest clause
+            in place of an unsupported one (:mod:`ragtune.runtime.support`; default); False
+            serves what the reader wrote (the lab's RAG+reader arm is the reader alone).
     """
 
     def __init__(
@@ -221,10 +224,12 @@ class Runtime:
         decisions: dict[str, str] | None = None,
         guided: bool = True,
         classifiers: bool = True,
+        support: bool = True,
     ) -> None:
         self.project = project
         self.guided = guided
         self.classifiers = classifiers
+        self.support = support
         """Keep answers inside their JSON Schema or regex contract while decoding (llama.cpp's
         grammars, llguidance on transformers: :mod:`ragtune.generate.guide`); False lets the
         model answer freely and only validates."""
