@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pg import fresh_database, postgres_server  # noqa: F401  (a real PostgreSQL, tests/pg.py)
+
+if TYPE_CHECKING:
+    from ragtune.knowledge.embed import Embedder
+    from ragtune.runtime.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -24,6 +29,33 @@ def write_project(tmp_path: Path) -> Callable[[str], Path]:
         return tmp_path
 
     return write
+
+
+@pytest.fixture
+def synced_runtime(
+    write_project: Callable[[str], Path],
+) -> Iterator[Callable[..., Runtime]]:
+    """Write a project with its documents (``{"docs/lease.md": text}``), sync its knowledge
+    with ``embedder`` and return its runtime; every runtime made is closed after the test."""
+    from ragtune.knowledge.base import KnowledgeBase
+    from ragtune.project import load_project
+    from ragtune.runtime.runtime import Runtime
+
+    made: list[Runtime] = []
+
+    def make(project: str, documents: dict[str, str], embedder: Embedder) -> Runtime:
+        folder = write_project(project)
+        for name, text in documents.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+        loaded = load_project(folder)
+        KnowledgeBase(loaded, embedder=embedder).sync()
+        made.append(Runtime(loaded, embedder=embedder))
+        return made[-1]
+
+    yield make
+    for runtime in made:
+        runtime.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,17 +3,15 @@ word with its citation, and no model call."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from pydantic import ValidationError
 
 from ragtune.context import Passage
-from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.embed import Embedder, load_embedder
 from ragtune.knowledge.offers import Offer, offers
-from ragtune.project import Capability, load_project
+from ragtune.project import Capability
 from ragtune.runtime.pipeline import route, run, stream
 from ragtune.runtime.quote import NOT_FOUND, QUOTED, quote
 from ragtune.runtime.runtime import Request, Runtime
@@ -119,15 +117,8 @@ def test_the_clause_closest_to_the_question_is_quoted_with_its_citation(
 
 
 @pytest.fixture
-def lease_runtime(write_project: Callable[..., Path], embedder: Embedder) -> Iterator[Runtime]:
-    folder = write_project(PROJECT)
-    (folder / "docs").mkdir()
-    (folder / "docs" / "lease.md").write_text(LEASE)
-    project = load_project(folder)
-    KnowledgeBase(project, embedder=embedder).sync()
-    runtime = Runtime(project, embedder=embedder)
-    yield runtime
-    runtime.close()
+def lease_runtime(synced_runtime: Callable[..., Runtime], embedder: Embedder) -> Runtime:
+    return synced_runtime(PROJECT, {"docs/lease.md": LEASE}, embedder)
 
 
 def test_the_runtime_answers_a_quote_route_without_loading_a_model(

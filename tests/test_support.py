@@ -4,16 +4,13 @@ is trained and served with)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from ragtune.context import Passage
-from ragtune.knowledge.base import KnowledgeBase
 from ragtune.knowledge.embed import Embedder, load_embedder
 from ragtune.knowledge.offers import rerank
-from ragtune.project import load_project
 from ragtune.runtime.pipeline import check_support
 from ragtune.runtime.quote import QUOTED
 from ragtune.runtime.runtime import Request, Result, Route, Runtime
@@ -115,15 +112,8 @@ def test_passages_are_reordered_by_their_clause_closest_to_the_question(
 
 
 @pytest.fixture
-def supply_runtime(write_project: Callable[..., Path], embedder: Embedder) -> Iterator[Runtime]:
-    folder = write_project(PROJECT)
-    (folder / "docs").mkdir()
-    (folder / "docs" / "supply.md").write_text(SUPPLY)
-    project = load_project(folder)
-    KnowledgeBase(project, embedder=embedder).sync()
-    runtime = Runtime(project, embedder=embedder)
-    yield runtime
-    runtime.close()
+def supply_runtime(synced_runtime: Callable[..., Runtime], embedder: Embedder) -> Runtime:
+    return synced_runtime(PROJECT, {"docs/supply.md": SUPPLY}, embedder)
 
 
 def test_a_search_reranked_for_a_reader_puts_the_closest_clause_first(
