@@ -26,6 +26,7 @@ runtime serves many requests.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -39,7 +40,7 @@ from ragtune.behavior.contract import (
     default_instructions,
 )
 from ragtune.behavior.examples import Example
-from ragtune.context import PASSAGES, Passage, defuse, format_context
+from ragtune.context import PASSAGES, Passage, clip, defuse, format_context
 from ragtune.generate.backend import GenerationParams, Stream
 from ragtune.prompt import (
     KNOWLEDGE_SYSTEM,
@@ -436,7 +437,8 @@ def stream(
 def check_support(
     runtime: Runtime, result: Result, request: Request, *, replace: bool = True
 ) -> None:
-    """Check a reader's finished answer against its passages (:mod:`ragtune.runtime.support`)
+    """Check a reader's finished answer against its passages as its prompt showed them (each
+    clipped to the characters the reader was trained with; :mod:`ragtune.runtime.support`)
     and, with ``replace``, serve the quote of the closest clause in place of an unsupported
     one (what the reader wrote is kept in ``result.unsupported``). Any other answer - the base
     model's, a behaviour's, one that must honour a contract (JSON) - is left as it is, and so is
@@ -450,7 +452,9 @@ def check_support(
         or contract_for(runtime, chosen, request) is not None
     ):
         return
-    result.supported = support(result.text, result.passages).supported
+    chars = runtime.passage_chars(chosen)  # what the reader was shown of each passage
+    shown = [dataclasses.replace(p, text=clip(p.text.strip(), chars)) for p in result.passages]
+    result.supported = support(result.text, shown).supported
     if result.supported or not replace:
         return
     instead = quote(request.question, result.passages, runtime.embedder)
