@@ -256,6 +256,7 @@ class Runtime:
         self._tools: dict[str, list[Tool]] = {}  # per capability, imported once
         # Per capability: the manifest's mtime it was loaded at, and the classifier (or None).
         self._classifiers: dict[str, tuple[int | None, Classifier | None]] = {}
+        self._trained: dict[str, tuple[int, dict[str, Any]]] = {}
 
     # -- shared parts, loaded on first use ---------------------------------------------------
 
@@ -326,15 +327,27 @@ class Runtime:
         return shots if isinstance(shots, int) and shots > 0 else 0
 
     def _trained_with(self, route: Route, setting: str) -> object:
-        """A training setting of the route's adapter (its manifest's ``config``), or None."""
+        """A training setting of the route's adapter (its manifest's ``config``), or None.
+
+        A request asks for several (its passages' order and length, its shots, and the length
+        again for the support check): the manifest is read once and again only when it changed
+        on disk (a retrained adapter)."""
         if route.adapter is None:
             return None
-        from ragtune.adapters import AdapterError, load_manifest
+        from ragtune.adapters import MANIFEST, AdapterError, adapter_path, load_manifest
 
         try:
-            return load_manifest(self.adapters_root, route.adapter).config.get(setting)
-        except AdapterError:
+            stamp = (adapter_path(self.adapters_root, route.adapter) / MANIFEST).stat().st_mtime_ns
+        except OSError:
             return None
+        cached = self._trained.get(route.adapter)
+        if cached is None or cached[0] != stamp:
+            try:
+                config = load_manifest(self.adapters_root, route.adapter).config
+            except AdapterError:
+                return None
+            cached = self._trained[route.adapter] = (stamp, config)
+        return cached[1].get(setting)
 
     def capability(self, name: str) -> Capability:
         """A capability by name; the error lists the known ones."""
